@@ -3,10 +3,11 @@
 # %% auto #0
 __all__ = ['PROFILES', 'PathsConfig', 'Pdf2TextConfig', 'SegmentConfig', 'TransToJsonConfig', 'PretrainingDataConfig',
            'VocabConfig', 'DataConfig', 'ModelConfig', 'TrainConfig', 'LaunchConfig', 'BaseModelConfig', 'ExportConfig',
-           'FinetuneConfig', 'PipelineConfig', 'Config', 'get_config', 'parse_set', 'add_config_args',
+           'FinetuneConfig', 'PipelineConfig', 'Config', 'get_config', 'base_config', 'base_run_dir',
+           'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source', 'parse_set', 'add_config_args',
            'config_from_args']
 
-# %% ../nbs/00_config.ipynb #f0e57ada
+# %% ../nbs/00_config.ipynb #3cdf6e57
 import argparse
 import dataclasses
 import json
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-# %% ../nbs/00_config.ipynb #97b5d239
+# %% ../nbs/00_config.ipynb #1fa9e481
 @dataclass
 class PathsConfig:
     "Where the corpus and the run live; every stage directory is derived from these."
@@ -48,7 +49,7 @@ class PathsConfig:
     @property
     def notebooks_dir(self) -> Path: return self.run_dir / "notebooks"
 
-# %% ../nbs/00_config.ipynb #09816959
+# %% ../nbs/00_config.ipynb #18787d4b
 @dataclass
 class Pdf2TextConfig:
     "Stage 01: PDF/TXT -> one sentence a line, blank line between documents."
@@ -164,13 +165,14 @@ class LaunchConfig:
 
 @dataclass
 class BaseModelConfig:
-    "The offline stand-in for ernie-3.0-medium-zh: a tiny ERNIE pretrained from scratch on the general corpus."
-    enabled: bool = True  # only used when model.model_name_or_path is not reachable
+    "The offline stand-in for ernie-3.0-medium-zh: a small ERNIE pretrained from scratch on the general corpus."
+    enabled: bool = True  # used when model.model_name_or_path is empty
     corpus: str = "general"  # data_file/<corpus>/
-    run_name: str = "base"  # output/<run_name>/
+    run_name: str = ""  # output/<run_name>/; empty = "<paths.run_name>_base"
     max_steps: int = 300
     max_lr: float = 5e-4
     min_lr: float = 5e-5
+    warmup_rate: float = 0.05
 
 @dataclass
 class ExportConfig:
@@ -202,7 +204,7 @@ class PipelineConfig:
     to_stage: str = "99"
     force: bool = False
 
-# %% ../nbs/00_config.ipynb #826b3189
+# %% ../nbs/00_config.ipynb #a99edfbf
 @dataclass
 class Config:
     "Every parameter of a run; `profile` names the preset the values started from."
@@ -260,7 +262,7 @@ class Config:
         for p in key.split("."): node = getattr(node, p)
         return node
 
-# %% ../nbs/00_config.ipynb #e25f4691
+# %% ../nbs/00_config.ipynb #57007cbf
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 def _coerce(tp, val, where: str):
@@ -299,7 +301,7 @@ def _build(cls, d: dict, prefix: str):
         kw[f.name] = _build(tp, d[f.name], where + ".") if is_dataclass(tp) else _coerce(tp, d[f.name], where)
     return cls(**kw)
 
-# %% ../nbs/00_config.ipynb #b64863ad
+# %% ../nbs/00_config.ipynb #7c175b4a
 _TINY_MODEL = {"model.model_name_or_path": "", "model.hidden_size": 64, "model.num_hidden_layers": 2,
                "model.num_attention_heads": 2, "model.intermediate_size": 128, "model.max_position_embeddings": 128,
                "model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0}
@@ -358,7 +360,42 @@ def get_config(profile: str = "demo", overrides: dict | None = None) -> Config:
     cfg = Config(profile=profile).override(PROFILES[profile])
     return cfg.override(overrides) if overrides else cfg
 
-# %% ../nbs/00_config.ipynb #517d2d1e
+# %% ../nbs/00_config.ipynb #c496a45f
+def base_config(cfg: Config) -> Config:
+    "The config of the offline base-model run: general corpus, from scratch, its own run dir and lr."
+    b = cfg.base_model
+    return cfg.override({
+        "paths.corpus": b.corpus, "paths.run_name": b.run_name or f"{cfg.paths.run_name}_base",
+        "model.model_name_or_path": "", "pretraining_data.tokenizer_name_or_path": str(base_tokenizer_dir(cfg)),
+        "segment.enabled": False, "pretraining_data.cn_splited": True, "base_model.enabled": False,
+        "train.max_steps": b.max_steps, "train.max_lr": b.max_lr, "train.min_lr": b.min_lr,
+        "train.warmup_rate": b.warmup_rate, "train.continue_training": True,
+    })
+
+def base_run_dir(cfg: Config) -> Path:
+    return Path(cfg.paths.output_root) / (cfg.base_model.run_name or f"{cfg.paths.run_name}_base")
+
+def base_tokenizer_dir(cfg: Config) -> Path:
+    "Where the offline vocab + tokenizer files are written (by the vocab stage)."
+    return base_run_dir(cfg) / "tokenizer"
+
+def base_model_dir(cfg: Config) -> Path:
+    "Where the exported offline base model lives."
+    return base_run_dir(cfg) / "model_base"
+
+def model_source(cfg: Config) -> str:
+    "What the (domain) pretraining starts from: a dir or hub name, or '' for from-scratch."
+    if cfg.model.model_name_or_path: return cfg.model.model_name_or_path
+    if cfg.base_model.enabled: return str(base_model_dir(cfg))
+    return ""
+
+def tokenizer_source(cfg: Config) -> str:
+    "The tokenizer every data stage uses: explicit, else the base model's."
+    if cfg.pretraining_data.tokenizer_name_or_path: return cfg.pretraining_data.tokenizer_name_or_path
+    if cfg.model.model_name_or_path: return cfg.model.model_name_or_path
+    return str(base_tokenizer_dir(cfg))
+
+# %% ../nbs/00_config.ipynb #44c80165
 def parse_set(items) -> dict:
     "Turn ['train.max_steps=10', ...] into {'train.max_steps': '10'}."
     out = {}
