@@ -11,7 +11,8 @@ def parse(text):
         if kind is None: return
         src = "\n".join(buf).strip("\n")
         if kind == "md":
-            cells.append(nbformat.v4.new_markdown_cell(src))
+            lines = [l[2:] if l.startswith("# ") else l[1:] if l.startswith("#") else l for l in src.splitlines()]
+            cells.append(nbformat.v4.new_markdown_cell("\n".join(lines)))
         else:
             c = nbformat.v4.new_code_cell(src)
             if kind == "params": c.metadata["tags"] = ["parameters"]
@@ -30,7 +31,10 @@ def to_text(nb_path):
     nb = nbformat.read(nb_path, as_version=4)
     out = []
     for c in nb.cells:
-        if c.cell_type == "markdown": out.append("# %% [md]")
+        if c.cell_type == "markdown":
+            out.append("# %% [md]")
+            out.append("\n".join(("# " + l) if l else "#" for l in c.source.splitlines())); out.append("")
+            continue
         elif "parameters" in c.metadata.get("tags", []): out.append("# %% [params]")
         else: out.append("# %%")
         out.append(c.source); out.append("")
