@@ -62,7 +62,7 @@ docs: $(STAMP)
 
 ## readme: regenerate README.md from nbs/index.ipynb
 readme: $(STAMP)
-	$(BIN)/python -m vertical_pretrain.readme
+	$(BIN)/python -c "from vertical_pretrain.pipeline import build_readme; print(build_readme())"
 
 ## lab: JupyterLab on the course notebooks
 lab: $(STAMP)

@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'config_main', 'main']
 
-# %% ../nbs/09a_cli.ipynb #b275ae8f
+# %% ../nbs/09a_cli.ipynb #fce69d47
 import argparse
 import importlib
 import sys
 
 from .config import add_config_args, config_from_args
 
-# %% ../nbs/09a_cli.ipynb #00b2e50e
+# %% ../nbs/09a_cli.ipynb #0d169cc9
 # subcommand -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("vertical_pretrain.cli", "config_main", "print the resolved YAML of a profile (+ --set overrides)"),
@@ -66,3 +66,5 @@ def main(argv=None) -> int:
         raise
     rc = fn(rest)
     return int(rc or 0)
+
+if __name__ == "__main__": sys.exit(main())
