@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'config_main', 'main']
 
-# %% ../nbs/09a_cli.ipynb #fce69d47
+# %% ../nbs/09a_cli.ipynb #ffcc2e6e
 import argparse
 import importlib
 import sys
 
 from .config import add_config_args, config_from_args
 
-# %% ../nbs/09a_cli.ipynb #0d169cc9
+# %% ../nbs/09a_cli.ipynb #d63812a1
 # subcommand -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("vertical_pretrain.cli", "config_main", "print the resolved YAML of a profile (+ --set overrides)"),
@@ -67,4 +67,6 @@ def main(argv=None) -> int:
     rc = fn(rest)
     return int(rc or 0)
 
+# %% ../nbs/09a_cli.ipynb #daa1f330
+#| eval: false
 if __name__ == "__main__": sys.exit(main())
