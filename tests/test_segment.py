@@ -1,0 +1,146 @@
+"""segment_corpus keeps the line, sentence and document structure with every backend and with 2 workers."""
+import json
+from pathlib import Path
+
+import pytest
+
+from vertical_pretrain import segment as segmod
+from vertical_pretrain.segment import detect_encoding, get_segmenter, main, run_segment_stage, segment_corpus
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TEXTS = [json.loads(l)["text"] for l in open(FIXTURES / "lac_golden_dev.jsonl", encoding="utf-8")]
+
+
+def corpus_lines(n_docs=40):
+    "Documents of 1..6 sentences, with the awkward cases: leading blank, runs of blanks, whitespace-only lines."
+    lines, k = ["", ""], 0
+    for d in range(n_docs):
+        for _ in range(1 + d % 6):
+            lines.append(("  " if k % 7 == 0 else "") + TEXTS[k % len(TEXTS)])
+            k += 1
+        lines += [""] * (1 + (d % 3 == 0)) + (["   \t"] if d % 5 == 0 else [])
+    return lines
+
+
+def expected(lines, backend, **kw):
+    seg = get_segmenter(backend, **kw)
+    return [" ".join(seg(l.strip())) if l.strip() else "" for l in lines]
+
+
+def check_structure(src_lines, out_text, want):
+    out = out_text.split("\n")
+    assert out[-1] == "" and out_text.endswith("\n")
+    out = out[:-1]
+    assert len(out) == len(src_lines)
+    assert [not l for l in out] == [not l.strip() for l in src_lines]      # blank lines exactly where they were
+    assert out == want
+    assert all("  " not in l and l == l.strip() for l in out)
+
+
+@pytest.mark.parametrize("backend", ["jieba", "lac"])
+def test_structure_kept_one_and_two_workers(tmp_path, backend):
+    lines = corpus_lines()
+    src = tmp_path / "text.txt"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    want = expected(lines, backend)
+    rep1 = segment_corpus(src, tmp_path / "w1.txt", backend=backend, workers=1, show_progress=False, chunk_chars=900)
+    rep2 = segment_corpus(src, tmp_path / "w2.txt", backend=backend, workers=2, show_progress=False, chunk_chars=900)
+    out1 = (tmp_path / "w1.txt").read_text(encoding="utf-8")
+    check_structure(lines, out1, want)
+    assert (tmp_path / "w2.txt").read_text(encoding="utf-8") == out1
+    n_docs = sum(1 for i, l in enumerate(lines) if l.strip() and (i == 0 or not lines[i - 1].strip()))
+    for rep in (rep1, rep2):
+        assert rep["docs"] == n_docs == 40
+        assert rep["sentences"] == sum(1 for l in lines if l.strip())
+        assert rep["blank_lines"] == sum(1 for l in lines if not l.strip())
+        assert rep["words"] == sum(len(l.split()) for l in want)
+        assert rep["chars"] == sum(len(l.strip()) for l in lines)
+    assert rep2["workers"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text.txt", "w1.txt", "w2.txt"]
+
+
+def test_lac_tagger_mode_and_cn_splited(tmp_path):
+    lines = ["2.3 Debian 归档区域（area）列表 . . . . 39", "", "已经 分好  的 词 "]
+    src = tmp_path / "t.txt"
+    src.write_text("\n".join(lines), encoding="utf-8")                   # no final newline
+    segment_corpus(src, tmp_path / "lac.txt", backend="lac", lac_mode="lac", show_progress=False)
+    out = (tmp_path / "lac.txt").read_text(encoding="utf-8").split("\n")
+    assert out[0].endswith("列表 . . . . 39") and "  " not in out[0]
+    segment_corpus(src, tmp_path / "pre.txt", backend="cn_splited", show_progress=False)
+    assert (tmp_path / "pre.txt").read_text(encoding="utf-8").split("\n")[2] == "已经 分好 的 词"
+
+
+def test_gbk_input_and_bad_encoding(tmp_path):
+    lines = corpus_lines(6)
+    text = "\n".join(lines) + "\n"
+    (tmp_path / "u.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "g.txt").write_bytes(text.encode("gbk", errors="replace"))
+    assert detect_encoding(tmp_path / "g.txt")[0] == "gb18030"
+    rep = segment_corpus(tmp_path / "g.txt", tmp_path / "g.out", backend="lac", show_progress=False)
+    assert rep["encoding"] == "gb18030"
+    segment_corpus(tmp_path / "u.txt", tmp_path / "u.out", backend="lac", show_progress=False)
+    gbk_safe = text.encode("gbk", errors="replace").decode("gbk")
+    if gbk_safe == text:
+        assert (tmp_path / "g.out").read_bytes() == (tmp_path / "u.out").read_bytes()
+    (tmp_path / "bad.txt").write_bytes("好".encode("utf-16"))
+    with pytest.raises(UnicodeError, match="neither UTF-8 nor GBK"):
+        segment_corpus(tmp_path / "bad.txt", tmp_path / "bad.out", show_progress=False)
+    assert not (tmp_path / "bad.out").exists()
+
+
+def test_failure_keeps_old_output_and_leaves_no_temp(tmp_path, monkeypatch):
+    src, dst = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("\n".join(corpus_lines(10)) + "\n", encoding="utf-8")
+    dst.write_text("old\n", encoding="utf-8")
+    calls = {"n": 0}
+    real = segmod._segment_lines
+
+    def flaky(seg, lines):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("boom")
+        return real(seg, lines)
+
+    monkeypatch.setattr(segmod, "_segment_lines", flaky)
+    with pytest.raises(RuntimeError, match="boom"):
+        segment_corpus(src, dst, backend="cn_splited", show_progress=False, chunk_chars=50)
+    assert dst.read_text(encoding="utf-8") == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
+
+
+def test_empty_input_and_missing_input(tmp_path):
+    (tmp_path / "e.txt").write_text("", encoding="utf-8")
+    rep = segment_corpus(tmp_path / "e.txt", tmp_path / "e.out", backend="cn_splited", show_progress=False)
+    assert (rep["docs"], rep["sentences"]) == (0, 0)
+    assert (tmp_path / "e.out").read_text(encoding="utf-8") == ""
+    with pytest.raises(FileNotFoundError):
+        segment_corpus(tmp_path / "nope.txt", tmp_path / "x.out", show_progress=False)
+
+
+def test_cli_folder_with_two_workers(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "in" / name).write_text("\n".join(corpus_lines(8)) + "\n", encoding="utf-8")
+    rc = main(["--input_path", str(tmp_path / "in"), "--output_path", str(tmp_path / "out"),
+               "--backend", "lac", "--workers", "2", "--quiet"])
+    assert rc == 0
+    reports = [json.loads(l) for l in capsys.readouterr().out.strip().splitlines()]
+    assert [Path(r["output"]).name for r in reports] == ["a.txt", "b.txt"]
+    assert (tmp_path / "out" / "a.txt").read_text(encoding="utf-8") == (tmp_path / "out" / "b.txt").read_text(encoding="utf-8")
+
+
+def test_stage_runs_once_then_skips(tmp_path):
+    from vertical_pretrain.config import get_config
+    text = tmp_path / "corpus" / "text"
+    text.mkdir(parents=True)
+    (text / "book.txt").write_text("第一 句\n\n第二 句\n", encoding="utf-8")
+    cfg = get_config("smoke", {"paths.data_root": str(tmp_path), "paths.corpus": "corpus",
+                               "segment.backend": "cn_splited", "segment.workers": 1})
+    logs = []
+    counts = run_segment_stage(cfg, show_progress=False, log=logs.append)
+    assert counts["docs"] == 2 and counts["files"] == 1
+    assert (tmp_path / "corpus" / "seg" / "book.txt").read_text(encoding="utf-8") == "第一 句\n\n第二 句\n"
+    assert run_segment_stage(cfg, show_progress=False, log=logs.append) == counts
+    assert "up to date" in logs[-1]
+    off = cfg.override({"segment.enabled": False})
+    assert run_segment_stage(off, log=logs.append) == {"skipped": "disabled"}
