@@ -1,0 +1,361 @@
+"""Stage 07: export / repair-config / resolver / extend-vocab, on real tiny ERNIE checkpoints (nothing mocked)."""
+import contextlib
+import io
+import json
+import re
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+from paddlenlp.transformers import (AutoModel, AutoModelForPretraining, AutoModelForSequenceClassification,
+                                    AutoTokenizer, BertConfig, BertForPretraining, ErnieConfig, ErnieForPretraining,
+                                    ErnieMConfig, ErnieMForSequenceClassification, ErnieMModel, ErnieModel,
+                                    ErnieTokenizer)
+from paddlenlp.utils.log import logger as pnlp_logger
+
+from conftest import DEMO_PDF
+from vertical_pretrain import export as ex
+from vertical_pretrain.cli import main as cli_main
+
+pnlp_logger.set_level("ERROR")
+TEXT_A, TEXT_B = "中国人民今天召开会议", "我们一起学习经济发展"
+
+
+@contextlib.contextmanager
+def quiet():
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+@pytest.fixture(scope="module")
+def trained(char_tokenizer_dir):
+    "A tiny ErnieForPretraining trained two AdamW steps from a fixed seed, with its tokenizer and optimizer."
+    paddle.seed(1234)
+    tok = ErnieTokenizer.from_pretrained(str(char_tokenizer_dir))
+    n = len(tok.vocab)
+    model = ErnieForPretraining(ErnieConfig(vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                            intermediate_size=64, max_position_embeddings=128))
+    opt = paddle.optimizer.AdamW(learning_rate=1e-2, parameters=model.parameters())
+    rng = np.random.default_rng(0)
+    ids = paddle.to_tensor(rng.integers(5, n, size=(4, 16)))
+    sop_labels = paddle.to_tensor([0, 1, 0, 1])
+    model.train()
+    for _ in range(2):
+        mlm, sop = model(ids)
+        loss = F.cross_entropy(mlm.reshape([-1, n]), ids.reshape([-1, 1])) + F.cross_entropy(sop, sop_labels.unsqueeze(-1))
+        loss.backward(); opt.step(); opt.clear_grad()
+    model.eval()
+    return model, tok, opt
+
+
+def fixed_input(tok):
+    enc = tok(TEXT_A, TEXT_B)
+    return paddle.to_tensor([enc["input_ids"]]), paddle.to_tensor([enc["token_type_ids"]])
+
+
+def write_checkpoint(d, trained, seed_style=False, step=2000):
+    "A checkpoint dir per the stage-06 contract; seed_style drops `architectures` like the seed's run did."
+    model, tok, opt = trained
+    with quiet():
+        model.save_pretrained(str(d)); tok.save_pretrained(str(d))
+    paddle.save(opt.state_dict(), str(d / "model_state.pdopt"))
+    (d / "trainer_state.json").write_text(json.dumps({"step": step, "consumed_samples": 8 * step}))
+    if seed_style:
+        c = json.loads((d / "config.json").read_text()); c.pop("architectures")
+        (d / "config.json").write_text(json.dumps(c, indent=2))
+    return d
+
+
+def assert_loads_everywhere(d, trained):
+    "Every Auto class loads `d` as ERNIE and gives the in-memory model's outputs on a fixed input."
+    model, tok, _ = trained
+    ids, tt = fixed_input(tok)
+    ref_seq, ref_pool = (t.numpy() for t in model.ernie(ids, token_type_ids=tt))
+    ref_mlm, ref_sop = (t.numpy() for t in model(ids, token_type_ids=tt))
+    with quiet():
+        base = AutoModel.from_pretrained(str(d))
+        pt = AutoModelForPretraining.from_pretrained(str(d))
+        sc = AutoModelForSequenceClassification.from_pretrained(str(d), num_classes=3)
+        at = AutoTokenizer.from_pretrained(str(d))
+    for m in (base, pt, sc): m.eval()
+    assert type(base) is ErnieModel and type(pt) is ErnieForPretraining
+    assert type(sc).__name__ == "ErnieForSequenceClassification" and type(at) is ErnieTokenizer
+    seq, pool = base(ids, token_type_ids=tt)
+    np.testing.assert_allclose(seq.numpy(), ref_seq, atol=1e-6)
+    np.testing.assert_allclose(pool.numpy(), ref_pool, atol=1e-6)
+    mlm, sop = pt(ids, token_type_ids=tt)
+    np.testing.assert_allclose(mlm.numpy(), ref_mlm, atol=1e-5)
+    np.testing.assert_allclose(sop.numpy(), ref_sop, atol=1e-6)
+    np.testing.assert_allclose(sc.ernie(ids, token_type_ids=tt)[0].numpy(), ref_seq, atol=1e-6)
+    assert sc(ids, token_type_ids=tt).shape == [1, 3]
+    assert at(TEXT_A, TEXT_B)["input_ids"] == tok(TEXT_A, TEXT_B)["input_ids"]
+
+
+@pytest.mark.parametrize("name,seed_style", [("model_2000", False), ("model_ernie_micro_2400", True),
+                                             ("checkpoint-final", False)])
+def test_export_loads_with_every_auto_class_whatever_the_name(tmp_path, trained, name, seed_style):
+    ckpt = write_checkpoint((tmp_path / "ckpt" / name), trained, seed_style=seed_style)
+    out = ex.export(ckpt, tmp_path / "exported" / name)
+    assert out == tmp_path / "exported" / name
+    files = {p.name for p in out.iterdir()}
+    assert {"model_state.pdparams", "config.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"} <= files
+    assert not files & {"model_state.pdopt", "trainer_state.json"}
+    assert not any(p.name.startswith(".") for p in out.parent.iterdir())  # no temp dir left behind
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["architectures"] == ["ErnieForPretraining"] and conf["model_type"] == "ernie" and "init_class" not in conf
+    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "ErnieTokenizer"
+    w = paddle.load(str(out / "model_state.pdparams"))
+    assert all(v.dtype == paddle.float32 for v in w.values())
+    assert "cls.seq_relationship.weight" in w and "cls.predictions.transform.weight" in w  # heads kept
+    assert_loads_everywhere(out, trained)
+    with quiet():
+        m = ex.load_model(out, "ForPretraining")
+    assert type(m) is ErnieForPretraining
+
+
+@pytest.mark.parametrize("name", ["model_2000", "model_ernie_micro_2400"])
+def test_seed_style_dir_fails_before_repair_and_loads_after(tmp_path, trained, name, capsys):
+    d = write_checkpoint(tmp_path / name, trained, seed_style=True)
+    original = (d / "config.json").read_text()
+    ids, tt = fixed_input(trained[1])
+    if name == "model_2000":
+        with quiet(), pytest.raises(AttributeError, match="Unable to parse 'architectures' or 'init_class'"):
+            AutoModel.from_pretrained(str(d))
+    else:  # the ernie_m trap: the dir name picks ERNIE-M, silently random, and token_type_ids break
+        with quiet():
+            wrong = AutoModel.from_pretrained(str(d))
+        assert type(wrong) is ErnieMModel
+        with pytest.raises(TypeError, match="token_type_ids"):
+            wrong(ids, token_type_ids=tt)
+        with quiet(), pytest.raises(AttributeError):
+            AutoModelForPretraining.from_pretrained(str(d))
+
+    dry = ex.repair(d, dry_run=True)
+    assert dry["status"] == "would_repair" and (d / "config.json").read_text() == original
+    assert cli_main(["repair-config", str(d)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "repaired" and report["changes"]["architectures"] == [None, ["ErnieForPretraining"]]
+    assert report["paddlenlp_after"] == {"Model": "ErnieModel", "ForPretraining": "ErnieForPretraining"}
+    assert (d / "config.json.bak").read_text() == original
+    assert_loads_everywhere(d, trained)
+    again = ex.repair(d)
+    assert again["status"] == "ok" and again["changes"] == {}
+
+
+def test_repair_infers_everything_from_the_weights(tmp_path, trained):
+    "A config that lacks architectures, model_type and sizes: all come back from the parameter names and shapes."
+    d = write_checkpoint(tmp_path / "ernie_m_bert_albert", trained, seed_style=True)
+    c = json.loads((d / "config.json").read_text())
+    for k in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings"):
+        c.pop(k)
+    c["num_hidden_layers"] = 6  # wrong: the weights have 2
+    (d / "config.json").write_text(json.dumps(c))
+    assert ex.resolve_model_class(d, "ForPretraining") is ErnieForPretraining  # from the weights, not the name
+    assert not ex.auto_model_class(d).__name__.startswith("Ernie" + "Model")  # paddlenlp guesses from the name
+    rep = ex.repair(d)
+    model = trained[0]
+    assert rep["changes"]["vocab_size"] == [None, model.config.vocab_size]
+    assert rep["changes"]["num_hidden_layers"] == [6, 2] and any("weights win" in n for n in rep["notes"])
+    assert rep["changes"]["max_position_embeddings"] == [None, 128]
+    assert_loads_everywhere(d, trained)
+
+
+def _save_tiny(klass, config, d):
+    paddle.seed(0)
+    with quiet():
+        klass(config).save_pretrained(str(d))
+    return d
+
+
+def test_repair_refuses_weights_that_are_not_ernie(tmp_path, capsys):
+    ernie_m = ErnieMConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=64)
+    cases = {
+        "model_ernie_m_cls": (ErnieMForSequenceClassification, ernie_m, "ERNIE-M weights"),
+        "model_ernie_m_bare": (ErnieMModel, ernie_m, "look like an ErnieMModel"),
+        "model_bert": (BertForPretraining, BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                      num_attention_heads=2, intermediate_size=32), "prefix 'bert.'"),
+    }
+    for name, (klass, config, msg) in cases.items():
+        d = _save_tiny(klass, config, tmp_path / name)
+        c = json.loads((d / "config.json").read_text()); c.pop("architectures", None)
+        (d / "config.json").write_text(json.dumps(c))
+        before = (d / "config.json").read_text()
+        with pytest.raises(ex.ModelDirError, match=re.escape(msg)):
+            ex.repair(d)
+        assert cli_main(["repair-config", str(d)]) == 1
+        err = capsys.readouterr().err
+        assert msg in err and "model_state.pdparams" in err
+        assert (d / "config.json").read_text() == before and not (d / "config.json.bak").exists()
+        with pytest.raises(ex.ModelDirError, match=re.escape(msg)):
+            ex.export(d, tmp_path / "out" / name)
+        assert not (tmp_path / "out" / name).exists()
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, trained, capsys):
+    # a missing weights file: named, with what is there instead
+    d = write_checkpoint(tmp_path / "model_10", trained)
+    (d / "model_state.pdparams").unlink()
+    for fn in (lambda: ex.export(d, tmp_path / "out"), lambda: ex.repair(d)):
+        with pytest.raises(ex.ModelDirError, match=r"missing weights file .*model_10/model_state\.pdparams \(the dir holds: config\.json"):
+            fn()
+    assert cli_main(["export", str(d), str(tmp_path / "out")]) == 1
+    assert "missing weights file" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+    # a vocab that does not belong to the weights: both files and both sizes in the message
+    d = write_checkpoint(tmp_path / "model_20", trained)
+    n = trained[0].config.vocab_size
+    with open(d / "vocab.txt", "a", encoding="utf-8") as f: f.write("".join(f"extra{i}\n" for i in range(7)))
+    pat = rf"vocab\.txt has {n + 7} tokens but the word embedding in .*model_state\.pdparams has only {n} rows"
+    with pytest.raises(ex.ModelDirError, match=pat):
+        ex.export(d, tmp_path / "out2")
+    with pytest.raises(ex.ModelDirError, match=pat):
+        ex.repair(d)
+    assert not (tmp_path / "out2").exists()
+
+    # weights whose shapes disagree with the model they claim to be are caught at export
+    d = write_checkpoint(tmp_path / "model_30", trained)
+    w = paddle.load(str(d / "model_state.pdparams"))
+    w["cls.seq_relationship.weight"] = paddle.zeros([32, 3])
+    paddle.save(w, str(d / "model_state.pdparams"))
+    with pytest.raises(ex.ModelDirError, match=r"cls\.seq_relationship\.weight: file \(32, 3\) vs model \(32, 2\)"):
+        ex.export(d, tmp_path / "out3")
+
+    # no config at all: num_attention_heads cannot come from the weights, so we ask for it
+    d = write_checkpoint(tmp_path / "model_40", trained)
+    (d / "config.json").unlink()
+    with pytest.raises(ex.ModelDirError, match="num_attention_heads cannot be inferred"):
+        ex.repair(d)
+    assert ex.repair(d, num_attention_heads=2)["status"] == "repaired"
+    assert_loads_everywhere(d, trained)
+
+    # a checkpoint path that is not there
+    with pytest.raises(ex.ModelDirError, match="checkpoint not found"):
+        ex.export(tmp_path / "nope", tmp_path / "out4")
+
+
+def test_export_casts_half_precision_and_strips_training_state(tmp_path, trained):
+    d = write_checkpoint(tmp_path / "model_50", trained)
+    w = paddle.load(str(d / "model_state.pdparams"))
+    half = {k: v.astype("bfloat16" if "word_embeddings" in k else "float16") for k, v in w.items()}
+    half["ernie.embeddings.word_embeddings.weight_fp32_master_0"] = w["ernie.embeddings.word_embeddings.weight"]
+    half["LR_Scheduler"] = {"last_epoch": 3}  # optimizer-only state
+    paddle.save(half, str(d / "model_state.pdparams"))
+    c = json.loads((d / "config.json").read_text()); c["dtype"] = "float16"
+    (d / "config.json").write_text(json.dumps(c))
+    out = ex.export(d, tmp_path / "model_ernie_50")
+    got = paddle.load(str(out / "model_state.pdparams"))
+    assert set(got) == set(w)
+    for k, v in got.items():
+        assert v.dtype == paddle.float32
+        np.testing.assert_array_equal(v.numpy(), half[k].astype("float32").numpy())
+    assert json.loads((out / "config.json").read_text()).get("dtype", "float32") == "float32"  # fp16 no more
+    counts = json.loads((out / "manifest_export.json").read_text())["counts"]
+    assert counts["cast_to_fp32"] == len(w)
+    assert {"LR_Scheduler", "ernie.embeddings.word_embeddings.weight_fp32_master_0"} <= set(counts["dropped"])
+    with quiet():
+        m = AutoModelForPretraining.from_pretrained(str(out))
+    assert m.ernie.embeddings.word_embeddings.weight.dtype == paddle.float32
+
+
+def test_export_a_run_dir_from_the_cli_and_skip_when_done(tmp_path, trained, capsys):
+    run = tmp_path / "run"
+    write_checkpoint((run / "checkpoints" / "model_3"), trained, step=3)
+    write_checkpoint((run / "checkpoints" / "model_last"), trained, step=6)
+    assert cli_main(["export", str(run)]) == 0
+    out = run / "model_ernie_6"
+    assert capsys.readouterr().out.strip() == str(out)
+    assert_loads_everywhere(out, trained)
+    mtime = (out / "model_state.pdparams").stat().st_mtime_ns
+    assert ex.export_run(run) == out and (out / "model_state.pdparams").stat().st_mtime_ns == mtime  # manifest: skipped
+    assert cli_main(["export", str(run), "--step", "3"]) == 0
+    assert (run / "model_ernie_3" / "config.json").is_file()
+    assert cli_main(["export", str(run), "--step", "9"]) == 1
+    assert "no model_9/model_state.pdparams" in capsys.readouterr().err
+
+
+def book_text(first_page=40, n_pages=10) -> list[str]:
+    "A few body pages of the demo book, one line each (pypdf; stage 01 does the real cleaning)."
+    import pypdf
+    reader = pypdf.PdfReader(str(DEMO_PDF))
+    lines = []
+    for i in range(first_page, first_page + n_pages):
+        lines += [ln.strip() for ln in reader.pages[i].extract_text().splitlines() if len(ln.strip()) > 4]
+    return lines
+
+
+def test_extend_vocab_on_the_demo_book(tmp_path, trained, capsys):
+    model, tok, _ = trained
+    base = ex.export(write_checkpoint(tmp_path / "ckpt", trained), tmp_path / "model_base")
+    corpus = tmp_path / "debian.txt"
+    corpus.write_text("\n".join(book_text()) + "\n", encoding="utf-8")
+    terms = tmp_path / "terms.txt"
+    terms.write_text("Debian\napt-get\n软件包管理\n", encoding="utf-8")
+    out = tmp_path / "model_domain_vocab"
+    assert cli_main(["extend-vocab", "--model_dir", str(base), "--corpus", str(corpus), "--output_dir", str(out),
+                     "--user_terms", str(terms), "--min_freq", "3", "--max_new_tokens", "400"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    rep = json.loads((out / "extend_vocab_report.json").read_text(encoding="utf-8"))
+    assert printed["new_vocab_size"] == rep["new_vocab_size"]
+    before, after = rep["before"], rep["after"]
+    assert before["unk_rate"] > 0.001 and after["unk_rate"] < before["unk_rate"] / 2
+    assert after["tokens_per_sentence"] < before["tokens_per_sentence"]
+    assert 0 < rep["added"] <= 400 and "软件包管理" in rep["skipped_terms"]
+
+    old_vocab = (base / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    new_vocab = (out / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert new_vocab[: len(old_vocab)] == old_vocab and len(new_vocab) == rep["new_vocab_size"]
+    assert len(set(new_vocab)) == len(new_vocab)
+    assert {"debian", "apt", "get"} <= set(new_vocab)
+    added = new_vocab[len(old_vocab):]
+    cjk = [t for t in added if len(t) == 1 and ex._is_cjk(t)]
+    assert cjk and all("##" + t in new_vocab for t in cjk)
+
+    # the report's counts are what the new tokenizer really produces
+    new_tok = AutoTokenizer.from_pretrained(str(out))
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    toks = [t for ln in lines for t in new_tok.tokenize(ln)]
+    assert len(toks) == after["tokens"] and toks.count("[UNK]") == after["unk_tokens"]
+
+    with quiet():
+        ext = AutoModelForPretraining.from_pretrained(str(out))
+    ext.eval()
+    emb = ext.ernie.embeddings.word_embeddings.weight.numpy()
+    assert ext.config.vocab_size == len(new_vocab) == emb.shape[0]
+    assert ext.cls.predictions.decoder.weight is ext.ernie.embeddings.word_embeddings.weight
+    assert ext.cls.predictions.decoder_bias.shape == [len(new_vocab)]
+    # old tokens: identical encoder outputs, identical MLM logits over the old vocab
+    ids, tt = fixed_input(tok)
+    np.testing.assert_allclose(ext.ernie(ids, token_type_ids=tt)[0].numpy(), model.ernie(ids, token_type_ids=tt)[0].numpy(), atol=1e-6)
+    mlm, sop = ext(ids, token_type_ids=tt)
+    ref_mlm, ref_sop = model(ids, token_type_ids=tt)
+    np.testing.assert_allclose(mlm.numpy()[..., : len(old_vocab)], ref_mlm.numpy(), atol=1e-5)
+    np.testing.assert_allclose(sop.numpy(), ref_sop.numpy(), atol=1e-6)
+    # new rows: a formerly-[UNK] char starts as the [UNK] row; a fragmented word as the mean of its old pieces
+    old_emb = model.ernie.embeddings.word_embeddings.weight.numpy()
+    unk = tok.vocab["[UNK]"]
+    np.testing.assert_allclose(emb[new_vocab.index(cjk[0])], old_emb[unk], atol=1e-6)
+    pieces = tok.convert_tokens_to_ids(tok.tokenize("debian"))
+    assert len(pieces) >= 3
+    np.testing.assert_allclose(emb[new_vocab.index("debian")], old_emb[pieces].mean(0), atol=1e-6)
+
+    # continued pretraining on top works: one MLM forward/backward/step with the new vocab on domain text
+    ext.train()
+    enc = new_tok(lines[:4], max_length=48, truncation=True, padding="max_length")
+    ids = paddle.to_tensor(enc["input_ids"])
+    labels = ids.clone()
+    mask = paddle.to_tensor(np.random.default_rng(0).random(ids.shape) < 0.3) & (ids > 4)
+    masked = paddle.where(mask, paddle.full_like(ids, new_tok.vocab["[MASK]"]), ids)
+    mlm, _ = ext(masked, token_type_ids=paddle.to_tensor(enc["token_type_ids"]))
+    loss = F.cross_entropy(mlm[mask], labels[mask].unsqueeze(-1))
+    assert np.isfinite(float(loss))
+    loss.backward()
+    grad = ext.ernie.embeddings.word_embeddings.weight.grad.numpy()
+    assert np.abs(grad[len(old_vocab):]).sum() > 0  # the new rows learn
+    paddle.optimizer.AdamW(1e-3, parameters=ext.parameters()).step()
+
+    # bad input for extend-vocab: the missing corpus file is named, nothing is written
+    assert cli_main(["extend-vocab", "--model_dir", str(base), "--corpus", str(tmp_path / "nope.txt"),
+                     "--output_dir", str(tmp_path / "x")]) == 1
+    assert "corpus file not found" in capsys.readouterr().err and not (tmp_path / "x").exists()
