@@ -6,11 +6,11 @@
 __all__ = ['WEIGHTS_NAME', 'CONFIG_NAME', 'VOCAB_NAME', 'TOKENIZER_CONFIG_NAME', 'TOKENIZER_FILES', 'TOKENIZER_CLASS',
            'ERNIE_TASKS', 'ModelDirError', 'find_weights', 'load_weights', 'inspect_weights', 'merge_config',
            'check_vocab_fits', 'resolve_model_class', 'load_model', 'load_tokenizer', 'auto_model_class',
-           'resolve_checkpoint', 'fit_weights', 'save_weights', 'export', 'repair', 'read_corpus_lines', 'count_words',
-           'corpus_stats', 'propose_tokens', 'init_new_rows', 'extend_vocab', 'export_run', 'run_export', 'export_main',
-           'repair_main', 'extend_vocab_main']
+           'resolve_checkpoint', 'fit_weights', 'save_weights', 'export', 'repair', 'count_words', 'corpus_stats',
+           'propose_tokens', 'init_new_rows', 'extend_vocab', 'export_run', 'exported_model_dir', 'run_export',
+           'export_main', 'repair_main', 'extend_vocab_main']
 
-# %% ../nbs/07_export.ipynb #691f7e78
+# %% ../nbs/07_export.ipynb #3f9edbe8
 import argparse
 import copy
 import json
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
 
-# %% ../nbs/07_export.ipynb #86bfe6b7
+# %% ../nbs/07_export.ipynb #ff0ed118
 WEIGHTS_NAME = "model_state.pdparams"
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.txt"
@@ -141,7 +141,7 @@ def inspect_weights(shapes: dict, source: str = "weights") -> dict:
         raise ModelDirError(f"{source}: unrecognised head parameters {heads[:5]}; pass architecture=... to choose the class")
     return {"architecture": arch, "prefix": prefix, "fields": fields, "notes": notes}
 
-# %% ../nbs/07_export.ipynb #b7f7886f
+# %% ../nbs/07_export.ipynb #4feb6db5
 def _read_json(path) -> dict | None:
     p = Path(path)
     if not p.is_file(): return None
@@ -215,7 +215,7 @@ def check_vocab_fits(vocab_file, vocab_size: int, weights_file=None):
                             "this tokenizer does not belong to these weights")
     return n
 
-# %% ../nbs/07_export.ipynb #63b99fdd
+# %% ../nbs/07_export.ipynb #452cba30
 def _task(cls_or_task: str) -> str:
     t = cls_or_task
     for pre in ("AutoModel", "Auto"):
@@ -306,7 +306,7 @@ def _weight_shapes(path) -> dict:
     w, _ = load_weights(path)
     return {k: v.shape for k, v in w.items()}
 
-# %% ../nbs/07_export.ipynb #db721301
+# %% ../nbs/07_export.ipynb #5ad29833
 def resolve_checkpoint(path, checkpoint: str = "last") -> Path:
     "A checkpoint dir from a checkpoint dir, a `checkpoints/` dir or a run dir (`last` -> model_last, N -> model_N)."
     p = Path(path)
@@ -423,7 +423,7 @@ def export(checkpoint_dir, out_dir, *, tokenizer_dir=None, architecture: str | N
         write_manifest(tmp, "export", inputs, params, counts)
     return out_dir
 
-# %% ../nbs/07_export.ipynb #cfbffa8c
+# %% ../nbs/07_export.ipynb #160ddbe3
 def _backup(path: Path) -> Path:
     bak = path.with_name(path.name + ".bak")
     i = 0
@@ -470,7 +470,7 @@ def repair(model_dir, dry_run: bool = False, *, architecture: str | None = None,
     report["status"] = "repaired"
     return report
 
-# %% ../nbs/07_export.ipynb #1d54c1b6
+# %% ../nbs/07_export.ipynb #ac0c723f
 def _is_cjk(ch: str) -> bool:
     cp = ord(ch)
     return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2CEAF
@@ -481,24 +481,22 @@ def _is_punct(ch: str) -> bool:
     return unicodedata.category(ch).startswith("P") or (ch.isascii() and not ch.isalnum())
 
 
-def read_corpus_lines(files) -> list[str]:
-    "Non-empty lines of UTF-8 text files (the stage 01/02 text format); ModelDirError names a missing file."
-    lines = []
-    for f in files:
-        p = Path(f)
+def count_words(tokenizer, files) -> tuple[Counter, int]:
+    "Frequencies of the words BasicTokenizer yields (what WordPiece sees) over text files, and the number of lines."
+    files = [Path(f) for f in files]
+    for p in files:
         if not p.is_file(): raise ModelDirError(f"corpus file not found: {p}")
-        with open(p, encoding="utf-8") as fh:
-            lines += [ln.strip() for ln in fh if ln.strip()]
-    if not lines: raise ModelDirError(f"no text in corpus files {[str(f) for f in files]}")
-    return lines
-
-
-def count_words(tokenizer, lines) -> Counter:
-    "Frequencies of the words BasicTokenizer yields (what WordPiece sees)."
-    c = Counter()
-    for ln in tqdm(lines, desc="basic-tokenize", unit="line", mininterval=2, disable=len(lines) < 20000):
-        c.update(tokenizer.basic_tokenizer.tokenize(ln))
-    return c
+    words, n = Counter(), 0
+    with tqdm(total=sum(p.stat().st_size for p in files), unit="B", unit_scale=True, desc="count words",
+              mininterval=2, disable=None) as bar:
+        for p in files:
+            with open(p, encoding="utf-8") as fh:
+                for ln in fh:
+                    bar.update(len(ln.encode("utf-8")))
+                    if ln.strip():
+                        words.update(tokenizer.basic_tokenizer.tokenize(ln.strip())); n += 1
+    if not n: raise ModelDirError(f"no text in corpus files {[str(p) for p in files]}")
+    return words, n
 
 
 def corpus_stats(tokenizer, words: Counter, n_lines: int) -> dict:
@@ -618,9 +616,8 @@ def extend_vocab(model_dir, corpus_files, out_dir, *, user_terms=None, max_new_t
     n_old = check_vocab_fits(src / VOCAB_NAME, old_rows, wfile)
     weights, _ = fit_weights(weights, arch, config, source=str(wfile))
 
-    lines = read_corpus_lines(corpus_files)
-    words = count_words(tokenizer, lines)
-    before = corpus_stats(tokenizer, words, len(lines))
+    words, n_lines = count_words(tokenizer, corpus_files)
+    before = corpus_stats(tokenizer, words, n_lines)
     prop = propose_tokens(tokenizer, words, user_terms=user_terms, max_new_tokens=max_new_tokens, min_freq=min_freq)
     new_tokens = prop["tokens"]
     new_ids = list(range(n_old, n_old + len(new_tokens)))  # appended: old ids stay where they were
@@ -649,7 +646,7 @@ def extend_vocab(model_dir, corpus_files, out_dir, *, user_terms=None, max_new_t
         new_tok = ErnieTokenizer.from_pretrained(str(tmp))
         weights, _ = fit_weights(weights, arch, config, source="extended weights")
         _write_model_dir(tmp, weights, config, new_tok)
-        after = corpus_stats(new_tok, words, len(lines))
+        after = corpus_stats(new_tok, words, n_lines)
         report = {"model_dir": str(src), "out_dir": str(out_dir), "old_vocab_size": n_old,
                   "new_vocab_size": n_old + len(new_tokens), "embedding_rows": new_rows, "added": len(new_tokens),
                   "added_by_reason": dict(Counter(prop["reasons"].values())),
@@ -659,7 +656,7 @@ def extend_vocab(model_dir, corpus_files, out_dir, *, user_terms=None, max_new_t
         write_manifest(tmp, "extend_vocab", inputs, params, {k: report[k] for k in ("old_vocab_size", "new_vocab_size", "added")})
     return report
 
-# %% ../nbs/07_export.ipynb #348ad225
+# %% ../nbs/07_export.ipynb #14055e54
 def _print_json(d):
     print(json.dumps(d, ensure_ascii=False, indent=1, default=str))
 
@@ -675,29 +672,40 @@ def _cli_errors(fn):
     return run
 
 
+def _checkpoint_step(ckpt: Path) -> str:
+    "The training step of a checkpoint: trainer_state.json's `step`, else the N of model_N, else 'last'."
+    state = _read_json(ckpt / "trainer_state.json") or {}
+    step = state.get("step", state.get("global_step"))
+    if step is not None: return str(step)
+    m = re.fullmatch(r"model_(\d+)", ckpt.name)
+    return m.group(1) if m else "last"
+
+
 def export_run(run_dir, out_dir=None, checkpoint: str = "last", **kw) -> Path:
-    "Export a run's checkpoint to `<run_dir>/model_ernie_<step>` (or `out_dir`)."
+    "Export a run's checkpoint (`last` or a step) to `<run_dir>/model_ernie_<step>` (or `out_dir`)."
     ckpt = resolve_checkpoint(run_dir, checkpoint)
-    if out_dir is None:
-        step = (_read_json(ckpt / "trainer_state.json") or {}).get("step") or (_read_json(ckpt / "trainer_state.json") or {}).get("global_step")
-        m = re.fullmatch(r"model_(\d+)", ckpt.name)
-        step = step if step is not None else (m.group(1) if m else "last")
-        out_dir = Path(run_dir) / f"model_ernie_{step}"
-    return export(ckpt, out_dir, **kw)
+    return export(ckpt, out_dir or Path(run_dir) / f"model_ernie_{_checkpoint_step(ckpt)}", **kw)
+
+
+def exported_model_dir(cfg, checkpoint: str | None = None) -> Path:
+    "Where stage 07 writes (wrote) the run's model: `<run_dir>/model_ernie_<step>` of `export.checkpoint`."
+    ckpt = resolve_checkpoint(cfg.paths.run_dir, cfg.export.checkpoint if checkpoint is None else checkpoint)
+    return cfg.paths.run_dir / f"model_ernie_{_checkpoint_step(ckpt)}"
 
 
 def run_export(cfg) -> dict:
-    "Stage 07 for a config: export the run's checkpoint; optionally extend the vocab on the domain text."
-    out = export_run(cfg.paths.run_dir, checkpoint=cfg.export.checkpoint)
+    "Stage 07 for a config: export the run's checkpoint; with export.extend_vocab, also extend it on the domain text."
+    from vertical_pretrain.config import resolve_path
+    out = export_run(cfg.paths.run_dir, exported_model_dir(cfg), checkpoint=cfg.export.checkpoint)
     result = {"model_dir": str(out)}
     if cfg.export.extend_vocab:
         files = sorted(cfg.paths.text_dir.glob("*.txt"))
-        if not files: raise ModelDirError(f"extend_vocab needs the domain text (stage 01) in {cfg.paths.text_dir}")
+        if not files: raise ModelDirError(f"export.extend_vocab needs the domain text of stage 01 in {cfg.paths.text_dir}")
         ext = out.with_name(out.name + "_vocab")
-        result["extend_vocab"] = extend_vocab(out, files, ext, user_terms=cfg.export.user_terms or None,
-                                              max_new_tokens=cfg.export.extend_max_new_tokens,
-                                              min_freq=cfg.export.extend_min_freq)
-        result["extended_model_dir"] = str(ext)
+        terms = resolve_path(cfg.export.user_terms) if cfg.export.user_terms else None
+        rep = extend_vocab(out, files, ext, user_terms=terms, max_new_tokens=cfg.export.extend_max_new_tokens,
+                           min_freq=cfg.export.extend_min_freq)
+        result.update(extended_model_dir=str(ext), before=rep["before"], after=rep["after"], added=rep["added_by_reason"])
     return result
 
 
