@@ -230,9 +230,26 @@ def test_bad_inputs_give_clear_errors(tmp_path, trained, capsys):
     assert ex.repair(d, num_attention_heads=2)["status"] == "repaired"
     assert_loads_everywhere(d, trained)
 
-    # a checkpoint path that is not there
+    # a checkpoint path that is not there; a weights file that is not a paddle state dict
     with pytest.raises(ex.ModelDirError, match="checkpoint not found"):
         ex.export(tmp_path / "nope", tmp_path / "out4")
+    d = write_checkpoint(tmp_path / "model_60", trained)
+    (d / "model_state.pdparams").write_bytes(b"not a pickle")
+    with pytest.raises(ex.ModelDirError, match=r"cannot read weights file .*model_60/model_state\.pdparams"):
+        ex.repair(d)
+
+    # export replaces its output dir wholesale, so it never targets the input or a dir it did not write
+    run = tmp_path / "run"
+    ckpt = write_checkpoint(run / "checkpoints" / "model_last", trained)
+    (run / "metrics.jsonl").write_text("{}\n")
+    for target in (run, ckpt):
+        with pytest.raises(ex.ModelDirError, match="overlaps the input"):
+            ex.export(ckpt, target)
+    (tmp_path / "notes").mkdir(); (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(ex.ModelDirError, match="exists and is not a previous export result"):
+        ex.export(ckpt, tmp_path / "notes")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me" and (run / "metrics.jsonl").is_file()
+    assert (ckpt / "model_state.pdopt").is_file()
 
 
 def test_export_casts_half_precision_and_strips_training_state(tmp_path, trained):

@@ -10,7 +10,7 @@ __all__ = ['WEIGHTS_NAME', 'CONFIG_NAME', 'VOCAB_NAME', 'TOKENIZER_CONFIG_NAME',
            'propose_tokens', 'init_new_rows', 'extend_vocab', 'export_run', 'exported_model_dir', 'run_export',
            'export_main', 'repair_main', 'extend_vocab_main']
 
-# %% ../nbs/07_export.ipynb #3f9edbe8
+# %% ../nbs/07_export.ipynb #575a7dc4
 import argparse
 import copy
 import json
@@ -21,14 +21,13 @@ import sys
 import unicodedata
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
 
-# %% ../nbs/07_export.ipynb #ff0ed118
+# %% ../nbs/07_export.ipynb #0abe4478
 WEIGHTS_NAME = "model_state.pdparams"
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.txt"
@@ -38,8 +37,6 @@ TOKENIZER_CLASS = "ErnieTokenizer"
 ERNIE_TASKS = ("Model", "ForPretraining", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification",
                "ForQuestionAnswering", "ForMultipleChoice")
 _WORD_EMB = "embeddings.word_embeddings.weight"
-# the vocab-sized parameters of ErnieForPretraining/ErnieForMaskedLM (decoder.weight is tied to the word embeddings)
-_VOCAB_HEAD_KEYS = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias", "cls.predictions.decoder_bias")
 
 
 class ModelDirError(ValueError):
@@ -141,7 +138,7 @@ def inspect_weights(shapes: dict, source: str = "weights") -> dict:
         raise ModelDirError(f"{source}: unrecognised head parameters {heads[:5]}; pass architecture=... to choose the class")
     return {"architecture": arch, "prefix": prefix, "fields": fields, "notes": notes}
 
-# %% ../nbs/07_export.ipynb #4feb6db5
+# %% ../nbs/07_export.ipynb #626c11d8
 def _read_json(path) -> dict | None:
     p = Path(path)
     if not p.is_file(): return None
@@ -215,7 +212,7 @@ def check_vocab_fits(vocab_file, vocab_size: int, weights_file=None):
                             "this tokenizer does not belong to these weights")
     return n
 
-# %% ../nbs/07_export.ipynb #452cba30
+# %% ../nbs/07_export.ipynb #fc7e08db
 def _task(cls_or_task: str) -> str:
     t = cls_or_task
     for pre in ("AutoModel", "Auto"):
@@ -306,7 +303,7 @@ def _weight_shapes(path) -> dict:
     w, _ = load_weights(path)
     return {k: v.shape for k, v in w.items()}
 
-# %% ../nbs/07_export.ipynb #5ad29833
+# %% ../nbs/07_export.ipynb #7b04e553
 def resolve_checkpoint(path, checkpoint: str = "last") -> Path:
     "A checkpoint dir from a checkpoint dir, a `checkpoints/` dir or a run dir (`last` -> model_last, N -> model_N)."
     p = Path(path)
@@ -394,12 +391,23 @@ def _load_ernie_tokenizer(src: Path):
     return ErnieTokenizer.from_pretrained(str(src))
 
 
+def _check_out_dir(out_dir: Path, src: Path, stage: str):
+    "atomic_dir replaces out_dir wholesale: never let that be the source, or a dir that is not our own output."
+    if out_dir.resolve() == src.resolve() or src.resolve() in out_dir.resolve().parents or out_dir.resolve() in src.resolve().parents:
+        raise ModelDirError(f"output dir {out_dir} overlaps the input {src}; write the {stage} result to a new dir "
+                            "(repair-config fixes a dir in place)")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / f"manifest_{stage}.json").is_file():
+        raise ModelDirError(f"output dir {out_dir} exists and is not a previous {stage} result "
+                            f"(no manifest_{stage}.json); refusing to replace it")
+
+
 def export(checkpoint_dir, out_dir, *, tokenizer_dir=None, architecture: str | None = None,
            num_attention_heads: int | None = None, force: bool = False) -> Path:
     "Write a clean model dir (fp32 weights, full config.json, tokenizer files) that every Auto class loads by any name."
     ckpt = resolve_checkpoint(checkpoint_dir)
     out_dir = Path(out_dir)
     wfile = find_weights(ckpt)
+    _check_out_dir(out_dir, ckpt, "export")
     tok_src = Path(tokenizer_dir) if tokenizer_dir else ckpt
     inputs = [wfile, ckpt / CONFIG_NAME, tok_src / VOCAB_NAME, tok_src / TOKENIZER_CONFIG_NAME]
     params = {"architecture": architecture, "num_attention_heads": num_attention_heads}
@@ -423,7 +431,7 @@ def export(checkpoint_dir, out_dir, *, tokenizer_dir=None, architecture: str | N
         write_manifest(tmp, "export", inputs, params, counts)
     return out_dir
 
-# %% ../nbs/07_export.ipynb #160ddbe3
+# %% ../nbs/07_export.ipynb #fce90483
 def _backup(path: Path) -> Path:
     bak = path.with_name(path.name + ".bak")
     i = 0
@@ -470,7 +478,7 @@ def repair(model_dir, dry_run: bool = False, *, architecture: str | None = None,
     report["status"] = "repaired"
     return report
 
-# %% ../nbs/07_export.ipynb #ac0c723f
+# %% ../nbs/07_export.ipynb #44629824
 def _is_cjk(ch: str) -> bool:
     cp = ord(ch)
     return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2CEAF
@@ -595,6 +603,7 @@ def extend_vocab(model_dir, corpus_files, out_dir, *, user_terms=None, max_new_t
     src = Path(model_dir)
     wfile = find_weights(src)
     out_dir = Path(out_dir)
+    _check_out_dir(out_dir, src, "extend_vocab")
     if isinstance(user_terms, (str, Path)):
         tp = Path(user_terms)
         if not tp.is_file(): raise ModelDirError(f"user terms file not found: {tp}")
@@ -656,7 +665,7 @@ def extend_vocab(model_dir, corpus_files, out_dir, *, user_terms=None, max_new_t
         write_manifest(tmp, "extend_vocab", inputs, params, {k: report[k] for k in ("old_vocab_size", "new_vocab_size", "added")})
     return report
 
-# %% ../nbs/07_export.ipynb #14055e54
+# %% ../nbs/07_export.ipynb #fe9e5fc1
 def _print_json(d):
     print(json.dumps(d, ensure_ascii=False, indent=1, default=str))
 
