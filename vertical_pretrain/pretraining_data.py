@@ -7,7 +7,7 @@ __all__ = ['STAGE', 'split_sentences', 'load_segmenter', 'load_tokenizer', 'Enco
            'read_jsonl_docs', 'corpus_stats', 'format_summary', 'create_pretraining_data', 'cjk_font',
            'plot_corpus_stats', 'run_stage', 'main']
 
-# %% ../nbs/04_pretraining_data.ipynb #eb13169a
+# %% ../nbs/04_pretraining_data.ipynb #ab5bcd1f
 import argparse
 import json
 import math
@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from .config import add_config_args, config_from_args, tokenizer_source
 from .fileio import atomic_path, atomic_write_text, file_fingerprint, read_manifest, stage_is_done, write_manifest
 
-# %% ../nbs/04_pretraining_data.ipynb #312659da
+# %% ../nbs/04_pretraining_data.ipynb #57320a8e
 _SENT_END = re.compile(r"([。！？]+|[!?]+(?=\s|$))")
 _CLOSERS = "”’」』）】》)\"'"
 
@@ -47,7 +48,7 @@ def split_sentences(text: str) -> list[str]:
             if s: out.append(s)
     return out
 
-# %% ../nbs/04_pretraining_data.ipynb #a9db4c6e
+# %% ../nbs/04_pretraining_data.ipynb #5f173910
 class _JiebaSegmenter:
     "Minimal stand-in for vertical_pretrain.segment's jieba backend: seg(text) -> words, batch(lines)."
     def __init__(self, user_dict=None):
@@ -69,7 +70,7 @@ def load_segmenter(backend: str = "jieba", user_dict=None):
     raise RuntimeError(f"cn_seg_func={backend!r} needs vertical_pretrain.segment (stage 02), which is not installed; "
                        "use cn_seg_func='jieba' or pre-split input (--cn_splited)")
 
-# %% ../nbs/04_pretraining_data.ipynb #5c006a42
+# %% ../nbs/04_pretraining_data.ipynb #64a96753
 def load_tokenizer(name_or_path):
     "PaddleNLP AutoTokenizer from a local dir (checked first, with a clear error) or a hub name."
     name = str(name_or_path)
@@ -95,14 +96,15 @@ def _is_wordpiece(tok) -> bool:
             and type(bt).__name__ == "BasicTokenizer" and getattr(bt, "tokenize_chinese_chars", True)
             and not getattr(bt, "never_split", None) and getattr(wp, "max_input_chars_per_word", 100) == 100)
 
-# %% ../nbs/04_pretraining_data.ipynb #37f64ff1
+# %% ../nbs/04_pretraining_data.ipynb #bbee6f89
 def _is_cjk_char(ch: str) -> bool:
     "The CJK ranges BERT/ERNIE's BasicTokenizer splits into single characters."
     cp = ord(ch)
     return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2CEAF
             or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
 
-_SYMBOL_SPLIT = r"[\p{S}\u00AD\u00B2\u00BA\u3007\u00B5\u00D8\u014B\u01B1]"  # paddlenlp BasicTokenizer also splits symbols
+_SYMBOL_EXTRA = (0x00AD, 0x00B2, 0x00BA, 0x3007, 0x00B5, 0x00D8, 0x014B, 0x01B1)  # paddlenlp's _is_symbol extras
+_SYMBOL_SPLIT = r"[\p{S}" + "".join(map(chr, _SYMBOL_EXTRA)) + "]"  # paddlenlp BasicTokenizer also splits symbols
 
 @dataclass
 class EncoderSpec:
@@ -133,7 +135,9 @@ class DocEncoder:
                 self.is_cjk[i] = True
                 j = spec.vocab.get("##" + t)
                 if j is not None: self.hash_id[i] = j
+        self.unk_id = spec.vocab.get(spec.unk_token, 0)
         self._hf = self._tok = self._seg = None
+        self._cache, self._chars = {True: {}, False: {}}, {}  # word -> ids (per path), char -> id
         self.counts = {"marked": 0, "fallback": 0}  # ## marks made, and marks that fell back to the plain char
 
     # lazily built, so a DocEncoder pickles small and each worker builds its own
@@ -161,7 +165,7 @@ class DocEncoder:
         if self._seg is None: self._seg = load_segmenter(self.spec.cn_seg_func, self.spec.user_dict or None)
         return self._seg
 
-    def __getstate__(self): return {**self.__dict__, "_hf": None, "_tok": None, "_seg": None}
+    def __getstate__(self): return {**self.__dict__, "_hf": None, "_tok": None, "_seg": None, "_cache": {True: {}, False: {}}}
 
     def words(self, sentences: list[str]) -> list[list[str]]:
         "Sentences -> word lists (the unit the ## marks follow)."
@@ -170,32 +174,58 @@ class DocEncoder:
         if s.cn_splited: return [x.split() for x in sentences]
         return [[w for w in ws if w.strip()] for ws in self.seg.batch(sentences)]
 
-    def encode_words(self, word_lists: list[list[str]], fast: bool | None = None) -> list[np.ndarray]:
+    def _char_id(self, c: str) -> int:
+        "Id of a char that is always a token by itself (CJK / punctuation / symbol, unchanged by lower case and NFD); -1 otherwise."
+        i = self._chars.get(c)
+        if i is None:
+            import unicodedata
+            cat = unicodedata.category(c)
+            alone = (_is_cjk_char(c) or cat[0] in "PS" or 33 <= ord(c) <= 47 or 58 <= ord(c) <= 64 or 91 <= ord(c) <= 96
+                     or 123 <= ord(c) <= 126 or ord(c) in _SYMBOL_EXTRA)
+            simple = alone and cat[0] != "C" and c.lower() == c and unicodedata.normalize("NFD", c) == c
+            i = self.spec.vocab.get(c, self.unk_id) if simple else -1
+            self._chars[c] = i
+        return i
+
+    def _fill(self, words, fast: bool) -> None:
+        "Tokenize words not seen before into the word cache (word frequencies are Zipfian: most lookups hit)."
+        cache = self._cache[fast]
+        if len(cache) > 1_000_000: cache.clear()
+        rest = []
+        for w in words:
+            if fast:
+                ids = [self._char_id(c) for c in w]
+                if -1 not in ids: cache[w] = ids; continue
+                rest.append(w)
+            else:
+                cache[w] = self.tok.convert_tokens_to_ids(self.tok.tokenize(w))
+        if rest:
+            for w, e in zip(rest, self.hf.encode_batch(rest, add_special_tokens=False)): cache[w] = e.ids
+
+    def encode_words(self, word_lists: list[list[str]], fast: bool | None = None, mark: bool | None = None) -> list[np.ndarray]:
         "Token ids of each sentence (given as its words), with ## marks on the non-initial chars of Chinese words."
         fast = self.spec.fast if fast is None else fast
+        mark = self.spec.cn_whole_word_segment if mark is None else mark
         if not word_lists: return []
-        if fast:
-            encs = self.hf.encode_batch(word_lists, is_pretokenized=True, add_special_tokens=False)
-            lens = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
-            ids = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64, count=int(lens.sum()))
-            wid = np.fromiter((w for e in encs for w in e.word_ids), dtype=np.int64, count=int(lens.sum()))
-        else:
-            per_sent = [[self.tok.convert_tokens_to_ids(self.tok.tokenize(w)) if w.strip() else [] for w in ws] for ws in word_lists]
-            lens = np.array([sum(map(len, ws)) for ws in per_sent], dtype=np.int64)
-            ids = np.array([i for ws in per_sent for w in ws for i in w], dtype=np.int64)
-            wid = np.array([k for ws in per_sent for k, w in enumerate(ws) for _ in w], dtype=np.int64)
-        if self.spec.cn_whole_word_segment and len(ids):
-            n_words = np.array([len(ws) for ws in word_lists], dtype=np.int64)
-            gw = wid + np.repeat(np.cumsum(n_words) - n_words, lens)  # global word index
-            ntok = np.bincount(gw, minlength=int(n_words.sum()))
-            ncjk = np.bincount(gw, weights=self.is_cjk[ids], minlength=int(n_words.sum()))
-            whole = (ntok == ncjk) & (ntok >= 2) & (ntok <= self.spec.max_word_length)
+        cache = self._cache[fast]
+        new = {w for ws in word_lists for w in ws if w not in cache}
+        if new: self._fill(sorted(new), fast)
+        per_word = [cache[w] for ws in word_lists for w in ws]
+        wlen = np.fromiter(map(len, per_word), dtype=np.int64, count=len(per_word))
+        ids = np.fromiter(chain.from_iterable(per_word), dtype=np.int64, count=int(wlen.sum()))
+        n_words = np.fromiter(map(len, word_lists), dtype=np.int64, count=len(word_lists))
+        sent_of_word = np.repeat(np.arange(len(word_lists)), n_words)
+        lens = np.bincount(sent_of_word, weights=wlen, minlength=len(word_lists)).astype(np.int64)
+        if mark and len(ids):
+            gw = np.repeat(np.arange(len(per_word)), wlen)  # word index of every token
+            ncjk = np.bincount(gw, weights=self.is_cjk[ids], minlength=len(per_word))
+            whole = (wlen == ncjk) & (wlen >= 2) & (wlen <= self.spec.max_word_length)
             inner = np.r_[False, gw[1:] == gw[:-1]]
-            mark = whole[gw] & inner
-            new = self.hash_id[ids[mark]]
-            self.counts["fallback"] += int((new == ids[mark]).sum())
-            self.counts["marked"] += int((new != ids[mark]).sum())
-            ids[mark] = new
+            m = whole[gw] & inner
+            new_ids = self.hash_id[ids[m]]
+            self.counts["fallback"] += int((new_ids == ids[m]).sum())
+            self.counts["marked"] += int((new_ids != ids[m]).sum())
+            ids[m] = new_ids
         return np.split(ids, np.cumsum(lens)[:-1])
 
     def encode_docs(self, docs: list[str]) -> dict:
@@ -215,7 +245,7 @@ class DocEncoder:
         return {"ids": ids.astype(np.int32), "lens": np.array(out_lens, dtype=np.int32), "nsent": np.array(nsent, dtype=np.int32),
                 "chars": sum(len(d) for d in docs), **{k: self.counts[k] - before[k] for k in self.counts}}
 
-# %% ../nbs/04_pretraining_data.ipynb #558e1c11
+# %% ../nbs/04_pretraining_data.ipynb #0ea8e8cb
 _WORKER: DocEncoder | None = None
 
 def _init_worker(encoder: DocEncoder, n_workers: int):
@@ -258,7 +288,7 @@ def _chunks(it, n):
         if len(buf) >= n: yield buf; buf = []
     if buf: yield buf
 
-# %% ../nbs/04_pretraining_data.ipynb #44c921c4
+# %% ../nbs/04_pretraining_data.ipynb #6333ec45
 def _pow2_hist(x: np.ndarray) -> dict:
     "Histogram with power-of-two bin edges [1,2),[2,4),... plus percentiles: compact and comparable across corpora."
     if len(x) == 0: return {"edges": [], "counts": [], "p50": 0, "p90": 0, "p99": 0, "max": 0}
@@ -298,7 +328,7 @@ def format_summary(stats: dict) -> str:
         f"Whole-word ## marks: {stats['wwm_marked_tokens']} (fallback to plain char: {stats['wwm_fallback_tokens']})",
     ])
 
-# %% ../nbs/04_pretraining_data.ipynb #5f850f6d
+# %% ../nbs/04_pretraining_data.ipynb #369cc4a2
 def _encoder_spec(tok, name_or_path, *, split_sentences, cn_whole_word_segment, cn_seg_func, cn_splited, user_dict,
                   max_word_length, append_eos, log) -> EncoderSpec:
     vocab = dict(tok.get_vocab())
@@ -313,12 +343,13 @@ def _encoder_spec(tok, name_or_path, *, split_sentences, cn_whole_word_segment, 
                        max_word_length=max_word_length, eos_id=eos_id)
 
 def _self_check(enc: DocEncoder, sample_docs: list[str], log) -> None:
-    "Compare the fast path with PaddleNLP's tokenizer on a sample; switch to the Python path on any difference."
+    "Compare the fast tokenizer with PaddleNLP's on a sample (sentence by sentence); switch to the Python path on any difference."
     if not enc.spec.fast or not sample_docs: return
     sents = [x for d in sample_docs for x in (split_sentences(d) if enc.spec.split_sentences else [d])][:300]
     words = enc.words(sents)
-    a, b = enc.encode_words(words, fast=True), enc.encode_words(words, fast=False)
-    bad = [i for i, (x, y) in enumerate(zip(a, b)) if not np.array_equal(x, y)]
+    fast = enc.encode_words(words, fast=True, mark=False)  # the ## marks are the same numpy code on both paths
+    bad = [i for i, (ws, a) in enumerate(zip(words, fast))
+           if a.tolist() != enc.tok.convert_tokens_to_ids(enc.tok.tokenize(" ".join(ws)))]
     if bad:
         enc.spec.fast = False
         if log: log(f"warning: fast tokenizer differs from {type(enc.tok).__name__} on {len(bad)}/{len(sents)} sample "
@@ -411,7 +442,7 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
     stats["_seconds"] = secs
     return stats
 
-# %% ../nbs/04_pretraining_data.ipynb #32503fce
+# %% ../nbs/04_pretraining_data.ipynb #b6b9541f
 _CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
               "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback")
 
@@ -449,7 +480,7 @@ def plot_corpus_stats(stats, title: str = "", top_k: int = 20):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining_data.ipynb #a2362ef5
+# %% ../nbs/04_pretraining_data.ipynb #84bee882
 STAGE = "04_pretraining_data"
 
 def _tokenizer_inputs(name) -> list:
@@ -481,7 +512,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     write_manifest(out_dir, STAGE, inputs, params, counts={k: stats[k] for k in keys}, outputs=outs)
     return {**stats, "skipped": False}
 
-# %% ../nbs/04_pretraining_data.ipynb #b4c4a2c7
+# %% ../nbs/04_pretraining_data.ipynb #aea2159a
 def main(argv=None) -> int:
     "CLI: `vertical-pretrain create-pretraining-data` (PaddleNLP arguments, or the stage from the config)."
     p = argparse.ArgumentParser(prog="vertical-pretrain create-pretraining-data", description=main.__doc__)

@@ -1,0 +1,133 @@
+"Stage 03: text -> jsonl, PaddleNLP trans_to_json.py contract."
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vertical_pretrain.config import get_config
+from vertical_pretrain.trans_to_json import main, read_docs, run_stage, trans_to_json
+
+BOOK_A = "第一章 开始。\n这是第一个文档的第二句。\n\n\n短\n\n第三个文档，足够长的一句话。\n"
+BOOK_B = "  另一个文件的第一个文档。  \n它有两句。\n\n\n\n另一个文件的第二个文档在这里。"
+
+
+def _rows(path):
+    return [json.loads(l)["text"] for l in open(path, encoding="utf-8")]
+
+
+@pytest.fixture
+def books(tmp_path):
+    d = tmp_path / "text"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_text(BOOK_A, encoding="utf-8")
+    (d / "sub" / "b.txt").write_text(BOOK_B, encoding="utf-8")
+    (d / ".hidden.txt").write_text("不该被读到的隐藏文件内容很长很长。", encoding="utf-8")
+    return d
+
+
+def test_one_json_line_per_document_sentences_joined_by_newline(books, tmp_path):
+    rep = trans_to_json(books, tmp_path / "out" / "all.jsonl", min_doc_length=5, shuffle=False, progress=False, log=None)
+    assert _rows(rep["outputs"][0]) == [
+        "第一章 开始。\n这是第一个文档的第二句。", "第三个文档，足够长的一句话。",
+        "另一个文件的第一个文档。\n它有两句。", "另一个文件的第二个文档在这里。"]
+    assert (rep["files"], rep["docs_in"], rep["docs_written"], rep["docs_dropped_short"]) == (2, 5, 4, 1)
+    assert rep["sentences"] == 6
+
+
+def test_min_doc_length_counts_non_space_chars_so_segmented_text_drops_the_same_docs(tmp_path):
+    (tmp_path / "plain.txt").write_text("深度学习\n\n深度学习。\n", encoding="utf-8")
+    (tmp_path / "seg.txt").write_text("深度 学习\n\n深度 学习 。\n", encoding="utf-8")
+    for name in ("plain", "seg"):
+        rep = trans_to_json(tmp_path / f"{name}.txt", tmp_path / f"{name}_out.jsonl", min_doc_length=5, shuffle=False,
+                            progress=False, log=None)
+        assert (rep["docs_written"], rep["docs_dropped_short"]) == (1, 1), name
+
+
+def test_seeded_shuffle_is_reproducible_and_a_permutation(books, tmp_path):
+    plain = _rows(trans_to_json(books, tmp_path / "p.jsonl", min_doc_length=1, shuffle=False, progress=False, log=None)["outputs"][0])
+    s1 = _rows(trans_to_json(books, tmp_path / "s1.jsonl", min_doc_length=1, seed=3, progress=False, log=None)["outputs"][0])
+    s2 = _rows(trans_to_json(books, tmp_path / "s2.jsonl", min_doc_length=1, seed=3, workers=2, progress=False, log=None)["outputs"][0])
+    others = {tuple(_rows(trans_to_json(books, tmp_path / f"o{k}.jsonl", min_doc_length=1, seed=k, progress=False,
+                                       log=None)["outputs"][0])) for k in range(6)}
+    assert s1 == s2 and sorted(s1) == sorted(plain)
+    assert len(others) > 1  # the seed changes the order
+
+
+def test_no_merge_writes_one_jsonl_per_input_file_keeping_subfolders(books, tmp_path):
+    rep = trans_to_json(books, tmp_path / "per_file", min_doc_length=5, merge=False, shuffle=False, progress=False, log=None)
+    assert sorted(rep["outputs"]) == sorted([str(tmp_path / "per_file" / "a.jsonl"), str(tmp_path / "per_file" / "sub" / "b.jsonl")])
+    assert _rows(tmp_path / "per_file" / "sub" / "b.jsonl") == ["另一个文件的第一个文档。\n它有两句。", "另一个文件的第二个文档在这里。"]
+
+
+def test_output_path_rules_follow_paddlenlp(books, tmp_path):
+    # a prefix gets .jsonl appended, like PaddleNLP's merge_file
+    rep = trans_to_json(books / "a.txt", tmp_path / "prefix", min_doc_length=1, progress=False, log=None)
+    assert rep["outputs"] == [str(tmp_path / "prefix.jsonl")]
+    (tmp_path / "dir").mkdir()
+    rep = trans_to_json(books / "a.txt", tmp_path / "dir", min_doc_length=1, progress=False, log=None)
+    assert rep["outputs"] == [str(tmp_path / "dir" / "a.jsonl")]
+
+
+def test_bad_input_gets_clear_errors_and_writes_nothing(tmp_path):
+    (tmp_path / "gbk.txt").write_bytes("中文的句子。".encode("gbk"))
+    with pytest.raises(ValueError, match="gbk.txt: not UTF-8"):
+        trans_to_json(tmp_path / "gbk.txt", tmp_path / "o.jsonl", progress=False, log=None)
+    with pytest.raises(FileNotFoundError, match="input not found"):
+        trans_to_json(tmp_path / "missing", tmp_path / "o.jsonl", progress=False, log=None)
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(FileNotFoundError, match="no \\*.txt files"):
+        trans_to_json(tmp_path / "empty_dir", tmp_path / "o.jsonl", progress=False, log=None)
+    (tmp_path / "short.txt").write_text("短\n\n也短\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="2 dropped"):
+        trans_to_json(tmp_path / "short.txt", tmp_path / "o.jsonl", min_doc_length=10, progress=False, log=None)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_read_docs_treats_runs_of_blank_lines_as_one_boundary(tmp_path):
+    (tmp_path / "x.txt").write_text("\n\na\nb\n \n\t\n\nc\n", encoding="utf-8")
+    assert read_docs(tmp_path / "x.txt") == [["a", "b"], ["c"]]
+
+
+def _cfg(tmp_path, **ov):
+    return get_config("smoke", {"paths.data_root": str(tmp_path / "data"), "paths.corpus": "book", **ov})
+
+
+def test_run_stage_reads_seg_dir_when_segmentation_ran_skips_reruns_and_removes_stale_jsonl(tmp_path):
+    cfg = _cfg(tmp_path, **{"segment.enabled": True, "trans_to_json.min_doc_length": 1})
+    cfg.paths.text_dir.mkdir(parents=True)
+    (cfg.paths.text_dir / "book.txt").write_text("未分词的文本。\n", encoding="utf-8")
+    cfg.paths.seg_dir.mkdir(parents=True)
+    (cfg.paths.seg_dir / "book.txt").write_text("分词 后 的 文本 。\n\n第二 个 文档 。\n", encoding="utf-8")
+    cfg.paths.jsonl_dir.mkdir(parents=True)
+    (cfg.paths.jsonl_dir / "stale.jsonl").write_text('{"text": "old"}\n', encoding="utf-8")
+    r = run_stage(cfg, progress=False, log=None)
+    assert not r["skipped"] and r["docs_written"] == 2
+    assert sorted(p.name for p in cfg.paths.jsonl_dir.glob("*.jsonl")) == ["book.jsonl"]
+    assert sorted(_rows(cfg.paths.jsonl_dir / "book.jsonl")) == ["分词 后 的 文本 。", "第二 个 文档 。"]
+    assert run_stage(cfg, progress=False, log=None)["skipped"]
+    (cfg.paths.seg_dir / "book.txt").write_text("改过 的 输入 。\n", encoding="utf-8")
+    r = run_stage(cfg, progress=False, log=None)
+    assert not r["skipped"] and _rows(cfg.paths.jsonl_dir / "book.jsonl") == ["改过 的 输入 。"]
+    # parameters are part of the manifest too
+    assert not run_stage(cfg.override({"trans_to_json.seed": 99}), progress=False, log=None)["skipped"]
+    # without segmentation (and no pre-split input wanted) the plain text is read
+    r = run_stage(cfg.override({"segment.enabled": False, "pretraining_data.cn_splited": False}), progress=False, log=None)
+    assert _rows(cfg.paths.jsonl_dir / "book.jsonl") == ["未分词的文本。"]
+
+
+def test_run_stage_without_text_says_which_stage_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="stage 01"):
+        run_stage(_cfg(tmp_path, **{"segment.enabled": False}), progress=False, log=None)
+
+
+def test_cli_with_paddlenlp_argument_names(books, tmp_path):
+    out = tmp_path / "cli"
+    r = subprocess.run([sys.executable, "-m", "vertical_pretrain.cli", "trans-to-json", "--input_path", str(books),
+                        "--output_path", str(out), "--min_doc_length", "5", "--no-shuffle", "--workers", "2"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert len(_rows(str(out) + ".jsonl")) == 4
+    assert main(["--input_path", str(books), "--output_path", str(tmp_path / "nm"), "--no-merge", "--seed", "5", "--min_doc_length", "5"]) == 0
+    assert (tmp_path / "nm" / "sub" / "b.jsonl").exists()
+    assert main(["--input_path", str(tmp_path / "nope"), "--output_path", str(out)]) == 1
