@@ -376,3 +376,43 @@ def test_extend_vocab_on_the_demo_book(tmp_path, trained, capsys):
     assert cli_main(["extend-vocab", "--model_dir", str(base), "--corpus", str(tmp_path / "nope.txt"),
                      "--output_dir", str(tmp_path / "x")]) == 1
     assert "corpus file not found" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_continued_pretraining_on_the_extended_vocab(tmp_path, trained):
+    "Stages 04 -> 06 for real on the demo book with the extended tokenizer/model, then stage 07 again."
+    from vertical_pretrain.config import get_config
+    from vertical_pretrain.dataset import corpus_prefix
+    from vertical_pretrain.pretrain import read_metrics, train
+    from vertical_pretrain.pretraining_data import create_pretraining_data
+    base = ex.export(write_checkpoint(tmp_path / "ckpt", trained), tmp_path / "model_base")
+    lines = book_text(40, 12)
+    (tmp_path / "book.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ext = tmp_path / "model_base_vocab"
+    rep = ex.extend_vocab(base, [tmp_path / "book.txt"], ext, min_freq=3, max_new_tokens=300)
+    n_old = rep["old_vocab_size"]
+
+    cfg = get_config("smoke", {"paths.data_root": str(tmp_path / "data"), "paths.output_root": str(tmp_path / "out"),
+                               "paths.corpus": "book", "paths.run_name": "domain", "base_model.enabled": False,
+                               "model.model_name_or_path": str(ext), "pretraining_data.tokenizer_name_or_path": str(ext),
+                               "data.num_workers": 0, "train.max_steps": 2, "train.logging_freq": 1,
+                               "train.save_steps": 0, "train.checkpoint_steps": 2})
+    jsonl = tmp_path / "book.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": "\n".join(lines[i:i + 6])}, ensure_ascii=False) + "\n"
+                             for i in range(0, len(lines), 6)), encoding="utf-8")
+    cfg.paths.ids_dir.mkdir(parents=True)
+    with quiet():
+        create_pretraining_data(jsonl, corpus_prefix(cfg), str(ext), progress=False, log=lambda *a, **k: None)
+        ids = np.load(f"{corpus_prefix(cfg)}_ids.npy")
+        assert (ids >= n_old).sum() > 0  # the corpus really uses the new tokens
+        train(cfg)
+    recs = [r for r in read_metrics(cfg.paths.run_dir) if r["split"] == "train"]
+    assert [r["step"] for r in recs] == [1, 2] and all(np.isfinite(r["loss"]) for r in recs)
+    out = ex.export_run(cfg.paths.run_dir)
+    assert out.name == "model_ernie_2"
+    with quiet():
+        m = ex.load_model(out, "ForPretraining")
+    assert m.config.vocab_size == rep["new_vocab_size"]
+    moved = m.ernie.embeddings.word_embeddings.weight.numpy()[n_old:]
+    with quiet():
+        start = ex.load_model(ext, "ForPretraining").ernie.embeddings.word_embeddings.weight.numpy()[n_old:]
+    assert not np.allclose(moved, start)  # the new rows were trained
