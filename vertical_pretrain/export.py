@@ -10,7 +10,7 @@ __all__ = ['WEIGHTS_NAME', 'CONFIG_NAME', 'VOCAB_NAME', 'TOKENIZER_CONFIG_NAME',
            'propose_tokens', 'init_new_rows', 'extend_vocab', 'export_run', 'exported_model_dir', 'run_export',
            'export_main', 'repair_main', 'extend_vocab_main']
 
-# %% ../nbs/07_export.ipynb #575a7dc4
+# %% ../nbs/07_export.ipynb #754ff884
 import argparse
 import copy
 import json
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
 
-# %% ../nbs/07_export.ipynb #0abe4478
+# %% ../nbs/07_export.ipynb #656315aa
 WEIGHTS_NAME = "model_state.pdparams"
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.txt"
@@ -138,7 +138,7 @@ def inspect_weights(shapes: dict, source: str = "weights") -> dict:
         raise ModelDirError(f"{source}: unrecognised head parameters {heads[:5]}; pass architecture=... to choose the class")
     return {"architecture": arch, "prefix": prefix, "fields": fields, "notes": notes}
 
-# %% ../nbs/07_export.ipynb #626c11d8
+# %% ../nbs/07_export.ipynb #bafa2c5e
 def _read_json(path) -> dict | None:
     p = Path(path)
     if not p.is_file(): return None
@@ -212,7 +212,7 @@ def check_vocab_fits(vocab_file, vocab_size: int, weights_file=None):
                             "this tokenizer does not belong to these weights")
     return n
 
-# %% ../nbs/07_export.ipynb #fc7e08db
+# %% ../nbs/07_export.ipynb #78365f62
 def _task(cls_or_task: str) -> str:
     t = cls_or_task
     for pre in ("AutoModel", "Auto"):
@@ -303,7 +303,7 @@ def _weight_shapes(path) -> dict:
     w, _ = load_weights(path)
     return {k: v.shape for k, v in w.items()}
 
-# %% ../nbs/07_export.ipynb #7b04e553
+# %% ../nbs/07_export.ipynb #ac75fa07
 def resolve_checkpoint(path, checkpoint: str = "last") -> Path:
     "A checkpoint dir from a checkpoint dir, a `checkpoints/` dir or a run dir (`last` -> model_last, N -> model_N)."
     p = Path(path)
@@ -431,7 +431,7 @@ def export(checkpoint_dir, out_dir, *, tokenizer_dir=None, architecture: str | N
         write_manifest(tmp, "export", inputs, params, counts)
     return out_dir
 
-# %% ../nbs/07_export.ipynb #fce90483
+# %% ../nbs/07_export.ipynb #564ac4dd
 def _backup(path: Path) -> Path:
     bak = path.with_name(path.name + ".bak")
     i = 0
@@ -478,7 +478,7 @@ def repair(model_dir, dry_run: bool = False, *, architecture: str | None = None,
     report["status"] = "repaired"
     return report
 
-# %% ../nbs/07_export.ipynb #44629824
+# %% ../nbs/07_export.ipynb #ce702eaf
 def _is_cjk(ch: str) -> bool:
     cp = ord(ch)
     return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2CEAF
@@ -665,7 +665,7 @@ def extend_vocab(model_dir, corpus_files, out_dir, *, user_terms=None, max_new_t
         write_manifest(tmp, "extend_vocab", inputs, params, {k: report[k] for k in ("old_vocab_size", "new_vocab_size", "added")})
     return report
 
-# %% ../nbs/07_export.ipynb #fe9e5fc1
+# %% ../nbs/07_export.ipynb #d6e15e40
 def _print_json(d):
     print(json.dumps(d, ensure_ascii=False, indent=1, default=str))
 
