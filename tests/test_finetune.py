@@ -1,0 +1,283 @@
+"""Stage 08: the man-page task, metrics, fine-tuning and the base-vs-domain comparison (real Paddle, real files)."""
+import gzip
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vertical_pretrain import finetune as ft
+from vertical_pretrain.config import FinetuneConfig, get_config
+
+REPO = Path(__file__).resolve().parents[1]
+TASK = REPO / "data_file" / "manpages_cls"
+MANPAGES_SRC = REPO.parent / "shared" / "data" / "manpages-zh"
+
+# Four sections with their own topic words among shared filler: a bag-of-characters signal a tiny random model can learn.
+WORDS = {"1": "命令 参数 选项 输出 终端 用户 显示 执行", "3": "函数 指针 返回 调用 结构 内存 变量 类型",
+         "5": "配置 文件 字段 格式 注释 条目 路径 设置", "8": "系统 守护 进程 管理 服务 内核 启动 网络"}
+FILL = "这是 一个 关于 的 说明 在 中 可以 我们 他们 工作 问题 发展 经济 人民 国家".split()
+SMOKE_FT = dict(max_seq_len=32, batch_size=16, learning_rate=2e-3, epochs=12, patience=12, seeds=2, train_cap=100)
+
+
+def write_pages(src: Path, pages: int = 10, paras: int = 6, seed: int = 0) -> Path:
+    "Real gzip roff man pages (man1/5/3/8) of synthetic text."
+    rng = random.Random(seed)
+    for sec, ws in WORDS.items():
+        ws = ws.split()
+        d = src / f"man{sec}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(pages):
+            body = []
+            for j in range(paras):
+                toks = rng.sample(ws, 3) + rng.sample(FILL, 7)
+                rng.shuffle(toks)
+                body.append(".PP\n" + "".join(toks) + f"，\\fB第{i}{j}段\\fR，见 ls(1)。")
+            src_text = f".TH P{i} {sec}\n.SH NAME\np{i} \\- x\n.SH \"DESCRIPTION 描述\"\n" + "\n".join(body) + "\n.SH \"SEE ALSO\"\n.BR ls (1)\n"
+            (d / f"p{i}.{sec}.gz").write_bytes(gzip.compress(src_text.encode("utf-8")))
+    (src / "copyright").write_text("License: GFDL-1.2+\n", encoding="utf-8")
+    return src
+
+
+@pytest.fixture(scope="module")
+def smoke_task(tmp_path_factory):
+    "The smoke task: 4 classes x 10 pages x 6 paragraphs, split by page."
+    root = tmp_path_factory.mktemp("task")
+    stats = ft.build_task(write_pages(root / "src"), root / "task", min_chars=10)
+    return root / "task", stats
+
+
+def make_tiny_model(out_dir: Path, tok_dir: Path, seed: int = 0) -> Path:
+    "A random-init tiny ERNIE saved like an exported model dir, with the conftest char tokenizer."
+    import paddle
+    from paddlenlp.transformers import ErnieConfig, ErnieForPretraining
+    shutil.copytree(tok_dir, out_dir)
+    vocab_size = sum(1 for _ in open(out_dir / "vocab.txt", encoding="utf-8"))
+    paddle.seed(seed)
+    with ft.quiet_paddlenlp():
+        ErnieForPretraining(ErnieConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                        intermediate_size=64)).save_pretrained(str(out_dir))
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory, char_tokenizer_dir):
+    root = tmp_path_factory.mktemp("models")
+    return {"base": make_tiny_model(root / "a", char_tokenizer_dir, 0), "domain": make_tiny_model(root / "b", char_tokenizer_dir, 1)}
+
+
+def rows(task_dir: Path, split: str) -> list[dict]:
+    return [json.loads(l) for l in open(task_dir / f"{split}.jsonl", encoding="utf-8")]
+
+
+# ---------------------------------------------------------------- roff parsing
+def test_parse_roff_strips_macros_escapes_and_definitions():
+    src = "\n".join([
+        '.de Vb \\" begin verbatim', ".ft CW", "..", '.if n \\{\\', '.ds C` ""', ".\\}",
+        ".TH LS 1", ".SH NAME", "ls \\- 列出目录内容", ".SH DESCRIPTION",
+        "列出", ".I FILE", "的信息\\(em默认为当前目录\\&.", ".TP", ".BR \\-a \", \" \\-\\-all",
+        "不隐藏以 \\fB.\\fP 开头的项", ".TS", "l l.", "表格 内容", ".TE", ".Sh 另见", ".Xr dir 1 ,"])
+    paras = ft.parse_roff(src)
+    assert paras == [("NAME", "ls - 列出目录内容"), ("DESCRIPTION", "列出 FILE 的信息—默认为当前目录."),
+                     ("DESCRIPTION", "-a, --all 不隐藏以 . 开头的项"), ("另见", "dir ,")]
+
+
+def test_decode_page_falls_back_to_gb18030(tmp_path):
+    p = tmp_path / "x.1.gz"
+    p.write_bytes(gzip.compress(".SH 描述\n中文手册页\n".encode("gb2312")))
+    text, enc = ft.read_page(p)
+    assert enc == "gb18030" and "中文手册页" in text
+    (tmp_path / "bad.1.gz").write_bytes(b"x.1.gz")  # a lost symlink
+    assert ft.read_page(tmp_path / "bad.1.gz") == (None, "not_gzip")
+
+
+# ---------------------------------------------------------------- the task
+def test_build_task_splits_by_page_and_reports_counts(smoke_task, tmp_path):
+    task_dir, stats = smoke_task
+    pages = {s: {r["page"] for r in rows(task_dir, s)} for s in ("train", "dev", "test")}
+    assert all(pages[s] for s in pages)
+    assert not (pages["train"] & pages["dev"]) and not (pages["train"] & pages["test"]) and not (pages["dev"] & pages["test"])
+    # counts in stats.json match the files, per split and label
+    for s in ("train", "dev", "test"):
+        got = {}
+        for r in rows(task_dir, s): got[r["label"]] = got.get(r["label"], 0) + 1
+        assert got == stats["counts"][s]["examples"]
+    assert stats["labels"] == ["1", "3", "5", "8"]
+    readme = (task_dir / "README.md").read_text(encoding="utf-8")
+    assert "| 8 |" in readme and "GFDL" in readme
+    assert (task_dir / "copyright").read_text() == "License: GFDL-1.2+\n"
+    # SEE ALSO is dropped and section numbers of cross references are removed
+    assert not any("(1)" in r["text"] for s in pages for r in rows(task_dir, s))
+    # TAPT text holds train pages only
+    unlabeled = (task_dir / "unlabeled.txt").read_text(encoding="utf-8")
+    assert all(r["text"] not in unlabeled for r in rows(task_dir, "test") + rows(task_dir, "dev"))
+    assert any(r["text"] in unlabeled for r in rows(task_dir, "train"))
+    tapt = ft.tapt_corpus(task_dir, tmp_path / "tapt")
+    assert tapt == tmp_path / "tapt" / "text" / "manpages_cls.txt" and tapt.read_text(encoding="utf-8") == unlabeled
+
+
+def test_build_task_caps_train_and_is_deterministic(smoke_task, tmp_path):
+    task_dir, _ = smoke_task
+    src = task_dir.parent / "src"
+    st = ft.build_task(src, tmp_path / "capped", train_cap=5, min_chars=10)
+    assert st["counts"]["train"]["examples"] == {"1": 5, "3": 5, "5": 5, "8": 5}
+    again = ft.build_task(src, tmp_path / "capped2", train_cap=5, min_chars=10)
+    assert (tmp_path / "capped" / "train.jsonl").read_bytes() == (tmp_path / "capped2" / "train.jsonl").read_bytes()
+    assert again["counts"] == st["counts"]
+
+
+def test_build_task_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no man pages"):
+        ft.build_task(tmp_path / "empty", tmp_path / "out")
+    src = write_pages(tmp_path / "src", pages=2)
+    with pytest.raises(ValueError, match="need >= 3"):
+        ft.build_task(src, tmp_path / "out", min_chars=10)
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_committed_task_is_split_by_page():
+    stats = json.loads((TASK / "stats.json").read_text(encoding="utf-8"))
+    assert stats["labels"] == ["1", "3", "5", "7", "8"]
+    pages = {}
+    for s in ("train", "dev", "test"):
+        rs = rows(TASK, s)
+        pages[s] = {r["page"] for r in rs}
+        assert len(rs) == stats["totals"][s]
+        assert {r["label"] for r in rs} == set(stats["labels"])
+        assert all(r["page"].startswith(f"man{r['label']}/") or (r["label"] == "3" and r["page"].startswith("man2/")) for r in rs)
+    assert not (pages["train"] & pages["dev"] or pages["train"] & pages["test"] or pages["dev"] & pages["test"])
+    assert max(stats["counts"]["train"]["examples"].values()) <= stats["params"]["train_cap"]
+    assert "GFDL-1.2+" in (TASK / "copyright").read_text(encoding="utf-8")
+    texts = [r["text"] for s in ("train", "dev", "test") for r in rows(TASK, s)]
+    assert len(texts) == len(set(texts))  # deduplicated
+
+
+@pytest.mark.skipif(not MANPAGES_SRC.is_dir(), reason="manpages-zh source not beside the repo")
+def test_committed_task_rebuilds_identically(tmp_path):
+    p = json.loads((TASK / "stats.json").read_text(encoding="utf-8"))["params"]
+    ft.build_task(MANPAGES_SRC, tmp_path / "t", **{k: p[k] for k in ("train_cap", "eval_cap", "dev_frac", "test_frac",
+                                                                     "max_per_page", "min_chars", "min_cjk_ratio", "max_chars", "seed")})
+    for f in ("train.jsonl", "dev.jsonl", "test.jsonl", "unlabeled.txt", "labels.json"):
+        assert (tmp_path / "t" / f).read_bytes() == (TASK / f).read_bytes(), f
+
+
+# ---------------------------------------------------------------- metrics
+def test_multilabel_metrics_hand_computed():
+    y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+    probs = np.array([[.9, .2, .4], [.6, .7, .1], [.8, .3, .2], [.1, .1, .95]])
+    m = ft.multilabel_metrics(y, (probs >= 0.5).astype(int))
+    # per label TP/FP/FN: A 2/1/0, B 1/0/1, C 1/0/1 -> F1 4/5, 2/3, 2/3; micro TP 4 FP 1 FN 2
+    assert m["micro_f1"] == pytest.approx(8 / 11)
+    assert m["macro_f1"] == pytest.approx((4 / 5 + 2 / 3 + 2 / 3) / 3)
+    assert m["per_label_f1"] == pytest.approx([4 / 5, 2 / 3, 2 / 3], abs=1e-6)
+    assert m["subset_accuracy"] == 0.25
+    th = ft.tune_thresholds(y, probs)
+    assert list(th) == [0.65, 0.3, 0.4]  # perfect-F1 intervals (0.6,0.8], (0.2,0.3], (0.2,0.4]; ties go nearest 0.5
+    s = ft.score(np.log(probs / (1 - probs)), y, True, th)
+    assert s["micro_f1"] == pytest.approx(1.0) and s["thresholds"] == [0.65, 0.3, 0.4]
+
+
+def test_multiclass_metrics_and_majority():
+    m = ft.multiclass_metrics([0, 0, 1, 2], [0, 1, 1, 1], 3)
+    assert m["accuracy"] == 0.5 and m["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    b = ft.majority_baseline(np.array([2, 2, 0, 1, 2]), 3)
+    assert b["predicts"] == 2 and b["accuracy"] == pytest.approx(0.6)
+
+
+# ---------------------------------------------------------------- fine-tuning
+def test_finetune_beats_majority_and_writes_metrics(smoke_task, tiny_models, tmp_path):
+    task_dir, _ = smoke_task
+    m = ft.finetune(tiny_models["base"], task_dir, tmp_path / "run", seed=0, fcfg=FinetuneConfig(**SMOKE_FT), name="base", progress=False)
+    base = m["baseline"]["test"]
+    assert base["accuracy"] == pytest.approx(0.25)  # balanced smoke test set
+    assert m["test"]["accuracy"] >= base["accuracy"] + 0.25, m["test"]
+    assert m["test"]["macro_f1"] > base["macro_f1"] + 0.25
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))
+    assert saved["seed"] == 0 and saved["model"] == "base" and saved["problem"] == "multi_class"
+    assert 1 <= saved["best_epoch"] <= saved["epochs_run"] <= SMOKE_FT["epochs"]
+    assert saved["dev"]["macro_f1"] == max(h["dev_macro_f1"] for h in saved["history"])  # test used the best dev epoch
+    assert saved["params"]["learning_rate"] == SMOKE_FT["learning_rate"]
+
+
+def test_finetune_is_deterministic_and_stops_early(smoke_task, tiny_models):
+    task_dir, _ = smoke_task
+    fc = FinetuneConfig(**{**SMOKE_FT, "epochs": 6, "patience": 1, "learning_rate": 1e-6})  # too small an lr to improve
+    a = ft.finetune(tiny_models["domain"], task_dir, None, seed=3, fcfg=fc, progress=False)
+    b = ft.finetune(tiny_models["domain"], task_dir, None, seed=3, fcfg=fc, progress=False)
+    assert a["test"] == b["test"] and a["history"] == b["history"]
+    assert a["epochs_run"] < 6  # dev F1 stalls -> patience 1 stops it
+
+
+def test_multilabel_finetune(tmp_path, tiny_models):
+    rng = random.Random(0)
+    topics = {"a": "函数指针返回", "b": "配置文件字段", "c": "系统进程服务"}
+    def make(n):
+        out = []
+        for _ in range(n):
+            labs = sorted(rng.sample(list(topics), rng.choice([1, 2])))
+            out.append({"text": "".join(topics[l] for l in labs) + "".join(rng.sample(FILL, 4)), "labels": labs})
+        return out
+    for s, n in (("train", 60), ("dev", 20), ("test", 20)):
+        (tmp_path / f"{s}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in make(n)), encoding="utf-8")
+    m = ft.finetune(tiny_models["base"], tmp_path, tmp_path / "out", seed=0,
+                    fcfg=FinetuneConfig(**{**SMOKE_FT, "epochs": 8, "patience": 8, "learning_rate": 3e-3}), progress=False)
+    assert m["problem"] == "multi_label" and m["labels"] == ["a", "b", "c"] and m["baseline"] is None
+    assert m["test"]["thresholds"] == m["dev"]["thresholds"]  # tuned on dev, reused on test
+    assert all(0.05 <= t <= 0.95 for t in m["test"]["thresholds"])
+    assert {"micro_f1", "macro_f1", "subset_accuracy"} <= set(m["test"])
+    assert m["test"]["micro_f1"] > 0.5
+
+
+def test_load_task_rejects_bad_rows(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "x"}\nnot json\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="train.jsonl:2: not JSON"):
+        ft.load_task(tmp_path)
+
+
+# ---------------------------------------------------------------- comparison
+def test_compare_writes_one_row_per_model_and_all_seeds(smoke_task, tiny_models, tmp_path):
+    task_dir, _ = smoke_task
+    fc = FinetuneConfig(**{**SMOKE_FT, "epochs": 4})
+    s = ft.compare(tiny_models, task_dir, tmp_path / "finetune", seeds=2, fcfg=fc, progress=False)
+    out = tmp_path / "finetune"
+    for name in tiny_models:
+        for k in range(2):
+            m = json.loads((out / name / f"seed_{k}" / "metrics.json").read_text(encoding="utf-8"))
+            assert (m["seed"], m["model"]) == (k, name)
+    md = (out / "comparison.md").read_text(encoding="utf-8")
+    table = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| model")]
+    assert [l.split("|")[1].strip() for l in table] == ["base", "domain", "majority class"]
+    assert [l.split("|")[2].strip() for l in table[:2]] == ["2", "2"]
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    j = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
+    assert j["models"]["domain"]["seeds"] == [0, 1] and len(j["models"]["base"]["test_macro_f1"]) == 2
+    d = j["models"]["domain"]["vs_base"]["macro_f1"]
+    assert d["delta"] == pytest.approx(np.mean(j["models"]["domain"]["test_macro_f1"]) - np.mean(j["models"]["base"]["test_macro_f1"]))
+    assert d["exceeds_spread"] == (abs(d["delta"]) > d["spread"])
+    assert s["models"].keys() == j["models"].keys()
+    # a rerun reuses the finished runs (same inputs and params): metrics files are not rewritten
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed_*/metrics.json")}
+    ft.compare(tiny_models, task_dir, out, seeds=2, fcfg=fc, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed_*/metrics.json")} == before
+
+
+def test_run_stage_and_cli(smoke_task, tiny_models, tmp_path, capsys):
+    from vertical_pretrain.cli import main
+    task_dir, _ = smoke_task
+    cfg = get_config("smoke", {"paths.output_root": str(tmp_path / "output"), "finetune.task_dir": str(task_dir),
+                               **{f"finetune.{k}": v for k, v in {**SMOKE_FT, "epochs": 2, "seeds": 1}.items()}})
+    s = ft.run_stage(cfg, {"base": str(tiny_models["base"])}, progress=False)
+    out = tmp_path / "output" / "smoke" / "finetune"
+    assert (out / "manifest_finetune.json").is_file() and (out / "base" / "seed_0" / "metrics.json").is_file()
+    assert ft.run_stage(cfg, {"base": str(tiny_models["base"])}, progress=False) == json.loads((out / "comparison.json").read_text())
+    assert s["models"]["base"]["n_seeds"] == 1
+    # CLI: bad model dir -> clear error, exit 2; good run -> exit 0 and the table
+    assert main(["compare", "--models", f"base={tmp_path}/missing", "--task_dir", str(task_dir), "--seeds", "1",
+                 "--output_dir", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    rc = main(["finetune", "--model_dir", str(tiny_models["domain"]), "--task_dir", str(task_dir), "--seed", "1",
+               "--output_dir", str(tmp_path / "one"), "--profile", "smoke", "--set", "finetune.max_seq_len=32"])
+    assert rc == 0 and json.loads((tmp_path / "one" / "metrics.json").read_text())["seed"] == 1
+    assert main(["build-task", "--src_dir", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "t")]) == 2
