@@ -416,3 +416,38 @@ def test_continued_pretraining_on_the_extended_vocab(tmp_path, trained):
     with quiet():
         start = ex.load_model(ext, "ForPretraining").ernie.embeddings.word_embeddings.weight.numpy()[n_old:]
     assert not np.allclose(moved, start)  # the new rows were trained
+
+
+def test_repair_a_fine_tuned_classifier_dir(tmp_path, trained):
+    "A `classifier` head: num_labels comes from its shape; the class is ambiguous, so it is noted and can be overridden."
+    from paddlenlp.transformers import ErnieForSequenceClassification, ErnieForTokenClassification
+    model, tok, _ = trained
+    paddle.seed(5)
+    clf = ErnieForSequenceClassification(ErnieConfig(vocab_size=model.config.vocab_size, hidden_size=32, num_labels=5,
+                                                     num_hidden_layers=2, num_attention_heads=2, intermediate_size=64))
+    clf.eval()
+    d = tmp_path / "model_ernie_micro_cls"
+    with quiet():
+        clf.save_pretrained(str(d)); tok.save_pretrained(str(d))
+    c = json.loads((d / "config.json").read_text())
+    for k in ("architectures", "label2id", "num_labels"): c.pop(k, None)
+    c["id2label"] = {"0": "neg", "1": "pos"}  # stale: the weights have 5 labels
+    (d / "config.json").write_text(json.dumps(c))
+    (d / "tokenizer_config.json").unlink()
+    rep = ex.repair(d, dry_run=True)
+    assert rep["architecture"] == "ErnieForSequenceClassification" and clf.classifier.weight.shape == [32, 5]
+    assert "ErnieForTokenClassification" in rep["notes"][0]
+    rep = ex.repair(d)
+    assert rep["changes"]["num_labels"] == [None, 5] and rep["changes"]["id2label"] == [{"0": "neg", "1": "pos"}, None]
+    assert rep["changes"]["tokenizer_config.json:tokenizer_class"] == [None, "ErnieTokenizer"]
+    ids, tt = fixed_input(tok)
+    with quiet():
+        got = AutoModelForSequenceClassification.from_pretrained(str(d)); got.eval()
+        at = AutoTokenizer.from_pretrained(str(d))
+    assert type(at) is ErnieTokenizer
+    np.testing.assert_allclose(got(ids, token_type_ids=tt).numpy(), clf(ids, token_type_ids=tt).numpy(), atol=1e-6)
+    # the user knows better: a token classifier
+    assert ex.repair(d, architecture="ErnieForTokenClassification")["changes"]["architectures"] == [
+        ["ErnieForSequenceClassification"], ["ErnieForTokenClassification"]]
+    assert ex.resolve_model_class(d, "ForTokenClassification") is ErnieForTokenClassification
+    assert (d / "config.json.bak.1").is_file()

@@ -10,7 +10,7 @@ __all__ = ['WEIGHTS_NAME', 'CONFIG_NAME', 'VOCAB_NAME', 'TOKENIZER_CONFIG_NAME',
            'propose_tokens', 'init_new_rows', 'extend_vocab', 'export_run', 'exported_model_dir', 'run_export',
            'export_main', 'repair_main', 'extend_vocab_main']
 
-# %% ../nbs/07_export.ipynb #754ff884
+# %% ../nbs/07_export.ipynb #d96bcc3d
 import argparse
 import copy
 import json
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
 
-# %% ../nbs/07_export.ipynb #656315aa
+# %% ../nbs/07_export.ipynb #b7a01b92
 WEIGHTS_NAME = "model_state.pdparams"
 CONFIG_NAME = "config.json"
 VOCAB_NAME = "vocab.txt"
@@ -138,7 +138,7 @@ def inspect_weights(shapes: dict, source: str = "weights") -> dict:
         raise ModelDirError(f"{source}: unrecognised head parameters {heads[:5]}; pass architecture=... to choose the class")
     return {"architecture": arch, "prefix": prefix, "fields": fields, "notes": notes}
 
-# %% ../nbs/07_export.ipynb #bafa2c5e
+# %% ../nbs/07_export.ipynb #21682169
 def _read_json(path) -> dict | None:
     p = Path(path)
     if not p.is_file(): return None
@@ -175,8 +175,13 @@ def merge_config(existing: dict | None, info: dict, *, architecture: str | None 
     cfg = flatten_model_config(copy.deepcopy(old)) if old else {}  # legacy init_args/init_class -> flat + architectures
     notes = list(info.get("notes", []))
     for k, v in info["fields"].items():
-        if k == "num_labels":
-            if cfg.get("num_labels", len(cfg.get("id2label") or {}) or 2) != v: cfg["num_labels"] = v
+        if k == "num_labels":  # PretrainedConfig derives num_labels from id2label (or legacy num_classes) first
+            labels = cfg.get("id2label") or {}
+            if cfg.get("num_labels", cfg.get("num_classes", len(labels) or 2)) != v or (labels and len(labels) != v):
+                cfg["num_labels"] = v
+                for stale in ("id2label", "label2id", "num_classes"):
+                    if stale in cfg and (stale == "num_classes" or len(cfg[stale]) != v):
+                        notes.append(f"dropped {stale}={cfg.pop(stale)!r}: the classifier weights have {v} labels")
             continue
         if k in cfg and cfg[k] != v:
             notes.append(f"config said {k}={cfg[k]!r} but the weights have {v!r}; the weights win")
@@ -212,7 +217,7 @@ def check_vocab_fits(vocab_file, vocab_size: int, weights_file=None):
                             "this tokenizer does not belong to these weights")
     return n
 
-# %% ../nbs/07_export.ipynb #78365f62
+# %% ../nbs/07_export.ipynb #02d82015
 def _task(cls_or_task: str) -> str:
     t = cls_or_task
     for pre in ("AutoModel", "Auto"):
@@ -303,7 +308,7 @@ def _weight_shapes(path) -> dict:
     w, _ = load_weights(path)
     return {k: v.shape for k, v in w.items()}
 
-# %% ../nbs/07_export.ipynb #ac75fa07
+# %% ../nbs/07_export.ipynb #26695116
 def resolve_checkpoint(path, checkpoint: str = "last") -> Path:
     "A checkpoint dir from a checkpoint dir, a `checkpoints/` dir or a run dir (`last` -> model_last, N -> model_N)."
     p = Path(path)
@@ -431,7 +436,7 @@ def export(checkpoint_dir, out_dir, *, tokenizer_dir=None, architecture: str | N
         write_manifest(tmp, "export", inputs, params, counts)
     return out_dir
 
-# %% ../nbs/07_export.ipynb #564ac4dd
+# %% ../nbs/07_export.ipynb #6cde6e8a
 def _backup(path: Path) -> Path:
     bak = path.with_name(path.name + ".bak")
     i = 0
@@ -478,7 +483,7 @@ def repair(model_dir, dry_run: bool = False, *, architecture: str | None = None,
     report["status"] = "repaired"
     return report
 
-# %% ../nbs/07_export.ipynb #ce702eaf
+# %% ../nbs/07_export.ipynb #64d2c93f
 def _is_cjk(ch: str) -> bool:
     cp = ord(ch)
     return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2CEAF
@@ -665,7 +670,7 @@ def extend_vocab(model_dir, corpus_files, out_dir, *, user_terms=None, max_new_t
         write_manifest(tmp, "extend_vocab", inputs, params, {k: report[k] for k in ("old_vocab_size", "new_vocab_size", "added")})
     return report
 
-# %% ../nbs/07_export.ipynb #d6e15e40
+# %% ../nbs/07_export.ipynb #432240e3
 def _print_json(d):
     print(json.dumps(d, ensure_ascii=False, indent=1, default=str))
 
