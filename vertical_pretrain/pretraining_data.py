@@ -7,7 +7,7 @@ __all__ = ['STAGE', 'split_sentences', 'load_segmenter', 'load_tokenizer', 'Enco
            'read_jsonl_docs', 'corpus_stats', 'format_summary', 'create_pretraining_data', 'cjk_font',
            'plot_corpus_stats', 'run_stage', 'main']
 
-# %% ../nbs/04_pretraining_data.ipynb #ab5bcd1f
+# %% ../nbs/04_pretraining_data.ipynb #2af0eb34
 import argparse
 import json
 import math
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .config import add_config_args, config_from_args, tokenizer_source
 from .fileio import atomic_path, atomic_write_text, file_fingerprint, read_manifest, stage_is_done, write_manifest
 
-# %% ../nbs/04_pretraining_data.ipynb #57320a8e
+# %% ../nbs/04_pretraining_data.ipynb #771807b7
 _SENT_END = re.compile(r"([。！？]+|[!?]+(?=\s|$))")
 _CLOSERS = "”’」』）】》)\"'"
 
@@ -48,7 +48,7 @@ def split_sentences(text: str) -> list[str]:
             if s: out.append(s)
     return out
 
-# %% ../nbs/04_pretraining_data.ipynb #5f173910
+# %% ../nbs/04_pretraining_data.ipynb #2b4c56fd
 class _JiebaSegmenter:
     "Minimal stand-in for vertical_pretrain.segment's jieba backend: seg(text) -> words, batch(lines)."
     def __init__(self, user_dict=None):
@@ -70,7 +70,7 @@ def load_segmenter(backend: str = "jieba", user_dict=None):
     raise RuntimeError(f"cn_seg_func={backend!r} needs vertical_pretrain.segment (stage 02), which is not installed; "
                        "use cn_seg_func='jieba' or pre-split input (--cn_splited)")
 
-# %% ../nbs/04_pretraining_data.ipynb #64a96753
+# %% ../nbs/04_pretraining_data.ipynb #107e39c4
 def load_tokenizer(name_or_path):
     "PaddleNLP AutoTokenizer from a local dir (checked first, with a clear error) or a hub name."
     name = str(name_or_path)
@@ -96,7 +96,7 @@ def _is_wordpiece(tok) -> bool:
             and type(bt).__name__ == "BasicTokenizer" and getattr(bt, "tokenize_chinese_chars", True)
             and not getattr(bt, "never_split", None) and getattr(wp, "max_input_chars_per_word", 100) == 100)
 
-# %% ../nbs/04_pretraining_data.ipynb #bbee6f89
+# %% ../nbs/04_pretraining_data.ipynb #c8531f26
 def _is_cjk_char(ch: str) -> bool:
     "The CJK ranges BERT/ERNIE's BasicTokenizer splits into single characters."
     cp = ord(ch)
@@ -245,12 +245,12 @@ class DocEncoder:
         return {"ids": ids.astype(np.int32), "lens": np.array(out_lens, dtype=np.int32), "nsent": np.array(nsent, dtype=np.int32),
                 "chars": sum(len(d) for d in docs), **{k: self.counts[k] - before[k] for k in self.counts}}
 
-# %% ../nbs/04_pretraining_data.ipynb #0ea8e8cb
+# %% ../nbs/04_pretraining_data.ipynb #33ad6112
 _WORKER: DocEncoder | None = None
 
 def _init_worker(encoder: DocEncoder, n_workers: int):
+    "One encoder per worker process (one Rust thread each: the processes are the parallelism)."
     global _WORKER
-    if n_workers > 1: os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one Rust thread per process: 2 cores, 2 workers
     _WORKER = encoder
 
 def _encode_chunk(docs):
@@ -288,7 +288,7 @@ def _chunks(it, n):
         if len(buf) >= n: yield buf; buf = []
     if buf: yield buf
 
-# %% ../nbs/04_pretraining_data.ipynb #6333ec45
+# %% ../nbs/04_pretraining_data.ipynb #78524071
 def _pow2_hist(x: np.ndarray) -> dict:
     "Histogram with power-of-two bin edges [1,2),[2,4),... plus percentiles: compact and comparable across corpora."
     if len(x) == 0: return {"edges": [], "counts": [], "p50": 0, "p90": 0, "p99": 0, "max": 0}
@@ -328,7 +328,7 @@ def format_summary(stats: dict) -> str:
         f"Whole-word ## marks: {stats['wwm_marked_tokens']} (fallback to plain char: {stats['wwm_fallback_tokens']})",
     ])
 
-# %% ../nbs/04_pretraining_data.ipynb #369cc4a2
+# %% ../nbs/04_pretraining_data.ipynb #2c8cb211
 def _encoder_spec(tok, name_or_path, *, split_sentences, cn_whole_word_segment, cn_seg_func, cn_splited, user_dict,
                   max_word_length, append_eos, log) -> EncoderSpec:
     vocab = dict(tok.get_vocab())
@@ -397,8 +397,15 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
         for k in tot: tot[k] += r[k]
         bar.update(len(r["nsent"]))
     if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(enc, workers)) as pool:
-            for r in pool.imap(_encode_chunk, chunks): _collect(r)
+        # HF tokenizers warns (and turns threads off) in forked children unless the setting is explicit
+        old_env = os.environ.get("TOKENIZERS_PARALLELISM")
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        try:
+            with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(enc, workers)) as pool:
+                for r in pool.imap(_encode_chunk, chunks): _collect(r)
+        finally:
+            if old_env is None: os.environ.pop("TOKENIZERS_PARALLELISM", None)
+            else: os.environ["TOKENIZERS_PARALLELISM"] = old_env
     else:
         for c in chunks: _collect(enc.encode_docs(c))
     bar.close()
@@ -442,7 +449,7 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
     stats["_seconds"] = secs
     return stats
 
-# %% ../nbs/04_pretraining_data.ipynb #b6b9541f
+# %% ../nbs/04_pretraining_data.ipynb #e71870f4
 _CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
               "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback")
 
@@ -480,7 +487,7 @@ def plot_corpus_stats(stats, title: str = "", top_k: int = 20):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining_data.ipynb #84bee882
+# %% ../nbs/04_pretraining_data.ipynb #9fe0efad
 STAGE = "04_pretraining_data"
 
 def _tokenizer_inputs(name) -> list:
@@ -512,7 +519,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     write_manifest(out_dir, STAGE, inputs, params, counts={k: stats[k] for k in keys}, outputs=outs)
     return {**stats, "skipped": False}
 
-# %% ../nbs/04_pretraining_data.ipynb #aea2159a
+# %% ../nbs/04_pretraining_data.ipynb #011d15ae
 def main(argv=None) -> int:
     "CLI: `vertical-pretrain create-pretraining-data` (PaddleNLP arguments, or the stage from the config)."
     p = argparse.ArgumentParser(prog="vertical-pretrain create-pretraining-data", description=main.__doc__)
