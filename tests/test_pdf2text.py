@@ -1,0 +1,298 @@
+"""Stage 01 (pdf2text) on the real demo book and on bad inputs made in tmp. Real pypdf, real files, no mocks."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+import pypdf
+
+from vertical_pretrain.config import get_config
+from vertical_pretrain.fileio import read_manifest
+from vertical_pretrain.pdf2text import (Pdf2TextError, folder_to_text, main, pdf_to_text, read_text_file, report_path,
+                                        run_stage, split_sentences)
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_PDF = REPO / "data_file" / "debian_reference" / "raw" / "debian-reference.zh-cn.pdf"
+CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+TERMINAL = "。！？；!?.”’」』）)】》\"'"
+
+
+def _lines(path):
+    return [l for l in Path(path).read_text(encoding="utf-8").split("\n") if l]
+
+
+def _docs(path):
+    return [d.split("\n") for d in Path(path).read_text(encoding="utf-8").strip("\n").split("\n\n")]
+
+
+def _check_report_adds_up(rep, out):
+    text = Path(out).read_text(encoding="utf-8")
+    assert rep["lines_in"] == rep["lines_kept"] + sum(rep["lines_dropped"].values())
+    assert rep["chars_out"] == len(text) - text.count("\n")
+    assert rep["chars_out"] < rep["chars_in"]
+    assert rep["docs"] == len(_docs(out))
+    assert rep["sentences"] == len(_lines(out))
+    assert json.loads(report_path(out).read_text(encoding="utf-8")) == rep
+    assert not re.search(r"\n{3,}", text) and text.endswith("\n") and not text.startswith("\n")
+
+
+@pytest.fixture(scope="module")
+def demo30(tmp_path_factory):
+    out = tmp_path_factory.mktemp("p2t") / "demo30.txt"
+    return pdf_to_text(DEMO_PDF, out, max_pages=34, show_progress=False), out
+
+
+@pytest.fixture(scope="module")
+def demo_full(tmp_path_factory):
+    out = tmp_path_factory.mktemp("p2t_full") / "debian.txt"
+    return pdf_to_text(DEMO_PDF, out, show_progress=False), out
+
+
+def _assert_clean(out):
+    lines = _lines(out)
+    # running headers ("Debian 参考手册 18/ 223", "Debian 参考手册 xxvi") and bare page numbers are gone
+    assert not [l for l in lines if re.fullmatch(r"Debian 参考手册\s*(\d+\s*/\s*\d+|[ivxlcdm]+)", l)]
+    assert not [l for l in lines if re.fullmatch(r"(\d{1,3}|[ivxlcdm]{1,6})", l)]
+    # table-of-contents dot leaders are gone
+    assert not [l for l in lines if re.search(r"(\.\s*){4,}\d+\s*$", l)]
+    # one sentence a line: no Chinese sentence end followed by more text inside a line
+    assert not [l for l in lines if re.search(r"[。！？；][^”’」』）)】》〉\"'。！？；]", l)]
+    # most lines are whole sentences; the rest are list items, labels and titles without punctuation
+    ended = sum(1 for l in lines if l[-1] in TERMINAL)
+    assert ended >= 0.6 * len(lines), ended / len(lines)
+    return lines
+
+
+def test_demo_30_pages(demo30):
+    rep, out = demo30
+    _check_report_adds_up(rep, out)
+    assert rep["pages"] == 34 and rep["pages_total"] == 251 and rep["format"] == "pdf"
+    for rule in ("header_footer", "toc", "code", "table", "caption", "heading"):
+        assert rep["lines_dropped"][rule] > 0, rule
+    lines = _assert_clean(out)
+    assert rep["docs"] >= 10
+    # a sentence wrapped over two PDF lines comes back whole; a wrapped CJK/Latin join gets its space
+    assert "为了帮助你平滑起步，我详细说明一些基本要点。" in lines
+    assert any("例如 gnome-terminal(1)、rxvt(1) 或 xterm(1)）中 root 的 shell 提示符下启动它。" in l for l in lines)
+    # headings are document boundaries and not text
+    assert "1.1.9 恢复一个正常的控制台" not in lines
+    assert any(d[0].startswith("当做了一些滑稽的事") for d in _docs(out))
+    # commands are dropped by default
+    assert "# apt-get update" not in lines and "# shutdown -h now" not in lines
+
+
+def test_demo_full_book(demo_full):
+    rep, out = demo_full
+    _check_report_adds_up(rep, out)
+    assert rep["pages"] == 251 and rep["docs"] >= 300 and rep["sentences"] >= 3000
+    assert rep["lines_dropped"]["header_footer"] >= 240  # one running header a page
+    _assert_clean(out)
+
+
+def test_options_keep_code_tables_and_headings(tmp_path, demo30):
+    rep0, out0 = demo30
+    rep = pdf_to_text(DEMO_PDF, tmp_path / "k.txt", max_pages=34, keep_code=True, keep_tables=True,
+                      heading_splits_docs=False, show_progress=False)
+    _check_report_adds_up(rep, tmp_path / "k.txt")
+    lines = _lines(tmp_path / "k.txt")
+    assert "# apt-get update" in lines and any(l.startswith("mc V:54,I:226") for l in lines)
+    assert rep["lines_dropped"]["code"] == 0 and rep["lines_dropped"]["table"] == 0
+    assert rep["lines_kept"] > rep0["lines_kept"]
+    assert rep["docs"] < rep0["docs"]  # headings no longer split documents
+
+
+def test_too_short_sentences_and_docs_are_counted(tmp_path):
+    src = tmp_path / "short.txt"
+    src.write_text("好\n\n这是一个足够长的文档。它有两句话。\n\n只有一句话的文档。\n", encoding="utf-8")
+    rep = pdf_to_text(src, tmp_path / "out.txt", min_doc_sentences=2, show_progress=False)
+    assert _docs(tmp_path / "out.txt") == [["这是一个足够长的文档。", "它有两句话。"]]
+    assert rep["sentences_dropped_short"] == 1  # "好" < min_sentence_chars
+    assert rep["docs_dropped_short"] == 2  # the empty-after-filter one and the one-sentence one
+    assert rep["sentences_in_dropped_docs"] == 1
+    # nothing at all left: an error, and no output
+    with pytest.raises(Pdf2TextError, match="no document left"):
+        pdf_to_text(src, tmp_path / "none.txt", min_doc_sentences=5, show_progress=False)
+    assert not (tmp_path / "none.txt").exists()
+
+
+def test_gbk_text_is_decoded_like_utf8(tmp_path):
+    text = "第 1 章 概述\n\n操作系统管理硬件和软件资源，\n并为程序提供公共服务。它是计算机的基础。\n\n文件系统用来组织数据！"
+    (tmp_path / "gbk.txt").write_bytes(text.encode("gbk"))
+    (tmp_path / "utf8.txt").write_text(text, encoding="utf-8")
+    assert read_text_file(tmp_path / "gbk.txt") == text
+    r1 = pdf_to_text(tmp_path / "gbk.txt", tmp_path / "o1.txt", show_progress=False)
+    r2 = pdf_to_text(tmp_path / "utf8.txt", tmp_path / "o2.txt", show_progress=False)
+    assert r1["encoding"] == "gb18030" and r2["encoding"] == "utf-8"
+    assert (tmp_path / "o1.txt").read_text(encoding="utf-8") == (tmp_path / "o2.txt").read_text(encoding="utf-8")
+    assert _docs(tmp_path / "o1.txt")[0][0] == "操作系统管理硬件和软件资源，并为程序提供公共服务。"
+
+
+SCIENCE = ["量子比特是量子信息的基本单位。", "测量会使叠加态坍缩到一个基态。", "纠缠让两个粒子的状态无法分开描述。",
+           "量子门是作用在量子比特上的幺正变换。", "退相干是实现量子计算的主要障碍。", "纠错码用多个物理比特保护一个逻辑比特。",
+           "肖尔算法能在多项式时间内分解大整数。", "格罗弗算法把无序搜索加速到平方根级别。", "超导电路是目前最常见的实现方式。",
+           "离子阱系统的相干时间很长。", "光子适合在远距离之间传递量子态。", "量子密钥分发的安全性来自物理定律。"]
+
+
+def test_txt_with_form_feed_pages_loses_its_running_headers(tmp_path):
+    "A newcomer's book (no Debian strings): headers and page numbers are found statistically."
+    pages = []
+    for i in range(6):
+        body = "\n".join(SCIENCE[(i + k) % len(SCIENCE)][:-1] + f"，见第 {i}.{k} 节。" for k in range(4))
+        pages.append(f"量子计算导论 · 第 {i + 1} 页\n{body}\n- {i + 1} -")
+    (tmp_path / "book.txt").write_text("\f".join(pages), encoding="utf-8")
+    rep = pdf_to_text(tmp_path / "book.txt", tmp_path / "out.txt", show_progress=False)
+    lines = _lines(tmp_path / "out.txt")
+    assert rep["lines_dropped"]["header_footer"] == 6 and rep["lines_dropped"]["page_number"] == 6
+    assert not any("量子计算导论" in l for l in lines) and not any(re.search(r"\d+ -$", l) for l in lines)
+    assert "测量会使叠加态坍缩到一个基态，见第 0.1 节。" in lines and len(lines) == 24
+
+
+def test_newcomer_pdf_made_with_matplotlib(tmp_path):
+    "A real PDF with a different layout: running header, page-number footer, big chapter title, monospace command."
+    if not CJK_FONT.exists(): pytest.skip("no CJK font to typeset a test PDF")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+    from matplotlib.font_manager import FontProperties
+    fp = FontProperties(fname=str(CJK_FONT))
+    wrapped = ["量子比特是量子信息的基本单位，它可以处于两个基态的任意叠加之中，这是经典比特没有的", "性质。测量会使叠加态坍缩。"]
+    with matplotlib.rc_context({"pdf.fonttype": 42}), PdfPages(tmp_path / "mine.pdf") as pdf:
+        for i in range(5):
+            fig = plt.figure(figsize=(8.27, 11.69))
+            fig.text(0.1, 0.96, f"量子计算导论 {i + 1}", fontproperties=fp, fontsize=9)
+            if i == 2: fig.text(0.1, 0.90, f"第 {i} 章 纠缠", fontproperties=fp, fontsize=20)
+            lines = wrapped if i == 0 else [SCIENCE[i], SCIENCE[i + 5]]
+            for k, line in enumerate(lines): fig.text(0.1, 0.85 - 0.02 * k, line, fontproperties=fp, fontsize=11)
+            cmd = ["qiskit run bell.py", "pip install qutip", "python grover.py", "make docs", "ls -l"][i]
+            fig.text(0.1, 0.70, f"$ {cmd}", family="monospace", fontsize=10)
+            fig.text(0.1, 0.66, SCIENCE[i + 6], fontproperties=fp, fontsize=11)
+            fig.text(0.5, 0.03, str(i + 1), fontsize=9)
+            pdf.savefig(fig); plt.close(fig)
+    rep = pdf_to_text(tmp_path / "mine.pdf", tmp_path / "mine.txt", show_progress=False)
+    docs = _docs(tmp_path / "mine.txt")
+    want = ["量子比特是量子信息的基本单位，它可以处于两个基态的任意叠加之中，这是经典比特没有的性质。", "测量会使叠加态坍缩。"]
+    assert docs[0][:2] == want and len(docs) == 2  # the chapter title on page 3 splits the book
+    assert docs[1][0] == SCIENCE[2]
+    assert not any("量子计算导论" in s or "$ " in s or s.isdigit() for d in docs for s in d)
+    assert rep["lines_dropped"]["header_footer"] == 5 and rep["lines_dropped"]["code"] == 5
+    assert rep["lines_dropped"]["heading"] == 1
+
+
+@pytest.mark.parametrize("name,data,match", [
+    ("empty.txt", b"", "empty"),
+    ("blank.txt", b"  \n\n ", "empty"),
+    ("random.bin", bytes(range(256)) * 16, "binary"),
+    ("fake.pdf", "只是一段文字".encode("utf-8"), "no PDF header"),
+    ("broken.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 4, "PDF"),
+])
+def test_bad_files_give_clear_errors_and_no_output(tmp_path, name, data, match):
+    (tmp_path / name).write_bytes(data)
+    out_dir = tmp_path / "out"
+    with pytest.raises(Pdf2TextError, match=match):
+        pdf_to_text(tmp_path / name, out_dir / "x.txt", show_progress=False)
+    assert not out_dir.exists() or not list(out_dir.iterdir())  # nothing half-written, no temp files
+
+
+def _blank_pdf(path, n=3):
+    w = pypdf.PdfWriter()
+    for _ in range(n): w.add_blank_page(width=595, height=842)
+    with open(path, "wb") as f: w.write(f)
+
+
+def test_pdf_without_text_layer_suggests_ocr(tmp_path):
+    _blank_pdf(tmp_path / "blank.pdf")
+    with pytest.raises(Pdf2TextError, match="ocrmypdf"):
+        pdf_to_text(tmp_path / "blank.pdf", tmp_path / "blank.txt", show_progress=False)
+    # an image-only page (what a scanner produces)
+    import numpy as np
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(4, 5))
+    fig.figimage(np.random.default_rng(0).random((200, 160)), cmap="gray")
+    fig.savefig(tmp_path / "scan.pdf"); plt.close(fig)
+    with pytest.raises(Pdf2TextError, match="no text layer"):
+        pdf_to_text(tmp_path / "scan.pdf", tmp_path / "scan.txt", show_progress=False)
+    assert not (tmp_path / "blank.txt").exists() and not (tmp_path / "scan.txt").exists()
+
+
+def _demo_subset(path, pages=range(28, 32), **encrypt):
+    r = pypdf.PdfReader(str(DEMO_PDF))
+    w = pypdf.PdfWriter()
+    for i in pages: w.add_page(r.pages[i])
+    if encrypt: w.encrypt(**encrypt)
+    with open(path, "wb") as f: w.write(f)
+
+
+def test_encrypted_pdfs(tmp_path):
+    _demo_subset(tmp_path / "locked.pdf", user_password="secret", owner_password="owner", algorithm="AES-128")
+    with pytest.raises(Pdf2TextError, match="password"):
+        pdf_to_text(tmp_path / "locked.pdf", tmp_path / "locked.txt", show_progress=False)
+    assert not (tmp_path / "locked.txt").exists()
+    # empty user password (only copying/printing restricted): decrypted and converted
+    _demo_subset(tmp_path / "open.pdf", user_password="", owner_password="owner", algorithm="AES-128")
+    assert pypdf.PdfReader(str(tmp_path / "open.pdf")).is_encrypted
+    rep = pdf_to_text(tmp_path / "open.pdf", tmp_path / "open.txt", show_progress=False)
+    assert rep["docs"] > 0 and "为了帮助你平滑起步，我详细说明一些基本要点。" in _lines(tmp_path / "open.txt")
+
+
+def test_failed_rerun_keeps_previous_output(tmp_path):
+    src = tmp_path / "book.txt"
+    src.write_text("第一句话。第二句话。", encoding="utf-8")
+    pdf_to_text(src, tmp_path / "out.txt", show_progress=False)
+    before = (tmp_path / "out.txt").read_bytes()
+    src.write_bytes(b"")
+    with pytest.raises(Pdf2TextError):
+        pdf_to_text(src, tmp_path / "out.txt", show_progress=False)
+    assert (tmp_path / "out.txt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book.txt", "out.report.json", "out.txt"]
+
+
+def test_folder_converts_good_files_and_names_bad_ones(tmp_path):
+    raw = tmp_path / "raw"; raw.mkdir()
+    (raw / "a.txt").write_text("甲文档的一句话。\n\n乙文档的一句话。", encoding="utf-8")
+    (raw / "b.txt").write_bytes("另一本书。".encode("gbk"))
+    (raw / "notes.md").write_text("ignored", encoding="utf-8")
+    reps = folder_to_text(raw, tmp_path / "text", show_progress=False)
+    assert sorted(Path(k).name for k in reps) == ["a.txt", "b.txt"]
+    assert _docs(tmp_path / "text" / "a.txt") == [["甲文档的一句话。"], ["乙文档的一句话。"]]
+    (raw / "c.pdf").write_bytes(b"not a pdf")
+    with pytest.raises(Pdf2TextError, match=r"1 of 3 inputs failed:\n.*c\.pdf"):
+        folder_to_text(raw, tmp_path / "text2", show_progress=False)
+    assert sorted(p.name for p in (tmp_path / "text2").glob("*.txt")) == ["a.txt", "b.txt"]
+
+
+def test_run_stage_manifest_and_cli(tmp_path, capsys):
+    cfg = get_config("smoke", {"paths.data_root": str(tmp_path / "data"), "paths.corpus": "c"})
+    cfg.paths.raw_dir.mkdir(parents=True)
+    _demo_subset(cfg.paths.raw_dir / "book.pdf", pages=range(26, 34))
+    r1 = run_stage(cfg)
+    assert not r1["skipped"] and r1["docs"] > 0
+    out = cfg.paths.text_dir / "book.txt"
+    assert out.exists() and report_path(out).exists()
+    m = read_manifest(cfg.paths.text_dir, "pdf2text")
+    assert m["params"]["max_pages"] == 30 and m["counts"]["docs"] == r1["docs"]
+    assert run_stage(cfg)["skipped"]
+    assert not run_stage(cfg.override({"pdf2text.keep_code": True}))["skipped"]  # new params: rerun
+    # the CLI, through the package's dispatcher
+    from vertical_pretrain.cli import main as cli_main
+    assert cli_main(["pdf2text", "--input_path", str(cfg.paths.raw_dir / "book.pdf"), "--output_path",
+                     str(tmp_path / "cli.txt"), "--max_pages", "5", "--keep_code"]) == 0
+    assert "# chvt 3" in _lines(tmp_path / "cli.txt")
+    assert "lines in" in capsys.readouterr().out
+    (tmp_path / "empty.txt").write_text("")
+    assert main(["--input_path", str(tmp_path / "empty.txt"), "--output_path", str(tmp_path / "e.txt")]) == 1
+    assert "empty" in capsys.readouterr().err and not (tmp_path / "e.txt").exists()
+
+
+def test_split_sentences():
+    assert split_sentences("你好。他说：“走吧！”然后走了；对吗？好") == ["你好。", "他说：“走吧！”", "然后走了；", "对吗？", "好"]
+    assert split_sentences("Edit /etc/apt/sources.list first. Then run apt-get update, e.g. with sudo. "
+                           "Version 2.1 is out! See https://www.debian.org. Done.") == [
+        "Edit /etc/apt/sources.list first.", "Then run apt-get update, e.g. with sudo.", "Version 2.1 is out!",
+        "See https://www.debian.org.", "Done."]
+    assert split_sentences("Mr. Smith uses Debian, i.e. a distro. Dr. Who uses vim etc. and so on. Fig. 3 shows it.") == [
+        "Mr. Smith uses Debian, i.e. a distro.", "Dr. Who uses vim etc. and so on.", "Fig. 3 shows it."]
+    assert split_sentences("安装 Debian 11.6 后运行 apt.  然后重启。") == ["安装 Debian 11.6 后运行 apt.", "然后重启。"]
+    assert split_sentences("") == []
