@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['STAGE', 'split_sentences', 'load_segmenter', 'load_tokenizer', 'EncoderSpec', 'DocEncoder', 'list_jsonl_files',
-           'read_jsonl_docs', 'corpus_stats', 'format_summary', 'create_pretraining_data', 'cjk_font',
-           'plot_corpus_stats', 'run_stage', 'main']
+           'read_jsonl_lines', 'read_jsonl_docs', 'corpus_stats', 'format_summary', 'create_pretraining_data',
+           'cjk_font', 'plot_corpus_stats', 'run_stage', 'main']
 
-# %% ../nbs/04_pretraining_data.ipynb #2af0eb34
+# %% ../nbs/04_pretraining_data.ipynb #e28a1498
 import argparse
 import json
 import math
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .config import add_config_args, config_from_args, tokenizer_source
 from .fileio import atomic_path, atomic_write_text, file_fingerprint, read_manifest, stage_is_done, write_manifest
 
-# %% ../nbs/04_pretraining_data.ipynb #771807b7
+# %% ../nbs/04_pretraining_data.ipynb #99df0309
 _SENT_END = re.compile(r"([。！？]+|[!?]+(?=\s|$))")
 _CLOSERS = "”’」』）】》)\"'"
 
@@ -36,19 +36,19 @@ def split_sentences(text: str) -> list[str]:
     out = []
     for line in text.split("\n"):
         parts = _SENT_END.split(line)
-        pieces = ["".join(parts[i:i + 2]) for i in range(0, len(parts), 2)]
-        for p in pieces:
-            s = p.strip()
+        for i in range(0, len(parts), 2):
+            s = (parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i]).strip()
             if not s: continue
-            j = 0  # move leading closers (and the spaces between them) to the previous sentence
-            while j < len(s) and (s[j] in _CLOSERS or s[j] == " "): j += 1
-            if out and j and s[:j].strip():
-                out[-1] = out[-1] + s[:j].rstrip()
+            if out and s[0] in _CLOSERS:  # move leading closers (and spaces between them) to the previous sentence
+                j = 0
+                while j < len(s) and (s[j] in _CLOSERS or s[j] == " "): j += 1
+                out[-1] += s[:j].rstrip()
                 s = s[j:].strip()
-            if s: out.append(s)
+                if not s: continue
+            out.append(s)
     return out
 
-# %% ../nbs/04_pretraining_data.ipynb #2b4c56fd
+# %% ../nbs/04_pretraining_data.ipynb #ee396f3b
 class _JiebaSegmenter:
     "Minimal stand-in for vertical_pretrain.segment's jieba backend: seg(text) -> words, batch(lines)."
     def __init__(self, user_dict=None):
@@ -70,7 +70,7 @@ def load_segmenter(backend: str = "jieba", user_dict=None):
     raise RuntimeError(f"cn_seg_func={backend!r} needs vertical_pretrain.segment (stage 02), which is not installed; "
                        "use cn_seg_func='jieba' or pre-split input (--cn_splited)")
 
-# %% ../nbs/04_pretraining_data.ipynb #107e39c4
+# %% ../nbs/04_pretraining_data.ipynb #fa6ec5b8
 def load_tokenizer(name_or_path):
     "PaddleNLP AutoTokenizer from a local dir (checked first, with a clear error) or a hub name."
     name = str(name_or_path)
@@ -96,7 +96,7 @@ def _is_wordpiece(tok) -> bool:
             and type(bt).__name__ == "BasicTokenizer" and getattr(bt, "tokenize_chinese_chars", True)
             and not getattr(bt, "never_split", None) and getattr(wp, "max_input_chars_per_word", 100) == 100)
 
-# %% ../nbs/04_pretraining_data.ipynb #c8531f26
+# %% ../nbs/04_pretraining_data.ipynb #6159daf9
 def _is_cjk_char(ch: str) -> bool:
     "The CJK ranges BERT/ERNIE's BasicTokenizer splits into single characters."
     cp = ord(ch)
@@ -136,8 +136,9 @@ class DocEncoder:
                 j = spec.vocab.get("##" + t)
                 if j is not None: self.hash_id[i] = j
         self.unk_id = spec.vocab.get(spec.unk_token, 0)
+        self._special = re.compile("|".join(map(re.escape, spec.special_tokens))) if spec.special_tokens else None
         self._hf = self._tok = self._seg = None
-        self._cache, self._chars = {True: {}, False: {}}, {}  # word -> ids (per path), char -> id
+        self._cache, self._chars, self._runs = {True: {}, False: {}}, {}, {}  # word -> ids (per path), char -> id, run -> ids
         self.counts = {"marked": 0, "fallback": 0}  # ## marks made, and marks that fell back to the plain char
 
     # lazily built, so a DocEncoder pickles small and each worker builds its own
@@ -165,7 +166,7 @@ class DocEncoder:
         if self._seg is None: self._seg = load_segmenter(self.spec.cn_seg_func, self.spec.user_dict or None)
         return self._seg
 
-    def __getstate__(self): return {**self.__dict__, "_hf": None, "_tok": None, "_seg": None, "_cache": {True: {}, False: {}}}
+    def __getstate__(self): return {**self.__dict__, "_hf": None, "_tok": None, "_seg": None, "_cache": {True: {}, False: {}}, "_runs": {}}
 
     def words(self, sentences: list[str]) -> list[list[str]]:
         "Sentences -> word lists (the unit the ## marks follow)."
@@ -191,31 +192,54 @@ class DocEncoder:
         "Tokenize words not seen before into the word cache (word frequencies are Zipfian: most lookups hit)."
         cache = self._cache[fast]
         if len(cache) > 1_000_000: cache.clear()
-        rest = []
+        if not fast:
+            for w in words: cache[w] = self.tok.convert_tokens_to_ids(self.tok.tokenize(w))
+            return
+        # A word = chars that are always tokens by themselves + runs of other chars (Latin, digits, ...): only the runs
+        # need WordPiece, and they repeat even more than words do ('１９９８' in '１９９８年', '１９９８年度', ...).
+        runs = self._runs
+        if len(runs) > 1_000_000: runs.clear()
+        plans, todo = [], set()
+        special = self._special
         for w in words:
-            if fast:
-                ids = [self._char_id(c) for c in w]
-                if -1 not in ids: cache[w] = ids; continue
-                rest.append(w)
-            else:
-                cache[w] = self.tok.convert_tokens_to_ids(self.tok.tokenize(w))
-        if rest:
-            for w, e in zip(rest, self.hf.encode_batch(rest, add_special_tokens=False)): cache[w] = e.ids
+            plan, run = [], []
+            if special is not None and special.search(w):  # '[MASK]' etc. stay whole: HF matches them like PaddleNLP
+                plans.append([w]); todo.add(w) if w not in runs else None; continue
+            for c in w:
+                i = self._char_id(c)
+                if i >= 0:
+                    if run: plan.append("".join(run)); run = []
+                    plan.append(i)
+                else:
+                    run.append(c)
+            if run: plan.append("".join(run))
+            for p in plan:
+                if type(p) is str and p not in runs: todo.add(p)
+            plans.append(plan)
+        if todo:
+            todo = sorted(todo)
+            for r, e in zip(todo, self.hf.encode_batch(todo, add_special_tokens=False)): runs[r] = e.ids
+        for w, plan in zip(words, plans):
+            ids = []
+            for p in plan:
+                if type(p) is str: ids.extend(runs[p])
+                else: ids.append(p)
+            cache[w] = ids
 
-    def encode_words(self, word_lists: list[list[str]], fast: bool | None = None, mark: bool | None = None) -> list[np.ndarray]:
-        "Token ids of each sentence (given as its words), with ## marks on the non-initial chars of Chinese words."
+    def _encode_flat(self, word_lists: list[list[str]], fast: bool | None = None, mark: bool | None = None):
+        "Flat token ids of all sentences and the token count of each sentence."
         fast = self.spec.fast if fast is None else fast
         mark = self.spec.cn_whole_word_segment if mark is None else mark
-        if not word_lists: return []
         cache = self._cache[fast]
-        new = {w for ws in word_lists for w in ws if w not in cache}
-        if new: self._fill(sorted(new), fast)
-        per_word = [cache[w] for ws in word_lists for w in ws]
+        flat = list(chain.from_iterable(word_lists))
+        per_word = list(map(cache.get, flat))
+        if None in per_word:
+            self._fill(sorted({w for w, p in zip(flat, per_word) if p is None}), fast)
+            per_word = list(map(cache.__getitem__, flat))
         wlen = np.fromiter(map(len, per_word), dtype=np.int64, count=len(per_word))
         ids = np.fromiter(chain.from_iterable(per_word), dtype=np.int64, count=int(wlen.sum()))
         n_words = np.fromiter(map(len, word_lists), dtype=np.int64, count=len(word_lists))
-        sent_of_word = np.repeat(np.arange(len(word_lists)), n_words)
-        lens = np.bincount(sent_of_word, weights=wlen, minlength=len(word_lists)).astype(np.int64)
+        lens = np.bincount(np.repeat(np.arange(len(word_lists)), n_words), weights=wlen, minlength=len(word_lists)).astype(np.int64)
         if mark and len(ids):
             gw = np.repeat(np.arange(len(per_word)), wlen)  # word index of every token
             ncjk = np.bincount(gw, weights=self.is_cjk[ids], minlength=len(per_word))
@@ -226,26 +250,38 @@ class DocEncoder:
             self.counts["fallback"] += int((new_ids == ids[m]).sum())
             self.counts["marked"] += int((new_ids != ids[m]).sum())
             ids[m] = new_ids
+        return ids, lens
+
+    def encode_words(self, word_lists: list[list[str]], fast: bool | None = None, mark: bool | None = None) -> list[np.ndarray]:
+        "Token ids of each sentence (given as its words), with ## marks on the non-initial chars of Chinese words."
+        if not word_lists: return []
+        ids, lens = self._encode_flat(word_lists, fast, mark)
         return np.split(ids, np.cumsum(lens)[:-1])
 
     def encode_docs(self, docs: list[str]) -> dict:
         "Documents -> flat ids, sentence lengths and sentences per document (empty sentences/docs dropped)."
         s = self.spec
         sents_per_doc = [split_sentences(d) if s.split_sentences else ([d.strip()] if d.strip() else []) for d in docs]
-        flat = [x for ss in sents_per_doc for x in ss]
         before = dict(self.counts)
-        sent_ids = self.encode_words(self.words(flat))
-        out_ids, out_lens, nsent, k = [], [], [], 0
-        for ss in sents_per_doc:
-            doc = [a for a in sent_ids[k:k + len(ss)] if len(a)]
-            k += len(ss)
-            if doc and s.eos_id is not None: doc[-1] = np.append(doc[-1], s.eos_id)
-            out_ids += doc; out_lens += [len(a) for a in doc]; nsent.append(len(doc))
-        ids = np.concatenate(out_ids) if out_ids else np.zeros(0, dtype=np.int64)
-        return {"ids": ids.astype(np.int32), "lens": np.array(out_lens, dtype=np.int32), "nsent": np.array(nsent, dtype=np.int32),
-                "chars": sum(len(d) for d in docs), **{k: self.counts[k] - before[k] for k in self.counts}}
+        ids, lens = self._encode_flat(self.words(list(chain.from_iterable(sents_per_doc))))
+        doc_of_sent = np.repeat(np.arange(len(docs)), [len(x) for x in sents_per_doc])
+        keep = lens > 0  # sentences without any token are dropped, as PaddleNLP does
+        nsent = np.bincount(doc_of_sent[keep], minlength=len(docs))
+        lens = lens[keep]
+        if s.eos_id is not None and len(lens):  # one eos after the last sentence of each non-empty document
+            last = np.cumsum(nsent)[nsent > 0] - 1
+            ends = np.cumsum(lens)[last]
+            ids = np.insert(ids, ends, s.eos_id)
+            lens[last] += 1
+        return {"ids": ids.astype(np.int32), "lens": lens.astype(np.int32), "nsent": nsent.astype(np.int32),
+                "chars": sum(map(len, docs)), **{k: self.counts[k] - before[k] for k in self.counts}}
 
-# %% ../nbs/04_pretraining_data.ipynb #33ad6112
+    def encode_lines(self, chunk) -> dict:
+        "A chunk of raw jsonl lines `(path, json_key, [(line_no, line), ...])` -> `encode_docs` of their texts."
+        path, key, lines = chunk
+        return {**self.encode_docs([_parse_doc(path, n, l, key) for n, l in lines]), "docs": len(lines)}
+
+# %% ../nbs/04_pretraining_data.ipynb #8f4be398
 _WORKER: DocEncoder | None = None
 
 def _init_worker(encoder: DocEncoder, n_workers: int):
@@ -253,8 +289,8 @@ def _init_worker(encoder: DocEncoder, n_workers: int):
     global _WORKER
     _WORKER = encoder
 
-def _encode_chunk(docs):
-    return _WORKER.encode_docs(docs)
+def _encode_chunk(chunk):
+    return _WORKER.encode_lines(chunk)
 
 def list_jsonl_files(input_path) -> list[Path]:
     "A .jsonl file, or every *.jsonl under a folder (sorted)."
@@ -265,21 +301,32 @@ def list_jsonl_files(input_path) -> list[Path]:
     if not files: raise FileNotFoundError(f"no *.jsonl files under {p}; run stage 03 (trans_to_json) first")
     return files
 
-def read_jsonl_docs(path, json_key: str = "text"):
-    "Yield the document texts of a jsonl file; bad lines raise ValueError naming the file and line."
+def _parse_doc(path, n: int, line: str, json_key: str) -> str:
+    "The text of one jsonl line; a bad line raises ValueError naming the file and line."
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    if not isinstance(obj, dict) or json_key not in obj:
+        keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
+        raise ValueError(f"{path}:{n}: no {json_key!r} field (got {keys}); stage 03 writes {{\"{json_key}\": doc}}")
+    if not isinstance(obj[json_key], str):
+        raise ValueError(f"{path}:{n}: {json_key!r} must be a string, got {type(obj[json_key]).__name__}")
+    return obj[json_key]
+
+def read_jsonl_lines(path):
+    "Yield `(line_no, line)` of the non-blank lines; an empty file raises ValueError."
+    n_docs = 0
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or json_key not in obj:
-                keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
-                raise ValueError(f"{path}:{n}: no {json_key!r} field (got {keys}); stage 03 writes {{\"{json_key}\": doc}}")
-            if not isinstance(obj[json_key], str):
-                raise ValueError(f"{path}:{n}: {json_key!r} must be a string, got {type(obj[json_key]).__name__}")
-            yield obj[json_key]
+            if line.strip():
+                n_docs += 1
+                yield n, line
+    if n_docs == 0: raise ValueError(f"{path}: empty jsonl (no documents); check stage 03's output")
+
+def read_jsonl_docs(path, json_key: str = "text"):
+    "Yield the document texts of a jsonl file; bad lines raise ValueError naming the file and line."
+    for n, line in read_jsonl_lines(path): yield _parse_doc(path, n, line, json_key)
 
 def _chunks(it, n):
     buf = []
@@ -288,7 +335,7 @@ def _chunks(it, n):
         if len(buf) >= n: yield buf; buf = []
     if buf: yield buf
 
-# %% ../nbs/04_pretraining_data.ipynb #78524071
+# %% ../nbs/04_pretraining_data.ipynb #9dbab711
 def _pow2_hist(x: np.ndarray) -> dict:
     "Histogram with power-of-two bin edges [1,2),[2,4),... plus percentiles: compact and comparable across corpora."
     if len(x) == 0: return {"edges": [], "counts": [], "p50": 0, "p90": 0, "p99": 0, "max": 0}
@@ -328,7 +375,7 @@ def format_summary(stats: dict) -> str:
         f"Whole-word ## marks: {stats['wwm_marked_tokens']} (fallback to plain char: {stats['wwm_fallback_tokens']})",
     ])
 
-# %% ../nbs/04_pretraining_data.ipynb #2c8cb211
+# %% ../nbs/04_pretraining_data.ipynb #ac89ddbc
 def _encoder_spec(tok, name_or_path, *, split_sentences, cn_whole_word_segment, cn_seg_func, cn_splited, user_dict,
                   max_word_length, append_eos, log) -> EncoderSpec:
     vocab = dict(tok.get_vocab())
@@ -375,12 +422,10 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
     vocab_size = max(spec.vocab.values()) + 1
     dtype = np.uint16 if vocab_size < 2 ** 16 else np.int32
 
-    n_docs_in = 0
-    for f in files:  # validate everything before any work: bad input loses nothing and fails fast
-        n = sum(1 for _ in read_jsonl_docs(f, json_key))
-        if n == 0: raise ValueError(f"{f}: empty jsonl (no documents); check stage 03's output")
-        n_docs_in += n
-    sample = [d for _, d in zip(range(50), read_jsonl_docs(files[0], json_key))]
+    def _count(f):  # non-blank lines, for the progress bar (bytes, no decoding)
+        with open(f, "rb") as fh: return sum(1 for l in fh if l.strip())
+    n_docs_in = sum(_count(f) for f in files)
+    sample = [d for _, d in zip(range(50), read_jsonl_docs(files[0], json_key))]  # also fails fast on an empty first file
     if cn_splited and cn_whole_word_segment:
         cjk = [x for d in sample for x in d.split("\n") if sum(map(_is_cjk_char, x)) > 20]
         if cjk and sum(" " not in x for x in cjk) > 0.5 * len(cjk) and log:
@@ -388,14 +433,14 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
                 "without word boundaries no ## marks are made")
     _self_check(enc, sample, log)
 
-    docs_iter = (d for f in files for d in read_jsonl_docs(f, json_key))
-    chunks = _chunks(docs_iter, max(1, int(chunk_size)))
+    # raw lines go to the workers (JSON is parsed there); nothing is written before every line was read fine
+    chunks = ((str(f), json_key, c) for f in files for c in _chunks(read_jsonl_lines(f), max(1, int(chunk_size))))
     bar = tqdm(total=n_docs_in, desc="create_pretraining_data", unit="doc", disable=not progress)
     ids_parts, lens_parts, nsent_parts, tot = [], [], [], {"chars": 0, "marked": 0, "fallback": 0}
     def _collect(r):
         ids_parts.append(r["ids"]); lens_parts.append(r["lens"]); nsent_parts.append(r["nsent"])
         for k in tot: tot[k] += r[k]
-        bar.update(len(r["nsent"]))
+        bar.update(r["docs"])
     if workers > 1:
         # HF tokenizers warns (and turns threads off) in forked children unless the setting is explicit
         old_env = os.environ.get("TOKENIZERS_PARALLELISM")
@@ -407,7 +452,7 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
             if old_env is None: os.environ.pop("TOKENIZERS_PARALLELISM", None)
             else: os.environ["TOKENIZERS_PARALLELISM"] = old_env
     else:
-        for c in chunks: _collect(enc.encode_docs(c))
+        for c in chunks: _collect(enc.encode_lines(c))
     bar.close()
 
     ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, dtype=np.int32)
@@ -449,7 +494,7 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
     stats["_seconds"] = secs
     return stats
 
-# %% ../nbs/04_pretraining_data.ipynb #e71870f4
+# %% ../nbs/04_pretraining_data.ipynb #5e958609
 _CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
               "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback")
 
@@ -487,7 +532,7 @@ def plot_corpus_stats(stats, title: str = "", top_k: int = 20):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining_data.ipynb #9fe0efad
+# %% ../nbs/04_pretraining_data.ipynb #7ff75e8d
 STAGE = "04_pretraining_data"
 
 def _tokenizer_inputs(name) -> list:
@@ -519,7 +564,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     write_manifest(out_dir, STAGE, inputs, params, counts={k: stats[k] for k in keys}, outputs=outs)
     return {**stats, "skipped": False}
 
-# %% ../nbs/04_pretraining_data.ipynb #011d15ae
+# %% ../nbs/04_pretraining_data.ipynb #b25fe366
 def main(argv=None) -> int:
     "CLI: `vertical-pretrain create-pretraining-data` (PaddleNLP arguments, or the stage from the config)."
     p = argparse.ArgumentParser(prog="vertical-pretrain create-pretraining-data", description=main.__doc__)
