@@ -237,6 +237,14 @@ def test_encrypted_pdfs(tmp_path):
     assert rep["docs"] > 0 and "为了帮助你平滑起步，我详细说明一些基本要点。" in _lines(tmp_path / "open.txt")
 
 
+def test_output_must_not_overwrite_input(tmp_path):
+    src = tmp_path / "book.txt"
+    src.write_text("第一句话。", encoding="utf-8")
+    with pytest.raises(Pdf2TextError, match="output path is the input"):
+        pdf_to_text(src, src, show_progress=False)
+    assert src.read_text(encoding="utf-8") == "第一句话。"
+
+
 def test_failed_rerun_keeps_previous_output(tmp_path):
     src = tmp_path / "book.txt"
     src.write_text("第一句话。第二句话。", encoding="utf-8")

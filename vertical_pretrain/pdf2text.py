@@ -10,7 +10,7 @@ __all__ = ['DROP_RULES', 'INPUT_SUFFIXES', 'STAGE', 'Pdf2TextError', 'is_cjk', '
            'clean_pages', 'format_text', 'sniff_input', 'report_path', 'pdf_to_text', 'format_report', 'list_inputs',
            'folder_to_text', 'run_stage', 'main']
 
-# %% ../nbs/01_pdf2text.ipynb #8bf2819e
+# %% ../nbs/01_pdf2text.ipynb #5f7316aa
 import argparse
 import dataclasses
 import json
@@ -29,7 +29,7 @@ from .fileio import atomic_write_text, stage_is_done, write_manifest
 class Pdf2TextError(ValueError):
     "Bad input for stage 01 (empty, binary, scanned, encrypted, nothing left); the message says what to do."
 
-# %% ../nbs/01_pdf2text.ipynb #af004d03
+# %% ../nbs/01_pdf2text.ipynb #981414ba
 _CJK_RANGES = ("\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf"
                "\u4e00-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef")
 _CJK_RE = re.compile(f"[{_CJK_RANGES}]")
@@ -54,7 +54,7 @@ def normalize_line(text: str) -> str:
     # pypdf sometimes spaces out every CJK char ("对 于 一 个"); Chinese never has a space between two CJK chars
     return re.sub(f"(?<=[{_CJK_RANGES}]) (?=[{_CJK_RANGES}])", "", text)
 
-# %% ../nbs/01_pdf2text.ipynb #c9395ff2
+# %% ../nbs/01_pdf2text.ipynb #b29e9e6b
 def _looks_binary(data: bytes) -> bool:
     sample = data[:65536]
     if b"\x00" in sample: return True
@@ -88,7 +88,7 @@ def read_text_file(path) -> str:
     if not data.strip(): raise Pdf2TextError(f"{path}: the file is empty.")
     return decode_text(data, str(path))[0]
 
-# %% ../nbs/01_pdf2text.ipynb #3df2aca7
+# %% ../nbs/01_pdf2text.ipynb #80d1f509
 @dataclass
 class Line:
     "One printed line with the layout facts the cleaning rules look at (PDF lines; .txt lines have no geometry)."
@@ -106,7 +106,7 @@ class Line:
     kind: str = "body"   # body | header_footer | page_number | toc | caption | code | table | heading
     edge: bool = False   # among the first/last 2 lines of its page
 
-# %% ../nbs/01_pdf2text.ipynb #dd160baa
+# %% ../nbs/01_pdf2text.ipynb #78083b80
 _MONO_RE = re.compile(r"mono|courier|consol|typewriter|menlo|inconsolata|fixed|code|^cmtt|lmtt|sfmono", re.I)
 
 def _font_facts(font: dict | None, cache: dict) -> tuple[bool, bool]:
@@ -199,9 +199,12 @@ def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True) -> tupl
     if n == 0 or chars < 20 * n * 0.05 or empty > 0.9 * n:
         raise Pdf2TextError(f"{path}: no text layer in {empty} of {n} pages (a scanned book?). "
                             f"Run OCR first, e.g. `ocrmypdf -l chi_sim+eng {path.name} ocr.pdf`, then convert ocr.pdf.")
+    if empty > 0.1 * n:
+        print(f"pdf2text: warning: {path.name}: {empty} of {n} pages have no text layer (scanned pages?); "
+              f"their text is missing. OCR them first (`ocrmypdf --skip-text`) to keep it.", file=sys.stderr)
     return pages, {"pages": n, "pages_total": n_total, "pages_without_text": empty}
 
-# %% ../nbs/01_pdf2text.ipynb #79a83009
+# %% ../nbs/01_pdf2text.ipynb #5e11c86f
 def text_to_pages(text: str) -> list[list[Line]]:
     "A .txt as pages (form feeds split pages, as pdftotext writes them); a blank line becomes an empty marker Line."
     pages = []
@@ -209,7 +212,7 @@ def text_to_pages(text: str) -> list[list[Line]]:
         pages.append([Line(text=ln, page=i) for ln in chunk.split("\n")])
     return pages
 
-# %% ../nbs/01_pdf2text.ipynb #5af95ec0
+# %% ../nbs/01_pdf2text.ipynb #a2b65b55
 _ROMAN = r"[ivxlcdm]{1,7}"
 _PAGE_NUM_RE = re.compile(
     rf"^(?:[-–—]\s*)?(?:\d{{1,4}}|{_ROMAN})(?:\s*[-–—])?$|^第\s*\d+\s*页(?:\s*[/／共]\s*\d+\s*页?)?$"
@@ -251,7 +254,7 @@ def drop_page_numbers(pages: list[list[Line]]) -> None:
         for l in lines:
             if l.kind == "body" and l.edge and _PAGE_NUM_RE.match(normalize_line(l.text)): l.kind = "page_number"
 
-# %% ../nbs/01_pdf2text.ipynb #92f02748
+# %% ../nbs/01_pdf2text.ipynb #270615cf
 _LEADER_RE = re.compile(r"(?:(?:\.\s*){4,}|…{2,}\s*|(?:[·•]\s*){4,}|_{4,}\s*)\s*(?:\d+|[ivxlcdm]+)\s*$", re.I)
 
 def drop_toc(pages: list[list[Line]], page_share: float = 0.3) -> None:
@@ -262,7 +265,7 @@ def drop_toc(pages: list[list[Line]], page_share: float = 0.3) -> None:
         whole = len(body) >= 4 and len(hits) >= page_share * len(body)
         for l in (body if whole else hits): l.kind = "toc"
 
-# %% ../nbs/01_pdf2text.ipynb #5c794e22
+# %% ../nbs/01_pdf2text.ipynb #e8a38718
 _CAPTION_RE = re.compile(r"^(?:Table|Figure|Fig\.|Listing|Example|表|图|例|清单|代码)\s*\d+(?:[.\-–]\d+)*\s*[:：.．]?\s*\S")
 _PROMPT_RE = re.compile(r"^(?:[$#%] |>>> |\.\.\. |\w[\w.-]*@[\w.-]+:\S*[$#] ?)")
 _CODE_SYMS = set("{}[];=<>|&$\\`")
@@ -315,7 +318,7 @@ def _refine_tables(lines: list[Line]) -> None:
         prev, nxt = ls[i - 1] if i else None, ls[i + 1] if i + 1 < len(ls) else None
         if l.kind == "body" and prev is not None and prev.kind == "table" and tab(nxt): l.kind = "table"
 
-# %% ../nbs/01_pdf2text.ipynb #79c728a9
+# %% ../nbs/01_pdf2text.ipynb #73855b5d
 _CHAPTER_RE = re.compile(r"^(?:第\s*[\d一二三四五六七八九十百零〇两]+\s*[章节篇部卷回]|(?:Chapter|CHAPTER|Part|PART|Appendix|附录)\s*[\dA-Z]*\b)")
 _SECTION_RE = re.compile(r"^(?:\d+(?:\.\d+){1,4}|[一二三四五六七八九十]+、|[A-Z](?:\.\d+)+)\s*\S")
 _END_PUNCT = "。！？；!?;：:，,、"
@@ -329,7 +332,7 @@ def is_heading(l: Line, t: str, body_size: float) -> bool:
         return l.bold >= 0.3 if l.geometry else True
     return False
 
-# %% ../nbs/01_pdf2text.ipynb #b5969ea2
+# %% ../nbs/01_pdf2text.ipynb #6048551c
 _BULLET_RE = re.compile(r"^(?:[•◦▪▫●○■□◆◇►▸‣⁃∙]|[-–—*·](?=\s))\s*")
 _ENUM_RE = re.compile(r"^(?:\(?\d{1,2}[.)）]|（\d{1,2}）|[①-⑳]|[a-z][.)])\s")
 _OPENERS, _CLOSERS = "“‘「『（([【《〈\"'", "”’」』）)]】》〉\"'"
@@ -362,7 +365,7 @@ def _hyphen_pairs(w: str):
     parts = w.split("-")
     for i in range(len(parts) - 1): yield f"{parts[i]}-{parts[i + 1]}"
 
-# %% ../nbs/01_pdf2text.ipynb #9db64c87
+# %% ../nbs/01_pdf2text.ipynb #45ccfa46
 _ABBREV = {"e.g", "i.e", "eg", "ie", "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "cf", "fig", "figs",
            "no", "nos", "vol", "vols", "ch", "sec", "approx", "al", "inc", "ltd", "co", "corp", "dept", "est",
            "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "p", "pp", "ca", "resp"}
@@ -416,7 +419,7 @@ def _dot_ends_sentence(text: str, start: int, i: int, j: int) -> bool:
         return False  # an enumeration "1. " at the start of a sentence
     return nxt.isupper() or nxt.isdigit() or nxt in _OPENERS or is_cjk(nxt)
 
-# %% ../nbs/01_pdf2text.ipynb #e7319937
+# %% ../nbs/01_pdf2text.ipynb #4adbcabc
 DROP_RULES = ("header_footer", "page_number", "toc", "caption", "code", "table", "heading")
 
 def _layout_stats(pages: list[list[Line]]) -> dict:
@@ -505,7 +508,7 @@ def documents_to_sentences(docs, min_sentence_chars: int = 2, min_doc_sentences:
         else: out.append(sents)
     return out, {k: c[k] for k in ("sentences_dropped_short", "docs_dropped_short", "sentences_in_dropped_docs")}
 
-# %% ../nbs/01_pdf2text.ipynb #c019d71a
+# %% ../nbs/01_pdf2text.ipynb #acbff499
 def clean_pages(pages: list[list[Line]], *, keep_code: bool = False, keep_tables: bool = False,
                 min_sentence_chars: int = 2, min_doc_sentences: int = 1, heading_splits_docs: bool = True):
     "Every rule in order on pages of Lines -> (documents as lists of sentences, counts). No file IO."
@@ -533,7 +536,7 @@ def format_text(docs: list[list[str]]) -> str:
     "The stage-01 contract: one sentence a line, a blank line between documents."
     return "\n\n".join("\n".join(d) for d in docs) + ("\n" if docs else "")
 
-# %% ../nbs/01_pdf2text.ipynb #3791b19f
+# %% ../nbs/01_pdf2text.ipynb #5c11aaf5
 def sniff_input(path) -> str:
     "'pdf' or 'text' by content (not by suffix); clear errors for missing, empty and binary files."
     path = Path(path)
@@ -547,7 +550,7 @@ def sniff_input(path) -> str:
         raise Pdf2TextError(f"{path}: binary data, neither text nor PDF. Give a .pdf book or a UTF-8/GBK .txt file.")
     return "text"
 
-# %% ../nbs/01_pdf2text.ipynb #c1125210
+# %% ../nbs/01_pdf2text.ipynb #014dfa1f
 def _default_output(input_path: Path, output_path) -> Path:
     out = Path(output_path)
     return out / f"{input_path.stem}.txt" if out.is_dir() or str(output_path).endswith(("/", "\\")) else out
@@ -567,6 +570,8 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
     t0 = time.perf_counter()
     input_path = Path(input_path)
     output_path = _default_output(input_path, output_path)
+    if output_path.resolve() == input_path.resolve():
+        raise Pdf2TextError(f"{input_path}: the output path is the input file; choose another output.")
     kind = sniff_input(input_path)
     info = {"format": kind}
     if kind == "pdf":
@@ -593,7 +598,7 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
     atomic_write_text(report_path(output_path), json.dumps(report, ensure_ascii=False, indent=1))
     return report
 
-# %% ../nbs/01_pdf2text.ipynb #f10b19b9
+# %% ../nbs/01_pdf2text.ipynb #31940218
 def format_report(report: dict) -> str:
     "The cleaning report as a small two-column table."
     rows = [("input", Path(report["input"]).name), ("format", report["format"] + (f" ({report['encoding']})" if report.get("encoding") else "")),
@@ -609,7 +614,7 @@ def format_report(report: dict) -> str:
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
-# %% ../nbs/01_pdf2text.ipynb #ce9a585e
+# %% ../nbs/01_pdf2text.ipynb #8bc92cb4
 INPUT_SUFFIXES = (".pdf", ".txt")
 
 def list_inputs(input_path) -> list[Path]:
@@ -636,7 +641,7 @@ def folder_to_text(input_dir, output_dir, **kwargs) -> dict:
     if errors: raise Pdf2TextError(f"{len(errors)} of {len(files)} inputs failed:\n" + "\n".join(errors))
     return reports
 
-# %% ../nbs/01_pdf2text.ipynb #e7d1b193
+# %% ../nbs/01_pdf2text.ipynb #ee34cc76
 STAGE = "pdf2text"
 
 def run_stage(cfg, show_progress: bool = True) -> dict:
@@ -657,7 +662,7 @@ def run_stage(cfg, show_progress: bool = True) -> dict:
     write_manifest(out_dir, STAGE, inputs, params, counts=counts, outputs=outputs + [report_path(o) for o in outputs])
     return {"skipped": False, "output_dir": str(out_dir), "reports": reports, **counts}
 
-# %% ../nbs/01_pdf2text.ipynb #762daf0f
+# %% ../nbs/01_pdf2text.ipynb #5ad62dc9
 def main(argv=None) -> int:
     "CLI: `vertical-pretrain pdf2text` (one file with --input_path/--output_path, else the config's stage 01)."
     ap = argparse.ArgumentParser(prog="vertical-pretrain pdf2text", description="PDF/TXT -> one sentence a line, blank line between documents")
