@@ -258,15 +258,23 @@ def test_cli_runs_with_paddlenlp_style_arguments(corpus, tmp_path):
     assert r.returncode == 1 and "tokenizer dir not found" in r.stderr
 
 
-def test_end_to_end_from_the_pdf(tmp_path, char_tokenizer_dir):
-    "01 pdf2text -> 03 trans_to_json -> 04 on the first pages of the demo book (when stage 01 is installed)."
+def test_end_to_end_from_the_pdf(tmp_path):
+    "01 pdf2text -> 03 trans_to_json -> 04 (jieba in stage) on the first 30 pages of the demo book."
     pdf2text = pytest.importorskip("vertical_pretrain.pdf2text")
     if not DEMO_PDF.exists(): pytest.skip("demo PDF not in this checkout")
     from vertical_pretrain.trans_to_json import trans_to_json
     text_dir = tmp_path / "text"
-    pdf2text.pdf_to_text(DEMO_PDF, text_dir / "book.txt", max_pages=30)
+    pdf2text.pdf_to_text(DEMO_PDF, text_dir / "book.txt", max_pages=30, show_progress=False)
     rep = trans_to_json(text_dir, tmp_path / "jsonl" / "book.jsonl", min_doc_length=20, progress=False, log=None)
-    st = create_pretraining_data(rep["outputs"][0], tmp_path / "ids" / "book", char_tokenizer_dir, cn_seg_func="jieba",
+    docs = [json.loads(l)["text"] for l in open(rep["outputs"][0], encoding="utf-8")]
+    tok_dir = write_char_vocab(tmp_path / "tok", _norm("".join(docs)))
+    st = create_pretraining_data(rep["outputs"][0], tmp_path / "ids" / "book", tok_dir, cn_seg_func="jieba", workers=2,
                                  progress=False, log=None)
-    ids, lens, docs = _load(tmp_path / "ids" / "book")
-    assert st["documents"] == len(docs) - 1 > 0 and docs[-1] == len(lens) and lens.sum() == len(ids)
+    ids, lens, idx = _load(tmp_path / "ids" / "book")
+    assert st["documents"] == len(idx) - 1 == len(docs) and idx[-1] == len(lens) and lens.sum() == len(ids)
+    tok = load_tokenizer(tok_dir)
+    sents = _sentences(ids, lens)
+    for k, text in enumerate(docs):
+        toks = [t for s in sents[idx[k]:idx[k + 1]] for t in tok.convert_ids_to_tokens(s.tolist())]
+        assert "".join(t[2:] if t.startswith("##") and len(t) > 2 else t for t in toks) == _norm(text)
+    assert st["unk_count"] == 0 and st["wwm_marked_tokens"] > 1000
