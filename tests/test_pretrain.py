@@ -87,6 +87,12 @@ def test_checkpoints_complete_and_load_with_auto_classes(corpus_root, char_token
     # MLM only: SOP loss is not trained
     assert all(r["sop_loss"] == 0 for r in read_metrics(cfg.paths.run_dir))
     assert last["test"]["lm_loss"] > 0
+    # a finished run rerun: nothing trained, the test split evaluated once more, not logged twice
+    before = read_metrics(cfg.paths.run_dir)
+    train(cfg)
+    after = read_metrics(cfg.paths.run_dir)
+    assert [r for r in after if r["split"] != "test"] == [r for r in before if r["split"] != "test"]
+    assert [r["step"] for r in after if r["split"] == "test"] == [6]
 
 
 def test_resume_refuses_changed_global_batch(corpus_root, char_tokenizer_dir):
@@ -129,6 +135,7 @@ def test_kill_9_and_resume_matches_uninterrupted_run(corpus_root, char_tokenizer
     resumed_from = read_trainer_state(cfg.paths.checkpoint_dir / "model_last")["step"]
     assert 4 <= resumed_from < 40 and killed_at < 40, "the kill came too late to test a resume"
     train(cfg)  # resumes from model_last (a torn .model_last.*.tmp left by the kill is never read)
+    assert not list(cfg.paths.checkpoint_dir.glob(".model*")), "torn temp checkpoints are cleaned up"
     got, want = train_losses(cfg.paths.run_dir), train_losses(ref.paths.run_dir)
     assert sorted(got) == list(range(1, 41))  # no duplicated or missing steps after the resume
     np.testing.assert_allclose([got[s] for s in range(resumed_from + 1, 41)],
