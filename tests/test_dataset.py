@@ -240,3 +240,12 @@ def test_global_batch_sampler_partitions():
         assert got == list(range(32, 48))
     with pytest.raises(ValueError, match="accumulate"):
         GlobalBatchSampler(10, 4, 0, 2)
+
+
+def test_corpus_from_another_vocab_is_refused(tmp_path, docs, tokenizer):
+    big = [[[t for t in s] for s in d] for d in docs[:20]]
+    big[0][0][0] = len(tokenizer.get_vocab()) + 100
+    cfg = make_cfg(tmp_path, big, tokenizer)
+    write_indexed_corpus(corpus_prefix(cfg), big, 10 ** 6)  # int32 ids
+    with pytest.raises(ValueError, match="another vocab"):
+        build_datasets(cfg, tokenizer, verbose=False)
