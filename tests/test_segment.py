@@ -144,3 +144,17 @@ def test_stage_runs_once_then_skips(tmp_path):
     assert "up to date" in logs[-1]
     off = cfg.override({"segment.enabled": False})
     assert run_segment_stage(off, log=logs.append) == {"skipped": "disabled"}
+
+
+def test_worker_error_reaches_the_caller(tmp_path):
+    "An error inside a worker process (here a corrupt LAC parameter file) is raised in the caller; no output is left."
+    import shutil
+    from vertical_pretrain.lac import ModelFileError, find_lac_model_dir
+    model = tmp_path / "seg_model"
+    shutil.copytree(find_lac_model_dir("seg"), model)
+    (model / "model" / "fc_4.w_0").write_bytes(b"\x00" * 30)
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(corpus_lines(4)) + "\n", encoding="utf-8")
+    with pytest.raises(ModelFileError, match="fc_4.w_0"):
+        segment_corpus(src, tmp_path / "out.txt", backend="lac", lac_model_dir=model, workers=2, show_progress=False)
+    assert not (tmp_path / "out.txt").exists()
