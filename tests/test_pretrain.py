@@ -93,6 +93,11 @@ def test_checkpoints_complete_and_load_with_auto_classes(corpus_root, char_token
     after = read_metrics(cfg.paths.run_dir)
     assert [r for r in after if r["split"] != "test"] == [r for r in before if r["split"] != "test"]
     assert [r["step"] for r in after if r["split"] == "test"] == [6]
+    # continued pretraining from that checkpoint as the base model (a local dir): starts where it ended
+    cont = base_cfg(corpus_root, char_tokenizer_dir, "cont", **{"train.max_steps": 1, "data.binary_head": False,
+                                                              "model.model_name_or_path": str(ck / "model_last")})
+    train(cont)
+    assert train_losses(cont.paths.run_dir)[1] < train_losses(cfg.paths.run_dir)[1]
 
 
 def test_resume_refuses_changed_global_batch(corpus_root, char_tokenizer_dir):
