@@ -6,7 +6,7 @@
 __all__ = ['BACKENDS', 'Segmenter', 'JiebaSegmenter', 'LacSegmenter', 'PreSplitSegmenter', 'check_segmenter_args',
            'get_segmenter', 'detect_encoding', 'segment_corpus', 'run_segment_stage', 'main']
 
-# %% ../nbs/02_segment.ipynb #62367d44
+# %% ../nbs/02_segment.ipynb #638fd2a8
 import argparse
 import codecs
 import contextlib
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .fileio import atomic_path, file_fingerprint, read_manifest, stage_is_done, write_manifest
 
-# %% ../nbs/02_segment.ipynb #178b70e8
+# %% ../nbs/02_segment.ipynb #adbab959
 BACKENDS = ('jieba', 'lac', 'cn_splited')
 
 
@@ -113,7 +113,7 @@ def get_segmenter(backend: str = "jieba", user_dict: str | None = None, lac_mode
         return PreSplitSegmenter()
     raise ValueError(f"unknown segmentation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
-# %% ../nbs/02_segment.ipynb #7c514369
+# %% ../nbs/02_segment.ipynb #45c07e2e
 def detect_encoding(path) -> tuple:
     "('utf-8' | 'utf-8-sig' | 'gb18030', line count) of a text file; a clear UnicodeError when it is neither."
     path = Path(path)
@@ -139,7 +139,7 @@ def detect_encoding(path) -> tuple:
     raise UnicodeError(f"{path} is neither UTF-8 nor GBK/GB18030 text (UTF-8 decoding fails near byte {utf8_pos}); "
                        "convert it to UTF-8 first, e.g. `iconv -f <encoding> -t UTF-8`")
 
-# %% ../nbs/02_segment.ipynb #77835910
+# %% ../nbs/02_segment.ipynb #61eae2e2
 _WORKER_SEGMENTER = None
 
 
@@ -254,7 +254,7 @@ def segment_corpus(input_path, output_path, backend="jieba", user_dict=None, wor
                 workers=workers, **stats, seconds=round(seconds, 3),
                 chars_per_second=round(stats['chars'] / seconds) if seconds > 0 else 0)
 
-# %% ../nbs/02_segment.ipynb #7156b887
+# %% ../nbs/02_segment.ipynb #3f31deb1
 def run_segment_stage(cfg, show_progress: bool = True, log=print) -> dict:
     "Stage 02: every `text/*.txt` of the corpus -> `seg/<same name>`, with `cfg.segment`; skipped when unchanged."
     from vertical_pretrain.config import resolve_path
