@@ -9,10 +9,10 @@ __all__ = ['DROP_HEADINGS', 'SECTION_MERGE', 'SECTION_DROP', 'LABEL_NAMES', 'THR
            'build_task', 'tapt_corpus', 'multiclass_metrics', 'multilabel_metrics', 'tune_thresholds',
            'majority_baseline', 'read_jsonl', 'load_task', 'cap_per_class', 'targets', 'quiet_paddlenlp',
            'load_classifier', 'encode', 'predict_logits', 'score', 'set_seed', 'finetune', 'summarize',
-           'comparison_markdown', 'comparison_plot', 'compare', 'run_stage', 'build_task_main', 'finetune_main',
-           'parse_models', 'compare_main']
+           'comparison_markdown', 'comparison_plot', 'compare', 'default_models', 'run_stage', 'build_task_main',
+           'finetune_main', 'parse_models', 'compare_main']
 
-# %% ../nbs/08_finetune.ipynb #3e17b6f9
+# %% ../nbs/08_finetune.ipynb #c63ccdba
 import argparse
 import collections
 import copy
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .config import FinetuneConfig, add_config_args, config_from_args, resolve_path
 from .fileio import atomic_dir, atomic_path, atomic_write_text, stage_is_done, write_manifest
 
-# %% ../nbs/08_finetune.ipynb #4e802dc7
+# %% ../nbs/08_finetune.ipynb #03cc46d0
 # Named glyphs (\(xx, \[xx]) and predefined strings (\*(xx) that carry text; unknown names vanish.
 _GLYPHS = {"em": "—", "en": "–", "hy": "-", "mi": "-", "aq": "'", "dq": '"', "lq": "“", "rq": "”", "oq": "‘", "cq": "’",
            "bu": "•", "co": "©", "rg": "®", "tm": "™", "de": "°", "ga": "`", "ul": "_", "sl": "/", "bv": "|", "br": "|",
@@ -84,7 +84,7 @@ def split_args(s: str) -> list[str]:
     if cur or started: out.append("".join(cur))
     return out
 
-# %% ../nbs/08_finetune.ipynb #c020307f
+# %% ../nbs/08_finetune.ipynb #e507e65f
 # Macros that end a paragraph (man, mdoc, pod2man, Tcl/Tk man pages).
 _BREAK = {"PP", "LP", "P", "TP", "TQ", "HP", "IP", "sp", "Sp", "Pp", "Lp", "Bl", "El", "It", "Bd", "Ed", "bp", "Vb", "Ve",
           "CS", "CE", "DS", "DE", "EX", "EE", "nf", "fi", "SS", "Ss", "RS", "RE", "in", "ti", "AP", "OP", "SO", "SE"}
@@ -159,7 +159,7 @@ def parse_roff(src: str) -> list[tuple[str, str]]:
     flush()
     return out
 
-# %% ../nbs/08_finetune.ipynb #1a9a604c
+# %% ../nbs/08_finetune.ipynb #e37a9011
 # Section headings whose text leaks the label or is translation boilerplate, not page content.
 DROP_HEADINGS = (r"SYNOPSIS|总览|概要|大纲|SEE ALSO|参见|另见|又见|参考|AUTHOR|作者|译者|跋|维护人|最新更新|翻译计划|版权|COPYRIGHT"
                  r"|报告错误|REPORTING BUGS|KEYWORDS|关键字|COLOPHON|致谢")
@@ -206,7 +206,7 @@ def page_paragraphs(src: str, *, drop_headings: str = DROP_HEADINGS, **clean_kw)
         if t: out.append(t)
     return out
 
-# %% ../nbs/08_finetune.ipynb #3e26a52e
+# %% ../nbs/08_finetune.ipynb #dd55379e
 def section_of(path) -> str:
     "The man section of a page file: `man3/fopen.3.gz` -> '3' (from the folder; else from the suffix)."
     p = Path(path)
@@ -272,7 +272,7 @@ def split_by_page(pages: dict, *, dev_frac: float = 0.15, test_frac: float = 0.1
         for i, p in enumerate(ps): assign[p] = "test" if i < n_test else "dev" if i < n_test + n_dev else "train"
     return assign
 
-# %% ../nbs/08_finetune.ipynb #df5bc7d2
+# %% ../nbs/08_finetune.ipynb #35531799
 def _task_readme(stats: dict, src_dir) -> str:
     labels = stats["labels"]
     rows = "\n".join(f"| {l} | {LABEL_NAMES.get(l, '')} | " + " | ".join(
@@ -358,7 +358,7 @@ def tapt_corpus(task_dir, out_dir, name: str = "manpages_cls") -> Path:
     if not src.is_file(): raise FileNotFoundError(f"{src} not found: run `vertical-pretrain build-task` first")
     return atomic_write_text(resolve_path(out_dir) / "text" / f"{name}.txt", src.read_text(encoding="utf-8"))
 
-# %% ../nbs/08_finetune.ipynb #37b06e80
+# %% ../nbs/08_finetune.ipynb #da112a66
 def multiclass_metrics(y_true, y_pred, num_labels: int) -> dict:
     "Accuracy and macro-F1 (over all `num_labels` classes, absent ones count as 0) of label indices."
     from sklearn.metrics import f1_score
@@ -395,7 +395,7 @@ def majority_baseline(y_true, num_labels: int) -> dict:
     top = int(np.bincount(y_true, minlength=num_labels).argmax()) if len(y_true) else 0
     return {**multiclass_metrics(y_true, np.full_like(y_true, top), num_labels), "predicts": top}
 
-# %% ../nbs/08_finetune.ipynb #733198d5
+# %% ../nbs/08_finetune.ipynb #fcad0bc7
 WARMUP_RATE, WEIGHT_DECAY, GRAD_CLIP = 0.1, 0.01, 1.0  # shared by every model compared
 
 def read_jsonl(path) -> list[dict]:
@@ -446,7 +446,7 @@ def targets(rows: list[dict], labels: list[str], multi: bool) -> np.ndarray:
         for l in r["labels"]: y[i, idx[str(l)]] = 1.0
     return y
 
-# %% ../nbs/08_finetune.ipynb #98859a4b
+# %% ../nbs/08_finetune.ipynb #bc30d4be
 import contextlib
 
 @contextlib.contextmanager
@@ -507,14 +507,17 @@ def _logits(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 def predict_logits(model, enc: dict, batch_size: int, pad_id: int) -> np.ndarray:
-    "Logits for every example, in order (eval mode, no grad)."
+    "Logits for every example, in input order (eval mode, no grad; batches of similar length to cut padding)."
     import paddle
     model.eval()
+    order = np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
     out = []
     with paddle.no_grad():
-        for s in range(0, len(enc["input_ids"]), batch_size):
-            out.append(_logits(model(**_batch(enc, range(s, min(s + batch_size, len(enc["input_ids"]))), pad_id))).numpy())
-    return np.concatenate(out, axis=0)
+        for s in range(0, len(order), batch_size):
+            out.append(_logits(model(**_batch(enc, order[s:s + batch_size], pad_id))).numpy())
+    logits = np.empty_like(np.concatenate(out, axis=0))
+    logits[order] = np.concatenate(out, axis=0)
+    return logits
 
 def score(logits: np.ndarray, y: np.ndarray, multi: bool, thresholds=None) -> dict:
     "Metrics of logits against targets; multi-label uses the given per-label thresholds (0.5 if None)."
@@ -528,7 +531,7 @@ def set_seed(seed: int):
     import paddle
     paddle.seed(seed); np.random.seed(seed); random.seed(seed)
 
-# %% ../nbs/08_finetune.ipynb #5140885d
+# %% ../nbs/08_finetune.ipynb #b9de2764
 def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: FinetuneConfig | None = None,
              name: str | None = None, progress: bool = True, task: dict | None = None) -> dict:
     "Fine-tune one model with one seed; early stopping on dev macro-F1; test once with the best-dev weights."
@@ -588,7 +591,7 @@ def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: Finetune
         atomic_write_text(Path(out_dir) / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=1))
     return metrics
 
-# %% ../nbs/08_finetune.ipynb #5c082e37
+# %% ../nbs/08_finetune.ipynb #010f9449
 def _run_key(model_dir, task: dict, seed: int, fcfg: FinetuneConfig) -> dict:
     "What a run's result depends on: reuse an old metrics.json only when all of it is unchanged."
     from vertical_pretrain.fileio import file_fingerprint
@@ -718,7 +721,7 @@ def comparison_plot(summary: dict, path) -> Path:
     plt.close(fig)
     return path
 
-# %% ../nbs/08_finetune.ipynb #2fc3c276
+# %% ../nbs/08_finetune.ipynb #85abfaea
 def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfig | None = None, *,
             base: str | None = None, force: bool = False, progress: bool = True) -> dict:
     "Fine-tune every model with seeds 0..seeds-1; write per-run metrics.json and comparison.{md,png,json}."
@@ -749,8 +752,17 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     comparison_plot(summary, out_dir / "comparison.png")
     return summary
 
-def run_stage(cfg, models: dict, *, force: bool = False, progress: bool = True) -> dict:
-    "Stage 08 of the pipeline: compare `models` ({name: dir}) on cfg.finetune.task_dir into <run>/finetune/."
+def default_models(cfg) -> dict:
+    "base = what the domain pretraining started from (hub name or offline base model dir); domain = stage 07's export."
+    from vertical_pretrain.config import model_source
+    from vertical_pretrain.export import exported_model_dir
+    base = model_source(cfg)
+    if not base: raise ValueError("the domain model was trained from scratch: there is no base model to compare with")
+    return {"base": base, "domain": str(exported_model_dir(cfg))}
+
+def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress: bool = True) -> dict:
+    "Stage 08 of the pipeline: compare `models` ({name: dir}, default base vs domain) on cfg.finetune.task_dir into <run>/finetune/."
+    models = models or default_models(cfg)
     out_dir = cfg.paths.run_dir / "finetune"
     task_dir = resolve_path(cfg.finetune.task_dir)
     params = {"models": {k: str(v) for k, v in models.items()}, "finetune": vars(cfg.finetune)}
@@ -762,7 +774,7 @@ def run_stage(cfg, models: dict, *, force: bool = False, progress: bool = True) 
                    outputs=[out_dir / f"comparison.{e}" for e in ("md", "png", "json")])
     return summary
 
-# %% ../nbs/08_finetune.ipynb #4a8ad3ad
+# %% ../nbs/08_finetune.ipynb #72a6b76d
 def _cli_errors(fn):
     "Turn bad input (missing files, bad jsonl, unknown labels) into a one-line error and exit code 2."
     def wrapper(argv=None):
