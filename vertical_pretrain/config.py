@@ -9,7 +9,7 @@ __all__ = ['PROFILES', 'project_root', 'resolve_path', 'PathsConfig', 'Pdf2TextC
            'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source', 'parse_set',
            'add_config_args', 'config_from_args']
 
-# %% ../nbs/00_config.ipynb #7c03835a
+# %% ../nbs/00_config.ipynb #d675f933
 import argparse
 import dataclasses
 import json
@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-# %% ../nbs/00_config.ipynb #eac202f7
+# %% ../nbs/00_config.ipynb #972c8840
 def project_root() -> Path:
     "The repo root (the folder with our settings.ini) above the cwd, else the cwd; $VERTICAL_PRETRAIN_ROOT wins."
     env = os.environ.get("VERTICAL_PRETRAIN_ROOT")
@@ -40,7 +40,7 @@ def resolve_path(p) -> Path:
     p = Path(p).expanduser()
     return p if p.is_absolute() else project_root() / p
 
-# %% ../nbs/00_config.ipynb #efa23375
+# %% ../nbs/00_config.ipynb #2378e405
 @dataclass
 class PathsConfig:
     "Where the corpus and the run live; every stage directory is derived from these."
@@ -68,7 +68,7 @@ class PathsConfig:
     @property
     def notebooks_dir(self) -> Path: return self.run_dir / "notebooks"
 
-# %% ../nbs/00_config.ipynb #94d8e08c
+# %% ../nbs/00_config.ipynb #185b2465
 @dataclass
 class Pdf2TextConfig:
     "Stage 01: PDF/TXT -> one sentence a line, blank line between documents."
@@ -223,7 +223,7 @@ class PipelineConfig:
     to_stage: str = "99"
     force: bool = False
 
-# %% ../nbs/00_config.ipynb #409142fc
+# %% ../nbs/00_config.ipynb #40b59f17
 @dataclass
 class Config:
     "Every parameter of a run; `profile` names the preset the values started from."
@@ -281,7 +281,7 @@ class Config:
         for p in key.split("."): node = getattr(node, p)
         return node
 
-# %% ../nbs/00_config.ipynb #e2fa28ab
+# %% ../nbs/00_config.ipynb #401f271e
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 def _coerce(tp, val, where: str):
@@ -320,7 +320,7 @@ def _build(cls, d: dict, prefix: str):
         kw[f.name] = _build(tp, d[f.name], where + ".") if is_dataclass(tp) else _coerce(tp, d[f.name], where)
     return cls(**kw)
 
-# %% ../nbs/00_config.ipynb #6ffa4292
+# %% ../nbs/00_config.ipynb #dbc2eb16
 _TINY_MODEL = {"model.model_name_or_path": "", "model.hidden_size": 64, "model.num_hidden_layers": 2,
                "model.num_attention_heads": 2, "model.intermediate_size": 128, "model.max_position_embeddings": 128,
                "model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0}
@@ -343,17 +343,18 @@ PROFILES: dict[str, dict] = {
     "demo": {
         "paths.run_name": "demo",
         **{k: v for k, v in _TINY_MODEL.items()},
-        "model.hidden_size": 256, "model.num_hidden_layers": 4, "model.num_attention_heads": 4,
-        "model.intermediate_size": 1024, "model.max_position_embeddings": 512,
+        "model.hidden_size": 128, "model.num_hidden_layers": 3, "model.num_attention_heads": 2,
+        "model.intermediate_size": 512, "model.max_position_embeddings": 512,
         "model.hidden_dropout_prob": 0.1, "model.attention_probs_dropout_prob": 0.1,
-        "data.max_seq_len": 128, "data.split": "949,50,1",
-        "train.micro_batch_size": 16, "train.global_batch_size": 32, "train.max_steps": 150,
+        "data.max_seq_len": 128, "data.split": "90,5,5",
+        "train.micro_batch_size": 16, "train.global_batch_size": 32, "train.max_steps": 200,
         "train.save_steps": 50, "train.checkpoint_steps": 25, "train.logging_freq": 5,
         "train.eval_freq": 25, "train.eval_iters": 4, "train.max_lr": 2e-4, "train.min_lr": 2e-5,
         "train.warmup_rate": 0.05,
         "launch.device": "cpu", "launch.nproc": 2,
-        "base_model.enabled": True, "base_model.max_steps": 600,
-        "finetune.seeds": 3,
+        "base_model.enabled": True, "base_model.max_steps": 400,
+        "finetune.seeds": 3, "finetune.max_seq_len": 64, "finetune.learning_rate": 1e-4, "finetune.epochs": 8,
+        "finetune.patience": 3, "finetune.batch_size": 16,
     },
     "smoke": {
         "paths.run_name": "smoke",
@@ -379,7 +380,7 @@ def get_config(profile: str = "demo", overrides: dict | None = None) -> Config:
     cfg = Config(profile=profile).override(PROFILES[profile])
     return cfg.override(overrides) if overrides else cfg
 
-# %% ../nbs/00_config.ipynb #660cfb0d
+# %% ../nbs/00_config.ipynb #bf6eed14
 def base_config(cfg: Config) -> Config:
     "The config of the offline base-model run: general corpus, from scratch, its own run dir and lr."
     b = cfg.base_model
@@ -414,7 +415,7 @@ def tokenizer_source(cfg: Config) -> str:
     if cfg.model.model_name_or_path: return cfg.model.model_name_or_path
     return str(base_tokenizer_dir(cfg))
 
-# %% ../nbs/00_config.ipynb #0c87733e
+# %% ../nbs/00_config.ipynb #fdc06000
 def parse_set(items) -> dict:
     "Turn ['train.max_steps=10', ...] into {'train.max_steps': '10'}."
     out = {}
