@@ -136,7 +136,7 @@ def test_workers_and_chunking_do_not_change_the_output(corpus, tmp_path):
     outs = []
     for k, (w, c) in enumerate([(1, 64), (2, 7), (2, 1000)]):
         create_pretraining_data(corpus["dir"] / "seg.jsonl", tmp_path / f"r{k}" / "x", corpus["tok"], cn_splited=True,
-                                workers=w, chunk_size=c, progress=False, log=None)
+                                workers=w, chunk_size=c, min_parallel_bytes=0, progress=False, log=None)
         outs.append([(tmp_path / f"r{k}" / n).read_bytes() for n in ("x_ids.npy", "x_idx.npz")])
     assert outs[0] == outs[1] == outs[2]
 
@@ -269,7 +269,8 @@ def test_end_to_end_from_the_pdf(tmp_path):
     docs = [json.loads(l)["text"] for l in open(rep["outputs"][0], encoding="utf-8")]
     tok_dir = write_char_vocab(tmp_path / "tok", _norm("".join(docs)))
     st = create_pretraining_data(rep["outputs"][0], tmp_path / "ids" / "book", tok_dir, cn_seg_func="jieba", workers=2,
-                                 progress=False, log=None)
+                                 min_parallel_bytes=0, progress=False, log=None)
+    assert st["_workers"] == 2
     ids, lens, idx = _load(tmp_path / "ids" / "book")
     assert st["documents"] == len(idx) - 1 == len(docs) and idx[-1] == len(lens) and lens.sum() == len(ids)
     tok = load_tokenizer(tok_dir)

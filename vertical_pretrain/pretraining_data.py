@@ -7,7 +7,7 @@ __all__ = ['STAGE', 'split_sentences', 'load_segmenter', 'load_tokenizer', 'Enco
            'read_jsonl_lines', 'read_jsonl_docs', 'corpus_stats', 'format_summary', 'create_pretraining_data',
            'cjk_font', 'plot_corpus_stats', 'run_stage', 'main']
 
-# %% ../nbs/04_pretraining_data.ipynb #e28a1498
+# %% ../nbs/04_pretraining_data.ipynb #f96970ae
 import argparse
 import json
 import math
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .config import add_config_args, config_from_args, tokenizer_source
 from .fileio import atomic_path, atomic_write_text, file_fingerprint, read_manifest, stage_is_done, write_manifest
 
-# %% ../nbs/04_pretraining_data.ipynb #99df0309
+# %% ../nbs/04_pretraining_data.ipynb #82ac6719
 _SENT_END = re.compile(r"([。！？]+|[!?]+(?=\s|$))")
 _CLOSERS = "”’」』）】》)\"'"
 
@@ -48,7 +48,7 @@ def split_sentences(text: str) -> list[str]:
             out.append(s)
     return out
 
-# %% ../nbs/04_pretraining_data.ipynb #ee396f3b
+# %% ../nbs/04_pretraining_data.ipynb #c6fd2a67
 class _JiebaSegmenter:
     "Minimal stand-in for vertical_pretrain.segment's jieba backend: seg(text) -> words, batch(lines)."
     def __init__(self, user_dict=None):
@@ -70,7 +70,7 @@ def load_segmenter(backend: str = "jieba", user_dict=None):
     raise RuntimeError(f"cn_seg_func={backend!r} needs vertical_pretrain.segment (stage 02), which is not installed; "
                        "use cn_seg_func='jieba' or pre-split input (--cn_splited)")
 
-# %% ../nbs/04_pretraining_data.ipynb #fa6ec5b8
+# %% ../nbs/04_pretraining_data.ipynb #fc87107c
 def load_tokenizer(name_or_path):
     "PaddleNLP AutoTokenizer from a local dir (checked first, with a clear error) or a hub name."
     name = str(name_or_path)
@@ -96,7 +96,7 @@ def _is_wordpiece(tok) -> bool:
             and type(bt).__name__ == "BasicTokenizer" and getattr(bt, "tokenize_chinese_chars", True)
             and not getattr(bt, "never_split", None) and getattr(wp, "max_input_chars_per_word", 100) == 100)
 
-# %% ../nbs/04_pretraining_data.ipynb #6159daf9
+# %% ../nbs/04_pretraining_data.ipynb #bb891405
 def _is_cjk_char(ch: str) -> bool:
     "The CJK ranges BERT/ERNIE's BasicTokenizer splits into single characters."
     cp = ord(ch)
@@ -281,7 +281,7 @@ class DocEncoder:
         path, key, lines = chunk
         return {**self.encode_docs([_parse_doc(path, n, l, key) for n, l in lines]), "docs": len(lines)}
 
-# %% ../nbs/04_pretraining_data.ipynb #8f4be398
+# %% ../nbs/04_pretraining_data.ipynb #68660d3e
 _WORKER: DocEncoder | None = None
 
 def _init_worker(encoder: DocEncoder, n_workers: int):
@@ -335,7 +335,7 @@ def _chunks(it, n):
         if len(buf) >= n: yield buf; buf = []
     if buf: yield buf
 
-# %% ../nbs/04_pretraining_data.ipynb #9dbab711
+# %% ../nbs/04_pretraining_data.ipynb #883afc8d
 def _pow2_hist(x: np.ndarray) -> dict:
     "Histogram with power-of-two bin edges [1,2),[2,4),... plus percentiles: compact and comparable across corpora."
     if len(x) == 0: return {"edges": [], "counts": [], "p50": 0, "p90": 0, "p99": 0, "max": 0}
@@ -375,7 +375,7 @@ def format_summary(stats: dict) -> str:
         f"Whole-word ## marks: {stats['wwm_marked_tokens']} (fallback to plain char: {stats['wwm_fallback_tokens']})",
     ])
 
-# %% ../nbs/04_pretraining_data.ipynb #ac89ddbc
+# %% ../nbs/04_pretraining_data.ipynb #818cd4ab
 def _encoder_spec(tok, name_or_path, *, split_sentences, cn_whole_word_segment, cn_seg_func, cn_splited, user_dict,
                   max_word_length, append_eos, log) -> EncoderSpec:
     vocab = dict(tok.get_vocab())
@@ -406,7 +406,7 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
                             cn_whole_word_segment: bool = True, cn_seg_func: str = "jieba", cn_splited: bool = False,
                             user_dict=None, max_word_length: int = 6, append_eos: bool = False, json_key: str = "text",
                             workers: int = 1, chunk_size: int = 64, unk_warn_rate: float = 0.05, fast: bool | None = None,
-                            progress: bool = True, log=print) -> dict:
+                            min_parallel_bytes: int = 2_000_000, progress: bool = True, log=print) -> dict:
     """jsonl file(s) -> `<output_prefix>_ids.npy` + `<output_prefix>_idx.npz` + `stats.json` beside them.
 
     Returns the stats dict (also printed, and saved as stats.json)."""
@@ -422,6 +422,8 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
     vocab_size = max(spec.vocab.values()) + 1
     dtype = np.uint16 if vocab_size < 2 ** 16 else np.int32
 
+    if workers > 1 and sum(f.stat().st_size for f in files) < min_parallel_bytes:
+        workers = 1  # a small corpus is done before a pool has started: not worth the fork and the pickling
     def _count(f):  # non-blank lines, for the progress bar (bytes, no decoding)
         with open(f, "rb") as fh: return sum(1 for l in fh if l.strip())
     n_docs_in = sum(_count(f) for f in files)
@@ -491,10 +493,10 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
                "or pick a tokenizer for this language")
         warnings.warn(msg, stacklevel=2)
         if log: log("WARNING: " + msg)
-    stats["_seconds"] = secs
+    stats["_seconds"], stats["_workers"] = secs, workers
     return stats
 
-# %% ../nbs/04_pretraining_data.ipynb #5e958609
+# %% ../nbs/04_pretraining_data.ipynb #8e68915a
 _CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
               "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback")
 
@@ -532,7 +534,7 @@ def plot_corpus_stats(stats, title: str = "", top_k: int = 20):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining_data.ipynb #7ff75e8d
+# %% ../nbs/04_pretraining_data.ipynb #1a963dfe
 STAGE = "04_pretraining_data"
 
 def _tokenizer_inputs(name) -> list:
@@ -564,7 +566,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     write_manifest(out_dir, STAGE, inputs, params, counts={k: stats[k] for k in keys}, outputs=outs)
     return {**stats, "skipped": False}
 
-# %% ../nbs/04_pretraining_data.ipynb #b25fe366
+# %% ../nbs/04_pretraining_data.ipynb #21dc2c65
 def main(argv=None) -> int:
     "CLI: `vertical-pretrain create-pretraining-data` (PaddleNLP arguments, or the stage from the config)."
     p = argparse.ArgumentParser(prog="vertical-pretrain create-pretraining-data", description=main.__doc__)
