@@ -3,7 +3,9 @@
 Inputs (both `--cn_splited`, as the pipeline feeds stage 04 after stage 02):
 - book: the demo PDF (data_file/debian_reference/raw), pages -> text (stage 01 when installed, else pypdf page text,
   one document per page), words split by stage 02's jieba segmenter;
-- general: the offline general corpus (People's Daily 1998-01 gold words + 35k reviews split by jieba, 03a_vocab).
+- general: the offline general corpus (People's Daily 1998-01 gold words + 35k reviews split by jieba, 03a_vocab);
+- news+jieba: the People's Daily articles as plain text, segmented by jieba inside stage 04 (`--cn_seg_func jieba`),
+  where the work per character is large enough for 2 processes to pay off.
 Tokenizer: the offline WordPiece vocab built by `vertical_pretrain.vocab.build_vocab` on the general corpus.
 
 Rows:
@@ -98,6 +100,32 @@ def paddlenlp_style(jsonl: Path, tok, prefix: Path) -> int:
     return len(all_ids)
 
 
+def paddlenlp_style_jieba(jsonl: Path, tok, prefix: Path) -> int:
+    "The same loop with `--cn_seg_func jieba`: jieba.cut on every line, then as above."
+    import jieba
+    dtype = np.uint16 if len(tok) < 2 ** 16 else np.int32
+    ids_s, lens_s, docs_s = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    docs_s.write((0).to_bytes(8, "little", signed=True))
+    n_sent = 0
+    with open(jsonl, encoding="utf-8") as f:
+        for line in f:
+            doc = []
+            for sentence in json.loads(line)["text"].split("\n"):
+                words = list(jieba.cut(sentence.strip()))
+                ids = tok.convert_tokens_to_ids(_paddlenlp_wwm(tok.tokenize("".join(words)), words))
+                if ids: doc.append(ids)
+            for ids in doc:
+                lens_s.write(len(ids).to_bytes(4, "little", signed=True))
+                ids_s.write(np.array(ids, dtype=dtype).tobytes())
+                n_sent += 1
+            if doc: docs_s.write(n_sent.to_bytes(8, "little", signed=True))
+    all_ids = np.frombuffer(ids_s.getbuffer(), dtype=dtype)
+    np.save(f"{prefix}_ids.npy", all_ids)
+    np.savez(f"{prefix}_idx.npz", lens=np.frombuffer(lens_s.getbuffer(), dtype=np.int32),
+             docs=np.frombuffer(docs_s.getbuffer(), dtype=np.int64))
+    return len(all_ids)
+
+
 def best_of(rounds, fn):
     best, out = float("inf"), None
     for _ in range(rounds):
@@ -127,7 +155,10 @@ def main(argv=None) -> int:
             sents = [s for l in lines for s in split_sentences(l)]
             book.append("\n".join(" ".join(w) for w in seg.batch(sents)))
         general = [b.strip() for b in (d / "gseg" / "general.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
-        corpora = {"book": write_jsonl(d / "book.jsonl", book), "general": write_jsonl(d / "general.jsonl", general)}
+        news = [b.strip() for b in (d / "gtext" / "general.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+        news = news[:3200]  # People's Daily articles only (they come first): plain text, segmented inside stage 04
+        corpora = {"book": write_jsonl(d / "book.jsonl", book), "general": write_jsonl(d / "general.jsonl", general),
+                   "news+jieba": write_jsonl(d / "news+jieba.jsonl", news)}
         print(f"setup (general corpus, vocab, book text + jieba): {time.perf_counter() - t0:.0f}s", file=sys.stderr)
 
         from paddlenlp.transformers import AutoTokenizer
@@ -135,12 +166,14 @@ def main(argv=None) -> int:
         rows = []
         for name, chars in corpora.items():
             src = d / f"{name}.jsonl"
-            secs, n_tok = best_of(args.rounds, lambda: paddlenlp_style(src, tok, d / f"{name}_base"))
+            splited = name != "news+jieba"
+            loop = paddlenlp_style if splited else paddlenlp_style_jieba
+            secs, n_tok = best_of(args.rounds if splited else 1, lambda: loop(src, tok, d / f"{name}_base"))
             rows.append((name, "paddlenlp-style loop", 1, chars, n_tok, secs))
             for w in (1, 2):
                 secs, st = best_of(args.rounds, lambda: create_pretraining_data(
-                    src, d / f"{name}_w{w}" / name, d / "tok", cn_splited=True, workers=w, chunk_size=64,
-                    progress=False, log=None))
+                    src, d / f"{name}_w{w}" / name, d / "tok", cn_splited=splited, cn_seg_func="jieba", workers=w,
+                    chunk_size=64, progress=False, log=None))
                 rows.append((name, "create_pretraining_data", st["_workers"], chars, st["tokens"], secs))
 
     import os
