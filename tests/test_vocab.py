@@ -144,3 +144,15 @@ def test_char_part_of_the_vocab_is_deterministic(tmp_path):
     singles = 5 + sum(1 for t in ta[5:] if len(t) == 1)
     assert ta[:singles] == tb[:singles] and a["cjk_chars"] == b["cjk_chars"]
     assert [t for t in ta if t.startswith("##") and len(t) == 3] == [t for t in tb if t.startswith("##") and len(t) == 3]
+
+
+def test_run_stage_builds_the_general_corpus_and_vocab_then_skips(tmp_path):
+    from vertical_pretrain.config import base_config, base_tokenizer_dir, get_config
+    cfg = get_config("smoke", {"paths.data_root": str(tmp_path / "data"), "paths.output_root": str(tmp_path / "out"),
+                               "vocab.general_max_lines": 300, "vocab.vocab_size": 3000})
+    r = run_stage(cfg, progress=False, log=None)
+    b = base_config(cfg).paths
+    assert not r["skipped"] and (base_tokenizer_dir(cfg) / "vocab.txt").exists()
+    assert (b.text_dir / "general.txt").exists() and (b.seg_dir / "general.txt").exists()
+    assert run_stage(cfg, progress=False, log=None)["skipped"]
+    assert not run_stage(cfg.override({"vocab.min_frequency": 3}), progress=False, log=None)["skipped"]

