@@ -190,3 +190,17 @@ def test_launch_commands_and_missing_data(tmp_path, capsys):
     assert smoke[smoke.index("--nproc_per_node") + 1] == "2"
     rc = launch_main(["--profile", "smoke", "--set", f"paths.data_root={tmp_path}"])
     assert rc == 2 and "vertical-pretrain create-pretraining-data" in capsys.readouterr().out
+
+
+def test_checkpoint_with_another_vocab_is_not_resumed(tmp_path):
+    "A rebuilt vocab (e.g. stage 03a rerun) must not silently resume a checkpoint whose embeddings use the old ids."
+    from vertical_pretrain.pretrain import checkpoint_vocab_mismatch
+    ckpt, tok = tmp_path / "model_last", tmp_path / "tok"
+    ckpt.mkdir(); tok.mkdir()
+    (ckpt / "vocab.txt").write_text("[PAD]\n[CLS]\n甲\n乙\n", encoding="utf-8")
+    (tok / "vocab.txt").write_text("[PAD]\n[CLS]\n甲\n乙\n", encoding="utf-8")
+    assert checkpoint_vocab_mismatch(ckpt, tok) is None
+    (tok / "vocab.txt").write_text("[PAD]\n[CLS]\n乙\n甲\n", encoding="utf-8")
+    msg = checkpoint_vocab_mismatch(ckpt, tok)
+    assert msg and "2 of 4 vocab lines differ" in msg
+    assert checkpoint_vocab_mismatch(ckpt, "ernie-3.0-medium-zh") is None  # a hub name: nothing local to compare

@@ -27,9 +27,9 @@ from .fileio import atomic_dir, atomic_path, atomic_write_text
 __all__ = ['DistEnv', 'init_distributed', 'accumulate_steps', 'load_tokenizer', 'build_model', 'enable_recompute', 'lr_at',
            'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors', 'all_reduce_sum', 'evaluate', 'step_seed',
            'quiet_paddlenlp', 'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
-           'find_resume_checkpoint', 'read_trainer_state', 'check_resumable', 'load_optimizer_state', 'MetricsLogger',
-           'read_metrics', 'setup_run', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs',
-           'train_step', 'train', 'main', 'plot_metrics']
+           'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'check_resumable',
+           'load_optimizer_state', 'MetricsLogger', 'read_metrics', 'setup_run', 'trainer_state', 'maybe_checkpoint',
+           'remove_stale_checkpoint_dirs', 'train_step', 'train', 'main', 'plot_metrics']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -253,6 +253,16 @@ def find_resume_checkpoint(checkpoint_dir) -> Path | None:
 
 def read_trainer_state(ckpt) -> dict: return json.loads((Path(ckpt) / "trainer_state.json").read_text(encoding="utf-8"))
 
+def checkpoint_vocab_mismatch(ckpt, tokenizer_src) -> str | None:
+    "Why `ckpt` cannot be resumed with the run's tokenizer (its vocab.txt differs), or None when it can (or we cannot tell)."
+    old, new = Path(ckpt) / "vocab.txt", Path(str(tokenizer_src)) / "vocab.txt"
+    if not (old.is_file() and new.is_file()): return None
+    a, b = old.read_text(encoding="utf-8").splitlines(), new.read_text(encoding="utf-8").splitlines()
+    if a == b: return None
+    diff = sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+    return (f"the tokenizer changed since {ckpt} was saved ({diff} of {max(len(a), len(b))} vocab lines differ, "
+            f"{new} vs {old}): the data of stage 04 now uses token ids the checkpoint's embeddings do not match")
+
 def check_resumable(state: dict, cfg, ckpt) -> None:
     "Refuse a resume that cannot continue the same sample stream."
     if state["global_batch_size"] != cfg.train.global_batch_size:
@@ -318,6 +328,15 @@ def setup_run(cfg):
     acc = accumulate_steps(cfg.train, env.world_size)
     ckpt_dir = cfg.paths.checkpoint_dir
     resume = find_resume_checkpoint(ckpt_dir) if cfg.train.continue_training else None
+    stale = checkpoint_vocab_mismatch(resume, tokenizer_source(cfg)) if resume else None
+    if stale:  # the checkpoint's embeddings belong to another vocab: keep it, but do not resume from it
+        env.barrier()
+        if env.is_main:
+            aside = ckpt_dir.with_name(f"{ckpt_dir.name}.vocab-changed-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(ckpt_dir, aside)
+            warnings.warn(f"{stale}; the old checkpoints were moved to {aside} and training starts from step 0")
+        env.barrier()
+        resume = None
     state = read_trainer_state(resume) if resume else {"step": 0}
     if resume: check_resumable(state, cfg, resume)
     if env.is_main and state["step"] >= cfg.train.max_steps:
