@@ -15,6 +15,7 @@ Example (the sweep reported for the demo profile, ~25 min on 2 shared cores):
         --settings lr1e-3_e15:learning_rate=1e-3,epochs=15,patience=5 lr3e-4_e15:learning_rate=3e-4,epochs=15,patience=5
     .venv/bin/python bench/finetune_sweep.py --out /tmp/ft_sweep --seeds 0 1 --models base \
         --settings lr1e-3_e20:learning_rate=1e-3,epochs=20,patience=5 lr2e-3_e15:learning_rate=2e-3,epochs=15,patience=5 \
+                   lr5e-4_e15:learning_rate=5e-4,epochs=15,patience=5 \
                    lr1e-3_e15_len128:learning_rate=1e-3,epochs=15,patience=5,max_seq_len=128 \
                    lr1e-3_e15_bs8:learning_rate=1e-3,epochs=15,patience=5,batch_size=8
 """
