@@ -9,7 +9,7 @@ __all__ = ['PROFILES', 'project_root', 'resolve_path', 'PathsConfig', 'Pdf2TextC
            'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source', 'parse_set',
            'add_config_args', 'config_from_args']
 
-# %% ../nbs/00_config.ipynb #bdfba927
+# %% ../nbs/00_config.ipynb #04a9bb7a
 import argparse
 import dataclasses
 import json
@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-# %% ../nbs/00_config.ipynb #aa188be1
+# %% ../nbs/00_config.ipynb #3f000ef9
 def project_root() -> Path:
     "The repo root (the folder with our settings.ini) above the cwd, else the cwd; $VERTICAL_PRETRAIN_ROOT wins."
     env = os.environ.get("VERTICAL_PRETRAIN_ROOT")
@@ -40,7 +40,7 @@ def resolve_path(p) -> Path:
     p = Path(p).expanduser()
     return p if p.is_absolute() else project_root() / p
 
-# %% ../nbs/00_config.ipynb #203f1970
+# %% ../nbs/00_config.ipynb #7065b974
 @dataclass
 class PathsConfig:
     "Where the corpus and the run live; every stage directory is derived from these."
@@ -68,7 +68,7 @@ class PathsConfig:
     @property
     def notebooks_dir(self) -> Path: return self.run_dir / "notebooks"
 
-# %% ../nbs/00_config.ipynb #60eb3bf9
+# %% ../nbs/00_config.ipynb #80e8c8e5
 @dataclass
 class Pdf2TextConfig:
     "Stage 01: PDF/TXT -> one sentence a line, blank line between documents."
@@ -224,7 +224,7 @@ class PipelineConfig:
     to_stage: str = "99"
     force: bool = False
 
-# %% ../nbs/00_config.ipynb #fd19cac2
+# %% ../nbs/00_config.ipynb #65b2049d
 @dataclass
 class Config:
     "Every parameter of a run; `profile` names the preset the values started from."
@@ -282,7 +282,7 @@ class Config:
         for p in key.split("."): node = getattr(node, p)
         return node
 
-# %% ../nbs/00_config.ipynb #6ef196f3
+# %% ../nbs/00_config.ipynb #8acf7dae
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 def _coerce(tp, val, where: str):
@@ -321,7 +321,7 @@ def _build(cls, d: dict, prefix: str):
         kw[f.name] = _build(tp, d[f.name], where + ".") if is_dataclass(tp) else _coerce(tp, d[f.name], where)
     return cls(**kw)
 
-# %% ../nbs/00_config.ipynb #fd428dd7
+# %% ../nbs/00_config.ipynb #1ee9f2fc
 _TINY_MODEL = {"model.model_name_or_path": "", "model.hidden_size": 64, "model.num_hidden_layers": 2,
                "model.num_attention_heads": 2, "model.intermediate_size": 128, "model.max_position_embeddings": 128,
                "model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0}
@@ -354,8 +354,9 @@ PROFILES: dict[str, dict] = {
         "train.warmup_rate": 0.05,
         "launch.device": "cpu", "launch.nproc": 2,
         "base_model.enabled": True, "base_model.max_steps": 400,
-        "finetune.seeds": 3, "finetune.max_seq_len": 64, "finetune.learning_rate": 1e-4, "finetune.epochs": 8,
-        "finetune.patience": 3, "finetune.batch_size": 16,
+        # fine-tune settings chosen on DEV only with bench/finetune_sweep.py (lr 1e-4 barely moved the loss in 8 epochs)
+        "finetune.seeds": 3, "finetune.max_seq_len": 64, "finetune.learning_rate": 5e-4, "finetune.epochs": 15,
+        "finetune.patience": 5, "finetune.batch_size": 16,
     },
     "smoke": {
         "paths.run_name": "smoke",
@@ -381,7 +382,7 @@ def get_config(profile: str = "demo", overrides: dict | None = None) -> Config:
     cfg = Config(profile=profile).override(PROFILES[profile])
     return cfg.override(overrides) if overrides else cfg
 
-# %% ../nbs/00_config.ipynb #24079f1b
+# %% ../nbs/00_config.ipynb #aa4cdebf
 def base_config(cfg: Config) -> Config:
     "The config of the offline base-model run: general corpus, from scratch, its own run dir and lr."
     b = cfg.base_model
@@ -416,7 +417,7 @@ def tokenizer_source(cfg: Config) -> str:
     if cfg.model.model_name_or_path: return cfg.model.model_name_or_path
     return str(base_tokenizer_dir(cfg))
 
-# %% ../nbs/00_config.ipynb #978f9ef9
+# %% ../nbs/00_config.ipynb #185dd219
 def parse_set(items) -> dict:
     "Turn ['train.max_steps=10', ...] into {'train.max_steps': '10'}."
     out = {}
