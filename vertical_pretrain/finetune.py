@@ -7,10 +7,9 @@ __all__ = ['DROP_HEADINGS', 'SECTION_MERGE', 'SECTION_DROP', 'LABEL_NAMES', 'THR
            'GRAD_CLIP', 'strip_escapes', 'split_args', 'parse_roff', 'decode_page', 'read_page', 'clean_paragraph',
            'page_paragraphs', 'section_of', 'split_sentences', 'collect_pages', 'dedupe_paragraphs', 'split_by_page',
            'build_task', 'tapt_corpus', 'multiclass_metrics', 'multilabel_metrics', 'tune_thresholds',
-           'majority_baseline', 'read_jsonl', 'load_task', 'cap_per_class', 'targets', 'quiet_paddlenlp',
-           'load_classifier', 'encode', 'predict_logits', 'score', 'set_seed', 'finetune', 'summarize',
-           'comparison_markdown', 'comparison_plot', 'compare', 'default_models', 'run_stage', 'build_task_main',
-           'finetune_main', 'parse_models', 'compare_main']
+           'majority_baseline', 'read_jsonl', 'load_task', 'cap_per_class', 'targets', 'load_classifier', 'encode',
+           'predict_logits', 'score', 'set_seed', 'finetune', 'summarize', 'comparison_markdown', 'comparison_plot',
+           'compare', 'default_models', 'run_stage', 'build_task_main', 'finetune_main', 'parse_models', 'compare_main']
 
 # %% ../nbs/08_finetune.ipynb #c63ccdba
 import argparse
@@ -447,16 +446,7 @@ def targets(rows: list[dict], labels: list[str], multi: bool) -> np.ndarray:
     return y
 
 # %% ../nbs/08_finetune.ipynb #bc30d4be
-import contextlib
-
-@contextlib.contextmanager
-def quiet_paddlenlp(level: str = "ERROR"):
-    "Lower PaddleNLP's logger level for a while (each from_pretrained prints a dozen INFO lines)."
-    from paddlenlp.utils.log import logger
-    old = logger.logger.level
-    logger.set_level(level)
-    try: yield
-    finally: logger.logger.setLevel(old)
+from .pretrain import quiet_paddlenlp  # one helper for both stages; from_pretrained is chatty, so ERROR here
 
 def _loaders():
     "Stage 07's loaders (class from config/weights, never from the dir name) when present, else plain Auto classes."
@@ -474,7 +464,7 @@ def load_classifier(model_dir, num_labels: int):
         raise FileNotFoundError(f"model dir {src} does not exist")
     load_tok, load_cls = _loaders()
     try:
-        with quiet_paddlenlp():
+        with quiet_paddlenlp("ERROR"):
             tok = load_tok(src)
             model = load_cls(src, num_labels)
     except Exception as e:
