@@ -85,7 +85,14 @@ def test_checkpoints_complete_and_load_with_auto_classes(corpus_root, char_token
     assert tok.convert_tokens_to_ids("[MASK]") == tok.mask_token_id
     assert (cfg.paths.run_dir / "config.yaml").is_file() and any((cfg.paths.run_dir / "runs").rglob("*"))
     # MLM only: SOP loss is not trained
-    assert all(r["sop_loss"] == 0 for r in read_metrics(cfg.paths.run_dir))
+    recs = read_metrics(cfg.paths.run_dir)
+    assert all(r["sop_loss"] == 0 for r in recs if r["split"] != "reference")
+    # the context-free reference line is logged once, at step 0, and is the train-frequency cross-entropy of valid
+    from vertical_pretrain.dataset import IndexedCorpus, corpus_prefix, masking_vocab, split_documents, unigram_reference
+    ref = [r for r in recs if r["split"] == "reference"]
+    corpus = IndexedCorpus(corpus_prefix(cfg))
+    want = unigram_reference(corpus, split_documents(cfg.data.split, corpus.num_docs), masking_vocab(tok))
+    assert [r["step"] for r in ref] == [0] and 0 < want and abs(ref[0]["unigram_lm_loss"] - want) < 1e-9
     assert last["test"]["lm_loss"] > 0
     # a finished run rerun: nothing trained, the test split evaluated once more, not logged twice
     before = read_metrics(cfg.paths.run_dir)

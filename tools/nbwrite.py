@@ -40,6 +40,16 @@ def to_text(nb_path):
         out.append(c.source); out.append("")
     return "\n".join(out)
 
+def keep_ids(old_cells, new_cells):
+    "Reuse the ids of the old notebook's cells for the aligned new cells, so a rewrite diffs only what changed."
+    import difflib
+    key = lambda c: (c.cell_type, c.source)
+    sm = difflib.SequenceMatcher(a=[key(c) for c in old_cells], b=[key(c) for c in new_cells], autojunk=False)
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag in ("equal", "replace"):
+            for o, n in zip(old_cells[i1:i2], new_cells[j1:j2]):
+                if "id" in o: n["id"] = o["id"]
+
 if __name__ == "__main__":
     if sys.argv[1] == "--to-text":
         sys.stdout.write(to_text(sys.argv[2])); sys.exit(0)
@@ -48,4 +58,6 @@ if __name__ == "__main__":
     nb.metadata = {"kernelspec": {"display_name": "Python 3 (vertical_pretrain)", "language": "python", "name": "python3"},
                    "language_info": {"name": "python"}}
     nb.cells = parse(open(src, encoding="utf-8").read())
+    import os
+    if os.path.exists(dst): keep_ids(nbformat.read(dst, as_version=4).cells, nb.cells)
     nbformat.write(nb, dst)

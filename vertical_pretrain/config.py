@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['PROFILES', 'project_root', 'resolve_path', 'PathsConfig', 'Pdf2TextConfig', 'SegmentConfig', 'TransToJsonConfig',
            'PretrainingDataConfig', 'VocabConfig', 'DataConfig', 'ModelConfig', 'TrainConfig', 'LaunchConfig',
-           'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'PipelineConfig', 'Config', 'get_config', 'base_config',
-           'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source', 'parse_set',
-           'add_config_args', 'config_from_args']
+           'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'TaptConfig', 'PipelineConfig', 'Config', 'get_config',
+           'base_config', 'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source',
+           'parse_set', 'add_config_args', 'config_from_args']
 
 # %% ../nbs/00_config.ipynb #04a9bb7a
 import argparse
@@ -214,7 +214,19 @@ class FinetuneConfig:
     patience: int = 2  # early stopping on dev
     seeds: int = 3
     train_cap: int = 100  # examples per class: keeps the task low-resource
-    tapt: bool = False  # also pretrain on the task's unlabeled text and compare
+    random_init: bool = True  # add a control row: the base architecture with random weights (did pretraining help at all?)
+
+@dataclass
+class TaptConfig:
+    "Stage 07a (optional): task-adaptive pretraining on the task's unlabeled train text; a third row in stage 08."
+    enabled: bool = False
+    start_from: str = "domain"  # domain = DAPT+TAPT (Gururangan et al.'s best) | base = TAPT alone
+    corpus: str = "manpages_tapt"  # data_file/<corpus>/text/ is filled from <finetune.task_dir>/unlabeled.txt
+    run_name: str = ""  # output/<run_name>/; empty = "<paths.run_name>_tapt"
+    max_steps: int = 100
+    max_lr: float = 1e-4
+    min_lr: float = 1e-5
+    warmup_rate: float = 0.05
 
 @dataclass
 class PipelineConfig:
@@ -242,6 +254,7 @@ class Config:
     base_model: BaseModelConfig = field(default_factory=BaseModelConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    tapt: TaptConfig = field(default_factory=TaptConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)

@@ -23,7 +23,7 @@ __all__ = ['STAGE04_HINT', 'SPLIT_NAMES', 'LONG_SENTENCE_LEN', 'IndexedCorpus', 
            'document_stats', 'index_map_path', 'build_index_map', 'MaskingVocab', 'masking_vocab', 'MaskResult',
            'ngram_probs', 'word_spans', 'mask_whole_words', 'Sample', 'truncate_pair', 'build_sample',
            'PretrainingDataset', 'collate_batch', 'GlobalBatchSampler', 'corpus_prefix', 'split_num_samples',
-           'build_datasets']
+           'build_datasets', 'unigram_reference']
 
 # %% ../nbs/05_dataset.ipynb #b6505512
 STAGE04_HINT = "run stage 04 first: `vertical-pretrain create-pretraining-data --config run.yaml` (nbs/04_pretraining_data.ipynb)"
@@ -416,3 +416,16 @@ def build_datasets(cfg, tokenizer, is_builder: bool = True, barrier: Callable | 
         out[n] = PretrainingDataset(corpus, m, vocab, n, d.seed, d.binary_head, d.masked_lm_prob, d.max_ngrams,
                                     d.favor_longer_ngram, d.max_seq_len)
     return out
+
+# %% ../nbs/05_dataset.ipynb #8042e645
+def unigram_reference(corpus: IndexedCorpus, bounds: list[int], vocab: MaskingVocab, eval_split: int = 1) -> float | None:
+    """MLM loss (nats/token) of a context-free model: split `eval_split`'s tokens scored by the train split's token frequencies.
+
+    `bounds` are document boundaries from `split_documents`; add-half smoothing keeps unseen tokens finite.
+    None when either split has no tokens."""
+    p, d = corpus.pointers, corpus.docs
+    def tokens(k): return vocab.to_char[np.asarray(corpus.ids[p[d[bounds[k]]]:p[d[bounds[k + 1]]]], dtype=np.int64)]
+    train, held_out = tokens(0), tokens(eval_split)
+    if not len(train) or not len(held_out): return None
+    counts = np.bincount(train, minlength=vocab.size).astype(np.float64) + 0.5
+    return float(-np.log(counts / counts.sum())[held_out].mean())

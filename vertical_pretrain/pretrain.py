@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config, add_config_args, config_from_args, model_source, tokenizer_source
-from .dataset import GlobalBatchSampler, build_datasets, collate_batch
+from .dataset import GlobalBatchSampler, build_datasets, collate_batch, split_documents, unigram_reference
 from .fileio import atomic_dir, atomic_path, atomic_write_text
 
 # %% auto #0
@@ -303,7 +303,7 @@ class MetricsLogger:
         if self.vdl is not None:
             for k, v in record.items():
                 if k not in ("split", "step") and isinstance(v, (int, float)): self.vdl.add_scalar(f"{split}/{k}", v, step)
-        keys = [k for k in ("loss", "lm_loss", "sop_loss", "lr", "tokens_per_s", "data_wait") if k in record]
+        keys = [k for k in ("loss", "lm_loss", "sop_loss", "lr", "tokens_per_s", "data_wait", "unigram_lm_loss") if k in record]
         print(f"[{split}] step {step} " + " ".join(f"{k} {record[k]:.4g}" for k in keys), flush=True)
 
     def close(self):
@@ -365,6 +365,10 @@ def setup_run(cfg):
                                   collate_fn=functools.partial(collate_batch, pad_id=tokenizer.pad_token_id,
                                                                max_len=cfg.data.max_seq_len))  # picklable for spawn
     logger = MetricsLogger(cfg.paths.run_dir, env.is_main, state["step"])
+    if env.is_main and state["step"] == 0 and data["valid"] is not None:  # the line a context-free model reaches (05)
+        c = data["train"].corpus
+        ref = unigram_reference(c, split_documents(cfg.data.split, c.num_docs), data["train"].vocab)
+        if ref is not None: logger.log({"split": "reference", "step": state["step"], "unigram_lm_loss": ref})
     return dict(env=env, acc=acc, state=state, tokenizer=tokenizer, data=data, model=model, dp=dp, opt=opt,
                 sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger)
 
@@ -469,7 +473,10 @@ def plot_metrics(run_dir, save: bool = True):
     for a, key, title in [(ax[0, 0], "loss", "total loss"), (ax[0, 1], "lm_loss", "MLM loss"), (ax[0, 2], "sop_loss", "SOP loss")]:
         curve(a, "train", key, label="train"); curve(a, "valid", key, label="valid")
         for r in by["test"]: a.scatter([r["step"]], [r[key]], marker="*", s=80, color="k", label="test", zorder=3)
-        a.set_title(title); a.set_xlabel("step"); a.legend()
+        a.set_title(title); a.set_xlabel("step")
+    ref = [r["unigram_lm_loss"] for r in recs if r.get("split") == "reference"]
+    if ref: ax[0, 1].axhline(ref[-1], ls="--", color="gray", lw=1, label=f"unigram, no context ({ref[-1]:.2f})")
+    for a in ax[0]: a.legend(fontsize=8)
     curve(ax[1, 0], "train", "lr"); ax[1, 0].set_title("learning rate")
     curve(ax[1, 1], "train", "tokens_per_s"); ax[1, 1].set_title("throughput (tokens/s)")
     curve(ax[1, 2], "train", "data_wait"); ax[1, 2].set_title("data-wait fraction of step time"); ax[1, 2].set_ylim(0, None)
