@@ -4,14 +4,14 @@ Runs `vertical_pretrain.finetune.finetune` for each (model, setting, seed) and p
 best-dev-epoch dev macro-F1 / accuracy (mean over seeds), best epoch, first/last train loss and seconds.
 Test numbers are written to each run's metrics.json by finetune() but are deliberately not read here.
 
-`--models random` builds a same-size, randomly initialised ERNIE (config + tokenizer copied from the
+`--models random-init` uses stage 08's control row: a same-size, randomly initialised ERNIE (config + tokenizer of the
 base model dir, weights freshly initialised) to check whether pretraining helped at all.
 
 Runs already in --out are reused (delete the dir to rerun). One base-model run of 15 epochs at
 max_seq_len 64 takes ~105 s on one idle core (~7 s/epoch, of which the 1,002-example dev pass is a part).
 
 Example (the sweep reported for the demo profile, ~25 min on 2 shared cores):
-    .venv/bin/python bench/finetune_sweep.py --out /tmp/ft_sweep --seeds 0 1 --models base random \
+    .venv/bin/python bench/finetune_sweep.py --out /tmp/ft_sweep --seeds 0 1 --models base random-init \
         --settings lr1e-3_e15:learning_rate=1e-3,epochs=15,patience=5 lr3e-4_e15:learning_rate=3e-4,epochs=15,patience=5
     .venv/bin/python bench/finetune_sweep.py --out /tmp/ft_sweep --seeds 0 1 --models base \
         --settings lr1e-3_e20:learning_rate=1e-3,epochs=20,patience=5 lr2e-3_e15:learning_rate=2e-3,epochs=15,patience=5 \
@@ -19,7 +19,7 @@ Example (the sweep reported for the demo profile, ~25 min on 2 shared cores):
                    lr1e-3_e15_len128:learning_rate=1e-3,epochs=15,patience=5,max_seq_len=128 \
                    lr1e-3_e15_bs8:learning_rate=1e-3,epochs=15,patience=5,batch_size=8
 """
-import argparse, json, shutil, sys, time
+import argparse, json, sys, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,21 +27,6 @@ import numpy as np
 
 from vertical_pretrain.config import get_config
 from vertical_pretrain.finetune import default_models, finetune, load_task
-
-TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
-
-
-def random_init_dir(base_dir: Path, out_dir: Path, seed: int = 0) -> Path:
-    "A model dir with base_dir's config and tokenizer but freshly initialised weights."
-    if (out_dir / "model_state.pdparams").exists(): return out_dir
-    import paddle
-    from paddlenlp.transformers import ErnieConfig, ErnieForPretraining
-    paddle.seed(seed)
-    model = ErnieForPretraining(ErnieConfig.from_pretrained(str(base_dir)))
-    model.save_pretrained(str(out_dir))
-    for f in TOKENIZER_FILES: shutil.copy(base_dir / f, out_dir / f)
-    return out_dir
-
 
 def parse_setting(spec: str) -> tuple[str, dict]:
     "'name:key=val,key=val' -> (name, {key: typed val})."
@@ -56,17 +41,17 @@ def parse_setting(spec: str) -> tuple[str, dict]:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="/tmp/ft_sweep")
-    p.add_argument("--models", nargs="+", default=["base"], help="base | domain | random | a model dir")
+    p.add_argument("--models", nargs="+", default=["base"], help="base | domain | random-init | tapt | a model dir")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--settings", nargs="+", default=["demo:"], help="name:field=value,... over the demo profile's finetune config")
     args = p.parse_args(argv)
     cfg = get_config("demo")
-    dirs = {k: Path(v) for k, v in default_models(cfg).items()}  # output/demo_base/model_base, output/demo/model_ernie_200
+    dirs = {k: Path(v) for k, v in default_models(cfg).items()}  # the rows of stage 08 (random-init is built on first use)
     out = Path(args.out)
     task = load_task(cfg.finetune.task_dir)
     rows = []
     for m in args.models:
-        mdir = random_init_dir(dirs["base"], out / "_random_init") if m == "random" else dirs.get(m, Path(m))
+        mdir = dirs.get(m, Path(m))
         for spec in args.settings:
             name, kw = parse_setting(spec)
             fcfg = replace(cfg.finetune, **kw)

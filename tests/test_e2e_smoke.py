@@ -69,7 +69,11 @@ def test_models_exported_and_compared(smoke_run):
     AutoModel.from_pretrained(str(exported[-1])); AutoTokenizer.from_pretrained(str(exported[-1]))
     cmp_dir = cfg.paths.run_dir / "finetune"
     md = (cmp_dir / "comparison.md").read_text(encoding="utf-8")
-    assert "base" in md and "domain" in md
+    rows = [l.split("|")[1].strip() for l in md.splitlines() if l.startswith("| ") and not l.startswith("| model")]
+    assert rows == ["base", "domain", "tapt", "random-init", "majority class"], rows  # smoke turns stage 07a (TAPT) on
+    assert "## Verdict" in md
+    tapt = sorted((cfg.paths.run_dir.parent / f"{cfg.paths.run_name}_tapt").glob("model_ernie_*"))  # stage 07a's export
+    assert tapt and json.loads((tapt[-1] / "config.json").read_text())["architectures"] == ["ErnieForPretraining"]
     assert (cmp_dir / "comparison.png").stat().st_size > 0
 
 

@@ -117,7 +117,8 @@ def test_build_task_splits_by_page_and_reports_counts(smoke_task, tmp_path):
     unlabeled = (task_dir / "unlabeled.txt").read_text(encoding="utf-8")
     assert all(r["text"] not in unlabeled for r in rows(task_dir, "test") + rows(task_dir, "dev"))
     assert any(r["text"] in unlabeled for r in rows(task_dir, "train"))
-    tapt = ft.tapt_corpus(task_dir, tmp_path / "tapt")
+    from vertical_pretrain.tapt import tapt_corpus
+    tapt = tapt_corpus(task_dir, tmp_path / "tapt")
     assert tapt == tmp_path / "tapt" / "text" / "manpages_cls.txt" and tapt.read_text(encoding="utf-8") == unlabeled
 
 

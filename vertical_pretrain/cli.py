@@ -26,9 +26,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("vertical_pretrain.export", "export_main", "stage 07: checkpoint -> clean model dir"),
     "repair-config": ("vertical_pretrain.export", "repair_main", "add missing architectures/model_type to a model dir"),
     "extend-vocab": ("vertical_pretrain.export", "extend_vocab_main", "add domain tokens to vocab + resize the model"),
+    "tapt": ("vertical_pretrain.tapt", "main", "stage 07a: task-adaptive pretraining on the task's unlabeled text"),
     "build-task": ("vertical_pretrain.finetune", "build_task_main", "build the man-page classification task"),
     "finetune": ("vertical_pretrain.finetune", "finetune_main", "fine-tune one model on a classification task"),
-    "compare": ("vertical_pretrain.finetune", "compare_main", "stage 08: base vs domain fine-tune comparison over seeds"),
+    "compare": ("vertical_pretrain.finetune", "compare_main", "stage 08: base vs domain (vs random-init, tapt) fine-tune comparison over seeds"),
     "pipeline": ("vertical_pretrain.pipeline", "main", "stage 09: run the notebooks in order with papermill"),
     "docs": ("vertical_pretrain.pipeline", "docs_main", "build the offline HTML course (no quarto needed)"),
 }

@@ -385,6 +385,7 @@ PROFILES: dict[str, dict] = {
         "base_model.enabled": True, "base_model.max_steps": 10,
         "finetune.seeds": 2, "finetune.epochs": 2, "finetune.train_cap": 20, "finetune.max_seq_len": 64,
         "finetune.batch_size": 16,
+        "tapt.enabled": True, "tapt.max_steps": 4, "tapt.max_lr": 1e-3,  # the smoke run covers stage 07a end to end
     },
 }
 

@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['DROP_HEADINGS', 'SECTION_MERGE', 'SECTION_DROP', 'LABEL_NAMES', 'THRESHOLD_GRID', 'WARMUP_RATE', 'WEIGHT_DECAY',
-           'GRAD_CLIP', 'strip_escapes', 'split_args', 'parse_roff', 'decode_page', 'read_page', 'clean_paragraph',
-           'page_paragraphs', 'section_of', 'split_sentences', 'collect_pages', 'dedupe_paragraphs', 'split_by_page',
-           'build_task', 'tapt_corpus', 'multiclass_metrics', 'multilabel_metrics', 'tune_thresholds',
+           'GRAD_CLIP', 'RANDOM_INIT', 'strip_escapes', 'split_args', 'parse_roff', 'decode_page', 'read_page',
+           'clean_paragraph', 'page_paragraphs', 'section_of', 'split_sentences', 'collect_pages', 'dedupe_paragraphs',
+           'split_by_page', 'build_task', 'multiclass_metrics', 'multilabel_metrics', 'tune_thresholds',
            'majority_baseline', 'read_jsonl', 'load_task', 'cap_per_class', 'targets', 'load_classifier', 'encode',
-           'predict_logits', 'score', 'set_seed', 'finetune', 'summarize', 'comparison_markdown', 'comparison_plot',
-           'compare', 'default_models', 'run_stage', 'build_task_main', 'finetune_main', 'parse_models', 'compare_main']
+           'predict_logits', 'score', 'set_seed', 'finetune', 'run_params', 'summarize', 'verdict',
+           'comparison_markdown', 'comparison_plot', 'compare', 'random_init_model', 'default_models', 'run_stage',
+           'build_task_main', 'finetune_main', 'parse_models', 'compare_main']
 
 # %% ../nbs/08_finetune.ipynb #c63ccdba
 import argparse
@@ -348,15 +349,6 @@ def build_task(src_dir, out_dir, *, train_cap: int = 100, eval_cap: int = 300, d
         write_manifest(tmp, "build_task", [src_dir], params, counts=stats["totals"])
     return stats
 
-def tapt_corpus(task_dir, out_dir, name: str = "manpages_cls") -> Path:
-    """TAPT hook: the task's unlabeled train text as a stage-01 text file `out_dir/text/<name>.txt`.
-
-    Only train pages are in it (never dev/test). Feed `out_dir` as a corpus through stages 02-06, starting from the
-    domain model, to get the TAPT model (Gururangan et al. 2020)."""
-    src = resolve_path(task_dir) / "unlabeled.txt"
-    if not src.is_file(): raise FileNotFoundError(f"{src} not found: run `vertical-pretrain build-task` first")
-    return atomic_write_text(resolve_path(out_dir) / "text" / f"{name}.txt", src.read_text(encoding="utf-8"))
-
 # %% ../nbs/08_finetune.ipynb #da112a66
 def multiclass_metrics(y_true, y_pred, num_labels: int) -> dict:
     "Accuracy and macro-F1 (over all `num_labels` classes, absent ones count as 0) of label indices."
@@ -589,7 +581,11 @@ def _run_key(model_dir, task: dict, seed: int, fcfg: FinetuneConfig) -> dict:
     td = Path(task["task_dir"])
     return {"model_dir": str(model_dir), "model_files": file_fingerprint(md) if md.exists() else str(model_dir),
             "task_files": {s: file_fingerprint(td / f"{s}.jsonl") for s in ("train", "dev", "test")},
-            "seed": seed, "params": vars(fcfg)}
+            "seed": seed, "params": run_params(fcfg)}
+
+def run_params(fcfg: FinetuneConfig) -> dict:
+    "The fine-tune settings one run depends on (not how many seeds or which extra rows the comparison has)."
+    return {k: v for k, v in vars(fcfg).items() if k not in ("seeds", "random_init")}
 
 def _mean_std(xs) -> tuple[float, float | None]:
     "Mean and sample std (None for a single value: one seed says nothing about the spread)."
@@ -638,6 +634,32 @@ def summarize(results: dict[str, list[dict]], base: str) -> dict:
 def _fmt(mean, std) -> str:
     return f"{mean * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
 
+RANDOM_INIT = "random-init"  # name of the control row: the base architecture with fresh weights
+
+def verdict(summary: dict) -> list[str]:
+    "The comparison in plain words: each model's Δ against the seed spread, and whether the base's pretraining helped at all."
+    P, base, out = summary["primary"], summary["base"], []
+    for name, r in summary["models"].items():
+        if "vs_base" not in r: continue
+        v = r["vs_base"][P]
+        d, s = v["delta"] * 100, None if v["spread"] is None else v["spread"] * 100
+        p = "" if v["welch_p"] is None else f"; Welch p = {v['welch_p']:.3f}" + (" (not significant at 0.05 with this many seeds)" if v["welch_p"] >= 0.05 else "")
+        if s is None:
+            out.append(f"{name} vs {base}: Δ {P} = {d:+.2f} points from one seed: no seed spread to judge it by; run more seeds.")
+        elif name == RANDOM_INIT and -d > s:
+            out.append(f"Pretraining helped: {base} beats the same architecture with random weights by {-d:.2f} points (seed spread {s:.2f}){p}.")
+        elif name == RANDOM_INIT and d > s:
+            out.append(f"WARNING: {base} is {d:.2f} points *worse* than the same architecture with random weights (seed spread {s:.2f}){p}. "
+                       f"Its pretraining hurt this task, so a model continued from it says little about domain adaptation: "
+                       "check that the base run's valid MLM loss is clearly below its unigram line (stage 06 plot).")
+        elif name == RANDOM_INIT:
+            out.append(f"{base} vs random weights: Δ = {-d:+.2f} points, within the seed spread ({s:.2f}): its pretraining did not measurably help this task.")
+        elif v["exceeds_spread"]:
+            out.append(f"{name} is {'better' if d > 0 else 'worse'} than {base} by {abs(d):.2f} points, more than the seed spread ({s:.2f}){p}.")
+        else:
+            out.append(f"{name} vs {base}: Δ = {d:+.2f} points, within the seed spread ({s:.2f}): no difference distinguishable from seed noise.")
+    return out or ["(only one model: nothing to compare)"]
+
 def comparison_markdown(summary: dict, fcfg: FinetuneConfig, task_dir) -> str:
     "The comparison table (percent points) with the design notes that make it readable on its own."
     P, S, base = summary["primary"], summary["secondary"], summary["base"]
@@ -659,7 +681,7 @@ def comparison_markdown(summary: dict, fcfg: FinetuneConfig, task_dir) -> str:
                       for n, r in summary["models"].items())
     paired = "\n".join(f"- {n} − {base}: " + ", ".join(f"{x * 100:+.2f}" for x in r["vs_base"][P]["paired_deltas"])
                        for n, r in summary["models"].items() if "vs_base" in r)
-    hp = ", ".join(f"{k}={v}" for k, v in vars(fcfg).items() if k != "tapt")
+    hp = ", ".join(f"{k}={v}" for k, v in run_params(fcfg).items() if k != "task_dir")
     return f"""# Fine-tune comparison ({summary['problem']})
 
 Task: `{task_dir}`. Numbers are test-set percentages, mean ± sample std over seeds; the test set was scored once per run,
@@ -667,6 +689,10 @@ with the weights of the best dev epoch (early stopping on dev {P}).
 
 {head}{chr(10).join(lines)}
 
+## Verdict
+{chr(10).join("- " + v for v in verdict(summary))}
+
+## How to read it
 - **seed spread** = √((s_model² + s_{base}²)/2): how much one run moves by chance. A Δ smaller than it is noise.
   "Δ > spread" is a minimum bar, not significance: with few seeds a Welch t test has little power (p is shown for that reason).
 - Every model used the same hyperparameters: {hp}; warmup {WARMUP_RATE}, weight decay {WEIGHT_DECAY}, grad clip {GRAD_CLIP}.
@@ -742,13 +768,35 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     comparison_plot(summary, out_dir / "comparison.png")
     return summary
 
+def random_init_model(base, out_dir, seed: int = 0) -> Path:
+    """The control model: `base`'s config and tokenizer with freshly initialised weights (built once, then reused).
+
+    Fine-tuned with the same settings, it answers "did pretraining help at all?". `base` is a model dir or a hub name."""
+    out_dir = resolve_path(out_dir)
+    if (out_dir / "model_state.pdparams").is_file(): return out_dir
+    import paddle
+    from paddlenlp.transformers import AutoTokenizer, ErnieConfig, ErnieForPretraining
+    with quiet_paddlenlp("ERROR"), atomic_dir(out_dir) as tmp:
+        paddle.seed(seed)
+        ErnieForPretraining(ErnieConfig.from_pretrained(str(base))).save_pretrained(str(tmp))
+        AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(tmp))
+        atomic_write_text(tmp / "README.md", f"Random-init control for the fine-tune comparison: config and tokenizer of {base}, "
+                                             f"weights initialised with paddle.seed({seed}); no pretraining.\n")
+    return out_dir
+
 def default_models(cfg) -> dict:
-    "base = what the domain pretraining started from (hub name or offline base model dir); domain = stage 07's export."
+    """The rows of stage 08: base = what the domain pretraining started from (hub name or offline base model);
+    domain = stage 07's export; tapt = stage 07a's export (when tapt.enabled); random-init = the control (finetune.random_init)."""
     from vertical_pretrain.config import model_source
     from vertical_pretrain.export import exported_model_dir
     base = model_source(cfg)
     if not base: raise ValueError("the domain model was trained from scratch: there is no base model to compare with")
-    return {"base": base, "domain": str(exported_model_dir(cfg))}
+    models = {"base": base, "domain": str(exported_model_dir(cfg))}
+    if cfg.tapt.enabled:
+        from vertical_pretrain.tapt import tapt_model_dir
+        models["tapt"] = str(tapt_model_dir(cfg))
+    if cfg.finetune.random_init: models[RANDOM_INIT] = str(random_init_model(base, cfg.paths.run_dir / "model_random_init"))
+    return models
 
 def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress: bool = True) -> dict:
     "Stage 08 of the pipeline: compare `models` ({name: dir}, default base vs domain) on cfg.finetune.task_dir into <run>/finetune/."

@@ -37,6 +37,7 @@ STAGES: list[Stage] = [
     Stage("05a", "05a_base_model.ipynb", "离线基座：从零预训练小 ERNIE", ("train", "launch")),
     Stage("06", "06_pretrain.ipynb", "领域继续预训练（多进程）", ("train", "launch")),
     Stage("07", "07_export.ipynb", "导出与修复模型目录", ("export",)),
+    Stage("07a", "07a_tapt.ipynb", "TAPT：任务文本上的继续预训练（可选）", ("tapt",)),
     Stage("08", "08_finetune.ipynb", "微调对比：基座 vs 领域", ("finetune",)),
     Stage("10", "10_summary.ipynb", "总结：产物、统计、曲线、对比", ()),
 ]
