@@ -205,6 +205,15 @@ def test_finetune_beats_majority_and_writes_metrics(smoke_task, tiny_models, tmp
     assert saved["params"]["learning_rate"] == SMOKE_FT["learning_rate"]
 
 
+def test_finetune_dropout_replaces_the_pretraining_value(tiny_models):
+    import paddle
+    def rates(m): return {round(l.p, 6) for l in m.sublayers() if isinstance(l, paddle.nn.Dropout)}
+    _, plain = ft.load_classifier(tiny_models["base"], 3)
+    assert plain.config.hidden_dropout_prob == 0.0 and rates(plain) == {0.0}  # the tiny models are saved without dropout
+    _, m = ft.load_classifier(tiny_models["base"], 3, dropout=0.25)
+    assert (m.config.hidden_dropout_prob, m.config.attention_probs_dropout_prob) == (0.25, 0.25) and 0.25 in rates(m)
+
+
 def test_finetune_is_deterministic_and_stops_early(smoke_task, tiny_models):
     task_dir, _ = smoke_task
     fc = FinetuneConfig(**{**SMOKE_FT, "epochs": 6, "patience": 1, "learning_rate": 1e-6})  # too small an lr to improve
@@ -265,6 +274,12 @@ def test_compare_writes_one_row_per_model_and_all_seeds(smoke_task, tiny_models,
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed_*/metrics.json")}
     ft.compare(tiny_models, task_dir, out, seeds=2, fcfg=fc, progress=False)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed_*/metrics.json")} == before
+    # two spawned worker processes give the same runs as one process, one after the other
+    par = ft.compare(tiny_models, task_dir, tmp_path / "parallel", seeds=2, fcfg=FinetuneConfig(**{**SMOKE_FT, "epochs": 4, "workers": 2}),
+                     progress=False)
+    for name in tiny_models:
+        assert par["models"][name]["test_macro_f1"] == s["models"][name]["test_macro_f1"]
+        assert par["models"][name]["epochs_run"] == s["models"][name]["epochs_run"]
 
 
 def test_run_stage_and_cli(smoke_task, tiny_models, tmp_path, capsys):

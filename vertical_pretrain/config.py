@@ -214,6 +214,8 @@ class FinetuneConfig:
     patience: int = 2  # early stopping on dev
     seeds: int = 3
     train_cap: int = 100  # examples per class: keeps the task low-resource
+    dropout: float = 0.1  # hidden + attention dropout while fine-tuning, for every model (replaces the pretraining value)
+    workers: int = 1  # fine-tune runs in parallel processes (one run keeps about one CPU core busy)
     random_init: bool = True  # add a control row: the base architecture with random weights (did pretraining help at all?)
 
 @dataclass
@@ -369,7 +371,7 @@ PROFILES: dict[str, dict] = {
         "base_model.enabled": True, "base_model.max_steps": 400,
         # fine-tune settings chosen on DEV only with bench/finetune_sweep.py (lr 1e-4 barely moved the loss in 8 epochs)
         "finetune.seeds": 3, "finetune.max_seq_len": 64, "finetune.learning_rate": 5e-4, "finetune.epochs": 15,
-        "finetune.patience": 5, "finetune.batch_size": 16,
+        "finetune.patience": 5, "finetune.batch_size": 16, "finetune.workers": 2,
     },
     "smoke": {
         "paths.run_name": "smoke",
@@ -384,7 +386,7 @@ PROFILES: dict[str, dict] = {
         "launch.device": "cpu", "launch.nproc": 2,
         "base_model.enabled": True, "base_model.max_steps": 10,
         "finetune.seeds": 2, "finetune.epochs": 2, "finetune.train_cap": 20, "finetune.max_seq_len": 64,
-        "finetune.batch_size": 16,
+        "finetune.batch_size": 16, "finetune.workers": 2,
         "tapt.enabled": True, "tapt.max_steps": 4, "tapt.max_lr": 1e-3,  # the smoke run covers stage 07a end to end
     },
 }

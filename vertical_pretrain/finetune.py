@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['DROP_HEADINGS', 'SECTION_MERGE', 'SECTION_DROP', 'LABEL_NAMES', 'THRESHOLD_GRID', 'WARMUP_RATE', 'WEIGHT_DECAY',
-           'GRAD_CLIP', 'RANDOM_INIT', 'strip_escapes', 'split_args', 'parse_roff', 'decode_page', 'read_page',
-           'clean_paragraph', 'page_paragraphs', 'section_of', 'split_sentences', 'collect_pages', 'dedupe_paragraphs',
-           'split_by_page', 'build_task', 'multiclass_metrics', 'multilabel_metrics', 'tune_thresholds',
-           'majority_baseline', 'read_jsonl', 'load_task', 'cap_per_class', 'targets', 'load_classifier', 'encode',
-           'predict_logits', 'score', 'set_seed', 'finetune', 'run_params', 'summarize', 'verdict',
-           'comparison_markdown', 'comparison_plot', 'compare', 'random_init_model', 'default_models', 'run_stage',
-           'build_task_main', 'finetune_main', 'parse_models', 'compare_main']
+           'GRAD_CLIP', 'EVAL_BATCH_SIZE', 'RANDOM_INIT', 'strip_escapes', 'split_args', 'parse_roff', 'decode_page',
+           'read_page', 'clean_paragraph', 'page_paragraphs', 'section_of', 'split_sentences', 'collect_pages',
+           'dedupe_paragraphs', 'split_by_page', 'build_task', 'multiclass_metrics', 'multilabel_metrics',
+           'tune_thresholds', 'majority_baseline', 'read_jsonl', 'load_task', 'cap_per_class', 'targets',
+           'load_classifier', 'encode', 'predict_logits', 'score', 'set_seed', 'finetune', 'run_params', 'summarize',
+           'verdict', 'comparison_markdown', 'comparison_plot', 'compare', 'random_init_model', 'default_models',
+           'run_stage', 'build_task_main', 'finetune_main', 'parse_models', 'compare_main']
 
 # %% ../nbs/08_finetune.ipynb #c63ccdba
 import argparse
@@ -19,6 +19,7 @@ import copy
 import gzip
 import json
 import math
+import os
 import random
 import re
 import shutil
@@ -388,6 +389,7 @@ def majority_baseline(y_true, num_labels: int) -> dict:
 
 # %% ../nbs/08_finetune.ipynb #fcad0bc7
 WARMUP_RATE, WEIGHT_DECAY, GRAD_CLIP = 0.1, 0.01, 1.0  # shared by every model compared
+EVAL_BATCH_SIZE = 64  # dev/test forward passes only: larger batches, same numbers
 
 def read_jsonl(path) -> list[dict]:
     "Rows of a jsonl file, with the line number in the error for a bad line."
@@ -444,13 +446,16 @@ def _loaders():
     "Stage 07's loaders (class from config/weights, never from the dir name) when present, else plain Auto classes."
     try:
         from vertical_pretrain.export import load_model, load_tokenizer
-        return load_tokenizer, lambda src, k: load_model(src, "ForSequenceClassification", num_labels=k)
+        return load_tokenizer, lambda src, k, **kw: load_model(src, "ForSequenceClassification", num_labels=k, **kw)
     except ImportError:
         from paddlenlp.transformers import AutoModelForSequenceClassification, AutoTokenizer
-        return AutoTokenizer.from_pretrained, lambda src, k: AutoModelForSequenceClassification.from_pretrained(src, num_labels=k)
+        return AutoTokenizer.from_pretrained, lambda src, k, **kw: AutoModelForSequenceClassification.from_pretrained(src, num_labels=k, **kw)
 
-def load_classifier(model_dir, num_labels: int):
-    "Tokenizer and sequence classifier (fresh head with `num_labels` outputs) from an exported model dir or hub name."
+def load_classifier(model_dir, num_labels: int, dropout: float | None = None):
+    """Tokenizer and sequence classifier (fresh head with `num_labels` outputs) from an exported model dir or hub name.
+
+    `dropout` (hidden and attention) replaces the value in the model's config: fine-tuning regularisation is a fine-tune
+    setting, the same for every model compared, whatever dropout each was pretrained with."""
     src = str(model_dir)
     if ("/" in src or src.startswith(".")) and not Path(src).exists():
         raise FileNotFoundError(f"model dir {src} does not exist")
@@ -458,7 +463,8 @@ def load_classifier(model_dir, num_labels: int):
     try:
         with quiet_paddlenlp("ERROR"):
             tok = load_tok(src)
-            model = load_cls(src, num_labels)
+            kw = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+            model = load_cls(src, num_labels, **kw)
     except Exception as e:
         raise RuntimeError(f"could not load a classifier from {src} ({type(e).__name__}: {e}); if it is a checkpoint "
                            f"dir, export it first or run `vertical-pretrain repair-config {src}`") from e
@@ -525,7 +531,7 @@ def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: Finetune
     multi, labels = task["multi_label"], task["labels"]
     train_rows = cap_per_class(task["train"], fcfg.train_cap)
     set_seed(seed)
-    tok, model = load_classifier(model_dir, len(labels))
+    tok, model = load_classifier(model_dir, len(labels), fcfg.dropout)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     enc = {s: encode(tok, rows, fcfg.max_seq_len) for s, rows in (("train", train_rows), ("dev", task["dev"]), ("test", task["test"]))}
     y = {s: targets(rows, labels, multi) for s, rows in (("train", train_rows), ("dev", task["dev"]), ("test", task["test"]))}
@@ -548,7 +554,7 @@ def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: Finetune
             loss = F.binary_cross_entropy_with_logits(logits, target) if multi else F.cross_entropy(logits, target)
             loss.backward(); opt.step(); sched.step(); opt.clear_grad()
             losses.append(float(loss))
-        dev_logits = predict_logits(model, enc["dev"], bs, pad_id)
+        dev_logits = predict_logits(model, enc["dev"], max(bs, EVAL_BATCH_SIZE), pad_id)
         th = tune_thresholds(y["dev"], 1 / (1 + np.exp(-dev_logits))) if multi else None
         dev = score(dev_logits, y["dev"], multi, th)
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "dev_macro_f1": dev["macro_f1"]})
@@ -561,7 +567,7 @@ def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: Finetune
             bad += 1
             if bad >= fcfg.patience: break
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in best_state.items()})
-    test = score(predict_logits(model, enc["test"], bs, pad_id), y["test"], multi, best_th)
+    test = score(predict_logits(model, enc["test"], max(bs, EVAL_BATCH_SIZE), pad_id), y["test"], multi, best_th)
     metrics = {"model": name or str(model_dir), "model_dir": str(model_dir), "task_dir": task["task_dir"], "seed": seed,
                "problem": "multi_label" if multi else "multi_class", "labels": labels,
                "dev": best_dev, "test": test, "best_epoch": best_epoch, "epochs_run": len(history), "history": history,
@@ -585,7 +591,7 @@ def _run_key(model_dir, task: dict, seed: int, fcfg: FinetuneConfig) -> dict:
 
 def run_params(fcfg: FinetuneConfig) -> dict:
     "The fine-tune settings one run depends on (not how many seeds or which extra rows the comparison has)."
-    return {k: v for k, v in vars(fcfg).items() if k not in ("seeds", "random_init")}
+    return {k: v for k, v in vars(fcfg).items() if k not in ("seeds", "random_init", "workers")}
 
 def _mean_std(xs) -> tuple[float, float | None]:
     "Mean and sample std (None for a single value: one seed says nothing about the spread)."
@@ -738,29 +744,54 @@ def comparison_plot(summary: dict, path) -> Path:
     return path
 
 # %% ../nbs/08_finetune.ipynb #85abfaea
+def _init_worker(threads: int):
+    "Pool initializer: cap the math threads of a fine-tune worker before it imports Paddle."
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"): os.environ[k] = str(threads)
+
+def _finetune_job(model_dir, task_dir, seed: int, fcfg: FinetuneConfig, name: str) -> dict:
+    return finetune(model_dir, task_dir, None, seed=seed, fcfg=fcfg, name=name, progress=False)
+
 def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfig | None = None, *,
             base: str | None = None, force: bool = False, progress: bool = True) -> dict:
-    "Fine-tune every model with seeds 0..seeds-1; write per-run metrics.json and comparison.{md,png,json}."
+    """Fine-tune every model with seeds 0..seeds-1; write per-run metrics.json and comparison.{md,png,json}.
+
+    Finished runs whose inputs are unchanged are reused. With `fcfg.workers` > 1 the runs go to that many spawned
+    processes: one fine-tune run keeps about one CPU core busy, so on a 2-core machine two at a time halve the wall time."""
     if not models: raise ValueError("no models to compare")
     fcfg = fcfg or FinetuneConfig()
     base = base or ("base" if "base" in models else next(iter(models)))
     if base not in models: raise ValueError(f"base model {base!r} is not among {list(models)}")
     out_dir = resolve_path(out_dir)
     task = load_task(task_dir)
-    results = {n: [] for n in models}
-    jobs = [(n, d, k) for k in range(seeds) for n, d in models.items()]  # seed-major: partial results stay comparable
-    for name, model_dir, k in tqdm(jobs, desc="fine-tune runs", disable=not progress):
-        run_dir = out_dir / name / f"seed_{k}"
-        key = _run_key(model_dir, task, k, fcfg)
-        old = run_dir / "metrics.json"
-        if not force and old.is_file():
-            m = json.loads(old.read_text(encoding="utf-8"))
-            if m.get("run_key") == json.loads(json.dumps(key)):
-                results[name].append(m); continue
-        m = finetune(model_dir, task_dir, None, seed=k, fcfg=fcfg, name=name, progress=progress, task=task)
+    results, todo = {n: [] for n in models}, []
+    for k in range(seeds):  # seed-major: partial results stay comparable
+        for name, model_dir in models.items():
+            key, path = _run_key(model_dir, task, k, fcfg), out_dir / name / f"seed_{k}" / "metrics.json"
+            old = json.loads(path.read_text(encoding="utf-8")) if not force and path.is_file() else {}
+            if old.get("run_key") == json.loads(json.dumps(key)): results[name].append(old)
+            else: todo.append((name, model_dir, k, path, key))
+    def done(name, path, key, m):
         m["run_key"] = key
-        atomic_write_text(old, json.dumps(m, ensure_ascii=False, indent=1))
+        atomic_write_text(path, json.dumps(m, ensure_ascii=False, indent=1))
         results[name].append(m)
+    bar = tqdm(total=len(todo), desc=f"fine-tune runs ({seeds * len(models) - len(todo)} reused)", disable=not progress)
+    workers = min(max(1, fcfg.workers), len(todo))
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        # the package's functions, not this module's: a spawned worker imports them by name (a notebook's __main__ is not importable)
+        from vertical_pretrain.finetune import _finetune_job, _init_worker
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(max(1, (os.cpu_count() or 1) // workers),)) as ex:
+            futs = {ex.submit(_finetune_job, d, task_dir, k, fcfg, n): (n, p, key) for n, d, k, p, key in todo}
+            try:
+                for f in as_completed(futs): done(*futs[f], f.result()); bar.update()
+            except BaseException:
+                ex.shutdown(cancel_futures=True); raise
+    else:
+        for n, d, k, p, key in todo:
+            done(n, p, key, finetune(d, task_dir, None, seed=k, fcfg=fcfg, name=n, progress=progress, task=task)); bar.update()
+    bar.close()
     summary = summarize(results, base)
     summary.update(task_dir=str(task_dir), params=vars(fcfg), seeds=seeds)
     atomic_write_text(out_dir / "comparison.json", json.dumps(summary, ensure_ascii=False, indent=1))
