@@ -211,3 +211,24 @@ def test_checkpoint_with_another_vocab_is_not_resumed(tmp_path):
     msg = checkpoint_vocab_mismatch(ckpt, tok)
     assert msg and "2 of 4 vocab lines differ" in msg
     assert checkpoint_vocab_mismatch(ckpt, "ernie-3.0-medium-zh") is None  # a hub name: nothing local to compare
+
+
+def test_checkpoint_of_another_recipe_is_moved_aside_not_resumed(corpus_root, char_tokenizer_dir):
+    "A pipeline rerun after a data/schedule change must start over; raising train.max_steps alone is a resume."
+    over = {"train.max_steps": 3, "train.checkpoint_steps": 3, "train.save_steps": 3}
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "recipe", **over)
+    train(cfg)
+    ck = cfg.paths.checkpoint_dir
+    assert read_trainer_state(ck / "model_last")["recipe"]["schedule"]["max_lr"] == cfg.train.max_lr
+    longer = base_cfg(corpus_root, char_tokenizer_dir, "recipe", **{**over, "train.max_steps": 4})
+    with pytest.warns(UserWarning, match="max_steps changed"):
+        train(longer)
+    assert read_trainer_state(ck / "model_last")["step"] == 4 and not list(ck.parent.glob("checkpoints.config-changed-*"))
+    other = base_cfg(corpus_root, char_tokenizer_dir, "recipe", **{**over, "train.max_steps": 4, "data.max_seq_len": 32,
+                                                                    "train.max_lr": 5e-4})
+    with pytest.warns(UserWarning, match=r"another recipe \(data.max_seq_len: 64 -> 32; schedule.max_lr: 0.001 -> 0.0005\)"):
+        train(other)
+    aside = list(ck.parent.glob("checkpoints.config-changed-*"))
+    assert len(aside) == 1 and read_trainer_state(aside[0] / "model_last")["step"] == 4  # kept, not deleted
+    assert read_trainer_state(ck / "model_last")["step"] == 4  # trained again from step 0 up to 4
+    assert [r["step"] for r in read_metrics(cfg.paths.run_dir) if r["split"] == "train"] == [1, 2, 3, 4]

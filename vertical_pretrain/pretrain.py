@@ -27,9 +27,10 @@ from .fileio import atomic_dir, atomic_path, atomic_write_text
 __all__ = ['DistEnv', 'init_distributed', 'accumulate_steps', 'load_tokenizer', 'build_model', 'enable_recompute', 'lr_at',
            'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors', 'all_reduce_sum', 'evaluate', 'step_seed',
            'quiet_paddlenlp', 'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
-           'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'check_resumable',
-           'load_optimizer_state', 'MetricsLogger', 'read_metrics', 'setup_run', 'trainer_state', 'maybe_checkpoint',
-           'remove_stale_checkpoint_dirs', 'train_step', 'train', 'main', 'plot_metrics']
+           'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'training_recipe',
+           'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state', 'MetricsLogger', 'read_metrics',
+           'setup_run', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs', 'train_step', 'train',
+           'main', 'plot_metrics']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -263,6 +264,26 @@ def checkpoint_vocab_mismatch(ckpt, tokenizer_src) -> str | None:
     return (f"the tokenizer changed since {ckpt} was saved ({diff} of {max(len(a), len(b))} vocab lines differ, "
             f"{new} vs {old}): the data of stage 04 now uses token ids the checkpoint's embeddings do not match")
 
+def training_recipe(cfg) -> dict:
+    """What a checkpoint's weights and optimizer state depend on besides the step count: the start model (and, from scratch,
+    the architecture), the sample stream and the lr schedule. `train.max_steps` is not in it: extending a run is a resume."""
+    d, t = cfg.data, cfg.train
+    src = model_source(cfg)
+    return {"start": src or {k: v for k, v in vars(cfg.model).items() if k != "model_name_or_path"},
+            "data": {k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "short_seq_prob", "max_ngrams",
+                                                "favor_longer_ngram", "binary_head", "seed")},
+            "schedule": {k: getattr(t, k) for k in ("max_lr", "min_lr", "warmup_rate", "lr_decay_style", "weight_decay")}}
+
+def checkpoint_recipe_mismatch(state: dict, cfg) -> str | None:
+    "Why a checkpoint was trained under another recipe than cfg's (see `training_recipe`), or None (same, or saved before recipes)."
+    old = state.get("recipe")
+    if old is None: return None
+    new = json.loads(json.dumps(training_recipe(cfg)))
+    changed = [f"{sec}.{k}: {old[sec].get(k)!r} -> {v!r}" for sec in ("data", "schedule") for k, v in new[sec].items()
+               if old.get(sec, {}).get(k) != v]
+    if old.get("start") != new["start"]: changed.append(f"start model: {old.get('start')!r} -> {new['start']!r}")
+    return f"the checkpoint was trained with another recipe ({'; '.join(changed)})" if changed else None
+
 def check_resumable(state: dict, cfg, ckpt) -> None:
     "Refuse a resume that cannot continue the same sample stream."
     if state["global_batch_size"] != cfg.train.global_batch_size:
@@ -328,11 +349,14 @@ def setup_run(cfg):
     acc = accumulate_steps(cfg.train, env.world_size)
     ckpt_dir = cfg.paths.checkpoint_dir
     resume = find_resume_checkpoint(ckpt_dir) if cfg.train.continue_training else None
-    stale = checkpoint_vocab_mismatch(resume, tokenizer_source(cfg)) if resume else None
-    if stale:  # the checkpoint's embeddings belong to another vocab: keep it, but do not resume from it
+    stale, why = None, None
+    if resume:  # another vocab (embeddings use other ids) or another recipe: keep the checkpoints, but do not resume from them
+        stale, why = checkpoint_vocab_mismatch(resume, tokenizer_source(cfg)), "vocab-changed"
+        if not stale: stale, why = checkpoint_recipe_mismatch(read_trainer_state(resume), cfg), "config-changed"
+    if stale:
         env.barrier()
         if env.is_main:
-            aside = ckpt_dir.with_name(f"{ckpt_dir.name}.vocab-changed-{time.strftime('%Y%m%d-%H%M%S')}")
+            aside = ckpt_dir.with_name(f"{ckpt_dir.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(ckpt_dir, aside)
             warnings.warn(f"{stale}; the old checkpoints were moved to {aside} and training starts from step 0")
         env.barrier()
@@ -377,6 +401,7 @@ def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int) -> dict:
     return {"step": step, "consumed_samples": step * t.global_batch_size, "global_batch_size": t.global_batch_size,
             "micro_batch_size": t.micro_batch_size, "accumulate_steps": acc, "world_size": env.world_size,
             "max_steps": t.max_steps, "seed": t.seed, "lr": float(sched.get_lr()), "lr_scheduler": sched.state_dict(),
+            "recipe": training_recipe(cfg),
             "rng": {"rule": "paddle.seed(step_seed(train.seed, step, rank)) before every step", "seed": t.seed},
             "data": {"corpus": str(cfg.paths.ids_dir / cfg.pretraining_data.output_prefix), "split": cfg.data.split,
                      "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size}}
