@@ -24,13 +24,14 @@ from .dataset import GlobalBatchSampler, build_datasets, collate_batch, split_do
 from .fileio import atomic_dir, atomic_path, atomic_write_text
 
 # %% auto #0
-__all__ = ['DistEnv', 'init_distributed', 'accumulate_steps', 'load_tokenizer', 'build_model', 'enable_recompute', 'lr_at',
-           'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors', 'all_reduce_sum', 'evaluate', 'step_seed',
-           'quiet_paddlenlp', 'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
-           'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'training_recipe',
-           'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state', 'MetricsLogger', 'read_metrics',
-           'setup_run', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs', 'train_step', 'train',
-           'main', 'plot_metrics']
+__all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'accumulate_steps', 'load_tokenizer', 'build_model',
+           'enable_recompute', 'lr_at', 'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors',
+           'all_reduce_sum', 'evaluate', 'step_seed', 'quiet_paddlenlp', 'optimizer_state_by_structure',
+           'optimizer_state_from_structure', 'save_checkpoint', 'find_resume_checkpoint', 'read_trainer_state',
+           'checkpoint_vocab_mismatch', 'training_recipe', 'checkpoint_recipe_mismatch', 'check_resumable',
+           'load_optimizer_state', 'MetricsLogger', 'read_metrics', 'setup_run', 'trainer_state', 'maybe_checkpoint',
+           'remove_stale_checkpoint_dirs', 'train_step', 'train', 'main', 'plot_metrics', 'context_gain',
+           'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -510,6 +511,30 @@ def plot_metrics(run_dir, save: bool = True):
     if save:
         with atomic_path(Path(run_dir) / "loss_curves.png") as tmp: fig.savefig(tmp, dpi=90, format="png")
     return fig
+
+# %% ../nbs/06_pretrain.ipynb #ddb569b2
+MIN_CONTEXT_GAIN = 0.3  # nats below the unigram line; less means the MLM has learned little beyond token frequencies
+
+def context_gain(run_dir, last_evals: int = 3) -> dict | None:
+    """How far the valid MLM loss (mean of the last `last_evals` evaluations, to smooth eval noise) got below the
+    context-free unigram line, in nats. None when the run logged no reference line or no valid evaluation."""
+    recs = read_metrics(run_dir)
+    ref = [r["unigram_lm_loss"] for r in recs if r.get("split") == "reference"]
+    val = [r["lm_loss"] for r in recs if r.get("split") == "valid"]
+    if not ref or not val: return None
+    v = float(np.mean(val[-last_evals:]))
+    return {"unigram_lm_loss": ref[-1], "valid_lm_loss": v, "gain": ref[-1] - v}
+
+def context_report(run_dir) -> str:
+    "One line on whether the run's MLM uses context (see `context_gain`), with a warning when it does not."
+    g = context_gain(run_dir)
+    if g is None: return f"{Path(run_dir).name}: no unigram reference or valid loss logged; cannot tell whether the MLM uses context"
+    line = (f"{Path(run_dir).name}: valid MLM loss {g['valid_lm_loss']:.3f} vs unigram line {g['unigram_lm_loss']:.3f} nats: "
+            f"context is worth {g['gain']:.2f} nats")
+    if g["gain"] < MIN_CONTEXT_GAIN:
+        line += (f" -- WARNING: under {MIN_CONTEXT_GAIN} nats, the model has learned little beyond token frequencies "
+                 "(train longer, or with a higher lr / shorter sequences); as a base model it may be worse than random weights")
+    return line
 
 # %% ../nbs/06_pretrain.ipynb #a7e39f7e
 if __name__ == "__main__" and not hasattr(sys, "ps1") and "ipykernel" not in sys.modules:
