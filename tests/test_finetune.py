@@ -261,7 +261,7 @@ def test_compare_writes_one_row_per_model_and_all_seeds(smoke_task, tiny_models,
             assert (m["seed"], m["model"]) == (k, name)
     md = (out / "comparison.md").read_text(encoding="utf-8")
     table = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| model")]
-    assert [l.split("|")[1].strip() for l in table] == ["base", "domain", "majority class"]
+    assert [l.split("|")[1].strip() for l in table] == ["base", "domain", "char 1-3-gram TF-IDF + logistic regression", "majority class"]
     assert [l.split("|")[2].strip() for l in table[:2]] == ["2", "2"]
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     j = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
@@ -270,6 +270,7 @@ def test_compare_writes_one_row_per_model_and_all_seeds(smoke_task, tiny_models,
     assert d["delta"] == pytest.approx(np.mean(j["models"]["domain"]["test_macro_f1"]) - np.mean(j["models"]["base"]["test_macro_f1"]))
     assert d["exceeds_spread"] == (abs(d["delta"]) > d["spread"])
     assert s["models"].keys() == j["models"].keys()
+    assert j["linear"]["test"]["n"] == len(ft.load_task(task_dir)["test"]) and "For scale:" in md
     # a rerun reuses the finished runs (same inputs and params): metrics files are not rewritten
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed_*/metrics.json")}
     ft.compare(tiny_models, task_dir, out, seeds=2, fcfg=fc, progress=False)
