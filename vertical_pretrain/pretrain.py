@@ -470,10 +470,12 @@ def train(cfg) -> dict:
             last["valid"] = {"split": "valid", "step": step, **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq)}
             logger.log(last["valid"])
         maybe_checkpoint(cfg, r, step, final=step == t.max_steps)
+    for _ in r["loader"]: pass  # the sampler is used up: this ends the DataLoader's workers and prefetch thread cleanly
     if data["test"] is not None:
         last["test"] = {"split": "test", "step": step, **evaluate(r["model"], data["test"], cfg, env, 0)}
         logger.log(last["test"])
     logger.close()
+    env.barrier()  # no rank leaves (and tears down gloo) while another is still in a collective
     return last
 
 # %% ../nbs/06_pretrain.ipynb #da76bef7
