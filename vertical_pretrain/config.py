@@ -377,6 +377,8 @@ PROFILES: dict[str, dict] = {
         # fine-tune settings chosen on DEV only with bench/finetune_sweep.py (lr 1e-4 barely moved the loss in 8 epochs)
         "finetune.seeds": 3, "finetune.max_seq_len": 64, "finetune.learning_rate": 5e-4, "finetune.epochs": 15,
         "finetune.patience": 5, "finetune.batch_size": 16, "finetune.workers": 2,
+        # TAPT is off in `make demo` (it adds ~7 min); `-p tapt.enabled true` runs it with the domain run's lr
+        "tapt.max_steps": 200, "tapt.max_lr": 2e-4, "tapt.min_lr": 2e-5,
     },
     "smoke": {
         "paths.run_name": "smoke",
