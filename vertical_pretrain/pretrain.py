@@ -350,10 +350,11 @@ def setup_run(cfg):
     acc = accumulate_steps(cfg.train, env.world_size)
     ckpt_dir = cfg.paths.checkpoint_dir
     resume = find_resume_checkpoint(ckpt_dir) if cfg.train.continue_training else None
+    state = read_trainer_state(resume) if resume else {"step": 0}
     stale, why = None, None
     if resume:  # another vocab (embeddings use other ids) or another recipe: keep the checkpoints, but do not resume from them
         stale, why = checkpoint_vocab_mismatch(resume, tokenizer_source(cfg)), "vocab-changed"
-        if not stale: stale, why = checkpoint_recipe_mismatch(read_trainer_state(resume), cfg), "config-changed"
+        if not stale: stale, why = checkpoint_recipe_mismatch(state, cfg), "config-changed"
     if stale:
         env.barrier()
         if env.is_main:
@@ -361,8 +362,7 @@ def setup_run(cfg):
             os.replace(ckpt_dir, aside)
             warnings.warn(f"{stale}; the old checkpoints were moved to {aside} and training starts from step 0")
         env.barrier()
-        resume = None
-    state = read_trainer_state(resume) if resume else {"step": 0}
+        resume, state = None, {"step": 0}
     if resume: check_resumable(state, cfg, resume)
     if env.is_main and state["step"] >= cfg.train.max_steps:
         print(f" > {resume} is already at step {state['step']} >= train.max_steps={cfg.train.max_steps}: nothing to train "
