@@ -1,6 +1,7 @@
 """Stage 06: the pretraining job for real (tiny ERNIE, CPU): accumulation, 2-process data parallelism (gloo),
 kill -9 and resume, checkpoints that Auto* classes load, and the launcher."""
 import json
+from pathlib import Path
 import os
 import signal
 import subprocess
@@ -129,6 +130,11 @@ def test_amp_on_cpu_warns_and_recompute_matches(corpus_root, char_tokenizer_dir)
 
 
 @pytest.mark.timeout(240)
+def _cmdline(proc_dir) -> str:
+    try: return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError: return ""
+
+
 def test_kill_9_and_resume_matches_uninterrupted_run(corpus_root, char_tokenizer_dir):
     over = {"train.max_steps": 40, "train.save_steps": 0, "train.checkpoint_steps": 4, "train.eval_freq": 10,
             "data.num_workers": 1}
@@ -143,6 +149,11 @@ def test_kill_9_and_resume_matches_uninterrupted_run(corpus_root, char_tokenizer
     while not state.is_file() and proc.poll() is None and time.time() < deadline: time.sleep(0.02)
     proc.send_signal(signal.SIGKILL); proc.wait()
     assert state.is_file(), proc.stderr.read().decode()[-3000:]
+    # the DataLoader worker must not outlive its killed trainer (die_with_parent)
+    def orphans(): return [p for p in Path("/proc").glob("[0-9]*") if str(path) in _cmdline(p)]
+    deadline = time.time() + 10
+    while orphans() and time.time() < deadline: time.sleep(0.1)
+    assert not orphans(), "a DataLoader worker of the killed run is still alive"
     killed_at = max(r["step"] for r in read_metrics(cfg.paths.run_dir))
     resumed_from = read_trainer_state(cfg.paths.checkpoint_dir / "model_last")["step"]
     assert 4 <= resumed_from < 40 and killed_at < 40, "the kill came too late to test a resume"

@@ -26,12 +26,12 @@ from .fileio import atomic_dir, atomic_path, atomic_write_text
 # %% auto #0
 __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'accumulate_steps', 'load_tokenizer', 'build_model',
            'enable_recompute', 'lr_at', 'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors',
-           'all_reduce_sum', 'evaluate', 'step_seed', 'quiet_paddlenlp', 'optimizer_state_by_structure',
-           'optimizer_state_from_structure', 'save_checkpoint', 'find_resume_checkpoint', 'read_trainer_state',
-           'checkpoint_vocab_mismatch', 'training_recipe', 'checkpoint_recipe_mismatch', 'check_resumable',
-           'load_optimizer_state', 'MetricsLogger', 'read_metrics', 'setup_run', 'trainer_state', 'maybe_checkpoint',
-           'remove_stale_checkpoint_dirs', 'train_step', 'train', 'main', 'plot_metrics', 'context_gain',
-           'context_report']
+           'all_reduce_sum', 'evaluate', 'step_seed', 'die_with_parent', 'quiet_paddlenlp',
+           'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
+           'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'training_recipe',
+           'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state', 'MetricsLogger', 'read_metrics',
+           'setup_run', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs', 'train_step', 'train',
+           'main', 'plot_metrics', 'context_gain', 'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -198,6 +198,13 @@ def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0) -> dict:
 
 # %% ../nbs/06_pretrain.ipynb #b43b9e93
 def step_seed(seed: int, step: int, rank: int) -> int: return (seed + 100003 * step + rank) % (2 ** 31)
+
+def die_with_parent(worker_id: int = 0):
+    """DataLoader `worker_init_fn`: on Linux, have the kernel kill this worker when its trainer dies, even by SIGKILL
+    (otherwise a killed run leaves idle orphan workers behind). A no-op where prctl is unavailable."""
+    import ctypes, signal
+    try: ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError): pass
 
 @contextlib.contextmanager
 def quiet_paddlenlp(level: str = "WARNING"):
@@ -388,7 +395,8 @@ def setup_run(cfg):
     sampler = GlobalBatchSampler(t.global_batch_size, t.micro_batch_size, env.rank, env.world_size, state["step"], t.max_steps)
     loader = paddle.io.DataLoader(data["train"], batch_sampler=sampler, num_workers=cfg.data.num_workers,
                                   collate_fn=functools.partial(collate_batch, pad_id=tokenizer.pad_token_id,
-                                                               max_len=cfg.data.max_seq_len))  # picklable for spawn
+                                                               max_len=cfg.data.max_seq_len),  # picklable for spawn
+                                  worker_init_fn=die_with_parent)
     logger = MetricsLogger(cfg.paths.run_dir, env.is_main, state["step"])
     if env.is_main and state["step"] == 0 and data["valid"] is not None:  # the line a context-free model reaches (05)
         c = data["train"].corpus
