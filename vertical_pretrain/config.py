@@ -364,7 +364,8 @@ PROFILES: dict[str, dict] = {
         # pretraining without dropout: these runs are far too short to overfit, and dropout slows them down;
         # fine-tuning sets its own dropout (finetune.dropout) for every model alike
         "model.hidden_dropout_prob": 0.0, "model.attention_probs_dropout_prob": 0.0,
-        # 64 tokens: ~5x the samples/s of 128 on 2 CPU cores (bench_train), and the fine-tune task uses 64 as well
+        # 64 tokens: ~5x the samples/s of 128 on 2 CPU cores (base runs of bench/base_sweep.py: ~160 vs ~31 samples/s),
+        # and the fine-tune task uses 64 as well
         "data.max_seq_len": 64, "data.split": "90,5,5",
         "train.micro_batch_size": 16, "train.global_batch_size": 32, "train.max_steps": 400,
         "train.save_steps": 100, "train.checkpoint_steps": 50, "train.logging_freq": 10,
