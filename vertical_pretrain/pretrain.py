@@ -548,4 +548,7 @@ def context_report(run_dir) -> str:
 
 # %% ../nbs/06_pretrain.ipynb #a7e39f7e
 if __name__ == "__main__" and not hasattr(sys, "ps1") and "ipykernel" not in sys.modules:
-    sys.exit(main())
+    _rc = main()
+    # a finished worker skips interpreter teardown (see "命令行" above): every file is closed and atomically in place
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(_rc)
