@@ -72,37 +72,22 @@ def _paddlenlp_wwm(tokens, words, max_word_length=6):
     return out
 
 
-def paddlenlp_style(jsonl: Path, tok, prefix: Path) -> int:
-    "Single-process loop in the way of PaddleNLP's create_pretraining_data.py (older _ids.npy/_idx.npz writer)."
-    dtype = np.uint16 if len(tok) < 2 ** 16 else np.int32
-    ids_s, lens_s, docs_s = io.BytesIO(), io.BytesIO(), io.BytesIO()
-    docs_s.write((0).to_bytes(8, "little", signed=True))
-    n_sent = 0
-    with open(jsonl, encoding="utf-8") as f:
-        for line in f:
-            text = json.loads(line)["text"]
-            doc = []
-            for sentence in text.split("\n"):
-                words = sentence.strip().split(" ")
-                tokens = tok.tokenize(" ".join(words))
-                ids = tok.convert_tokens_to_ids(_paddlenlp_wwm(tokens, words))
-                if ids: doc.append(ids)
-            if not doc: continue
-            for ids in doc:
-                lens_s.write(len(ids).to_bytes(4, "little", signed=True))
-                ids_s.write(np.array(ids, dtype=dtype).tobytes())
-                n_sent += 1
-            docs_s.write(n_sent.to_bytes(8, "little", signed=True))
-    all_ids = np.frombuffer(ids_s.getbuffer(), dtype=dtype)
-    np.save(f"{prefix}_ids.npy", all_ids)
-    np.savez(f"{prefix}_idx.npz", lens=np.frombuffer(lens_s.getbuffer(), dtype=np.int32),
-             docs=np.frombuffer(docs_s.getbuffer(), dtype=np.int64))
-    return len(all_ids)
+def presplit_words(sentence: str) -> tuple[list, str]:
+    "A stage-02 line: words are already space-separated; the tokenizer sees them joined by spaces."
+    words = sentence.strip().split(" ")
+    return words, " ".join(words)
 
 
-def paddlenlp_style_jieba(jsonl: Path, tok, prefix: Path) -> int:
-    "The same loop with `--cn_seg_func jieba`: jieba.cut on every line, then as above."
+def jieba_words(sentence: str) -> tuple[list, str]:
+    "`--cn_seg_func jieba`: jieba.cut on the line; the tokenizer sees the words joined back together."
     import jieba
+    words = list(jieba.cut(sentence.strip()))
+    return words, "".join(words)
+
+
+def paddlenlp_style(jsonl: Path, tok, prefix: Path, split=presplit_words) -> int:
+    """Single-process loop in the way of PaddleNLP's create_pretraining_data.py (older _ids.npy/_idx.npz writer);
+    `split(sentence) -> (words, text to tokenize)` is the word segmentation (`presplit_words` or `jieba_words`)."""
     dtype = np.uint16 if len(tok) < 2 ** 16 else np.int32
     ids_s, lens_s, docs_s = io.BytesIO(), io.BytesIO(), io.BytesIO()
     docs_s.write((0).to_bytes(8, "little", signed=True))
@@ -111,14 +96,15 @@ def paddlenlp_style_jieba(jsonl: Path, tok, prefix: Path) -> int:
         for line in f:
             doc = []
             for sentence in json.loads(line)["text"].split("\n"):
-                words = list(jieba.cut(sentence.strip()))
-                ids = tok.convert_tokens_to_ids(_paddlenlp_wwm(tok.tokenize("".join(words)), words))
+                words, text = split(sentence)
+                ids = tok.convert_tokens_to_ids(_paddlenlp_wwm(tok.tokenize(text), words))
                 if ids: doc.append(ids)
+            if not doc: continue
             for ids in doc:
                 lens_s.write(len(ids).to_bytes(4, "little", signed=True))
                 ids_s.write(np.array(ids, dtype=dtype).tobytes())
                 n_sent += 1
-            if doc: docs_s.write(n_sent.to_bytes(8, "little", signed=True))
+            docs_s.write(n_sent.to_bytes(8, "little", signed=True))
     all_ids = np.frombuffer(ids_s.getbuffer(), dtype=dtype)
     np.save(f"{prefix}_ids.npy", all_ids)
     np.savez(f"{prefix}_idx.npz", lens=np.frombuffer(lens_s.getbuffer(), dtype=np.int32),
@@ -167,8 +153,8 @@ def main(argv=None) -> int:
         for name, chars in corpora.items():
             src = d / f"{name}.jsonl"
             splited = name != "news+jieba"
-            loop = paddlenlp_style if splited else paddlenlp_style_jieba
-            secs, n_tok = best_of(args.rounds if splited else 1, lambda: loop(src, tok, d / f"{name}_base"))
+            split = presplit_words if splited else jieba_words
+            secs, n_tok = best_of(args.rounds if splited else 1, lambda: paddlenlp_style(src, tok, d / f"{name}_base", split))
             rows.append((name, "paddlenlp-style loop", 1, chars, n_tok, secs))
             for w in (1, 2):
                 secs, st = best_of(args.rounds, lambda: create_pretraining_data(
