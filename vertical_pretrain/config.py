@@ -73,6 +73,8 @@ class PathsConfig:
 class Pdf2TextConfig:
     "Stage 01: PDF/TXT -> one sentence a line, blank line between documents."
     input_path: str = ""  # file or folder; empty means paths.raw_dir
+    json_key: str = "text"  # JSONL input: the field that holds one document's text (PaddleNLP's contract)
+    ocr: str = "auto"  # auto = OCR pages without a usable text layer | never | always
     keep_code: bool = False  # keep code blocks / command lines
     keep_tables: bool = False  # keep table rows
     min_sentence_chars: int = 2  # shorter sentences are dropped (counted in the report)
@@ -206,7 +208,10 @@ class ExportConfig:
 @dataclass
 class FinetuneConfig:
     "Stage 08: base vs domain on an in-domain classification task."
-    task_dir: str = "data_file/manpages_cls"
+    task_dir: str = "data_file/manpages_cls"  # train/dev/test as .jsonl, .csv or .tsv
+    text_column: str = "text"  # CSV/TSV: the column with the text (JSONL: the key)
+    label_column: str = "label"  # CSV/TSV: the column with the label (multi-label: a delimited list)
+    label_delimiter: str = ""  # CSV/TSV: set (e.g. "|") to read label_column as a multi-label list
     max_seq_len: int = 128
     batch_size: int = 32
     learning_rate: float = 5e-5
@@ -237,6 +242,7 @@ class PipelineConfig:
     from_stage: str = "00"
     to_stage: str = "99"
     force: bool = False
+    check: bool = True  # run the preflight (`vertical-pretrain check`) before any stage
 
 # %% ../nbs/00_config.ipynb #65b2049d
 @dataclass
