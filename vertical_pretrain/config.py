@@ -24,16 +24,20 @@ from typing import Any
 import yaml
 
 # %% ../nbs/00_config.ipynb #3f000ef9
+def _is_our_root(d: Path) -> bool:
+    ini = d / "settings.ini"
+    return ini.is_file() and "lib_name = vertical_pretrain" in ini.read_text(encoding="utf-8", errors="ignore")
+
 def project_root() -> Path:
-    "The repo root (the folder with our settings.ini) above the cwd, else the cwd; $VERTICAL_PRETRAIN_ROOT wins."
+    """The repo root (the folder with our settings.ini): $VERTICAL_PRETRAIN_ROOT if set, else the nearest one above the
+    cwd, else the checkout this package is installed from (editable install), else the cwd."""
     env = os.environ.get("VERTICAL_PRETRAIN_ROOT")
     if env: return Path(env).resolve()
     here = Path.cwd().resolve()
     for d in (here, *here.parents):
-        ini = d / "settings.ini"
-        if ini.is_file() and "lib_name = vertical_pretrain" in ini.read_text(encoding="utf-8", errors="ignore"):
-            return d
-    return here
+        if _is_our_root(d): return d
+    pkg_checkout = Path(__file__).resolve().parent.parent
+    return pkg_checkout if _is_our_root(pkg_checkout) else here
 
 def resolve_path(p) -> Path:
     "An absolute path: relative paths are taken from `project_root()`."
