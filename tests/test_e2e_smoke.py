@@ -158,7 +158,8 @@ def test_rerun_after_removing_and_adding_a_book_reruns_only_what_depends_on_the_
     assert {"01", "02", "03", "04", "05", "06", "07", "08", "10"} <= set(reran), reran
     assert any("inputs changed: 1 added (补充 材料.txt), 1 removed (notes.TXT)" in l for l in logs), logs
     m01 = json.loads((cfg.paths.text_dir / "manifest_pdf2text.json").read_text())
-    assert m01["counts"] == {"files": 3, "ran": 1, "reused": 2}, "the PDF and the Word file are not converted again"
+    assert {k: m01["counts"][k] for k in ("files", "ran", "reused")} == {"files": 3, "ran": 1, "reused": 2}, \
+        "the PDF and the Word file are not converted again"
     print("\n".join(l for l in logs if l.startswith(("|", "wall time"))))
 
 

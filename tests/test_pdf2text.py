@@ -261,14 +261,14 @@ def test_folder_converts_good_files_and_names_bad_ones(tmp_path):
     raw = tmp_path / "raw"; raw.mkdir()
     (raw / "a.txt").write_text("甲文档的一句话。\n\n乙文档的一句话。", encoding="utf-8")
     (raw / "b.txt").write_bytes("另一本书。".encode("gbk"))
-    (raw / "notes.md").write_text("ignored", encoding="utf-8")
+    (raw / "notes.md").write_text("# 笔记\n\n丙文档的一句话。", encoding="utf-8")  # a Markdown book is a book too
     reps = folder_to_text(raw, tmp_path / "text", show_progress=False)
-    assert sorted(Path(k).name for k in reps) == ["a.txt", "b.txt"]
+    assert sorted(Path(k).name for k in reps) == ["a.txt", "b.txt", "notes.md"]
     assert _docs(tmp_path / "text" / "a.txt") == [["甲文档的一句话。"], ["乙文档的一句话。"]]
     (raw / "c.pdf").write_bytes(b"not a pdf")
-    with pytest.raises(Pdf2TextError, match=r"1 of 3 inputs failed:\n.*c\.pdf"):
+    with pytest.raises(Pdf2TextError, match=r"1 of 4 inputs failed:\n.*c\.pdf"):
         folder_to_text(raw, tmp_path / "text2", show_progress=False)
-    assert sorted(p.name for p in (tmp_path / "text2").glob("*.txt")) == ["a.txt", "b.txt"]
+    assert sorted(p.name for p in (tmp_path / "text2").glob("*.txt")) == ["a.txt", "b.txt", "notes.txt"]
 
 
 def test_run_stage_manifest_and_cli(tmp_path, capsys):

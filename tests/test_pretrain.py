@@ -243,3 +243,21 @@ def test_checkpoint_of_another_recipe_is_moved_aside_not_resumed(corpus_root, ch
     assert len(aside) == 1 and read_trainer_state(aside[0] / "model_last")["step"] == 4  # kept, not deleted
     assert read_trainer_state(ck / "model_last")["step"] == 4  # trained again from step 0 up to 4
     assert [r["step"] for r in read_metrics(cfg.paths.run_dir) if r["split"] == "train"] == [1, 2, 3, 4]
+
+
+def test_a_changed_corpus_is_another_recipe(corpus_root, char_tokenizer_dir, tmp_path):
+    "A book added or removed changes stage 04's ids: the finished run must not be resumed (or reused as done)."
+    import shutil
+    over = {"train.max_steps": 2, "train.checkpoint_steps": 2, "train.save_steps": 2}
+    cfg = base_cfg(tmp_path, char_tokenizer_dir, "corpus", **over)
+    shutil.copytree(base_cfg(corpus_root, char_tokenizer_dir).paths.ids_dir, cfg.paths.ids_dir)
+    train(cfg)
+    prefix = corpus_prefix(cfg)
+    ids, idx = np.load(f"{prefix}_ids.npy"), np.load(f"{prefix}_idx.npz")
+    keep = len(idx["docs"]) - 6  # drop the last 5 documents, as if a book was removed
+    write_indexed_corpus(prefix, [[ids[int(idx["lens"][:s].sum()):int(idx["lens"][:s + 1].sum())].tolist()
+                                   for s in range(idx["docs"][d], idx["docs"][d + 1])] for d in range(keep)],
+                         int(ids.max()) + 1)
+    with pytest.warns(UserWarning, match=r"another recipe \(data.corpus_sha256: '[0-9a-f]{16}' -> '[0-9a-f]{16}'\)"):
+        train(cfg)
+    assert len(list(cfg.paths.checkpoint_dir.parent.glob("checkpoints.config-changed-*"))) == 1

@@ -121,6 +121,12 @@ def stage_is_done(out_dir, stage: str, inputs: Iterable, params: dict) -> bool:
 class StageInputError(ValueError):
     "One or more inputs of a per-file stage failed; the message has one line per bad input."
 
+def _sum_numbers(files: dict) -> dict:
+    "Totals of the numeric fields every per-file result has (docs, sentences, ...), for the manifest's counts."
+    results = [r["result"] for r in files.values() if isinstance(r.get("result"), dict)]
+    keys = [k for k, v in (results[0].items() if results else []) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {k: sum(r[k] for r in results) for k in keys if all(isinstance(r.get(k), (int, float)) for r in results)}
+
 def run_per_file(out_dir, stage: str, jobs: dict, params: dict, work: Callable, *, owned: Iterable[str] = ("*.txt",),
                  errors: tuple = (), log=print) -> dict:
     """Run a per-file stage that mirrors its inputs (see above).
@@ -154,7 +160,7 @@ def run_per_file(out_dir, stage: str, jobs: dict, params: dict, work: Callable, 
         if p.exists() and p.resolve() not in keep and not p.name.startswith(("manifest_", ".")):
             p.unlink(); res["removed"].append(p)
     write_manifest(out_dir, stage, [Path(i) for i in jobs if Path(i) not in res["failed"]], params,
-                   counts={"files": len(files), "ran": len(res["ran"]), "reused": len(res["reused"])},
+                   counts={"files": len(files), "ran": len(res["ran"]), "reused": len(res["reused"]), **_sum_numbers(files)},
                    outputs=expected, files=files)
     if log:
         log(f"{stage}: {len(res['ran'])} file(s) processed, {len(res['reused'])} unchanged and reused"

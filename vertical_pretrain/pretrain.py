@@ -28,10 +28,10 @@ __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'accumulate_steps'
            'enable_recompute', 'lr_at', 'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors',
            'all_reduce_sum', 'evaluate', 'step_seed', 'die_with_parent', 'quiet_paddlenlp',
            'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
-           'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'training_recipe',
-           'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state', 'MetricsLogger', 'read_metrics',
-           'setup_run', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs', 'train_step', 'train',
-           'main', 'plot_metrics', 'context_gain', 'context_report']
+           'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
+           'training_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state', 'MetricsLogger',
+           'read_metrics', 'setup_run', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs',
+           'train_step', 'train', 'main', 'plot_metrics', 'context_gain', 'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -272,14 +272,25 @@ def checkpoint_vocab_mismatch(ckpt, tokenizer_src) -> str | None:
     return (f"the tokenizer changed since {ckpt} was saved ({diff} of {max(len(a), len(b))} vocab lines differ, "
             f"{new} vs {old}): the data of stage 04 now uses token ids the checkpoint's embeddings do not match")
 
+def corpus_digest(cfg) -> str:
+    "SHA-256 (first 16 hex) over the contents of stage 04's `_ids.npy` and `_idx.npz`: which corpus the samples come from."
+    import hashlib
+    from .dataset import corpus_prefix
+    from .fileio import content_hash
+    prefix = corpus_prefix(cfg)
+    files = [Path(f"{prefix}_ids.npy"), Path(f"{prefix}_idx.npz")]
+    return hashlib.sha256("".join(content_hash(f) if f.is_file() else "missing" for f in files).encode()).hexdigest()[:16]
+
 def training_recipe(cfg) -> dict:
     """What a checkpoint's weights and optimizer state depend on besides the step count: the start model (and, from scratch,
-    the architecture), the sample stream and the lr schedule. `train.max_steps` is not in it: extending a run is a resume."""
+    the architecture), the sample stream (the corpus's content included: a book added or removed is another stream) and
+    the lr schedule. `train.max_steps` is not in it: extending a run is a resume."""
     d, t = cfg.data, cfg.train
     src = model_source(cfg)
     return {"start": src or {k: v for k, v in vars(cfg.model).items() if k != "model_name_or_path"},
-            "data": {k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "short_seq_prob", "max_ngrams",
-                                                "favor_longer_ngram", "binary_head", "seed")},
+            "data": {**{k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "short_seq_prob", "max_ngrams",
+                                                   "favor_longer_ngram", "binary_head", "seed")},
+                     "corpus_sha256": corpus_digest(cfg)},
             "schedule": {k: getattr(t, k) for k in ("max_lr", "min_lr", "warmup_rate", "lr_decay_style", "weight_decay")}}
 
 def checkpoint_recipe_mismatch(state: dict, cfg) -> str | None:
