@@ -290,3 +290,23 @@ def test_cli_stage_selection_and_bad_arguments(tmp_path):
     assert r.returncode == 1 and "check: train.global_batch_size=10" in r.stderr
     r = cli(["--profile", "smoke", "--from", "99x"], cwd=REPO)
     assert r.returncode == 1 and "check: unknown stage" in r.stderr
+
+
+def test_url_problem_with_a_real_local_server(tmp_path):
+    import functools, http.server, socket, threading
+    from vertical_pretrain.check import url_problem
+    (tmp_path / "w.pdparams").write_bytes(b"0")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    silent = socket.socket()  # accepts connections, never answers
+    silent.bind(("127.0.0.1", 0)); silent.listen(1)
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        assert url_problem(f"{base}/w.pdparams") is None
+        assert url_problem(f"{base}/gone.pdparams") == "HTTP 404"
+        assert url_problem("http://no-such-host.invalid/x", timeout=1) is not None
+        assert "timed out" in url_problem(f"http://127.0.0.1:{silent.getsockname()[1]}/x", timeout=0.5)
+    finally:
+        srv.shutdown(); silent.close()

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['PRETRAIN_STAGES', 'TRAIN_STAGES', 'MODEL_STAGES', 'TOKENIZER_STAGES', 'DATA_STAGES', 'OFFLINE_FIX', 'WEIGHT_FILES',
-           'CONFIG_FILES', 'TOKENIZER_FILES', 'DERIVED_FACTOR', 'stage_keys', 'check_inputs', 'ModelInfo', 'local_path',
-           'ppnlp_model_home', 'hub_model', 'hub_tokenizer', 'url_problem', 'model_info', 'check_model_sources',
-           'check_task', 'check_shapes', 'world_size', 'check_batches', 'ernie_param_count', 'fmt_bytes',
-           'disk_estimate', 'check_disk', 'check_gpu', 'check_notebooks', 'check_report', 'run_checks', 'main']
+           'CONFIG_FILES', 'TOKENIZER_FILES', 'DERIVED_FACTOR', 'all_stages', 'stage_keys', 'check_inputs', 'ModelInfo',
+           'local_path', 'ppnlp_model_home', 'hub_model', 'hub_tokenizer', 'url_problem', 'model_info',
+           'check_model_sources', 'check_task', 'check_shapes', 'world_size', 'check_batches', 'ernie_param_count',
+           'fmt_bytes', 'disk_estimate', 'check_disk', 'check_gpu', 'check_notebooks', 'check_report', 'run_checks',
+           'main']
 
 # %% ../nbs/09b_check.ipynb #4cd83f3b
 import argparse
@@ -17,9 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import (Config, add_config_args, base_model_dir, base_tokenizer_dir, config_from_args,
-                                      model_source, project_root, resolve_path, tokenizer_source)
-from .pipeline import STAGES, select_stages
+from .config import (Config, add_config_args, base_tokenizer_dir, config_from_args, model_source,
+                                      project_root, resolve_path, tokenizer_source)
 
 # %% ../nbs/09b_check.ipynb #f5e7dc8b
 PRETRAIN_STAGES = {"05", "05a", "06", "07a"}  # build samples of data.max_seq_len / train with train.*
@@ -30,9 +30,14 @@ DATA_STAGES = {"01", "02", "03", "04", "05"}  # write derived data under paths.d
 OFFLINE_FIX = ("a local model dir (--set model.model_name_or_path=/path/to/dir) or the offline base "
                "(--set model.model_name_or_path= --set base_model.enabled=true)")
 
+def all_stages() -> list:
+    "The pipeline's STAGES, imported when needed: the pipeline can then import this module without a cycle."
+    from vertical_pretrain.pipeline import STAGES
+    return list(STAGES)
+
 def stage_keys(stages=None) -> set[str]:
     "The keys of the selected stages (default: every stage of the pipeline)."
-    return {s.key for s in (STAGES if stages is None else stages)}
+    return {s.key for s in (all_stages() if stages is None else stages)}
 
 # %% ../nbs/09b_check.ipynb #8b4df6e7
 def check_inputs(cfg: Config) -> list[str]:
@@ -122,12 +127,20 @@ def hub_tokenizer(name: str):
     return None
 
 def url_problem(url: str, timeout: float = 3.0) -> str | None:
-    "None when `url` answers a HEAD request within `timeout` s, else why not (HTTP status or network error)."
-    import urllib.error, urllib.request
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout): return None
-    except urllib.error.HTTPError as e: return f"HTTP {e.code}"
-    except (urllib.error.URLError, OSError) as e: return f"{getattr(e, 'reason', e)}"
+    """None when the server of `url` answers a HEAD request within `timeout` s, else why not.
+
+    Any HTTP answer but 404/410 counts as reachable (some servers refuse HEAD, yet the network works). The request runs
+    in a daemon thread joined with the timeout, so a hanging DNS lookup (which urllib's timeout does not cover) cannot stall."""
+    import threading, urllib.error, urllib.request
+    result = {}
+    def head():
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout): result["r"] = None
+        except urllib.error.HTTPError as e: result["r"] = f"HTTP {e.code}" if e.code in (404, 410) else None
+        except (urllib.error.URLError, OSError, ValueError) as e: result["r"] = f"{getattr(e, 'reason', e)}"
+    t = threading.Thread(target=head, daemon=True)
+    t.start(); t.join(timeout + 0.5)
+    return result.get("r", f"no answer within {timeout:g} s") if not t.is_alive() else f"no answer within {timeout:g} s"
 
 def model_info(cfg: Config) -> ModelInfo:
     "What `model_source(cfg)` is and its architecture config, without loading any weights (hub names need PaddleNLP)."
@@ -285,6 +298,7 @@ def _existing_parent(p: Path) -> Path:
     return p
 
 def fmt_bytes(n: float) -> str:
+    "1536 -> '1.5 KB' (binary units)."
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
         if n < 1024 or unit == "PB": return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
@@ -353,7 +367,7 @@ def check_gpu(cfg: Config, keys: set[str]) -> list[str]:
 # %% ../nbs/09b_check.ipynb #8b66ff79
 def check_notebooks(stages=None, nbs_dir=None) -> list[str]:
     "Every selected stage's notebook is in `nbs_dir` (default: project_root()/nbs)."
-    stages = list(STAGES if stages is None else stages)
+    stages = list(all_stages() if stages is None else stages)
     nbs = Path(nbs_dir) if nbs_dir else project_root() / "nbs"
     missing = [s.notebook for s in stages if not (nbs / s.notebook).is_file()]
     if not missing: return []
@@ -398,6 +412,7 @@ def main(argv=None) -> int:
     p.add_argument("--to", dest="to_stage", default=None, help="last stage to check, e.g. 06")
     p.add_argument("--nbs_dir", default=None, help="folder of the stage notebooks (default: <project root>/nbs)")
     args = p.parse_args(argv)
+    from vertical_pretrain.pipeline import select_stages
     try:
         cfg = config_from_args(args)
         stages = select_stages(args.from_stage, args.to_stage)
