@@ -48,7 +48,7 @@ def main(argv=None):
     cfg = get_config("demo")
     dirs = {k: Path(v) for k, v in default_models(cfg).items()}  # the rows of stage 08 (random-init is built on first use)
     out = Path(args.out)
-    task = load_task(cfg.finetune.task_dir)
+    task = load_task(cfg.finetune.task_dir, cfg.finetune)
     rows = []
     for m in args.models:
         mdir = dirs.get(m, Path(m))

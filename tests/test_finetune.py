@@ -249,6 +249,136 @@ def test_load_task_rejects_bad_rows(tmp_path):
         ft.load_task(tmp_path)
 
 
+# ---------------------------------------------------------------- task files as CSV / TSV
+TRICKY = ["ls 列出目录，支持 \"-l\" 选项", "第一行\n第二行, 带逗号", "\"引号开头\"的一段", "printf\t格式化输出"]
+
+
+def write_table(path: Path, header: list[str], records: list[list], delimiter: str = ",", encoding: str = "utf-8") -> Path:
+    "A CSV/TSV file as a spreadsheet program writes it (the csv module, quoting where needed)."
+    import csv
+    with open(path, "w", encoding=encoding, newline="") as f:
+        w = csv.writer(f, delimiter=delimiter)
+        w.writerow(header)
+        w.writerows(records)
+    return path
+
+
+def write_jsonl(path: Path, objs: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs), encoding="utf-8")
+    return path
+
+
+def split_rows(seed: int, multi: bool):
+    "[(text, label or [labels])] for one split: the tricky texts plus some plain ones."
+    rng = random.Random(seed)
+    texts = TRICKY + [f"第{seed}{i}段：{rng.choice(FILL)}{rng.choice(FILL)}" for i in range(6)]
+    return [(t, sorted(rng.sample("abc", rng.randint(1, 2))) if multi else rng.choice(["1", "3", "5"])) for t in texts]
+
+
+def test_csv_multiclass_task_gives_the_jsonl_rows(tmp_path):
+    j, c = tmp_path / "jsonl", tmp_path / "csv"
+    j.mkdir(); c.mkdir()
+    for k, s in enumerate(("train", "dev", "test")):
+        rs = split_rows(k, multi=False)
+        write_jsonl(j / f"{s}.jsonl", [{"text": t, "label": l} for t, l in rs])
+        write_table(c / f"{s}.csv", ["类别", "内容"], [[l, t] for t, l in rs], encoding="utf-8-sig")  # Excel's BOM
+    want = ft.load_task(j)
+    got = ft.load_task(c, FinetuneConfig(text_column="内容", label_column="类别"))
+    for s in ("train", "dev", "test"):
+        assert got[s] == want[s] and len(got[s]) == 10
+    assert (got["labels"], got["multi_label"]) == (want["labels"], False)
+    assert got["train"][1]["text"] == "第一行\n第二行, 带逗号"  # quoted newline and comma stay in the text
+    assert got["files"]["dev"].endswith("dev.csv") and want["files"]["dev"].endswith("dev.jsonl")
+    # JSONL with the same custom keys: the same rows again
+    jc = tmp_path / "jsonl_custom"
+    jc.mkdir()
+    for s in ("train", "dev", "test"):
+        write_jsonl(jc / f"{s}.jsonl", [{"内容": r["text"], "类别": r["label"]} for r in want[s]])
+    assert ft.load_task(jc, FinetuneConfig(text_column="内容", label_column="类别"))["test"] == want["test"]
+
+
+def test_tsv_multilabel_task_gives_the_jsonl_rows(tmp_path):
+    j, t = tmp_path / "jsonl", tmp_path / "tsv"
+    j.mkdir(); t.mkdir()
+    for k, s in enumerate(("train", "dev", "test")):
+        rs = split_rows(10 + k, multi=True)
+        write_jsonl(j / f"{s}.jsonl", [{"text": x, "labels": ls} for x, ls in rs])
+        # GB18030 like a Windows export, with an extra column that is kept as a field
+        write_table(t / f"{s}.tsv", ["id", "sentence", "tags"], [[i, x, "|".join(ls)] for i, (x, ls) in enumerate(rs)],
+                    delimiter="\t", encoding="gb18030")
+    fc = FinetuneConfig(text_column="sentence", label_column="tags", label_delimiter="|")
+    want, got = ft.load_task(j), ft.load_task(t, fc)
+    for s in ("train", "dev", "test"):
+        assert [{k: v for k, v in r.items() if k != "id"} for r in got[s]] == want[s]
+        assert [r["id"] for r in got[s]] == [str(i) for i in range(10)]
+    assert got["multi_label"] and want["multi_label"] and got["labels"] == want["labels"] == ["a", "b", "c"]
+    assert got["train"][3]["text"] == "printf\t格式化输出"
+    y = ft.targets(got["train"], got["labels"], True)
+    assert y.shape == (10, 3) and (y.sum(1) >= 1).all()
+    # a JSONL label string split on the delimiter is the same multi-label row
+    jd = tmp_path / "jsonl_delim"
+    jd.mkdir()
+    for s in ("train", "dev", "test"):
+        write_jsonl(jd / f"{s}.jsonl", [{"sentence": r["text"], "tags": "|".join(r["labels"])} for r in want[s]])
+    assert ft.load_task(jd, fc)["dev"] == want["dev"]
+
+
+def test_task_file_errors_name_file_and_line(tmp_path):
+    fc = FinetuneConfig(text_column="内容", label_column="类别")
+    d = tmp_path / "t"
+    d.mkdir()
+    write_table(d / "train.csv", ["内容", "类别"], [["好", "a"], ["多行\n文本", "b"], ["  ", "a"]])
+    for s in ("dev", "test"): write_table(d / f"{s}.csv", ["内容", "类别"], [["好", "a"]])
+    # the empty text is on physical line 5 (the quoted record before it spans lines 3-4)
+    with pytest.raises(ValueError, match=r"train\.csv:5: empty text in '内容'"):
+        ft.load_task(d, fc)
+    write_table(d / "train.csv", ["内容", "类别"], [["好", "a"]])
+    with pytest.raises(ValueError, match=r"train\.csv:1: no column 'text' in the header \['内容', '类别'\]; set finetune\.text_column"):
+        ft.load_task(d)  # default columns
+    with pytest.raises(ValueError, match=r"train\.csv:1: no column 'label'.*finetune\.label_column"):
+        ft.load_task(d, FinetuneConfig(text_column="内容"))
+    write_jsonl(d / "dev.jsonl", [{"内容": "好", "类别": "a"}])
+    with pytest.raises(ValueError, match="the dev split exists as dev.jsonl and dev.csv; keep one"):
+        ft.load_task(d, fc)
+    (d / "dev.jsonl").unlink()
+    (d / "test.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no test split \(test.jsonl / test.csv / test.tsv\)"):
+        ft.load_task(d, fc)
+    (d / "test.tsv").write_text("内容\t类别\n好\ta\t多余\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"test\.tsv:2: 3 fields but the header has 2"):
+        ft.load_task(d, fc)
+    (d / "test.tsv").write_text("内容\t类别\n好\t\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"test\.tsv:2: '类别' must be a non-empty label"):
+        ft.load_task(d, fc)
+    write_jsonl(d / "train.jsonl", [{"内容": "好"}])
+    (d / "train.csv").unlink()
+    with pytest.raises(ValueError, match=r"train\.jsonl:1: no '类别' field \(finetune\.label_column"):
+        ft.load_task(d, fc)
+
+
+def test_run_key_follows_the_csv_files(tmp_path):
+    fc = FinetuneConfig()
+    for s in ("train", "dev", "test"): write_table(tmp_path / f"{s}.csv", ["text", "label"], [["好", "a"], ["坏", "b"]])
+    key = ft._run_key("m", ft.load_task(tmp_path, fc), 0, fc)
+    assert set(key["task_files"]) == {"train", "dev", "test"} and key["task_files"]["dev"]["size"] > 0
+    write_table(tmp_path / "dev.csv", ["text", "label"], [["好", "a"], ["坏", "b"], ["中", "a"]])
+    assert ft._run_key("m", ft.load_task(tmp_path, fc), 0, fc)["task_files"]["dev"] != key["task_files"]["dev"]
+
+
+def test_finetune_cli_reads_a_csv_task_with_configured_columns(smoke_task, tiny_models, tmp_path):
+    from vertical_pretrain.cli import main
+    task_dir, _ = smoke_task
+    csv_dir = tmp_path / "csv_task"
+    csv_dir.mkdir()
+    for s in ("train", "dev", "test"):
+        write_table(csv_dir / f"{s}.csv", ["section", "paragraph"], [[r["label"], r["text"]] for r in rows(task_dir, s)])
+    rc = main(["finetune", "--model_dir", str(tiny_models["base"]), "--task_dir", str(csv_dir), "--output_dir", str(tmp_path / "one"),
+               "--profile", "smoke", "--set", "finetune.max_seq_len=32", "--set", "finetune.epochs=1",
+               "--set", "finetune.text_column=paragraph", "--set", "finetune.label_column=section"])
+    m = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert rc == 0 and m["n_dev"] == len(rows(task_dir, "dev")) and m["labels"] == ft.load_task(task_dir)["labels"]
+
+
 # ---------------------------------------------------------------- comparison
 def test_compare_writes_one_row_per_model_and_all_seeds(smoke_task, tiny_models, tmp_path):
     task_dir, _ = smoke_task

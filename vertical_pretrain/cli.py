@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "build-task": ("vertical_pretrain.finetune", "build_task_main", "build the man-page classification task"),
     "finetune": ("vertical_pretrain.finetune", "finetune_main", "fine-tune one model on a classification task"),
     "compare": ("vertical_pretrain.finetune", "compare_main", "stage 08: base vs domain (vs random-init, tapt) fine-tune comparison over seeds"),
+    "check": ("vertical_pretrain.check", "main", "preflight: inputs, model, lengths, batches, disk, GPU, notebooks (writes nothing)"),
     "pipeline": ("vertical_pretrain.pipeline", "main", "stage 09: run the notebooks in order with papermill"),
     "docs": ("vertical_pretrain.pipeline", "docs_main", "build the offline HTML course (no quarto needed)"),
 }

@@ -4,13 +4,14 @@
 
 # %% auto #0
 __all__ = ['DROP_HEADINGS', 'SECTION_MERGE', 'SECTION_DROP', 'LABEL_NAMES', 'THRESHOLD_GRID', 'WARMUP_RATE', 'WEIGHT_DECAY',
-           'GRAD_CLIP', 'EVAL_BATCH_SIZE', 'RANDOM_INIT', 'strip_escapes', 'split_args', 'parse_roff', 'decode_page',
-           'read_page', 'clean_paragraph', 'page_paragraphs', 'section_of', 'split_sentences', 'collect_pages',
-           'dedupe_paragraphs', 'split_by_page', 'build_task', 'multiclass_metrics', 'multilabel_metrics',
-           'tune_thresholds', 'linear_baseline', 'majority_baseline', 'read_jsonl', 'load_task', 'cap_per_class',
-           'targets', 'load_classifier', 'encode', 'predict_logits', 'score', 'set_seed', 'finetune', 'run_params',
-           'summarize', 'verdict', 'comparison_markdown', 'comparison_plot', 'compare', 'random_init_model',
-           'default_models', 'run_stage', 'build_task_main', 'finetune_main', 'parse_models', 'compare_main']
+           'GRAD_CLIP', 'EVAL_BATCH_SIZE', 'TASK_SPLITS', 'TASK_FORMATS', 'RANDOM_INIT', 'strip_escapes', 'split_args',
+           'parse_roff', 'decode_page', 'read_page', 'clean_paragraph', 'page_paragraphs', 'section_of',
+           'split_sentences', 'collect_pages', 'dedupe_paragraphs', 'split_by_page', 'build_task', 'multiclass_metrics',
+           'multilabel_metrics', 'tune_thresholds', 'linear_baseline', 'majority_baseline', 'split_file', 'task_files',
+           'read_jsonl', 'read_table', 'read_task_file', 'load_task', 'cap_per_class', 'targets', 'load_classifier',
+           'encode', 'predict_logits', 'score', 'set_seed', 'finetune', 'run_params', 'summarize', 'verdict',
+           'comparison_markdown', 'comparison_plot', 'compare', 'random_init_model', 'default_models', 'run_stage',
+           'build_task_main', 'finetune_main', 'parse_models', 'compare_main']
 
 # %% ../nbs/08_finetune.ipynb #c63ccdba
 import argparse
@@ -402,37 +403,125 @@ def majority_baseline(y_true, num_labels: int) -> dict:
 # %% ../nbs/08_finetune.ipynb #fcad0bc7
 WARMUP_RATE, WEIGHT_DECAY, GRAD_CLIP = 0.1, 0.01, 1.0  # shared by every model compared
 EVAL_BATCH_SIZE = 64  # dev/test forward passes only: larger batches, same numbers
+TASK_SPLITS = ("train", "dev", "test")
+TASK_FORMATS = (".jsonl", ".csv", ".tsv")
 
-def read_jsonl(path) -> list[dict]:
-    "Rows of a jsonl file, with the line number in the error for a bad line."
-    path = Path(path)
+def split_file(task_dir, split: str) -> Path:
+    """The file of one split in `task_dir`: `<split>.jsonl`, `.csv` or `.tsv`.
+
+    Raises FileNotFoundError when there is none and ValueError when the split exists in two formats at once."""
+    task_dir = resolve_path(task_dir)
+    found = [task_dir / f"{split}{ext}" for ext in TASK_FORMATS if (task_dir / f"{split}{ext}").is_file()]
+    if len(found) > 1:
+        raise ValueError(f"{task_dir}: the {split} split exists as {' and '.join(f.name for f in found)}; keep one of them")
+    if not found:
+        raise FileNotFoundError(f"{task_dir}: no {split} split ({' / '.join(split + e for e in TASK_FORMATS)}); "
+                                f"set finetune.task_dir to a folder with train/dev/test files")
+    return found[0]
+
+def task_files(task_dir) -> dict[str, Path]:
+    "{split: file} for train/dev/test (see `split_file` for the errors)."
+    return {s: split_file(task_dir, s) for s in TASK_SPLITS}
+
+def _read_task_text(path: Path) -> str:
+    "A task file as text: UTF-8 (a BOM is dropped), else GB18030 (a superset of GBK), as the corpus readers do."
+    data = path.read_bytes()
+    for enc in ("utf-8-sig", "gb18030"):
+        try: return data.decode(enc)
+        except UnicodeDecodeError: continue
+    raise ValueError(f"{path}: neither UTF-8 nor GB18030/GBK text; convert it, e.g. `iconv -f BIG5 -t UTF-8`")
+
+def _task_row(path, line: int, r: dict, fcfg: FinetuneConfig) -> dict:
+    """One example as {'text', 'label'} (multi-class) or {'text', 'labels': [...]} (multi-label); other fields are kept.
+
+    `fcfg.text_column` / `fcfg.label_column` name the fields; a list value, or a string with `fcfg.label_delimiter`
+    set, is a multi-label list. A JSONL row may also carry `labels: [...]` (the form `build_task` writes)."""
+    tc, lc, delim = fcfg.text_column, fcfg.label_column, fcfg.label_delimiter
+    text = r.get(tc)
+    if text is None: raise ValueError(f"{path}:{line}: no '{tc}' field (finetune.text_column)")
+    if not isinstance(text, str): raise ValueError(f"{path}:{line}: '{tc}' must be a string, got {type(text).__name__}")
+    if not text.strip(): raise ValueError(f"{path}:{line}: empty text in '{tc}'")
+    row = {k: v for k, v in r.items() if k not in (tc, lc)}
+    row["text"] = text
+    if lc in r and r[lc] is not None: val = r[lc]
+    elif isinstance(r.get("labels"), list): val = r["labels"]
+    else: raise ValueError(f"{path}:{line}: no '{lc}' field (finetune.label_column; a multi-label JSONL row may use 'labels': [...])")
+    if isinstance(val, list) or (delim and isinstance(val, str)):
+        labels = val if isinstance(val, list) else [v.strip() for v in val.split(delim)]
+        row.pop("label", None)
+        row["labels"] = [str(v) for v in labels if str(v).strip()]
+    else:
+        if isinstance(val, dict) or not str(val).strip():
+            raise ValueError(f"{path}:{line}: '{lc}' must be a non-empty label, got {val!r}")
+        row.pop("labels", None)
+        row["label"] = val
+    return row
+
+def read_jsonl(path, fcfg: FinetuneConfig | None = None) -> list[dict]:
+    "Rows of a task's jsonl file (see `_task_row`), with the line number in the error for a bad line."
+    path, fcfg = Path(path), fcfg or FinetuneConfig()
     if not path.is_file(): raise FileNotFoundError(f"{path} not found")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: r = json.loads(line)
-            except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not JSON ({e.msg})") from None
-            if not isinstance(r, dict) or not isinstance(r.get("text"), str):
-                raise ValueError(f"{path}:{i}: expected an object with a string 'text'")
-            if "label" not in r and "labels" not in r: raise ValueError(f"{path}:{i}: needs 'label' (multi-class) or 'labels' (multi-label)")
-            rows.append(r)
+    for i, line in enumerate(_read_task_text(path).splitlines(), 1):
+        if not line.strip(): continue
+        try: r = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not JSON ({e.msg})") from None
+        if not isinstance(r, dict): raise ValueError(f"{path}:{i}: expected a JSON object")
+        rows.append(_task_row(path, i, r, fcfg))
     if not rows: raise ValueError(f"{path}: no examples")
     return rows
 
-def load_task(task_dir) -> dict:
-    "train/dev/test rows, the label list and whether the task is multi-label (rows carry `labels: [...]`)."
+def read_table(path, fcfg: FinetuneConfig | None = None) -> list[dict]:
+    """Rows of a task's .csv (Excel dialect) or .tsv (tab dialect) file with a header row; columns named by `fcfg`.
+
+    Errors name file:line (the physical line, so quoted multi-line texts count right): a missing column, a row with
+    more fields than the header, an empty text or label."""
+    import csv, io
+    path, fcfg = Path(path), fcfg or FinetuneConfig()
+    if not path.is_file(): raise FileNotFoundError(f"{path} not found")
+    dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+    reader = csv.reader(io.StringIO(_read_task_text(path), newline=""), dialect)
+    header = next(reader, None)
+    if not header: raise ValueError(f"{path}: empty file; the first line must name the columns")
+    header = [h.strip() for h in header]
+    for col, key in ((fcfg.text_column, "text_column"), (fcfg.label_column, "label_column")):
+        if col not in header:
+            raise ValueError(f"{path}:1: no column '{col}' in the header {header}; set finetune.{key} to the right column")
+    rows = []
+    for rec in reader:
+        if not any(f.strip() for f in rec): continue
+        line = reader.line_num
+        if len(rec) > len(header):
+            raise ValueError(f"{path}:{line}: {len(rec)} fields but the header has {len(header)}; "
+                             f"quote fields that contain the delimiter")
+        rows.append(_task_row(path, line, dict(zip(header, rec)), fcfg))
+    if not rows: raise ValueError(f"{path}: no examples")
+    return rows
+
+def read_task_file(path, fcfg: FinetuneConfig | None = None) -> list[dict]:
+    "Rows of one split file, by suffix: .jsonl, .csv or .tsv."
+    return (read_jsonl if Path(path).suffix.lower() == ".jsonl" else read_table)(path, fcfg)
+
+def load_task(task_dir, fcfg: FinetuneConfig | None = None) -> dict:
+    """train/dev/test rows, the label list and whether the task is multi-label (rows carry `labels: [...]`).
+
+    Each split is `<split>.jsonl`, `.csv` or `.tsv` (see `split_file`); `fcfg` names the text/label columns and the
+    multi-label delimiter (defaults: `text`, `label`, none). `labels.json` ({"labels": [...]}), when present, fixes
+    the label order. The result's `files` maps each split to its file."""
     task_dir = resolve_path(task_dir)
-    splits = {s: read_jsonl(task_dir / f"{s}.jsonl") for s in ("train", "dev", "test")}
+    files, splits = {}, {}
+    for s in TASK_SPLITS:  # split by split: a bad train file is reported even when dev is still missing
+        files[s] = split_file(task_dir, s)
+        splits[s] = read_task_file(files[s], fcfg)
     kinds = {"labels" in r for rs in splits.values() for r in rs}
-    if len(kinds) > 1: raise ValueError(f"{task_dir}: rows mix 'label' and 'labels'; use one kind")
+    if len(kinds) > 1: raise ValueError(f"{task_dir}: rows mix single labels and label lists; use one kind")
     multi = kinds.pop()
     seen = {str(l) for rs in splits.values() for r in rs for l in (r["labels"] if multi else [r["label"]])}
     lf = task_dir / "labels.json"
     labels = [str(l) for l in json.loads(lf.read_text(encoding="utf-8"))["labels"]] if lf.is_file() else sorted(seen)
     unknown = seen - set(labels)
     if unknown: raise ValueError(f"{task_dir}: labels {sorted(unknown)} are not in labels.json")
-    return {**splits, "labels": labels, "multi_label": multi, "task_dir": str(task_dir)}
+    return {**splits, "labels": labels, "multi_label": multi, "task_dir": str(task_dir), "files": {s: str(f) for s, f in files.items()}}
 
 def cap_per_class(rows: list[dict], cap: int, seed: int = 0) -> list[dict]:
     "At most `cap` rows per label (multi-class), a fixed subset whatever the run seed: every model sees the same data."
@@ -539,7 +628,7 @@ def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: Finetune
     import paddle.nn.functional as F
     from paddlenlp.transformers import LinearDecayWithWarmup
     fcfg = fcfg or FinetuneConfig()
-    task = task or load_task(task_dir)
+    task = task or load_task(task_dir, fcfg)
     multi, labels = task["multi_label"], task["labels"]
     train_rows = cap_per_class(task["train"], fcfg.train_cap)
     set_seed(seed)
@@ -596,9 +685,8 @@ def _run_key(model_dir, task: dict, seed: int, fcfg: FinetuneConfig) -> dict:
     "What a run's result depends on: reuse an old metrics.json only when all of it is unchanged."
     from vertical_pretrain.fileio import file_fingerprint
     md = Path(str(model_dir))
-    td = Path(task["task_dir"])
     return {"model_dir": str(model_dir), "model_files": file_fingerprint(md) if md.exists() else str(model_dir),
-            "task_files": {s: file_fingerprint(td / f"{s}.jsonl") for s in ("train", "dev", "test")},
+            "task_files": {s: file_fingerprint(f) for s, f in task["files"].items()},
             "seed": seed, "params": run_params(fcfg)}
 
 def run_params(fcfg: FinetuneConfig) -> dict:
@@ -792,7 +880,7 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     base = base or ("base" if "base" in models else next(iter(models)))
     if base not in models: raise ValueError(f"base model {base!r} is not among {list(models)}")
     out_dir = resolve_path(out_dir)
-    task = load_task(task_dir)
+    task = load_task(task_dir, fcfg)
     results, todo = {n: [] for n in models}, []
     for k in range(seeds):  # seed-major: partial results stay comparable
         for name, model_dir in models.items():
