@@ -33,6 +33,7 @@ _HEAD = 65536
 _HTML_START_RE = re.compile(r"\A\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!doctype\s+html|<html[\s>])", re.I | re.S)
 _MD_SUFFIXES = (".md", ".markdown")
 _HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _CONVERT = "libreoffice --headless --convert-to docx"
 _OCR_FIX = "OCR it: put the scans in a PDF and run `ocrmypdf -l chi_sim+eng x.pdf out.pdf`"
 _MAGIC = [  # (prefix, offset, what it is, the fix)
@@ -98,7 +99,7 @@ def sniff_format(path) -> str:
     """The input format of `path` by its content: 'pdf' | 'text' | 'docx' | 'epub' | 'html' | 'markdown' | 'jsonl'.
 
     Content first (%PDF-, ZIP members, OLE2 and image magic numbers, `<html`/`<!doctype html`, JSON objects a line);
-    the suffix only for Markdown (.md/.markdown), HTML fragments (.html/.htm) and damaged files.
+    the suffix only for Markdown (.md/.markdown), .jsonl/.ndjson, HTML fragments (.html/.htm) and damaged files.
     Raises Pdf2TextError (one line: the file, what it looks like, the supported formats, the fix) for missing,
     empty and unsupported files (images, xlsx/pptx/doc, archives, other binary data)."""
     path = Path(path)
@@ -128,6 +129,7 @@ def sniff_format(path) -> str:
         text = decode_text(head, str(path))[0]
     if _HTML_START_RE.match(text): return "html"
     if suffix in _MD_SUFFIXES: return "markdown"
+    if suffix in _JSONL_SUFFIXES: return "jsonl"  # named so: bad lines then get their file:line error
     if text.lstrip().startswith("{") and _first_json_lines(path): return "jsonl"
     if suffix in _HTML_SUFFIXES: return "html"
     return "text"
@@ -144,6 +146,10 @@ class _Pages:
         self.pages[-1].append(Line(text=text, page=len(self.pages) - 1, kind=kind, whole=True))
         self.counts[{"body": "paragraphs", "heading": "headings", "code": "code_lines", "table": "table_rows",
                      "caption": "captions", "toc": "toc_lines"}[kind]] += 1
+    def row(self, cells: list[str]) -> None:
+        "One table row: the non-empty cells joined by ' | ' (a plain space would vanish between two Chinese cells)."
+        cells = [re.sub(r"\s+", " ", c).strip() for c in cells]
+        self.add("table", " | ".join(c for c in cells if c))
     def boundary(self) -> None:
         "End the current document: a blank Line without geometry (the stage-01 rule for .txt)."
         if self.pages[-1] and self.pages[-1][-1].text: self.pages[-1].append(Line(text=""))
@@ -221,8 +227,7 @@ def _emit_block(el, role, roles: dict, out: _Pages) -> None:
             r = roles.get(_tag(d))
             if r == "caption" and own(d): out.add("caption", _inline_text(d, roles))
             elif r == "row" and own(d):
-                cells = [re.sub(r"\s+", " ", _inline_text(c, roles)).strip() for c in d if roles.get(_tag(c)) == "cell"]
-                out.add("table", " ".join(c for c in cells if c))
+                out.row([_inline_text(c, roles) for c in d if roles.get(_tag(c)) == "cell"])
     elif role == "body" and not _has_block(el, roles): out.add("body", _inline_text(el, roles))
     else: walk_blocks(el, roles, out)
 
@@ -263,7 +268,7 @@ def read_docx(path) -> tuple[list[list[Line]], dict]:
     """A Word .docx as stage-01 pages (python-docx): one page of whole Lines in body order.
 
     Heading styles (`Heading N`, `Title`, `标题 N`) or an outline level -> 'heading' (a document boundary);
-    table rows -> 'table' (cells joined by a space); `TOC N` paragraphs -> 'toc'; `Caption` -> 'caption';
+    table rows -> 'table' (cells joined by ' | '); `TOC N` paragraphs -> 'toc'; `Caption` -> 'caption';
     every other non-empty paragraph (list items too) -> 'body'. Page headers/footers, footnotes, comments and
     text boxes are not read. Raises Pdf2TextError when python-docx cannot open the file."""
     import docx
@@ -281,8 +286,8 @@ def read_docx(path) -> tuple[list[list[Line]], dict]:
                 cells, seen = [], []
                 for c in row.cells:  # a merged cell comes back once per grid column
                     if any(c._tc is t for t in seen): continue
-                    seen.append(c._tc); cells.append(re.sub(r"\s+", " ", c.text).strip())
-                out.add("table", " ".join(c for c in cells if c))
+                    seen.append(c._tc); cells.append(c.text)
+                out.row(cells)
         else:
             out.add(_docx_kind(block), block.text)
     return out.result("docx", tables=tables)
@@ -401,7 +406,7 @@ def read_markdown(source, name: str = "<markdown>") -> tuple[list[list[Line]], d
     for i, t in enumerate(tokens):
         if t.type == "inline":
             prev = tokens[i - 1].type if i else ""
-            if row is not None: row.append(re.sub(r"\s+", " ", _md_inline(t)).strip())
+            if row is not None: row.append(_md_inline(t))
             elif prev == "heading_open": out.add("heading", _md_inline(t))
             else: out.add("body", _md_inline(t))
         elif t.type in ("fence", "code_block"):
@@ -409,7 +414,7 @@ def read_markdown(source, name: str = "<markdown>") -> tuple[list[list[Line]], d
         elif t.type == "html_block": out.add("body", _html_text(t.content))
         elif t.type == "tr_open": row = []
         elif t.type == "tr_close":
-            out.add("table", " ".join(c for c in row if c)); row = None
+            out.row(row); row = None
     extra = {"encoding": enc} if enc else {}
     return out.result("markdown", front_matter=bool(m), **extra)
 
