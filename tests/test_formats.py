@@ -71,6 +71,25 @@ def test_docx_headings_tables_and_paragraphs(tmp_path):
     assert rep["lines_dropped"]["table"] == 0
 
 
+def test_docx_manual_toc_page_and_chinese_heading_style(tmp_path):
+    d = docx.Document()
+    d.add_paragraph("目录")
+    for i, title in enumerate(["第一章 背景", "第二章 方案", "第三章 预算"]):
+        d.add_paragraph(f"{title}……………………{i * 4 + 1}")  # typed by hand: Normal style, dot leaders
+    d.add_page_break()
+    d.add_paragraph("项目背景", style=d.styles.add_style("标题 1", 1))  # WPS stores Chinese style names
+    for text in ("公司现有的客服系统建于十年前。系统响应慢，维护成本高。", "新系统需要支持在线客服和工单流转。",
+                 "方案采用微服务架构。各模块可以独立部署。", "预算总额为三百万元。", "其中硬件占四成，软件占六成。",
+                 "项目周期为一年。"):
+        d.add_paragraph(text)
+    d.save(tmp_path / "方案.docx")
+    rep, docs = _convert(tmp_path / "方案.docx", tmp_path)
+    assert rep["pages"] == 2 and rep["lines_dropped"]["toc"] == 4 and rep["lines_dropped"]["heading"] == 1
+    assert docs == [["公司现有的客服系统建于十年前。", "系统响应慢，维护成本高。", "新系统需要支持在线客服和工单流转。",
+                     "方案采用微服务架构。", "各模块可以独立部署。", "预算总额为三百万元。", "其中硬件占四成，软件占六成。",
+                     "项目周期为一年。"]]
+
+
 # ---------------------------------------------------------------- EPUB
 CHAPTERS = [
     ("第一章", """<h1>第一章 安装</h1>
@@ -316,6 +335,8 @@ def _zip(path, members):
     ("old.doc", lambda p: p.write_bytes(bytes.fromhex("D0CF11E0A1B11AE1") + bytes(2048)),
      "libreoffice --headless --convert-to docx x.doc"),
     ("noise.dat", lambda p: p.write_bytes(bytes(range(256)) * 32), "binary data"),
+    ("export.json", lambda p: p.write_text('[\n  {"text": "第一篇。"},\n  {"text": "第二篇。"}\n]', encoding="utf-8"),
+     "jq -c"),
 ])
 def test_unsupported_files_fail_with_one_line_and_write_nothing(tmp_path, name, make, what):
     make(tmp_path / name)

@@ -131,6 +131,9 @@ def sniff_format(path) -> str:
     if suffix in _MD_SUFFIXES: return "markdown"
     if suffix in _JSONL_SUFFIXES: return "jsonl"  # named so: bad lines then get their file:line error
     if text.lstrip().startswith("{") and _first_json_lines(path): return "jsonl"
+    if suffix == ".json":
+        raise unsupported(path, "a JSON document, not JSON lines",
+                          "write one object a line, e.g. `jq -c '.[]' x.json > x.jsonl` for an array of {\"text\": ...}")
     if suffix in _HTML_SUFFIXES: return "html"
     return "text"
 
@@ -236,6 +239,7 @@ _HEADING_STYLE_RE = re.compile(r"^(?:heading|标题)\s*\d$|^(?:title|标题)$", 
 _TOC_STYLE_RE = re.compile(r"^(?:toc|目录)\s*\d$|^toc heading$", re.I)
 _CAPTION_STYLE_RE = re.compile(r"^(?:caption|题注)$", re.I)
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_BREAK_BEFORE = './w:pPr/w:pageBreakBefore[not(@w:val) or (@w:val != "0" and @w:val != "false")]'
 
 def _outline_level(p) -> int | None:
     "w:outlineLvl of a paragraph or of its style chain (0-8 = heading levels, 9 = body text)."
@@ -265,7 +269,8 @@ def _docx_blocks(parent_el, parent):
             for content in el.iterchildren(_W + "sdtContent"): yield from _docx_blocks(content, parent)
 
 def read_docx(path) -> tuple[list[list[Line]], dict]:
-    """A Word .docx as stage-01 pages (python-docx): one page of whole Lines in body order.
+    """A Word .docx as stage-01 pages (python-docx): whole Lines in body order, a new page at each page break
+    (typed by the author, or as last rendered by Word).
 
     Heading styles (`Heading N`, `Title`, `标题 N`) or an outline level -> 'heading' (a document boundary);
     table rows -> 'table' (cells joined by ' | '); `TOC N` paragraphs -> 'toc'; `Caption` -> 'caption';
@@ -289,7 +294,9 @@ def read_docx(path) -> tuple[list[list[Line]], dict]:
                     seen.append(c._tc); cells.append(c.text)
                 out.row(cells)
         else:
+            if block.contains_page_break or block._p.xpath(_BREAK_BEFORE): out.new_page()
             out.add(_docx_kind(block), block.text)
+            if block._p.xpath('./w:r/w:br[@w:type="page"]'): out.new_page()
     return out.result("docx", tables=tables)
 
 # %% ../nbs/01a_formats.ipynb #d680e017
