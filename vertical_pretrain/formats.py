@@ -239,23 +239,35 @@ _HEADING_STYLE_RE = re.compile(r"^(?:heading|标题)\s*\d$|^(?:title|标题)$", 
 _TOC_STYLE_RE = re.compile(r"^(?:toc|目录)\s*\d$|^toc heading$", re.I)
 _CAPTION_STYLE_RE = re.compile(r"^(?:caption|题注)$", re.I)
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
-_BREAK_BEFORE = './w:pPr/w:pageBreakBefore[not(@w:val) or (@w:val != "0" and @w:val != "false")]'
+def _xpath(expr: str):
+    "A compiled XPath with the w: prefix (python-docx's own .xpath compiles on every call: 3x slower overall)."
+    from lxml import etree
+    return etree.XPath(expr, namespaces={"w": _W[1:-1]})
+_BREAK_BEFORE = _xpath('./w:pPr/w:pageBreakBefore[not(@w:val) or (@w:val != "0" and @w:val != "false")]'
+                       ' | ./w:r/w:lastRenderedPageBreak | ./w:hyperlink/w:r/w:lastRenderedPageBreak')
+_BREAK_AFTER = _xpath('./w:r/w:br[@w:type="page"]')
+_OUTLINE = _xpath("./w:pPr/w:outlineLvl/@w:val")
 
-def _outline_level(p) -> int | None:
-    "w:outlineLvl of a paragraph or of its style chain (0-8 = heading levels, 9 = body text)."
-    found = p._p.xpath("./w:pPr/w:outlineLvl/@w:val")
-    style, hops = p.style, 0
+def _style_facts(style) -> tuple[str, int | None]:
+    "(name, w:outlineLvl from the style or the styles it is based on) of a paragraph style."
+    name = (style.name if style is not None else "") or ""
+    found, hops = [], 0
     while not found and style is not None and hops < 10:
-        found = style.element.xpath("./w:pPr/w:outlineLvl/@w:val")
+        found = _OUTLINE(style.element)
         style, hops = style.base_style, hops + 1
-    return int(found[0]) if found and str(found[0]).isdigit() else None
+    return name, (int(found[0]) if found and str(found[0]).isdigit() else None)
 
-def _docx_kind(p) -> str:
-    name = (p.style.name if p.style is not None else "") or ""
+def _docx_kind(p, styles: dict) -> str:
+    """heading | toc | caption | body of a paragraph, from its style name or outline level (0-8 = heading levels,
+    9 = body text; the paragraph's own level wins). `styles` caches style id -> facts: `p.style` is slow."""
+    sid = p._p.style
+    if sid not in styles: styles[sid] = _style_facts(p.style)
+    name, lvl = styles[sid]
     if _TOC_STYLE_RE.match(name): return "toc"
     if _CAPTION_STYLE_RE.match(name): return "caption"
     if _HEADING_STYLE_RE.match(name): return "heading"
-    lvl = _outline_level(p)
+    own = _OUTLINE(p._p)
+    if own: lvl = int(own[0]) if str(own[0]).isdigit() else None
     return "heading" if lvl is not None and lvl < 9 else "body"
 
 def _docx_blocks(parent_el, parent):
@@ -283,7 +295,7 @@ def read_docx(path) -> tuple[list[list[Line]], dict]:
         raise Pdf2TextError(f"{path}: python-docx cannot open this DOCX ({type(e).__name__}: {e}); "
                             f"re-save it in Word/LibreOffice.") from e
     from docx.table import Table
-    out, tables = _Pages(), 0
+    out, tables, styles = _Pages(), 0, {}
     for block in _docx_blocks(document.element.body, document._body):
         if isinstance(block, Table):
             tables += 1
@@ -294,9 +306,9 @@ def read_docx(path) -> tuple[list[list[Line]], dict]:
                     seen.append(c._tc); cells.append(c.text)
                 out.row(cells)
         else:
-            if block.contains_page_break or block._p.xpath(_BREAK_BEFORE): out.new_page()
-            out.add(_docx_kind(block), block.text)
-            if block._p.xpath('./w:r/w:br[@w:type="page"]'): out.new_page()
+            if _BREAK_BEFORE(block._p): out.new_page()  # typed before it, or where Word last broke the page
+            out.add(_docx_kind(block, styles), block.text)
+            if _BREAK_AFTER(block._p): out.new_page()
     return out.result("docx", tables=tables)
 
 # %% ../nbs/01a_formats.ipynb #d680e017
@@ -354,7 +366,8 @@ def read_epub(path) -> tuple[list[list[Line]], dict]:
 def read_html(path) -> tuple[list[list[Line]], dict]:
     """A web page as stage-01 pages: trafilatura keeps the main text (no navigation, sidebars, footers, comments)
     and returns it as XML; its <head> -> 'heading', <p>/<item>/<quote> -> 'body', block <code> -> 'code',
-    table rows -> 'table'. Raises Pdf2TextError when trafilatura finds no main text."""
+    table rows -> 'table'. When it finds no article, trafilatura falls back to the page's whole text (a page of
+    links keeps its link texts). Raises Pdf2TextError when the page has no text at all."""
     import trafilatura
     from lxml import etree
     path = Path(path)
@@ -363,7 +376,7 @@ def read_html(path) -> tuple[list[list[Line]], dict]:
                               include_images=False, include_links=False, include_formatting=False,
                               deduplicate=False, with_metadata=False)
     if not xml:
-        raise Pdf2TextError(f"{path}: trafilatura found no main text in this page (only navigation, or too short). "
+        raise Pdf2TextError(f"{path}: trafilatura found no main text in this page (only images, scripts or markup). "
                             f"Save the article itself, or copy its text into a .txt/.md file.")
     root = etree.fromstring(xml.encode("utf-8"))
     main = root.find("main")
@@ -392,7 +405,7 @@ def _html_text(fragment: str) -> str:
     walk_blocks(root, XHTML_ROLES, out)
     return "\n".join(l.text for p in out.pages for l in p if l.kind == "body")
 
-def read_markdown(source, name: str = "<markdown>") -> tuple[list[list[Line]], dict]:
+def read_markdown(source) -> tuple[list[list[Line]], dict]:
     """Markdown as stage-01 pages (markdown-it-py, CommonMark + GFM tables). `source`: a Path (read with
     `decode_text`) or a str of Markdown text.
 
@@ -400,16 +413,13 @@ def read_markdown(source, name: str = "<markdown>") -> tuple[list[list[Line]], d
     markup removed; fenced and indented code -> 'code' (one Line per code line); table rows -> 'table';
     raw HTML blocks -> their text; a YAML front matter block is skipped."""
     from markdown_it import MarkdownIt
-    if isinstance(source, str):
-        text, enc = source, None
-    else:
-        name = str(source)
-        text, enc = decode_text(Path(source).read_bytes(), name)
+    if isinstance(source, str): text, enc = source, None
+    else: text, enc = decode_text(Path(source).read_bytes(), str(source))
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     m = _FRONT_MATTER_RE.match(text)
     if m: text = text[m.end():]
     tokens = MarkdownIt("commonmark").enable("table").enable("strikethrough").parse(text)
-    out, i, row = _Pages(), 0, None
+    out, row = _Pages(), None
     for i, t in enumerate(tokens):
         if t.type == "inline":
             prev = tokens[i - 1].type if i else ""
@@ -442,7 +452,7 @@ def read_jsonl(path, json_key: str = "text") -> tuple[list[list[Line]], dict]:
             elif json_key not in obj: why = f"no \"{json_key}\" key (keys: {', '.join(list(obj)[:8]) or 'none'})"
             elif not isinstance(obj[json_key], str): why = f"\"{json_key}\" is a {type(obj[json_key]).__name__}, not a string"
             else: why = None
-        except ValueError as e: why = f"not valid JSON ({e.msg} at column {e.colno})"
+        except json.JSONDecodeError as e: why = f"not valid JSON ({e.msg} at column {e.colno})"
         if why:
             bad += 1; first = first or f"{path}:{no}: {why}"
             continue
