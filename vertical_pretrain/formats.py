@@ -101,7 +101,7 @@ def sniff_format(path) -> str:
     Content first (%PDF-, ZIP members, OLE2 and image magic numbers, `<html`/`<!doctype html`, JSON objects a line);
     the suffix only for Markdown (.md/.markdown), .jsonl/.ndjson, HTML fragments (.html/.htm) and damaged files.
     Raises Pdf2TextError (one line: the file, what it looks like, the supported formats, the fix) for missing,
-    empty and unsupported files (images, xlsx/pptx/doc, archives, other binary data)."""
+    empty and unsupported files (images, xlsx/pptx/doc, archives, a .json that is not JSON lines, other binary data)."""
     path = Path(path)
     if not path.is_file(): raise Pdf2TextError(f"{path}: no such file.")
     with open(path, "rb") as f: head = f.read(_HEAD)
