@@ -91,7 +91,8 @@ def read_text_file(path) -> str:
 # %% ../nbs/01_pdf2text.ipynb #80d1f509
 @dataclass
 class Line:
-    "One printed line with the layout facts the cleaning rules look at (PDF lines; .txt lines have no geometry)."
+    """One printed line with the layout facts the cleaning rules look at (PDF lines; .txt lines have no geometry).
+    Readers of structured formats (DOCX, EPUB, HTML, Markdown, JSONL; see 01a) give one `whole` Line a paragraph."""
     text: str
     page: int = 0
     x0: float = 0.0      # left edge (pt)
@@ -105,6 +106,7 @@ class Line:
     geometry: bool = False
     kind: str = "body"   # body | header_footer | page_number | toc | caption | code | table | heading
     edge: bool = False   # among the first/last 2 lines of its page
+    whole: bool = False  # a complete paragraph: never joined with the next line
 
 # %% ../nbs/01_pdf2text.ipynb #78083b80
 _MONO_RE = re.compile(r"mono|courier|consol|typewriter|menlo|inconsolata|fixed|code|^cmtt|lmtt|sfmono", re.I)
@@ -454,7 +456,8 @@ def _ends_paragraph(prev: Line, st: dict) -> bool:
 def assemble_documents(pages: list[list[Line]], *, keep_code: bool = False, keep_tables: bool = False,
                        heading_splits_docs: bool = True) -> tuple[list[list[tuple[str, str]]], dict]:
     """Turn classified lines into documents of blocks (kind, text), kind 'para' | 'code' | 'table'.
-    Wrapped lines are joined into paragraphs; headings (option) and blank lines in .txt input end a document."""
+    Wrapped lines are joined into paragraphs; a `whole` line is a paragraph of its own; headings (option) and
+    blank lines in .txt input end a document."""
     st = _layout_stats(pages)
     vocab = hyphen_vocab(l for p in pages for l in p if l.kind == "body")
     docs, doc, para, prev = [], [], [], None
@@ -485,7 +488,8 @@ def assemble_documents(pages: list[list[Line]], *, keep_code: bool = False, keep
                 keep = keep_code if l.kind == "code" else keep_tables
                 if keep: doc.append(("code" if l.kind == "code" else "table", t))
                 continue
-            new = (prev is None or _BULLET_RE.match(t) or _ENUM_RE.match(t) or _ends_paragraph(prev, st)
+            new = (prev is None or l.whole or prev.whole or _BULLET_RE.match(t) or _ENUM_RE.match(t)
+                   or _ends_paragraph(prev, st)
                    or (l.geometry and prev.geometry and l.page == prev.page and st["pitch"]
                        and prev.y - l.y > 1.3 * st["pitch"]))
             if new: end_para()
@@ -537,18 +541,19 @@ def format_text(docs: list[list[str]]) -> str:
     return "\n\n".join("\n".join(d) for d in docs) + ("\n" if docs else "")
 
 # %% ../nbs/01_pdf2text.ipynb #5c11aaf5
+def _from_formats(fn, *args, **kwargs):
+    """Call a `formats` function. Its Pdf2TextError is this module's class; only while this notebook runs are the
+    two classes different, and then the error is raised again as the notebook's own class."""
+    try: return fn(*args, **kwargs)
+    except ValueError as e:
+        if isinstance(e, Pdf2TextError) or type(e).__name__ != "Pdf2TextError": raise
+        raise Pdf2TextError(str(e)) from e
+
 def sniff_input(path) -> str:
-    "'pdf' or 'text' by content (not by suffix); clear errors for missing, empty and binary files."
-    path = Path(path)
-    if not path.is_file(): raise Pdf2TextError(f"{path}: no such file.")
-    with open(path, "rb") as f: head = f.read(65536)
-    if not head.strip(): raise Pdf2TextError(f"{path}: the file is empty.")
-    if b"%PDF-" in head[:1024]: return "pdf"
-    if path.suffix.lower() == ".pdf":
-        raise Pdf2TextError(f"{path}: named .pdf but has no PDF header (%PDF-); the file is damaged or not a PDF.")
-    if _looks_binary(head):
-        raise Pdf2TextError(f"{path}: binary data, neither text nor PDF. Give a .pdf book or a UTF-8/GBK .txt file.")
-    return "text"
+    """The input format by content: 'pdf' | 'text' | 'docx' | 'epub' | 'html' | 'markdown' | 'jsonl'
+    (`formats.sniff_format`, notebook 01a). Clear errors for missing, empty, binary and unsupported files."""
+    from vertical_pretrain.formats import sniff_format  # lazy: formats imports this module
+    return _from_formats(sniff_format, path)
 
 # %% ../nbs/01_pdf2text.ipynb #014dfa1f
 def _default_output(input_path: Path, output_path) -> Path:
@@ -562,11 +567,14 @@ def report_path(output_path) -> Path:
 
 def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables: bool = False,
                 min_sentence_chars: int = 2, min_doc_sentences: int = 1, heading_splits_docs: bool = True,
-                max_pages: int = 0, show_progress: bool = True) -> dict:
-    """Convert one PDF or .txt book to stage-01 text (one sentence a line, blank line between documents).
+                max_pages: int = 0, show_progress: bool = True, json_key: str = "text", ocr: str = "auto") -> dict:
+    """Convert one book (PDF, TXT, DOCX, EPUB, HTML, Markdown or JSONL; see `sniff_input`) to stage-01 text:
+    one sentence a line, blank line between documents. `json_key`: the text field of JSONL input.
+    `ocr` is accepted so `run_stage` can pass every `cfg.pdf2text` field; this function does no OCR.
 
     Writes `output_path` and `<name>.report.json` atomically, only when everything succeeded; returns the report.
-    Raises `Pdf2TextError` for empty, binary, scanned or password-protected input, or when no text is left."""
+    Raises `Pdf2TextError` for empty, binary, unsupported, scanned or password-protected input, bad JSONL lines,
+    or when no text is left."""
     t0 = time.perf_counter()
     input_path = Path(input_path)
     output_path = _default_output(input_path, output_path)
@@ -577,10 +585,14 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
     if kind == "pdf":
         pages, meta = read_pdf_lines(input_path, max_pages=max_pages, show_progress=show_progress)
         info.update(meta)
-    else:
+    elif kind == "text":
         text, enc = decode_text(input_path.read_bytes(), str(input_path))
         pages = text_to_pages(text)
         info.update({"encoding": enc, "pages": len(pages), "pages_total": len(pages), "pages_without_text": 0})
+    else:  # docx, epub, html, markdown, jsonl: whole-paragraph Lines from their readers (01a)
+        from vertical_pretrain.formats import read_document
+        pages, meta = _from_formats(read_document, input_path, kind, json_key=json_key)
+        info.update(meta)
     params = dict(keep_code=keep_code, keep_tables=keep_tables, min_sentence_chars=min_sentence_chars,
                   min_doc_sentences=min_doc_sentences, heading_splits_docs=heading_splits_docs)
     docs, counts = clean_pages(pages, **params)
@@ -592,7 +604,7 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
     secs = time.perf_counter() - t0
     report = {"input": str(input_path), "output": str(output_path), **info, **counts,
               "chars_out": len(out_text) - out_text.count("\n"), "docs": len(docs),
-              "sentences": sum(len(d) for d in docs), "params": {**params, "max_pages": max_pages},
+              "sentences": sum(len(d) for d in docs), "params": {**params, "max_pages": max_pages, "json_key": json_key},
               "seconds": round(secs, 3), "pages_per_s": round(info["pages"] / secs, 1) if secs else None}
     atomic_write_text(output_path, out_text)
     atomic_write_text(report_path(output_path), json.dumps(report, ensure_ascii=False, indent=1))
