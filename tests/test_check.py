@@ -74,7 +74,7 @@ def test_unsupported_file_in_raw(tmp_path):
     (cfg.paths.raw_dir / "cover.png").write_bytes(PNG)
     (cfg.paths.raw_dir / "broken.pdf").write_text("not a pdf at all", encoding="utf-8")
     lines = run_checks(cfg, nbs_dir=NBS)
-    assert "binary" in only(lines, "cover.png")
+    assert "PNG image" in only(lines, "cover.png") and "supported: PDF, TXT, DOCX, EPUB, HTML, Markdown, JSONL" in only(lines, "cover.png")
     assert "%PDF-" in only(lines, "broken.pdf")
     assert not [l for l in lines if "book.txt" in l]
 
