@@ -115,21 +115,24 @@ def test_export_loads_with_every_auto_class_whatever_the_name(tmp_path, trained,
 
 
 @pytest.mark.parametrize("name", ["model_2000", "model_ernie_micro_2400"])
-def test_seed_style_dir_fails_before_repair_and_loads_after(tmp_path, trained, name, capsys):
+def test_seed_style_dir_fails_before_repair_and_loads_after(tmp_path, trained, name, capsys, monkeypatch):
     d = write_checkpoint(tmp_path / name, trained, seed_style=True)
     original = (d / "config.json").read_text()
     ids, tt = fixed_input(trained[1])
+    # paddlenlp guesses the class from the whole path string it is given; a relative name keeps the tmp path
+    # (and the user name in it, e.g. /tmp/pytest-of-albert/) out of the guess, so the result is deterministic
+    monkeypatch.chdir(tmp_path)
     if name == "model_2000":
         with quiet(), pytest.raises(AttributeError, match="Unable to parse 'architectures' or 'init_class'"):
-            AutoModel.from_pretrained(str(d))
+            AutoModel.from_pretrained(name)
     else:  # the ernie_m trap: the dir name picks ERNIE-M, silently random, and token_type_ids break
         with quiet():
-            wrong = AutoModel.from_pretrained(str(d))
+            wrong = AutoModel.from_pretrained(name)
         assert type(wrong) is ErnieMModel
         with pytest.raises(TypeError, match="token_type_ids"):
             wrong(ids, token_type_ids=tt)
         with quiet(), pytest.raises(AttributeError):
-            AutoModelForPretraining.from_pretrained(str(d))
+            AutoModelForPretraining.from_pretrained(name)
 
     dry = ex.repair(d, dry_run=True)
     assert dry["status"] == "would_repair" and (d / "config.json").read_text() == original
@@ -227,7 +230,9 @@ def test_bad_inputs_give_clear_errors(tmp_path, trained, capsys):
     (d / "config.json").unlink()
     with pytest.raises(ex.ModelDirError, match="num_attention_heads cannot be inferred"):
         ex.repair(d)
-    assert ex.repair(d, num_attention_heads=2)["status"] == "repaired"
+    rep = ex.repair(d, num_attention_heads=2)  # it did not load before: the outputs cannot be compared, and it says so
+    assert rep["status"] == "repaired_unchecked" and not rep["output_check"]["checked"], rep
+    assert "did not load before" in rep["output_check"]["reason"], rep["output_check"]
     assert_loads_everywhere(d, trained)
 
     # a checkpoint path that is not there; a weights file that is not a paddle state dict
@@ -451,3 +456,91 @@ def test_repair_a_fine_tuned_classifier_dir(tmp_path, trained):
         ["ErnieForSequenceClassification"], ["ErnieForTokenClassification"]]
     assert ex.resolve_model_class(d, "ForTokenClassification") is ErnieForTokenClassification
     assert (d / "config.json.bak.1").is_file()
+
+
+def _legacy_dir(d, tok, *, layout="nested", **overrides):
+    "A PaddleNLP 2.x model dir: model_config.json (init_class + init_args), model_state.pdparams, no config.json."
+    fields = dict(vocab_size=len(tok.vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, hidden_act="relu", layer_norm_eps=1e-5, max_position_embeddings=64,
+                  type_vocab_size=2, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+                  initializer_range=0.02, pad_token_id=0, **overrides)
+    paddle.seed(11)
+    model = (ErnieForPretraining if layout == "nested" else ErnieModel)(ErnieConfig(**fields))
+    model.eval()
+    d.mkdir(parents=True)
+    paddle.save(model.state_dict(), str(d / "model_state.pdparams"))
+    legacy = ({"init_args": [{**fields, "init_class": "ErnieModel"}], "init_class": "ErnieForPretraining"}
+              if layout == "nested" else {**fields, "init_class": "ErnieModel"})
+    (d / "model_config.json").write_text(json.dumps(legacy, indent=2))
+    with quiet():
+        tok.save_pretrained(str(d))
+    return model
+
+
+def _snapshot(d):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(d.iterdir())}
+
+
+def _base_outputs(d, ids, tt):
+    with quiet():
+        m = AutoModel.from_pretrained(str(d))
+    m.eval()
+    return [t.numpy() for t in m(ids, token_type_ids=tt)]
+
+
+@pytest.mark.parametrize("layout", ["nested", "flat"])
+def test_repair_keeps_the_legacy_config_of_a_paddlenlp2_dir(tmp_path, trained, layout, capsys):
+    "ERNIE 1.0 style: relu and layer_norm_eps 1e-5 live only in model_config.json; the repair keeps them and the outputs."
+    tok = trained[1]
+    d = tmp_path / "model_2000"
+    model = _legacy_dir(d, tok, layout=layout)
+    ids, tt = fixed_input(tok)
+    before = _base_outputs(d, ids, tt)  # paddlenlp reads model_config.json: relu
+    base = model.ernie if layout == "nested" else model
+    np.testing.assert_allclose(before[0], base(ids, token_type_ids=tt)[0].numpy(), atol=1e-6)
+    legacy = (d / "model_config.json").read_bytes()
+
+    assert cli_main(["repair-config", str(d)]) == 0  # no --num_attention_heads: model_config.json holds it
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "repaired", report
+    assert report["output_check"]["checked"] and report["output_check"]["max_abs_diff"] <= 1e-6, report["output_check"]
+    assert report["config_sources"] == ["model_config.json"]
+    conf = json.loads((d / "config.json").read_text())
+    assert conf["hidden_act"] == "relu" and conf["layer_norm_eps"] == 1e-5 and conf["num_attention_heads"] == 2, conf
+    assert conf["architectures"] == ["ErnieForPretraining" if layout == "nested" else "ErnieModel"], conf
+    assert (d / "model_config.json").read_bytes() == legacy
+    after = _base_outputs(d, ids, tt)  # paddlenlp now reads config.json
+    for a, b in zip(after, before):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+
+    # export reads the legacy config too, and checks the exported outputs against the checkpoint's
+    src = tmp_path / "legacy_ckpt"
+    _legacy_dir(src, tok, layout=layout)
+    out = ex.export(src, tmp_path / "exported")
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["hidden_act"] == "relu" and conf["layer_norm_eps"] == 1e-5, conf
+    manifest = json.loads((out / "manifest_export.json").read_text())
+    assert manifest["counts"]["output_check"]["checked"], manifest["counts"]
+    for a, b in zip(_base_outputs(out, ids, tt), before):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_repair_that_would_move_the_outputs_restores_the_dir_and_fails(tmp_path, trained, capsys):
+    tok = trained[1]
+    # 1. a wrong --num_attention_heads for a dir whose config.json says 2 (it loads before: only `architectures` is missing)
+    d = write_checkpoint(tmp_path / "model_2000", trained, seed_style=True)
+    snap = _snapshot(d)
+    assert cli_main(["repair-config", str(d), "--num_attention_heads", "4"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "would change what the model computes" in err and str(d) in err, err
+    assert _snapshot(d) == snap
+    # 2. config.json without hidden_act (paddlenlp used gelu) next to a model_config.json that says relu
+    d = tmp_path / "both"
+    _legacy_dir(d, tok)
+    conf = {k: v for k, v in json.loads((d / "model_config.json").read_text())["init_args"][0].items()
+            if k not in ("hidden_act", "init_class")}
+    (d / "config.json").write_text(json.dumps(conf))
+    snap = _snapshot(d)
+    with pytest.raises(ex.ModelDirError, match=r"would change what the model computes.*took .*hidden_act.* from model_config\.json"):
+        ex.repair(d)
+    assert _snapshot(d) == snap

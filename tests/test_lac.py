@@ -295,3 +295,16 @@ def test_very_long_line(seg, lac):
     assert "".join(words) == line
     assert seg.run([line, "短句"])[0] == words
     assert "".join(lac.run(line)[0]) == line
+
+
+def test_user_dictionary_in_gbk_reads_like_the_corpus(tmp_path):
+    "The field report's GBK dictionary (issue 15): decoded UTF-8 -> GB18030 like the corpus; else one line naming the file."
+    s = LAC(mode="seg")
+    s.load_customization(str(FIXTURES / "user_dict_gbk.txt"))
+    got = [" ".join(s.run(l)) for l in (FIXTURES / "user_dict_input.txt").read_text(encoding="utf-8").splitlines()]
+    assert got == ["容器编排平台 的 滚动更新 策略 很重要 。", "我们 使用 容器编排平台 管理 服务 。"], got
+    bad = tmp_path / "bad.dic"
+    bad.write_bytes(b"\xff\xfe\x00\x81\x00abc")
+    with pytest.raises(UnicodeError) as e:
+        s.load_customization(str(bad))
+    assert str(bad) in str(e.value) and len(str(e.value).splitlines()) == 1, str(e.value)

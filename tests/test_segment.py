@@ -173,3 +173,102 @@ def test_worker_error_reaches_the_caller(tmp_path):
     with pytest.raises(ModelFileError, match="fc_4.w_0"):
         segment_corpus(src, tmp_path / "out.txt", backend="lac", lac_model_dir=model, workers=2, show_progress=False)
     assert not (tmp_path / "out.txt").exists()
+
+
+# ---------------------------------------------------------------- user dictionaries (issue 15, fault 3)
+FIELD_INPUT = FIXTURES / "user_dict_input.txt"
+FIELD_WANT = ["容器编排平台 的 滚动更新 策略 很重要 。", "我们 使用 容器编排平台 管理 服务 。"]  # LAC with the dictionary
+
+
+def _dict_forms(tmp_path):
+    "The same two entries in every format we read: the GBK fixture (LAC `word/tag`), tab-separated, jieba."
+    forms = {"lac_gbk": FIXTURES / "user_dict_gbk.txt"}
+    for name, text in (("tab", "容器编排平台\tn\t100\n滚动更新\tvn\t50\n"),
+                       ("tab_freq_first", "容器编排平台\t100\tn\n滚动更新\t50\tvn\n"),
+                       ("jieba", "容器编排平台 100 n\n滚动更新 vn\n")):
+        forms[name] = tmp_path / f"{name}.dic"
+        forms[name].write_text(text, encoding="utf-8")
+    return forms
+
+
+@pytest.mark.parametrize("backend", ["lac", "jieba"])
+def test_user_dict_in_any_common_format_and_encoding_takes_effect(tmp_path, backend, capsys):
+    for name, dic in _dict_forms(tmp_path).items():
+        out = tmp_path / f"{backend}_{name}.txt"
+        rep = segment_corpus(FIELD_INPUT, out, backend=backend, user_dict=dic, show_progress=False)
+        lines = out.read_text(encoding="utf-8").splitlines()
+        if backend == "lac":
+            assert lines == FIELD_WANT, (name, lines)
+        for line in lines:  # both backends: the dictionary words come out whole
+            assert "容器编排平台" in line.split(), (name, line)
+        assert "滚动更新" in lines[0].split(), (name, lines[0])
+        assert rep["user_dict"]["entries"] == 2 and rep["user_dict"]["matched"] == 2, (name, rep["user_dict"])
+        err = capsys.readouterr().err.splitlines()
+        assert any(f"{dic}: 2 of 2 entries occur" in l for l in err), err
+        if name == "lac_gbk":
+            assert any("read as GB18030/GBK" in l and str(dic) in l for l in err), err
+        native = {"lac": ("lac_gbk",), "jieba": ("jieba",)}[backend]
+        if name not in native:  # another tool's format: converted, and it says so in one line naming the file
+            assert any(f"user dictionary {dic}: converted 2 lines" in l for l in err), (name, err)
+
+
+@pytest.mark.parametrize("backend", ["lac", "jieba"])
+def test_user_dict_foreign_lines_unmatched_entries_and_bad_encoding(tmp_path, backend, capsys):
+    dic = tmp_path / "mixed.dic"
+    dic.write_text("容器编排平台/n\n滚动更新,vn,50\n词 3 4 5\n", encoding="utf-8")
+    rep = segment_corpus(FIELD_INPUT, tmp_path / "out.txt", backend=backend, user_dict=dic, show_progress=False)
+    err = capsys.readouterr().err.splitlines()
+    foreign = [l for l in err if "look foreign" in l]
+    assert len(foreign) == 1 and f"{dic}: 2 of 3 lines look foreign" in foreign[0] and "line 2" in foreign[0], err
+    assert rep["user_dict"]["foreign_lines"] == 2 and rep["user_dict"]["matched"] == 1, rep["user_dict"]
+
+    # a dictionary of another domain: none of its entries occurs, so it cannot change anything; say so
+    other = tmp_path / "other.dic"
+    other.write_text("数控机床/n\n伺服电机/n\n", encoding="utf-8")
+    rep = segment_corpus(FIELD_INPUT, tmp_path / "out2.txt", backend=backend, user_dict=other, show_progress=False)
+    err = capsys.readouterr().err.splitlines()
+    assert rep["user_dict"]["matched"] == 0
+    assert any(l.startswith("warning:") and f"{other}: none of its 2 entries occurs in {FIELD_INPUT}" in l for l in err), err
+    assert segmod.user_dict_matches(other, backend, [FIELD_INPUT, FIELD_INPUT])["matched"] == 0
+    assert segmod.user_dict_matches(dic, backend, [FIELD_INPUT])["matched"] == 1
+
+    # neither UTF-8 nor GB18030: one line naming the file from the CLI, no output
+    bad = tmp_path / "bad.dic"
+    bad.write_bytes(b"\xff\xfe\x00\x81\x00abc")
+    assert main(["--input_path", str(FIELD_INPUT), "--output_path", str(tmp_path / "out3.txt"), "--backend", backend,
+                 "--user_dict", str(bad), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "neither UTF-8 nor GBK" in err[0], err
+    assert not (tmp_path / "out3.txt").exists()
+
+
+def test_parse_dict_line_formats():
+    p = segmod.parse_dict_line
+    assert (p("春天/SEASON").word, p("春天/SEASON").tag, p("春天/SEASON").fmt) == ("春天", "SEASON", "lac")
+    assert p("提升/v 服务/n").lac_line() == "提升/v 服务/n" and p("提升/v 服务/n").word == "提升服务"
+    assert p("花 开").fmt == "lac_parts"
+    e = p("云原生 12 nz")
+    assert (e.word, e.freq, e.tag, e.fmt) == ("云原生", 12, "nz", "jieba")
+    e = p("云原生\tnz\t12")
+    assert (e.word, e.freq, e.tag, e.fmt, e.lac_line()) == ("云原生", 12, "nz", "tab", "云原生/nz")
+    assert p("云原生,nz,12") is None and p("云原生 3 4 5") is None and p("   ") is None
+
+
+def test_stage_reports_user_dictionary_matches_over_all_books(tmp_path):
+    "The entries of a (GBK, tab-separated) dictionary are counted over every book of the stage, and the count is logged."
+    from vertical_pretrain.config import get_config
+    from vertical_pretrain import pdf2text
+    raw = tmp_path / "c" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "a.txt").write_text("容器编排平台的滚动更新策略很重要。", encoding="utf-8")
+    (raw / "b.txt").write_text("我们用服务网格治理流量。", encoding="utf-8")
+    d = tmp_path / "dict.txt"
+    d.write_bytes("容器编排平台\tn\t100\n服务网格\tn\t100\n量子纠缠\tn\t5\n".encode("gbk"))
+    cfg = get_config("smoke", {"paths.data_root": str(tmp_path), "paths.corpus": "c", "segment.backend": "jieba",
+                               "segment.workers": 1, "segment.user_dict": str(d)})
+    pdf2text.run_stage(cfg, show_progress=False, log=None)
+    logs = []
+    totals = run_segment_stage(cfg, show_progress=False, log=logs.append)
+    assert (totals["user_dict"]["entries"], totals["user_dict"]["matched"]) == (3, 2)
+    assert any("2 of 3 entries occur in the corpus" in l for l in logs), logs
+    assert "容器编排平台" in (tmp_path / "c" / "seg" / "a.txt").read_text(encoding="utf-8").split()

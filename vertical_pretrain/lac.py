@@ -506,8 +506,11 @@ class Customization:
             self.trie.setdefault(phrase[:i], None)
 
     def load_customization(self, filename, sep=None):
-        "Add every line of a UTF-8 dictionary file (see `add_word`)."
-        with open(filename, 'r', encoding='utf8') as f:
+        """Add every line of a dictionary file (see `add_word`), decoded like the corpus: UTF-8, else GB18030/GBK
+        (`vertical_pretrain.segment.detect_encoding`); a one-line UnicodeError naming the file when it is neither."""
+        from vertical_pretrain.segment import detect_encoding
+        encoding, _ = detect_encoding(filename)
+        with open(filename, 'r', encoding=encoding) as f:
             for line in f:
                 self.add_word(line, sep)
 
