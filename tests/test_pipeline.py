@@ -127,3 +127,21 @@ def test_missing_notebooks_are_an_error_before_any_stage_runs(mini_pipeline, tmp
     with pytest.raises(PipelineError, match="stage notebooks not found.*03_c.ipynb"):
         run_pipeline(cfg, nbs_dir=nbs, stages=stages, progress=False, check=False, log=lambda *a: None)
     assert _ran(log) == []
+
+
+def test_a_shared_data_folder_rewritten_by_another_run_reruns_the_stage_that_made_it(mini_pipeline, tmp_path):
+    "Issue: a smoke run rewrote data_file/general, and the demo run then read it as if it were its own."
+    nbs, _, cfg, log = mini_pipeline
+    shared = tmp_path / "general" / "manifest_general_corpus.json"
+    shared.parent.mkdir()
+    shared.write_text('{"params": {"general_max_lines": 0}, "finished_at": "then"}')
+    stages = [Stage("01", "01_a.ipynb", "a", ("pdf2text",), (), None, lambda c: [shared]),
+              Stage("02", "02_b.ipynb", "b", ("train",), ("01",)), Stage("03", "03_c.ipynb", "c", ("finetune",), ())]
+    lines = []
+    run = lambda: run_pipeline(cfg, nbs_dir=nbs, stages=stages, progress=False, check=False, log=lines.append)
+    run(); run()
+    assert _ran(log) == ["01", "02", "03"]
+    shared.write_text('{"params": {"general_max_lines": 3000}, "finished_at": "now"}')  # another profile's run
+    run()
+    assert _ran(log) == ["01", "02", "03", "01", "02"]
+    assert any("rewritten by another run" in l and "general_max_lines=3000" in l for l in lines), lines
