@@ -5,14 +5,17 @@
 # %% auto #0
 __all__ = ['TEXT_PRODUCERS', 'atomic_write_text', 'atomic_write_bytes', 'atomic_path', 'atomic_dir', 'content_hash',
            'file_fingerprint', 'manifest_path', 'write_manifest', 'read_manifest', 'stage_is_done', 'StageInputError',
-           'run_per_file', 'produced_files']
+           'run_per_file', 'produced_files', 'LockedError', 'DiskFullError', 'disk_full_error', 'dir_lock']
 
 # %% ../nbs/00a_fileio.ipynb #47b659da
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +47,11 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if tmp.exists(): tmp.unlink()  # first, so the free space reported counts without it
+        full = disk_full_error(path, e)
+        if full is None: raise
+        raise full from e
     finally:
         if tmp.exists(): tmp.unlink()
 
@@ -180,3 +188,63 @@ def produced_files(folder, stages: Iterable[str], suffix: str = "") -> list[Path
         if m is not None:
             return [Path(p) for p in m["outputs"] if p.endswith(suffix)]
     return None
+
+# %% ../nbs/00a_fileio.ipynb #26715ea8
+class LockedError(RuntimeError):
+    "Another process holds the lock of a folder this run must write; the message names it (pid, command, since)."
+
+class DiskFullError(OSError):
+    "A write ran out of disk space; the message names the file, the bytes of the failing write (when known) and the free space."
+
+_SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")  # numpy's message for a short fwrite
+
+def disk_full_error(path, e: BaseException) -> "DiskFullError | None":
+    "A DiskFullError for `e` when it is ENOSPC/EDQUOT or numpy's short write while writing `path`, else None."
+    short = _SHORT_WRITE.search(str(e))
+    if getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) and not short: return None
+    path = Path(path)
+    folder = next((p for p in (path.parent, *path.parents) if p.exists()), Path("/"))
+    need = f" ({int(short.group(1)):,} bytes in the failing write)" if short else ""
+    return DiskFullError(errno.ENOSPC, f"no space left on the device while writing {path}{need}; "
+                                       f"{shutil.disk_usage(folder).free:,} bytes are free there. Nothing was left "
+                                       f"half-written. Free some space, or point paths.data_root / paths.output_root elsewhere.")
+
+def _owner(owner_file: Path) -> dict:
+    try: return json.loads(owner_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError): return {}
+
+def _alive(pid) -> bool:
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except (PermissionError, ValueError, TypeError): return True
+    return True
+
+@contextlib.contextmanager
+def dir_lock(folder, *, wait: bool = False, log=print):
+    """Hold an exclusive lock on `folder` (`<folder>/.lock`, filelock) while this process writes it.
+
+    Raises LockedError at once when another process holds it (pid, command, since), or with `wait=True` logs that it
+    waits and blocks. A `.lock.owner` left by a process that died is taken over with a note."""
+    from filelock import FileLock, Timeout
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock, owner_file = FileLock(str(folder / ".lock")), folder / ".lock.owner"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        o = _owner(owner_file)
+        msg = (f"{folder} is locked by pid {o.get('pid', '?')} ({o.get('cmd', '?')}) since {o.get('since', '?')}")
+        if not wait: raise LockedError(msg + "; wait until it ends, or rerun with --wait") from None
+        if log: log(msg + "; waiting for it to end ...")
+        lock.acquire()
+    try:
+        old = _owner(owner_file)
+        if old.get("pid") and log:
+            log(f"note: {folder}: taking over the lock left by pid {old['pid']} ({old.get('cmd', '?')}), "
+                f"which {'is no longer running' if not _alive(old['pid']) else 'ended without releasing it'}")
+        owner_file.write_text(json.dumps({"pid": os.getpid(), "cmd": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                                          "since": time.strftime("%Y-%m-%d %H:%M:%S")}), encoding="utf-8")
+        yield folder
+    finally:
+        owner_file.unlink(missing_ok=True)
+        lock.release()

@@ -4,14 +4,18 @@
 
 # %% auto #0
 __all__ = ['STAGES', 'Stage', 'stage_deps', 'stage_inputs', 'stage_products', 'select_stages', 'stage_config_hashes',
-           'PipelineError', 'rerun_reason', 'run_pipeline', 'timing_table', 'main', 'render_readme', 'build_readme',
-           'build_docs', 'docs_main']
+           'PipelineError', 'PipelineInterrupted', 'locked_dirs', 'resume_lines', 'rerun_reason', 'run_pipeline',
+           'timing_table', 'main', 'render_readme', 'build_readme', 'build_docs', 'docs_main']
 
 # %% ../nbs/09_pipeline.ipynb #b4c8508d
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import re
+import shlex
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import Config, add_config_args, config_from_args, get_config, parse_set, project_root, resolve_path
-from .fileio import atomic_write_text, file_fingerprint
+from .fileio import LockedError, atomic_write_text, dir_lock, file_fingerprint
 
 # %% ../nbs/09_pipeline.ipynb #7d6d7da8
 @dataclass(frozen=True)
@@ -126,6 +130,49 @@ def stage_config_hashes(cfg: Config, stages=None) -> dict[str, str]:
 class PipelineError(RuntimeError):
     "A stage notebook failed, or the preflight found problems; the message says where and what to do."
 
+class PipelineInterrupted(Exception):
+    "SIGINT (Ctrl-C) or SIGTERM stopped a stage; the stage is marked `interrupted` in pipeline_state.json."
+    def __init__(self, stage: "Stage | None", signum: int):
+        super().__init__(f"interrupted in stage {stage.key} ({stage.notebook})" if stage else "interrupted before any stage")
+        self.stage, self.signum = stage, signum
+
+class _Terminated(KeyboardInterrupt):
+    "SIGTERM, turned into an exception so the same clean stop as Ctrl-C runs (exit 143 instead of 130)."
+    signum = signal.SIGTERM
+
+def locked_dirs(cfg: Config, stages) -> list[Path]:
+    """The folders a pipeline run writes, locked for the whole run: the run dir, the corpus folders its stages write
+    (from `Stage.products`), and the offline-base / TAPT run dirs when those stages are selected."""
+    dirs = {cfg.paths.run_dir}
+    for st in stages:
+        dirs |= {Path(p).parent.parent for p in stage_products(st, cfg)}  # <corpus>/<text|seg|...>/manifest_*.json
+        if st.key == "07a": dirs.add(_tapt(cfg).paths.run_dir)
+    return sorted(dirs)  # one global order: two waiting runs cannot deadlock
+
+def _kernel_manager(log_file: Path):
+    """A jupyter_client kernel manager whose kernel writes its own stdout/stderr (ipykernel's warnings, and its
+    traceback when Ctrl-C closes its sockets) to `log_file` instead of the pipeline's terminal. Cell output is
+    unaffected: it travels over the kernel's sockets into the executed notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+    class _KernelToLog(AsyncKernelManager):
+        async def _async_start_kernel(self, **kw):
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_file, "ab") as f:
+                return await super()._async_start_kernel(**{**kw, "stdout": f, "stderr": f})
+        start_kernel = _async_start_kernel
+    return _KernelToLog
+
+_RESUME_RE = re.compile(r"resuming from \S+ at step \d+|\S+ is already at step \d+")
+
+def resume_lines(executed_nb) -> list[str]:
+    "The trainer's 'resuming from ... at step N' lines in an executed notebook's outputs (shown in the pipeline's log)."
+    import nbformat
+    try: nb = nbformat.read(str(executed_nb), as_version=4)
+    except (OSError, ValueError): return []
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                     if o.get("output_type") == "stream")
+    return list(dict.fromkeys(m.group(0) for m in _RESUME_RE.finditer(text)))
+
 def _load_state(path: Path) -> dict:
     try: return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     except json.JSONDecodeError: return {}
@@ -172,14 +219,15 @@ def _preflight(cfg, todo, nbs_dir, log):
     log(f"preflight: ok ({time.time() - t0:.1f}s)")
 
 def run_pipeline(cfg: Config, *, from_stage=None, to_stage=None, force: bool = False, nbs_dir=None,
-                 stages=None, kernel: str | None = None, progress: bool = True, check: bool = True, log=print) -> dict:
+                 stages=None, kernel: str | None = None, progress: bool = True, check: bool = True, wait: bool = False,
+                 log=print) -> dict:
     """Execute the stage notebooks in order with papermill; returns the pipeline state (per stage status and time).
 
     A stage is skipped when `rerun_reason` finds nothing: same config sections, notebook and input files (content
-    hashes), and none of its upstream stages (`Stage.deps`) ran since. Raises PipelineError for a failed preflight,
-    a missing notebook (before any stage runs) or a failed stage."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
+    hashes), and none of its upstream stages (`Stage.deps`) ran since. The run dir and the data folders the run writes
+    are locked for the whole run (`locked_dirs`; `wait=True` waits for another run instead of failing). Raises
+    PipelineError for a failed preflight, a missing notebook (before any stage runs) or a failed stage; LockedError when
+    another run holds a folder; PipelineInterrupted on Ctrl-C / SIGTERM (the stage is marked `interrupted`)."""
     nbs_dir = Path(nbs_dir) if nbs_dir else project_root() / "nbs"
     all_stages = list(STAGES if stages is None else stages)
     todo = select_stages(from_stage, to_stage, all_stages)
@@ -188,6 +236,14 @@ def run_pipeline(cfg: Config, *, from_stage=None, to_stage=None, force: bool = F
         raise PipelineError(f"stage notebooks not found in {nbs_dir}: {', '.join(missing)}. Run from the vertical_pretrain "
                             f"checkout, or set VERTICAL_PRETRAIN_ROOT to it.")
     if check: _preflight(cfg, todo, nbs_dir, log)
+    with contextlib.ExitStack() as locks:
+        for d in locked_dirs(cfg, todo): locks.enter_context(dir_lock(d, wait=wait, log=log))
+        return _run_stages(cfg, todo, all_stages, nbs_dir=nbs_dir, force=force, kernel=kernel, progress=progress, log=log)
+
+def _run_stages(cfg, todo, all_stages, *, nbs_dir, force, kernel, progress, log) -> dict:
+    "The stage loop of `run_pipeline` (under its locks)."
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
     run_dir, out_dir = cfg.paths.run_dir, cfg.paths.notebooks_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = cfg.save(run_dir / "config.yaml")
@@ -213,13 +269,20 @@ def run_pipeline(cfg: Config, *, from_stage=None, to_stage=None, force: bool = F
         try:
             pm.execute_notebook(str(src), str(dst), kernel_name=kernel or cfg.pipeline.kernel, cwd=str(project_root()),
                                 parameters={"profile": cfg.profile, "config_path": str(cfg_path), "overrides": {}},
-                                progress_bar=progress, log_output=False)
+                                progress_bar=progress, log_output=False,
+                                kernel_manager_class=_kernel_manager(run_dir / "logs" / f"kernel_{st.key}.log"))
         except PapermillExecutionError as e:
             state[st.key] = {"status": "failed", "seconds": time.time() - t0, **record, "cell": e.exec_count,
                              "error": f"{e.ename}: {e.evalue}"}
             atomic_write_text(state_path, json.dumps(state, indent=1))
             raise PipelineError(f"stage {st.key} ({st.notebook}) failed in cell [{e.exec_count}]: {e.ename}: {e.evalue}\n"
                                 f"the executed notebook with the traceback is kept at {dst}") from None
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through _Terminated: record it, no traceback
+            state[st.key] = {"status": "interrupted", "seconds": time.time() - t0, **record,
+                             "interrupted_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            atomic_write_text(state_path, json.dumps(state, indent=1))
+            raise PipelineInterrupted(st, getattr(e, "signum", signal.SIGINT)) from None
+        for line in resume_lines(dst): log(f"{head}: {line.strip()}")
         secs = time.time() - t0
         ran.append(st.key)
         state[st.key] = {"status": "ok", "seconds": secs, **record, "products": stage_products(st, cfg), "run_id": os.urandom(8).hex(),
@@ -227,18 +290,21 @@ def run_pipeline(cfg: Config, *, from_stage=None, to_stage=None, force: bool = F
         atomic_write_text(state_path, json.dumps(state, indent=1))
         log(f"{head}: ok in {_fmt_secs(secs)}")
     total = time.time() - t_all
-    log(timing_table(state, todo) + f"\nwall time of this run: {_fmt_secs(total)}; stages run: "
+    log(timing_table(state, todo, ran) + f"\nwall time of this run: {_fmt_secs(total)}; stages run: "
         + (", ".join(ran) if ran else "none (every selected stage was up to date)"))
     state["_last_run_seconds"], state["_last_run_stages"] = total, ran
     atomic_write_text(state_path, json.dumps(state, indent=1))
     return state
 
-def timing_table(state: dict, stages) -> str:
-    "A markdown table of each stage's status and time."
+def timing_table(state: dict, stages, ran=None) -> str:
+    "A markdown table of each stage's status and time; with `ran`, stages not in it show as skipped (time of their last run)."
     rows = ["| stage | notebook | status | time |", "|---|---|---|---|"]
     for st in stages:
         s = state.get(st.key, {})
-        rows.append(f"| {st.key} | {st.notebook} | {s.get('status', '-')} | {_fmt_secs(s['seconds']) if 'seconds' in s else '-'} |")
+        status = s.get("status", "-")
+        if ran is not None and st.key not in ran and status == "ok": status = "skipped (up to date)"
+        secs = _fmt_secs(s["seconds"]) if "seconds" in s else "-"
+        rows.append(f"| {st.key} | {st.notebook} | {status} | {secs if st.key in (ran or [st.key]) else f'({secs.strip()} then)'} |")
     return "\n".join(rows)
 
 # %% ../nbs/09_pipeline.ipynb #1259ad29
@@ -253,16 +319,34 @@ def main(argv=None) -> int:
     p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: config pipeline.kernel)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--skip-check", action="store_true", help="do not run the preflight (`vertical-pretrain check`) first")
+    p.add_argument("--wait", action="store_true", help="wait for another run that holds the run dir or a data folder")
     args = p.parse_args(argv)
     args.overrides = list(args.overrides) + [f"{k}={v}" for k, v in args.param]
-    try:
-        cfg = config_from_args(args)
-        run_pipeline(cfg, from_stage=args.from_stage, to_stage=args.to_stage, force=args.force or cfg.pipeline.force,
-                     kernel=args.kernel, progress=not args.no_progress, check=cfg.pipeline.check and not args.skip_check)
-    except (PipelineError, ValueError, KeyError, FileNotFoundError) as e:
-        print(f"vertical-pretrain pipeline: {e}", file=sys.stderr)
-        return 1
+    resume = "vertical-pretrain pipeline " + shlex.join(sys.argv[1:] if argv is None else argv)
+    with _sigterm_as_interrupt():
+        try:
+            cfg = config_from_args(args)
+            run_pipeline(cfg, from_stage=args.from_stage, to_stage=args.to_stage, force=args.force or cfg.pipeline.force,
+                         kernel=args.kernel, progress=not args.no_progress, check=cfg.pipeline.check and not args.skip_check,
+                         wait=args.wait)
+        except (PipelineError, LockedError, ValueError, KeyError, FileNotFoundError) as e:
+            print(f"vertical-pretrain pipeline: {e}", file=sys.stderr)
+            return 1
+        except (PipelineInterrupted, KeyboardInterrupt) as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            where = str(e) if isinstance(e, PipelineInterrupted) else "interrupted before any stage"
+            print(f"vertical-pretrain pipeline: {where} by {signal.Signals(signum).name}; finished stages and checkpoints "
+                  f"are kept. Resume with: {resume}", file=sys.stderr)
+            return 128 + signum
     return 0
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    "SIGTERM raises _Terminated (a KeyboardInterrupt) in the main thread while the pipeline runs."
+    def _raise(signum, frame): raise _Terminated()
+    old = signal.signal(signal.SIGTERM, _raise)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
 
 # %% ../nbs/09_pipeline.ipynb #853cfc62
 def render_readme(nb_path=None) -> str:
