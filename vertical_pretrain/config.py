@@ -194,7 +194,7 @@ class BaseModelConfig:
     "The offline stand-in for ernie-3.0-medium-zh: a small ERNIE pretrained from scratch on the general corpus."
     enabled: bool = True  # used when model.model_name_or_path is empty
     corpus: str = "general"  # data_file/<corpus>/
-    run_name: str = ""  # output/<run_name>/; empty = "<paths.run_name>_base"
+    run_name: str = ""  # output/<run_name>/; empty = "<profile>_base": every run of a profile shares one offline base
     max_steps: int = 300
     max_lr: float = 5e-4
     min_lr: float = 5e-5
@@ -421,7 +421,7 @@ def base_config(cfg: Config) -> Config:
     "The config of the offline base-model run: general corpus, from scratch, its own run dir and lr."
     b = cfg.base_model
     return cfg.override({
-        "paths.corpus": b.corpus, "paths.run_name": b.run_name or f"{cfg.paths.run_name}_base",
+        "paths.corpus": b.corpus, "paths.run_name": base_run_dir(cfg).name,
         "model.model_name_or_path": "", "pretraining_data.tokenizer_name_or_path": str(base_tokenizer_dir(cfg)),
         "segment.enabled": False, "pretraining_data.cn_splited": True, "base_model.enabled": False,
         "train.max_steps": b.max_steps, "train.max_lr": b.max_lr, "train.min_lr": b.min_lr,
@@ -430,7 +430,8 @@ def base_config(cfg: Config) -> Config:
     })
 
 def base_run_dir(cfg: Config) -> Path:
-    return resolve_path(cfg.paths.output_root) / (cfg.base_model.run_name or f"{cfg.paths.run_name}_base")
+    # by profile, not by run: your own books (--set paths.run_name=my_book) reuse the demo's offline base model
+    return resolve_path(cfg.paths.output_root) / (cfg.base_model.run_name or f"{cfg.profile}_base")
 
 def base_tokenizer_dir(cfg: Config) -> Path:
     "Where the offline vocab + tokenizer files are written (by the vocab stage)."
