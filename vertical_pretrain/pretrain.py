@@ -106,10 +106,14 @@ def build_model(cfg, tokenizer, resume_dir=None):
     return model
 
 def enable_recompute(model):
-    "Recompute each encoder layer in backward (less activation memory, ~1/3 more compute)."
+    """Recompute each encoder layer in backward (less activation memory, ~1/3 more compute).
+
+    Non-reentrant (`use_reentrant=False`): the reentrant version is a PyLayer, which `paddle.DataParallel` does not
+    support (with 2 processes the first backward fails with "... has been ready before", Paddle issue 52980).
+    The RNG state is preserved, so dropout in the recomputed forward draws the same masks."""
     from paddle.distributed.fleet.utils import recompute
     for layer in model.ernie.encoder.layers:
-        layer.forward = functools.partial(recompute, layer.forward)
+        layer.forward = functools.partial(recompute, layer.forward, use_reentrant=False, preserve_rng_state=True)
     return model
 
 # %% ../nbs/06_pretrain.ipynb #592221de
@@ -197,7 +201,9 @@ def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0) -> dict:
     return out
 
 # %% ../nbs/06_pretrain.ipynb #b43b9e93
-def step_seed(seed: int, step: int, rank: int) -> int: return (seed + 100003 * step + rank) % (2 ** 31)
+def step_seed(seed: int, step: int, micro: int) -> int:
+    "Dropout seed of the `micro`-th micro-batch (0-based over the whole global batch, all ranks) of update `step`."
+    return (seed + 100003 * step + micro) % (2 ** 31)
 
 def die_with_parent(worker_id: int = 0):
     """DataLoader `worker_init_fn`: on Linux, have the kernel kill this worker when its trainer dies, even by SIGKILL
@@ -422,7 +428,8 @@ def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int) -> dict:
             "micro_batch_size": t.micro_batch_size, "accumulate_steps": acc, "world_size": env.world_size,
             "max_steps": t.max_steps, "seed": t.seed, "lr": float(sched.get_lr()), "lr_scheduler": sched.state_dict(),
             "recipe": training_recipe(cfg),
-            "rng": {"rule": "paddle.seed(step_seed(train.seed, step, rank)) before every step", "seed": t.seed},
+            "rng": {"rule": "paddle.seed(step_seed(train.seed, step, rank * accumulate_steps + k)) before micro-batch k",
+                    "seed": t.seed},
             "data": {"corpus": str(cfg.paths.ids_dir / cfg.pretraining_data.output_prefix), "split": cfg.data.split,
                      "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size}}
 
@@ -445,13 +452,14 @@ def remove_stale_checkpoint_dirs(checkpoint_dir):
     for p in list(d.glob(".model_*.tmp")) + list(d.glob(".model_last.old-*")):
         shutil.rmtree(p, ignore_errors=True)
 
-def train_step(r: dict, micro: list[dict], cfg) -> tuple[float, float, float]:
-    "One optimizer update from this rank's micro-batches; returns this rank's (lm, sop, tokens)."
+def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple[float, float, float]:
+    "One optimizer update (the `step`-th, 0-based) from this rank's micro-batches; returns this rank's (lm, sop, tokens)."
     import paddle
     env, acc, t = r["env"], len(micro), cfg.train
     n_mask = all_reduce_sum([sum(b["masked_positions"].shape[0] for b in micro)], env)[0]
     lm_sum = sop_sum = tokens = 0.0
     for k, b in enumerate(micro):
+        paddle.seed(step_seed(t.seed, step, env.rank * acc + k))  # dropout follows the samples, not the process count
         sync = k == acc - 1 or env.world_size == 1                       # all-reduce only on the last micro-batch
         with (contextlib.nullcontext() if sync else r["dp"].no_sync()), paddle.amp.auto_cast(r["amp"], level=t.amp_level):
             loss, lm, sop = forward_loss(r["dp"], b, n_mask, t.global_batch_size, env.world_size, cfg.data.binary_head)
@@ -470,12 +478,11 @@ def train(cfg) -> dict:
     step, last = r["state"]["step"], {}
     win = dict(lm=0.0, sop=0.0, tokens=0.0, wait=0.0, time=0.0, steps=0)
     while step < t.max_steps:
-        paddle.seed(step_seed(t.seed, step, env.rank))                     # dropout depends on (seed, step, rank) only
         t0 = time.perf_counter()
         micro = [next(r["loader"]) for _ in range(acc)]                      # this rank's share of the global batch
         win["wait"] += time.perf_counter() - t0
         lr = float(r["sched"].get_lr())
-        lm, sop, tokens = train_step(r, micro, cfg)
+        lm, sop, tokens = train_step(r, micro, cfg, step)
         step += 1
         for k, v in (("lm", lm), ("sop", sop), ("tokens", tokens), ("time", time.perf_counter() - t0), ("steps", 1)): win[k] += v
         if step % t.logging_freq == 0 or step == t.max_steps:
