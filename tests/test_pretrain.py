@@ -284,3 +284,57 @@ def test_recompute_under_data_parallel_with_dropout_matches_one_process(corpus_r
                                                                 "model.attention_probs_dropout_prob": 0.0})
     train(zero)
     assert abs(train_losses(zero.paths.run_dir)[1] - l1[1]) > 1e-4
+
+
+def o2_initialise(model, opt, dtype="float16"):
+    """What `paddle.amp.decorate(level="O2", save_dtype="float32")` does on a GPU (on CPU it returns early):
+    low-precision parameters except the norms, master weights in the optimizer, float32 state dicts."""
+    from paddle.amp.auto_cast import StateDictHook, _set_multi_precision, amp_initialize
+    amp_initialize(models=[model], dtype=dtype, excluded_layers=None)
+    _set_multi_precision(opt, True)
+    for layer in model.sublayers(include_self=True): layer.register_state_dict_hook(StateDictHook("float32"))
+
+
+def create_optimizer_state(opt, model):
+    """The first thing `opt.step()` does: create master weights and moments (and check them against a loaded state,
+    the "Optimizer set error" assertion). CPU has no float16 AdamW kernel, so the step itself cannot run here."""
+    import paddle
+    opt._create_accumulators(paddle.static.default_main_program().global_block(),
+                             [p for p in model.parameters() if not p.stop_gradient])
+
+
+def test_o2_checkpoint_saves_float32_and_resumes_in_the_same_process(corpus_root, char_tokenizer_dir, tmp_path):
+    "Defect 2 (issue 18): an O2-initialised model saves, reloads in float32 and gets its master weights and moments back."
+    import paddle
+    from vertical_pretrain.pretrain import (build_model, build_optimizer, load_optimizer_state, load_tokenizer,
+                                            save_checkpoint, trainer_state, DistEnv)
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "o2", **{"train.use_amp": True, "train.amp_level": "O2"})
+    tok = load_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    opt, sched = build_optimizer(cfg, model)
+    o2_initialise(model, opt)
+    assert model.ernie.embeddings.word_embeddings.weight.dtype == paddle.float16
+    create_optimizer_state(opt, model)
+    masters = {n: opt._master_weights[p.name].numpy().copy() for n, p in model.named_parameters()
+               if p.name in opt._master_weights}
+    assert masters and len(opt.state_dict()) > 2 * len(masters)
+    ck = save_checkpoint(tmp_path / "model_last", model, tok, opt, trainer_state(cfg, 0, sched, DistEnv(), 2))
+    assert json.loads((ck / "config.json").read_text())["dtype"] == "float32"
+    assert {str(v.dtype) for v in paddle.load(str(ck / "model_state.pdparams")).values()} == {"paddle.float32"}
+    # resume in this process: new runtime parameter names (linear_12.w_0 ...), same structure
+    model2 = build_model(cfg, tok, ck)
+    assert {p.dtype for p in model2.parameters()} == {paddle.float32}
+    opt2, sched2 = build_optimizer(cfg, model2)
+    o2_initialise(model2, opt2)
+    load_optimizer_state(ck, opt2, sched2, read_trainer_state(ck), model2)
+    create_optimizer_state(opt2, model2)  # raised "Optimizer set error ..._fp32_master_0_moment1_0 should in state dict"
+    for n, p in model2.named_parameters():
+        if n in masters: np.testing.assert_array_equal(opt2._master_weights[p.name].numpy(), masters[n])
+    # fp32 <-> O1 <-> O2 is another recipe (the optimizer state differs): such a checkpoint is not resumed
+    from vertical_pretrain.pretrain import checkpoint_recipe_mismatch
+    state = read_trainer_state(ck)
+    assert checkpoint_recipe_mismatch(state, cfg) is None
+    assert "amp.amp_level: 'O2' -> 'O1'" in checkpoint_recipe_mismatch(state, cfg.override({"train.amp_level": "O1"}))
+    assert "amp.use_amp: True -> False" in checkpoint_recipe_mismatch(state, cfg.override({"train.use_amp": False}))
+    old = {**state, "recipe": {k: v for k, v in state["recipe"].items() if k != "amp"}}  # saved before AMP was recorded
+    assert checkpoint_recipe_mismatch(old, cfg.override({"train.use_amp": False})) is None

@@ -29,9 +29,10 @@ __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'accumulate_steps'
            'all_reduce_sum', 'evaluate', 'step_seed', 'die_with_parent', 'quiet_paddlenlp',
            'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
            'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
-           'training_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state', 'MetricsLogger',
-           'read_metrics', 'setup_run', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs',
-           'train_step', 'train', 'main', 'plot_metrics', 'context_gain', 'context_report']
+           'training_recipe', 'amp_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state',
+           'MetricsLogger', 'read_metrics', 'setup_run', 'trainer_state', 'maybe_checkpoint',
+           'remove_stale_checkpoint_dirs', 'train_step', 'train', 'main', 'plot_metrics', 'context_gain',
+           'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -89,7 +90,7 @@ def build_model(cfg, tokenizer, resume_dir=None):
     src = str(resume_dir) if resume_dir else model_source(cfg)
     paddle.seed(cfg.train.seed)  # same init on every rank (DataParallel also broadcasts rank 0's)
     if src:
-        try: model = ErnieForPretraining.from_pretrained(src, **drop)
+        try: model = ErnieForPretraining.from_pretrained(src, dtype="float32", **drop)  # fp32 weights; AMP casts later
         except Exception as e:
             raise RuntimeError(f"cannot load the base model {src!r} ({e}); offline, use a local directory "
                                "or leave model.model_name_or_path empty to train from scratch") from e
@@ -238,11 +239,22 @@ def optimizer_state_by_structure(optimizer, model) -> dict:
     return out
 
 def optimizer_state_from_structure(state: dict, model) -> dict:
-    "Inverse of optimizer_state_by_structure for this process's parameter names."
+    """Inverse of optimizer_state_by_structure for this process's parameter names.
+
+    O2 master weights are renamed too: the optimizer names a parameter's moments after its master weight's tensor name
+    (`linear_12.w_0_fp32_master_0_moment1_0`), so a master weight that kept the saved name would not find them."""
+    import re
     by_struct = {s: p for p, s in _param_names(model)}
     out = {}
     for k, v in state.items():
-        if k == "master_weights": out[k] = {by_struct.get(n, n): t for n, t in v.items()}; continue
+        if k == "master_weights":
+            out[k] = {}
+            for n, t in v.items():
+                if n in by_struct:
+                    m = next((m for m in (re.match(rf"@{re.escape(n)}(_fp32_master_\d+)_", a) for a in state) if m), None)
+                    t.name = by_struct[n] + (m.group(1) if m else "_fp32_master_0")
+                out[k][by_struct.get(n, n)] = t
+            continue
         if k.startswith("@"):
             s = max((s for s in by_struct if k[1:].startswith(s + "_")), key=len, default=None)
             if s is None: raise ValueError(f"checkpoint optimizer state {k[1:]!r} matches no parameter of this model")
@@ -251,10 +263,17 @@ def optimizer_state_from_structure(state: dict, model) -> dict:
     return out
 
 def save_checkpoint(path, model, tokenizer, optimizer, state: dict) -> Path:
-    "Write a complete checkpoint dir atomically; trainer_state.json goes last."
+    """Write a complete checkpoint dir atomically; trainer_state.json goes last.
+
+    The weights are float32 (under O2, `decorate(save_dtype="float32")` casts them), and config.json says so:
+    `save_pretrained` writes the dtype of the first parameter, float16 under O2, and `from_pretrained` would then build
+    the whole model, LayerNorm included, in float16."""
     import paddle
     with atomic_dir(path) as tmp, quiet_paddlenlp():
         model.save_pretrained(str(tmp))
+        conf = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+        (tmp / "config.json").write_text(json.dumps({**conf, "dtype": "float32"}, indent=2, ensure_ascii=False) + "\n",
+                                         encoding="utf-8")
         tokenizer.save_pretrained(str(tmp))
         paddle.save(optimizer_state_by_structure(optimizer, model), str(tmp / "model_state.pdopt"))
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
@@ -290,21 +309,29 @@ def corpus_digest(cfg) -> str:
 def training_recipe(cfg) -> dict:
     """What a checkpoint's weights and optimizer state depend on besides the step count: the start model (and, from scratch,
     the architecture), the sample stream (the corpus's content included: a book added or removed is another stream) and
-    the lr schedule. `train.max_steps` is not in it: extending a run is a resume."""
+    the lr schedule, and the AMP settings (fp32 / O1 / O2 keep different optimizer states). `train.max_steps` is not in it:
+    extending a run is a resume."""
     d, t = cfg.data, cfg.train
     src = model_source(cfg)
     return {"start": src or {k: v for k, v in vars(cfg.model).items() if k != "model_name_or_path"},
             "data": {**{k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "short_seq_prob", "max_ngrams",
                                                    "favor_longer_ngram", "binary_head", "seed")},
                      "corpus_sha256": corpus_digest(cfg)},
-            "schedule": {k: getattr(t, k) for k in ("max_lr", "min_lr", "warmup_rate", "lr_decay_style", "weight_decay")}}
+            "schedule": {k: getattr(t, k) for k in ("max_lr", "min_lr", "warmup_rate", "lr_decay_style", "weight_decay")},
+            "amp": amp_recipe(t)}
+
+def amp_recipe(train_cfg) -> dict:
+    "The AMP settings a checkpoint's weights and optimizer state (moments of fp32 or master weights) depend on."
+    t = train_cfg
+    return {"use_amp": True, "amp_level": t.amp_level} if t.use_amp else {"use_amp": False}
 
 def checkpoint_recipe_mismatch(state: dict, cfg) -> str | None:
     "Why a checkpoint was trained under another recipe than cfg's (see `training_recipe`), or None (same, or saved before recipes)."
     old = state.get("recipe")
     if old is None: return None
     new = json.loads(json.dumps(training_recipe(cfg)))
-    changed = [f"{sec}.{k}: {old[sec].get(k)!r} -> {v!r}" for sec in ("data", "schedule") for k, v in new[sec].items()
+    old = {**old, "amp": old.get("amp", {"use_amp": False})}  # saved before AMP was recorded: fp32
+    changed = [f"{sec}.{k}: {old[sec].get(k)!r} -> {v!r}" for sec in ("data", "schedule", "amp") for k, v in new[sec].items()
                if old.get(sec, {}).get(k) != v]
     if old.get("start") != new["start"]: changed.append(f"start model: {old.get('start')!r} -> {new['start']!r}")
     return f"the checkpoint was trained with another recipe ({'; '.join(changed)})" if changed else None
