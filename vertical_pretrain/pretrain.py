@@ -30,9 +30,9 @@ __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'accumulate_steps'
            'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
            'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
            'training_recipe', 'amp_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state',
-           'MetricsLogger', 'read_metrics', 'setup_run', 'trainer_state', 'maybe_checkpoint',
-           'remove_stale_checkpoint_dirs', 'train_step', 'train', 'main', 'plot_metrics', 'context_gain',
-           'context_report']
+           'MetricsLogger', 'read_metrics', 'setup_run', 'make_scaler', 'scaler_state', 'load_scaler_state',
+           'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs', 'train_step', 'train', 'main',
+           'plot_metrics', 'context_gain', 'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -431,7 +431,8 @@ def setup_run(cfg):
     if resume: load_optimizer_state(resume, opt, sched, state, model)
     amp = cfg.train.use_amp and paddle.get_device().startswith("gpu")
     if cfg.train.use_amp and not amp: warnings.warn("train.use_amp needs a GPU: training in float32 on CPU")
-    scaler = paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if amp else None
+    scaler = make_scaler(cfg, amp)
+    if scaler is not None and resume and state.get("scaler"): load_scaler_state(scaler, state["scaler"])
     if amp and cfg.train.amp_level == "O2":
         model, opt = paddle.amp.decorate(models=model, optimizers=opt, level="O2", save_dtype="float32")
     dp = paddle.DataParallel(model) if env.world_size > 1 else model
@@ -449,7 +450,21 @@ def setup_run(cfg):
     return dict(env=env, acc=acc, state=state, tokenizer=tokenizer, data=data, model=model, dp=dp, opt=opt,
                 sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger)
 
-def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int) -> dict:
+def make_scaler(cfg, amp: bool):
+    "The float16 loss scaler of the run (PaddleNLP's initial scale 2^15), or None without AMP."
+    import paddle
+    return paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if amp else None
+
+def scaler_state(scaler) -> dict:
+    "`GradScaler.state_dict()` as plain JSON numbers (scale, growth/backoff counters)."
+    return {k: (float(np.asarray(v).reshape(-1)[0]) if k == "scale" else np.asarray(v).item())
+            for k, v in scaler.state_dict().items()}
+
+def load_scaler_state(scaler, state: dict):
+    "Inverse of `scaler_state`: the resumed run continues at the saved loss scale and counters."
+    scaler.load_state_dict({**state, "scale": np.array([state["scale"]], dtype=np.float32)})
+
+def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None) -> dict:
     t = cfg.train
     return {"step": step, "consumed_samples": step * t.global_batch_size, "global_batch_size": t.global_batch_size,
             "micro_batch_size": t.micro_batch_size, "accumulate_steps": acc, "world_size": env.world_size,
@@ -458,13 +473,14 @@ def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int) -> dict:
             "rng": {"rule": "paddle.seed(step_seed(train.seed, step, rank * accumulate_steps + k)) before micro-batch k",
                     "seed": t.seed},
             "data": {"corpus": str(cfg.paths.ids_dir / cfg.pretraining_data.output_prefix), "split": cfg.data.split,
-                     "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size}}
+                     "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size},
+            **({"scaler": scaler_state(scaler)} if scaler is not None else {})}
 
 def maybe_checkpoint(cfg, r: dict, step: int, final: bool = False):
     "model_<step>/ every save_steps, model_last/ every checkpoint_steps and at the end (rank 0)."
     t, env = cfg.train, r["env"]
     if not env.is_main: return
-    state = trainer_state(cfg, step, r["sched"], env, r["acc"])
+    state = trainer_state(cfg, step, r["sched"], env, r["acc"], r["scaler"])
     if t.save_steps and step % t.save_steps == 0:
         save_checkpoint(cfg.paths.checkpoint_dir / f"model_{step}", r["model"], r["tokenizer"], r["opt"], state)
     if final or (t.checkpoint_steps and step % t.checkpoint_steps == 0):
@@ -518,6 +534,7 @@ def train(cfg) -> dict:
             last["train"] = {"split": "train", "step": step, "loss": (lm + sop) / n, "lm_loss": lm / n, "sop_loss": sop / n,
                              "lr": lr, "tokens_per_s": tokens / sec, "samples_per_s": n * t.global_batch_size / sec,
                              "data_wait": win["wait"] / sec, "consumed_samples": step * t.global_batch_size}
+            if r["scaler"] is not None: last["train"]["loss_scale"] = scaler_state(r["scaler"])["scale"]
             logger.log(last["train"]); win = dict.fromkeys(win, 0.0)
         if t.eval_freq and step % t.eval_freq == 0 and data["valid"] is not None:
             last["valid"] = {"split": "valid", "step": step, **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq)}
