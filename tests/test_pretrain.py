@@ -384,3 +384,19 @@ def test_scaler_state_survives_kill_9_and_resume(corpus_root, char_tokenizer_dir
     assert read_trainer_state(state.parent)["scaler"] == read_trainer_state(ref.paths.checkpoint_dir / "model_last")["scaler"]
     np.testing.assert_allclose([train_losses(cfg.paths.run_dir)[s] for s in range(resumed_from + 1, 17)],
                                [train_losses(ref.paths.run_dir)[s] for s in range(resumed_from + 1, 17)], rtol=1e-6)
+
+
+def test_a_skipped_step_leaves_the_lr_unchanged(corpus_root, char_tokenizer_dir, monkeypatch):
+    "Defect 4 (issue 18): when the scaler finds inf/nan and skips the update, the lr schedule does not advance."
+    import vertical_pretrain.pretrain as P
+    monkeypatch.setattr(P, "make_scaler", lambda cfg, amp: cpu_grad_scaler(init_loss_scaling=float("inf")))  # inf grads
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "skip", **{"train.max_steps": 4, "train.warmup_rate": 0.5})
+    r = P.setup_run(cfg)
+    weight = r["model"].ernie.embeddings.word_embeddings.weight
+    w0, epoch, lr = weight.numpy().copy(), r["sched"].last_epoch, r["sched"].get_lr()
+    P.train_step(r, [next(r["loader"]) for _ in range(r["acc"])], cfg, 0)
+    assert np.array_equal(weight.numpy(), w0)  # inf found: the update was skipped
+    assert (r["sched"].last_epoch, r["sched"].get_lr()) == (epoch, lr)
+    r["scaler"] = cpu_grad_scaler(init_loss_scaling=1.0)  # a finite step updates and advances the schedule
+    P.train_step(r, [next(r["loader"]) for _ in range(r["acc"])], cfg, 0)
+    assert not np.array_equal(weight.numpy(), w0) and r["sched"].last_epoch == epoch + 1 and r["sched"].get_lr() > lr

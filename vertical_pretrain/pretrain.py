@@ -31,8 +31,8 @@ __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'accumulate_steps'
            'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
            'training_recipe', 'amp_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state',
            'MetricsLogger', 'read_metrics', 'setup_run', 'make_scaler', 'scaler_state', 'load_scaler_state',
-           'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs', 'train_step', 'train', 'main',
-           'plot_metrics', 'context_gain', 'context_report']
+           'scaler_step', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs', 'train_step', 'train',
+           'main', 'plot_metrics', 'context_gain', 'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -464,6 +464,18 @@ def load_scaler_state(scaler, state: dict):
     "Inverse of `scaler_state`: the resumed run continues at the saved loss scale and counters."
     scaler.load_state_dict({**state, "scale": np.array([state["scale"]], dtype=np.float32)})
 
+def scaler_step(scaler, opt) -> bool:
+    """`scaler.step(opt)` + `scaler.update()`; True when the optimizer updated, False when inf/nan grads skipped it.
+
+    The found-inf flag is read to the host once here and handed to `update()` as a bool, which would otherwise read it
+    again: one device-to-host read per optimizer step (PaddleNLP reads the same `_cache_found_inf`)."""
+    scaler.step(opt)
+    found = scaler._cache_found_inf
+    found = bool(found) if found is not None else False
+    scaler._cache_found_inf = found
+    scaler.update()
+    return not found
+
 def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None) -> dict:
     t = cfg.train
     return {"step": step, "consumed_samples": step * t.global_batch_size, "global_batch_size": t.global_batch_size,
@@ -508,9 +520,9 @@ def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple[float, f
             loss, lm, sop = forward_loss(r["dp"], b, n_mask, t.global_batch_size, env.world_size, cfg.data.binary_head)
         (r["scaler"].scale(loss) if r["scaler"] else loss).backward()
         lm_sum, sop_sum, tokens = lm_sum + float(lm), sop_sum + float(sop), tokens + float(b["attention_mask"].sum())
-    if r["scaler"]: r["scaler"].step(r["opt"]); r["scaler"].update()
-    else: r["opt"].step()
-    r["opt"].clear_grad(); r["sched"].step()
+    stepped = scaler_step(r["scaler"], r["opt"]) if r["scaler"] else (r["opt"].step() or True)
+    r["opt"].clear_grad()
+    if stepped: r["sched"].step()  # a step the scaler skipped (inf/nan) does not use up the schedule (as PaddleNLP)
     return lm_sum, sop_sum, tokens
 
 def train(cfg) -> dict:
