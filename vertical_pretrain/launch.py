@@ -16,8 +16,8 @@ from .config import add_config_args, config_from_args
 from .dataset import corpus_prefix
 
 # %% auto #0
-__all__ = ['num_processes', 'build_launch_command', 'missing_data_message', 'launch_env', 'log_tails', 'run_command', 'launch',
-           'main']
+__all__ = ['num_processes', 'visible_device_ids', 'build_launch_command', 'missing_data_message', 'launch_env', 'log_tails',
+           'run_command', 'launch', 'main']
 
 # %% ../nbs/06a_launch.ipynb #e4d9518e
 def num_processes(cfg) -> int:
@@ -27,6 +27,25 @@ def num_processes(cfg) -> int:
         devs = [d for d in l.devices.split(",") if d.strip()]
         return max(1, len(devs))
     return max(1, l.nproc)
+
+def visible_device_ids(devices: str, environ=None) -> str:
+    """`launch.devices` (indexes among the GPUs this process sees, as `paddle.device.cuda.device_count()` counts them)
+    -> the ids `paddle.distributed.launch --devices` expects: the entries of `CUDA_VISIBLE_DEVICES` at those indexes.
+
+    Paddle's launcher looks each `--devices` id up in `CUDA_VISIBLE_DEVICES` (`Device.get_selected_devices`), so under a job
+    scheduler that sets `CUDA_VISIBLE_DEVICES=4,5,6,7`, `--devices 0,1,2,3` fails with `'0' is not in list`.
+    Unset (or `all`): the indexes are the ids. Raises ValueError for an index outside the visible list."""
+    env = os.environ if environ is None else environ
+    idx = [d.strip() for d in devices.split(",") if d.strip()]
+    vis = env.get("CUDA_VISIBLE_DEVICES")
+    if vis is None or vis.strip() == "all": return ",".join(idx)
+    labels = [v.strip() for v in vis.split(",") if v.strip()]
+    bad = [d for d in idx if not d.isdigit() or int(d) >= len(labels)]
+    if bad:
+        raise ValueError(f"launch.devices={devices!r}: {bad} not among the {len(labels)} GPU(s) of CUDA_VISIBLE_DEVICES={vis!r} "
+                         f"(launch.devices counts from 0 within it); fix: --set launch.devices="
+                         f"{','.join(map(str, range(len(labels)))) or '<none visible>'}")
+    return ",".join(labels[int(d)] for d in idx)
 
 def build_launch_command(cfg, config_path, python: str = sys.executable) -> list[str]:
     "The command that runs `vertical_pretrain.pretrain` on every process of this machine."
@@ -38,7 +57,7 @@ def build_launch_command(cfg, config_path, python: str = sys.executable) -> list
     if l.nnodes <= 1 and not l.master and num_processes(cfg) == 1 and l.device == "cpu":
         return worker  # one process: no launcher, no process group
     cmd = [python, "-m", "paddle.distributed.launch", "--log_dir", str(cfg.paths.run_dir / "logs")]
-    if l.device == "gpu": cmd += ["--devices", l.devices or "0"]
+    if l.device == "gpu": cmd += ["--devices", visible_device_ids(l.devices or "0")]
     else: cmd += ["--nproc_per_node", str(l.nproc)]
     if l.nnodes > 1: cmd += ["--nnodes", str(l.nnodes)]
     if l.master: cmd += ["--master", l.master]

@@ -1,0 +1,27 @@
+"""Stage 06a: the launch command on GPUs and several machines, checked against Paddle's own launcher code (no GPU needed)."""
+import pytest
+
+from vertical_pretrain.config import get_config
+from vertical_pretrain.launch import build_launch_command
+
+
+def paddle_selected_devices(cmd, visible: str) -> list[str]:
+    "What `paddle.distributed.launch` makes of our `--devices` under `CUDA_VISIBLE_DEVICES=visible` (its own code)."
+    from paddle.distributed.launch.context.device import Device
+    dev = Device()
+    dev.labels = visible  # as Device.parse_device() sets them from CUDA_VISIBLE_DEVICES
+    return dev.get_selected_devices(cmd[cmd.index("--devices") + 1])
+
+
+def test_devices_index_within_a_foreign_cuda_visible_devices(monkeypatch):
+    "Defect 5 (issue 18): a scheduler gave GPUs 4-7; launch.devices 0,1,2,3 are those four, and the variable is kept."
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    full = get_config("full")
+    cmd = build_launch_command(full, "run.yaml", python="python")
+    assert paddle_selected_devices(cmd, "4,5,6,7") == ["0", "1", "2", "3"]  # was ValueError: '0' is not in list
+    two = build_launch_command(full.override({"launch.devices": "2,3"}), "run.yaml", python="python")
+    assert paddle_selected_devices(two, "4,5,6,7") == ["2", "3"]
+    with pytest.raises(ValueError, match=r"launch.devices='4,5'.*CUDA_VISIBLE_DEVICES='4,5,6,7'.*--set launch.devices=0,1,2,3"):
+        build_launch_command(full.override({"launch.devices": "4,5"}), "run.yaml")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert paddle_selected_devices(build_launch_command(full, "run.yaml"), "0,1,2,3,4,5,6,7") == ["0", "1", "2", "3"]
