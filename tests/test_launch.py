@@ -25,3 +25,12 @@ def test_devices_index_within_a_foreign_cuda_visible_devices(monkeypatch):
         build_launch_command(full.override({"launch.devices": "4,5"}), "run.yaml")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert paddle_selected_devices(build_launch_command(full, "run.yaml"), "0,1,2,3,4,5,6,7") == ["0", "1", "2", "3"]
+
+
+def test_deterministic_flags_only_when_asked():
+    "Defect 10 (issue 18): bit-exact GPU runs need cuDNN's and the embedding's deterministic kernels."
+    from vertical_pretrain.launch import launch_env
+    full = get_config("full")
+    assert "FLAGS_cudnn_deterministic" not in launch_env(full)
+    env = launch_env(full.override({"launch.deterministic": True}))
+    assert env["FLAGS_cudnn_deterministic"] == env["FLAGS_embedding_deterministic"] == "1"

@@ -400,3 +400,50 @@ def test_a_skipped_step_leaves_the_lr_unchanged(corpus_root, char_tokenizer_dir,
     r["scaler"] = cpu_grad_scaler(init_loss_scaling=1.0)  # a finite step updates and advances the schedule
     P.train_step(r, [next(r["loader"]) for _ in range(r["acc"])], cfg, 0)
     assert not np.array_equal(weight.numpy(), w0) and r["sched"].last_epoch == epoch + 1 and r["sched"].get_lr() > lr
+
+
+def test_amp_settings_validated_evaluate_autocasts_bf16_unscaled(corpus_root, char_tokenizer_dir):
+    "Defect 10 (issue 18): amp_level/amp_dtype validated; evaluate runs under the training's autocast; bfloat16 has no scaler."
+    import vertical_pretrain.pretrain as P
+    from paddle.amp.auto_cast import amp_state
+    from vertical_pretrain.dataset import build_datasets
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "amp10", **{"train.use_amp": True, "train.amp_level": "O2",
+                                                              "train.amp_dtype": "bfloat16", "train.max_steps": 1})
+    with pytest.raises(ValueError, match="train.amp_level must be O1 or O2, got 'o2'"):
+        train(cfg.override({"train.amp_level": "o2"}))  # was: O2 autocast of an undecorated model
+    with pytest.raises(ValueError, match="train.amp_dtype must be float16 or bfloat16, got 'fp16'"):
+        train(cfg.override({"train.amp_dtype": "fp16"}))
+    assert P.make_scaler(cfg, True) is None and P.make_scaler(cfg.override({"train.amp_dtype": "float16"}), True) is not None
+    assert P.training_recipe(cfg)["amp"] == {"use_amp": True, "amp_level": "O2", "amp_dtype": "bfloat16"}
+    tok = P.load_tokenizer(cfg)
+    model, data = P.build_model(cfg, tok), build_datasets(cfg, tok, verbose=False)
+    seen = []  # the autocast each forward ran under (what was asked for: on CPU Paddle then switches it off)
+    model.register_forward_pre_hook(lambda layer, inp: seen.append({k: (amp_state() or {}).get(k) for k in ("enable", "level", "dtype")}))
+    P.evaluate(model, data["valid"], cfg, P.DistEnv(), 0, amp=True)
+    assert seen and all(s == {"enable": True, "level": "O2", "dtype": "bfloat16"} for s in seen), seen[:1]
+
+
+RESUME_STEPS = """
+import sys
+from vertical_pretrain.pretrain import agree_on_resume_step, init_distributed
+env = init_distributed("cpu")
+try: agree_on_resume_step(int(sys.argv[1]) * env.rank, env, "model_last")
+except RuntimeError as e: print("ERR", e, flush=True); sys.exit(3)
+print("AGREED", flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_ranks_at_different_resume_steps_fail_with_one_line(tmp_path):
+    "Defect 10 (issue 18): ranks that found different checkpoints (no shared filesystem) stop before training, not hang."
+    script = tmp_path / "resume_steps.py"
+    script.write_text(RESUME_STEPS, encoding="utf-8")
+    def run(step):
+        cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(tmp_path / f"logs{step}"),
+               "--nproc_per_node", "2", str(script), str(step)]
+        rc = subprocess.run(cmd, env={**SUBPROCESS_ENV, "PADDLE_DISTRI_BACKEND": "gloo"}, capture_output=True, timeout=100).returncode
+        return rc, "".join(p.read_text() for p in sorted((tmp_path / f"logs{step}").glob("workerlog.*")))
+    rc, logs = run(0)
+    assert rc == 0 and logs.count("AGREED") == 2, logs[-2000:]
+    rc, logs = run(4)
+    assert rc != 0 and logs.count("ERR ") == 2 and "other ranks at steps 0..4" in logs, logs[-2000:]

@@ -72,8 +72,11 @@ def missing_data_message(cfg) -> str | None:
             f"`vertical-pretrain create-pretraining-data --config <run.yaml>` (nbs/04_pretraining_data.ipynb)")
 
 def launch_env(cfg) -> dict:
-    "Extra environment for the workers of a CPU run: gloo, and the CPU threads shared among the processes."
-    if cfg.launch.device != "cpu": return {}
+    """Extra environment for the workers. CPU: gloo, and the CPU threads shared among the processes. GPU with
+    `launch.deterministic`: the flags that make cuDNN and the embedding gradient deterministic (PaddleNLP's CI sets them
+    for its bit-exact tests; atomics make them otherwise differ run to run)."""
+    if cfg.launch.device != "cpu":
+        return {"FLAGS_cudnn_deterministic": "1", "FLAGS_embedding_deterministic": "1"} if cfg.launch.deterministic else {}
     env = {"PADDLE_DISTRI_BACKEND": "gloo"}
     if "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // num_processes(cfg)))

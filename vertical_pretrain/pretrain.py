@@ -24,15 +24,15 @@ from .dataset import GlobalBatchSampler, build_datasets, collate_batch, split_do
 from .fileio import atomic_dir, atomic_path, atomic_write_text
 
 # %% auto #0
-__all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'accumulate_steps', 'load_tokenizer', 'build_model',
-           'enable_recompute', 'lr_at', 'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors',
+__all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_step', 'accumulate_steps', 'load_tokenizer',
+           'build_model', 'enable_recompute', 'lr_at', 'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors',
            'all_reduce_sum', 'evaluate', 'step_seed', 'die_with_parent', 'quiet_paddlenlp',
            'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
            'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
            'training_recipe', 'amp_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state',
-           'MetricsLogger', 'read_metrics', 'setup_run', 'make_scaler', 'scaler_state', 'load_scaler_state',
-           'scaler_step', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs', 'train_step', 'train',
-           'main', 'plot_metrics', 'context_gain', 'context_report']
+           'MetricsLogger', 'read_metrics', 'setup_run', 'check_amp', 'make_scaler', 'scaler_state',
+           'load_scaler_state', 'scaler_step', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs',
+           'train_step', 'train', 'main', 'plot_metrics', 'context_gain', 'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -62,6 +62,20 @@ def init_distributed(device: str = "cpu") -> DistEnv:
         dist.init_parallel_env()
         env.rank, env.world_size = dist.get_rank(), dist.get_world_size()
     return env
+
+def agree_on_resume_step(step: int, env: DistEnv, ckpt=None) -> None:
+    """Every rank starts from the same step, or every rank raises RuntimeError. Each rank decides from its own disk:
+    on several machines without a shared filesystem their `model_last` can differ, and ranks at different steps would
+    wait for each other in the first collective for ever."""
+    if env.world_size == 1: return
+    import paddle, paddle.distributed as dist
+    t = paddle.to_tensor([step, -step], dtype="int64")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    hi, lo = t.numpy().tolist()
+    if hi != -lo:
+        raise RuntimeError(f"rank {env.rank} would resume at step {step} ({ckpt or 'no checkpoint'}) but other ranks at steps "
+                           f"{-lo}..{hi}: the machines see different checkpoints; put paths.output_root on a shared "
+                           "filesystem or copy checkpoints/model_last to every machine")
 
 def accumulate_steps(train_cfg, world_size: int = 1) -> int:
     "global_batch_size / (micro_batch_size * world_size), or a clear error."
@@ -181,15 +195,15 @@ def all_reduce_sum(values: list[float], env: DistEnv) -> list[float]:
     return t.numpy().tolist()
 
 # %% ../nbs/06_pretrain.ipynb #851e4656
-def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0) -> dict:
-    "MLM / SOP loss over eval_iters global batches of a split."
+def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0, amp: bool = False) -> dict:
+    "MLM / SOP loss over eval_iters global batches of a split, under the training's autocast when `amp`."
     import paddle
     t = cfg.train
     sampler = GlobalBatchSampler(t.global_batch_size, t.micro_batch_size, env.rank, env.world_size,
                                  eval_index * t.eval_iters, (eval_index + 1) * t.eval_iters)
     lm = sop = n_mask = n = 0.0
     model.eval()
-    with paddle.no_grad():
+    with paddle.no_grad(), paddle.amp.auto_cast(amp, level=t.amp_level, dtype=t.amp_dtype):
         for idx in sampler:
             b = to_tensors(collate_batch([dataset[i] for i in idx], dataset.vocab.pad_id, cfg.data.max_seq_len))
             _, lm_i, sop_i = forward_loss(model, b, 1.0, 1.0, 1, cfg.data.binary_head)
@@ -323,7 +337,7 @@ def training_recipe(cfg) -> dict:
 def amp_recipe(train_cfg) -> dict:
     "The AMP settings a checkpoint's weights and optimizer state (moments of fp32 or master weights) depend on."
     t = train_cfg
-    return {"use_amp": True, "amp_level": t.amp_level} if t.use_amp else {"use_amp": False}
+    return {"use_amp": True, "amp_level": t.amp_level, "amp_dtype": t.amp_dtype} if t.use_amp else {"use_amp": False}
 
 def checkpoint_recipe_mismatch(state: dict, cfg) -> str | None:
     "Why a checkpoint was trained under another recipe than cfg's (see `training_recipe`), or None (same, or saved before recipes)."
@@ -415,6 +429,7 @@ def setup_run(cfg):
         env.barrier()
         resume, state = None, {"step": 0}
     if resume: check_resumable(state, cfg, resume)
+    agree_on_resume_step(state["step"], env, resume)
     if env.is_main and state["step"] >= cfg.train.max_steps:
         print(f" > {resume} is already at step {state['step']} >= train.max_steps={cfg.train.max_steps}: nothing to train "
               "(raise train.max_steps to continue, or set train.continue_training=false to start over)", flush=True)
@@ -429,12 +444,14 @@ def setup_run(cfg):
     if cfg.train.use_recompute: enable_recompute(model)
     opt, sched = build_optimizer(cfg, model)
     if resume: load_optimizer_state(resume, opt, sched, state, model)
+    check_amp(cfg.train)
     amp = cfg.train.use_amp and paddle.get_device().startswith("gpu")
     if cfg.train.use_amp and not amp: warnings.warn("train.use_amp needs a GPU: training in float32 on CPU")
     scaler = make_scaler(cfg, amp)
     if scaler is not None and resume and state.get("scaler"): load_scaler_state(scaler, state["scaler"])
     if amp and cfg.train.amp_level == "O2":
-        model, opt = paddle.amp.decorate(models=model, optimizers=opt, level="O2", save_dtype="float32")
+        model, opt = paddle.amp.decorate(models=model, optimizers=opt, level="O2", dtype=cfg.train.amp_dtype,
+                                         save_dtype="float32")
     dp = paddle.DataParallel(model) if env.world_size > 1 else model
     t = cfg.train
     sampler = GlobalBatchSampler(t.global_batch_size, t.micro_batch_size, env.rank, env.world_size, state["step"], t.max_steps)
@@ -450,10 +467,18 @@ def setup_run(cfg):
     return dict(env=env, acc=acc, state=state, tokenizer=tokenizer, data=data, model=model, dp=dp, opt=opt,
                 sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger)
 
+def check_amp(train_cfg):
+    "train.amp_level is O1 | O2 and train.amp_dtype float16 | bfloat16, or ValueError (`o2` would autocast O2 without `decorate`)."
+    t = train_cfg
+    if t.amp_level not in ("O1", "O2"): raise ValueError(f"train.amp_level must be O1 or O2, got {t.amp_level!r}")
+    if t.amp_dtype not in ("float16", "bfloat16"):
+        raise ValueError(f"train.amp_dtype must be float16 or bfloat16, got {t.amp_dtype!r}")
+
 def make_scaler(cfg, amp: bool):
-    "The float16 loss scaler of the run (PaddleNLP's initial scale 2^15), or None without AMP."
+    """The float16 loss scaler of the run (PaddleNLP's initial scale 2^15), or None: without AMP, and for bfloat16,
+    which has float32's exponent range and so no gradient underflow to guard against."""
     import paddle
-    return paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if amp else None
+    return paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if amp and cfg.train.amp_dtype == "float16" else None
 
 def scaler_state(scaler) -> dict:
     "`GradScaler.state_dict()` as plain JSON numbers (scale, growth/backoff counters)."
@@ -516,7 +541,8 @@ def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple[float, f
     for k, b in enumerate(micro):
         paddle.seed(step_seed(t.seed, step, env.rank * acc + k))  # dropout follows the samples, not the process count
         sync = k == acc - 1 or env.world_size == 1                       # all-reduce only on the last micro-batch
-        with (contextlib.nullcontext() if sync else r["dp"].no_sync()), paddle.amp.auto_cast(r["amp"], level=t.amp_level):
+        with (contextlib.nullcontext() if sync else r["dp"].no_sync()), paddle.amp.auto_cast(r["amp"], level=t.amp_level,
+                                                                                               dtype=t.amp_dtype):
             loss, lm, sop = forward_loss(r["dp"], b, n_mask, t.global_batch_size, env.world_size, cfg.data.binary_head)
         (r["scaler"].scale(loss) if r["scaler"] else loss).backward()
         lm_sum, sop_sum, tokens = lm_sum + float(lm), sop_sum + float(sop), tokens + float(b["attention_mask"].sum())
@@ -549,12 +575,12 @@ def train(cfg) -> dict:
             if r["scaler"] is not None: last["train"]["loss_scale"] = scaler_state(r["scaler"])["scale"]
             logger.log(last["train"]); win = dict.fromkeys(win, 0.0)
         if t.eval_freq and step % t.eval_freq == 0 and data["valid"] is not None:
-            last["valid"] = {"split": "valid", "step": step, **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq)}
+            last["valid"] = {"split": "valid", "step": step, **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq, r["amp"])}
             logger.log(last["valid"])
         maybe_checkpoint(cfg, r, step, final=step == t.max_steps)
     for _ in r["loader"]: pass  # the sampler is used up: this ends the DataLoader's workers and prefetch thread cleanly
     if data["test"] is not None:
-        last["test"] = {"split": "test", "step": step, **evaluate(r["model"], data["test"], cfg, env, 0)}
+        last["test"] = {"split": "test", "step": step, **evaluate(r["model"], data["test"], cfg, env, 0, r["amp"])}
         logger.log(last["test"])
     logger.close()
     env.barrier()  # no rank leaves (and tears down gloo) while another is still in a collective
