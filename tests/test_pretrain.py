@@ -447,3 +447,32 @@ def test_ranks_at_different_resume_steps_fail_with_one_line(tmp_path):
     assert rc == 0 and logs.count("AGREED") == 2, logs[-2000:]
     rc, logs = run(4)
     assert rc != 0 and logs.count("ERR ") == 2 and "other ranks at steps 0..4" in logs, logs[-2000:]
+
+
+HOST_READS = ("numpy", "item", "tolist", "__float__", "__int__", "__bool__", "__index__", "__array__")
+
+
+def test_at_most_one_host_read_per_optimizer_step(corpus_root, char_tokenizer_dir, monkeypatch):
+    "Defect 6 (issue 18): train_step keeps its sums on the device; on a GPU every read would make the CPU wait for it."
+    import paddle
+    import vertical_pretrain.pretrain as P
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "reads", **{"train.max_steps": 4})
+    r = P.setup_run(cfg)
+    batches = [[next(r["loader"]) for _ in range(r["acc"])] for _ in range(2)]  # loading is not train_step's business
+    reads, depth = [], [0]
+    def counted(orig, name):
+        def read(self, *a, **k):  # one read however many of these it goes through (float -> __array__ -> numpy)
+            if not depth[0]: reads.append(name)
+            depth[0] += 1
+            try: return orig(self, *a, **k)
+            finally: depth[0] -= 1
+        return read
+    for name in HOST_READS:
+        if hasattr(paddle.Tensor, name): monkeypatch.setattr(paddle.Tensor, name, counted(getattr(paddle.Tensor, name), name))
+    lm, sop, tokens = P.train_step(r, batches[0], cfg, 0)
+    assert reads == [], reads  # float32: nothing read (was float(lm), float(sop), float(mask.sum()) per micro-batch)
+    r["scaler"] = cpu_grad_scaler(init_loss_scaling=1.0)
+    P.train_step(r, batches[1], cfg, 1)
+    assert len(reads) <= 1, reads  # float16: the scaler's found-inf flag, once
+    monkeypatch.undo()
+    assert float(lm) > 0 and float(tokens) == sum(float(b["attention_mask"].sum()) for b in batches[0])

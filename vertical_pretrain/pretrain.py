@@ -26,7 +26,7 @@ from .fileio import atomic_dir, atomic_path, atomic_write_text
 # %% auto #0
 __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_step', 'accumulate_steps', 'load_tokenizer',
            'build_model', 'enable_recompute', 'lr_at', 'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors',
-           'all_reduce_sum', 'evaluate', 'step_seed', 'die_with_parent', 'quiet_paddlenlp',
+           'all_reduce_sum', 'global_count', 'evaluate', 'step_seed', 'die_with_parent', 'quiet_paddlenlp',
            'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
            'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
            'training_recipe', 'amp_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state',
@@ -186,13 +186,24 @@ def to_tensors(batch: dict) -> dict:
     import paddle
     return {k: v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v) for k, v in batch.items()}
 
-def all_reduce_sum(values: list[float], env: DistEnv) -> list[float]:
-    "Sum a few numbers over all ranks (one collective)."
-    if env.world_size == 1: return [float(v) for v in values]
-    import paddle, paddle.distributed as dist
-    t = paddle.to_tensor(np.array(values, dtype=np.float64))
-    dist.all_reduce(t)
+def all_reduce_sum(values: list, env: DistEnv) -> list[float]:
+    "Sum a few numbers (floats or device scalars) over all ranks: one collective and one device-to-host read."
+    import paddle
+    t = paddle.stack([v.astype("float64").reshape([]) if isinstance(v, paddle.Tensor) else paddle.to_tensor(float(v), "float64")
+                      for v in values])
+    if env.world_size > 1:
+        import paddle.distributed as dist
+        dist.all_reduce(t)
     return t.numpy().tolist()
+
+def global_count(n: int, env: DistEnv):
+    """This rank's count summed over all ranks, left on the device (float32 scalar; a Python float for 1 process):
+    the loss divides by it without the CPU waiting for the collective."""
+    if env.world_size == 1: return float(n)
+    import paddle, paddle.distributed as dist
+    t = paddle.to_tensor(float(n), "float32")
+    dist.all_reduce(t)
+    return t
 
 # %% ../nbs/06_pretrain.ipynb #851e4656
 def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0, amp: bool = False) -> dict:
@@ -207,7 +218,7 @@ def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0, amp: bool =
         for idx in sampler:
             b = to_tensors(collate_batch([dataset[i] for i in idx], dataset.vocab.pad_id, cfg.data.max_seq_len))
             _, lm_i, sop_i = forward_loss(model, b, 1.0, 1.0, 1, cfg.data.binary_head)
-            lm, sop = lm + float(lm_i), sop + float(sop_i)
+            lm, sop = lm + lm_i.astype("float64"), sop + sop_i.astype("float64")
             n_mask, n = n_mask + b["masked_positions"].shape[0], n + len(idx)
     model.train()
     lm, sop, n_mask, n = all_reduce_sum([lm, sop, n_mask, n], env)
@@ -532,12 +543,13 @@ def remove_stale_checkpoint_dirs(checkpoint_dir):
     for p in list(d.glob(".model_*.tmp")) + list(d.glob(".model_last.old-*")):
         shutil.rmtree(p, ignore_errors=True)
 
-def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple[float, float, float]:
-    "One optimizer update (the `step`-th, 0-based) from this rank's micro-batches; returns this rank's (lm, sop, tokens)."
+def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple:
+    """One optimizer update (the `step`-th, 0-based) from this rank's micro-batches; returns this rank's (lm, sop, tokens)
+    as float64 device scalars. No device-to-host read, except the loss scaler's found-inf flag (`scaler_step`)."""
     import paddle
     env, acc, t = r["env"], len(micro), cfg.train
-    n_mask = all_reduce_sum([sum(b["masked_positions"].shape[0] for b in micro)], env)[0]
-    lm_sum = sop_sum = tokens = 0.0
+    n_mask = global_count(sum(b["masked_positions"].shape[0] for b in micro), env)
+    lm_sum = sop_sum = tokens = 0.0  # device scalars from the first micro-batch on: read only at logging time
     for k, b in enumerate(micro):
         paddle.seed(step_seed(t.seed, step, env.rank * acc + k))  # dropout follows the samples, not the process count
         sync = k == acc - 1 or env.world_size == 1                       # all-reduce only on the last micro-batch
@@ -545,7 +557,8 @@ def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple[float, f
                                                                                                dtype=t.amp_dtype):
             loss, lm, sop = forward_loss(r["dp"], b, n_mask, t.global_batch_size, env.world_size, cfg.data.binary_head)
         (r["scaler"].scale(loss) if r["scaler"] else loss).backward()
-        lm_sum, sop_sum, tokens = lm_sum + float(lm), sop_sum + float(sop), tokens + float(b["attention_mask"].sum())
+        lm_sum, sop_sum = lm_sum + lm.astype("float64"), sop_sum + sop.astype("float64")
+        tokens = tokens + b["attention_mask"].sum().astype("float64")
     stepped = scaler_step(r["scaler"], r["opt"]) if r["scaler"] else (r["opt"].step() or True)
     r["opt"].clear_grad()
     if stepped: r["sched"].step()  # a step the scaler skipped (inf/nan) does not use up the schedule (as PaddleNLP)
