@@ -34,3 +34,28 @@ def test_deterministic_flags_only_when_asked():
     assert "FLAGS_cudnn_deterministic" not in launch_env(full)
     env = launch_env(full.override({"launch.deterministic": True}))
     assert env["FLAGS_cudnn_deterministic"] == env["FLAGS_embedding_deterministic"] == "1"
+
+
+def readme_line(prefix: str) -> list[str]:
+    "The arguments of the README's documented command line that starts with `prefix`."
+    from conftest import REPO
+    line = next(l.strip() for l in (REPO / "README.md").read_text(encoding="utf-8").splitlines() if l.strip().startswith(prefix))
+    return line.split()[2:]
+
+
+def test_full_profile_documented_two_node_line_works(capsys):
+    "Defect 7 (issue 18): micro 32 x 8 processes exceeded the global batch 128; the README's 2-node line must start."
+    from vertical_pretrain.launch import fit_micro_batch, main
+    from vertical_pretrain.pretrain import accumulate_steps
+    args = readme_line("vertical-pretrain pretrain --profile full --set launch.nnodes=2")
+    assert main(args + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "train.micro_batch_size 32 -> 16" in out and "--nnodes 2 --master 10.0.0.1:8090" in out
+    two = get_config("full", {"launch.nnodes": 2, "launch.master": "10.0.0.1:8090"})
+    with pytest.raises(ValueError, match="must be a multiple"):
+        accumulate_steps(two.train, 8)  # what every worker of the 2-node run failed with
+    fitted = fit_micro_batch(two, echo=lambda _: None)
+    assert (fitted.train.micro_batch_size, fitted.train.global_batch_size) == (16, 128)
+    assert accumulate_steps(fitted.train, 8) == 1
+    assert fit_micro_batch(get_config("full"), echo=print) == get_config("full")  # 4 GPUs: unchanged, nothing printed
+    assert capsys.readouterr().out == ""

@@ -17,7 +17,7 @@ from .dataset import corpus_prefix
 
 # %% auto #0
 __all__ = ['num_processes', 'visible_device_ids', 'build_launch_command', 'missing_data_message', 'launch_env', 'log_tails',
-           'run_command', 'launch', 'main']
+           'run_command', 'fit_micro_batch', 'launch', 'main']
 
 # %% ../nbs/06a_launch.ipynb #e4d9518e
 def num_processes(cfg) -> int:
@@ -107,10 +107,24 @@ def run_command(cmd: list[str], log_dir=None, env: dict | None = None, echo=prin
     return rc
 
 # %% ../nbs/06a_launch.ipynb #ffdefa37
+def fit_micro_batch(cfg, echo=print):
+    """The config with `train.micro_batch_size` lowered to global / processes when micro x processes (all machines)
+    exceeds `train.global_batch_size` (the `full` profile's 32 x 8 GPUs on 2 machines > 128): the global batch, and with
+    it the recipe, stays. Says so with `echo`; otherwise returns `cfg` unchanged (a batch that does not divide is the
+    workers' clear error)."""
+    t = cfg.train
+    world = num_processes(cfg) * max(1, cfg.launch.nnodes)
+    if t.micro_batch_size * world <= t.global_batch_size or t.global_batch_size % world: return cfg
+    micro = t.global_batch_size // world
+    echo(f"note: train.micro_batch_size {t.micro_batch_size} -> {micro}: {t.micro_batch_size} x {world} processes exceeds "
+         f"train.global_batch_size={t.global_batch_size}, which is kept (accumulate 1)")
+    return cfg.override({"train.micro_batch_size": micro})
+
 def launch(cfg, echo=print) -> int:
     "Save the run's config, then start the (multi-process) pretraining; returns the exit code."
     msg = missing_data_message(cfg)
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
+    cfg = fit_micro_batch(cfg, echo)
     run_dir = cfg.paths.run_dir
     config_path = cfg.save(run_dir / "config.yaml")
     cmd = build_launch_command(cfg, config_path)
@@ -128,5 +142,6 @@ def main(argv=None) -> int:
     if args.nproc is not None: cfg = cfg.override({"launch.nproc": args.nproc, "launch.device": "cpu"})
     if args.devices: cfg = cfg.override({"launch.devices": args.devices, "launch.device": "gpu"})
     if args.dry_run:
+        cfg = fit_micro_batch(cfg)
         print(" ".join(build_launch_command(cfg, cfg.paths.run_dir / "config.yaml"))); return 0
     return launch(cfg)
