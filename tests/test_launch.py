@@ -59,3 +59,19 @@ def test_full_profile_documented_two_node_line_works(capsys):
     assert accumulate_steps(fitted.train, 8) == 1
     assert fit_micro_batch(get_config("full"), echo=print) == get_config("full")  # 4 GPUs: unchanged, nothing printed
     assert capsys.readouterr().out == ""
+
+
+def test_each_machine_logs_to_its_own_dir(monkeypatch):
+    "Defect 8 (issue 18): two machines sharing output/ both wrote logs/workerlog.0-3; each now has logs/<hostname>/."
+    import socket
+    from vertical_pretrain.launch import run_log_dir
+    two = get_config("full", {"launch.nnodes": 2, "launch.master": "10.0.0.1:8090"})
+    dirs = {}
+    for host in ("gpu-a", "gpu-b"):
+        monkeypatch.setattr(socket, "gethostname", lambda h=host: h)
+        cmd = build_launch_command(two, "run.yaml")
+        dirs[host] = cmd[cmd.index("--log_dir") + 1]
+        assert dirs[host] == str(two.paths.run_dir / "logs" / host) == str(run_log_dir(two))
+    assert dirs["gpu-a"] != dirs["gpu-b"]
+    one = get_config("full")  # one machine: logs/ as before
+    assert build_launch_command(one, "r.yaml")[4] == str(one.paths.run_dir / "logs") == str(run_log_dir(one))

@@ -16,8 +16,8 @@ from .config import add_config_args, config_from_args
 from .dataset import corpus_prefix
 
 # %% auto #0
-__all__ = ['num_processes', 'visible_device_ids', 'build_launch_command', 'missing_data_message', 'launch_env', 'log_tails',
-           'run_command', 'fit_micro_batch', 'launch', 'main']
+__all__ = ['num_processes', 'visible_device_ids', 'run_log_dir', 'build_launch_command', 'missing_data_message', 'launch_env',
+           'log_tails', 'run_command', 'fit_micro_batch', 'launch', 'main']
 
 # %% ../nbs/06a_launch.ipynb #e4d9518e
 def num_processes(cfg) -> int:
@@ -47,6 +47,13 @@ def visible_device_ids(devices: str, environ=None) -> str:
                          f"{','.join(map(str, range(len(labels)))) or '<none visible>'}")
     return ",".join(labels[int(d)] for d in idx)
 
+def run_log_dir(cfg) -> Path:
+    """Where this machine's worker logs go: `<run>/logs/`, and on several machines `<run>/logs/<hostname>/`. Every machine
+    numbers its local workers from 0, so on a shared run directory they would all write `logs/workerlog.0` .. `.3`."""
+    import socket
+    d = cfg.paths.run_dir / "logs"
+    return d / socket.gethostname() if cfg.launch.nnodes > 1 else d
+
 def build_launch_command(cfg, config_path, python: str = sys.executable) -> list[str]:
     "The command that runs `vertical_pretrain.pretrain` on every process of this machine."
     l = cfg.launch
@@ -56,7 +63,7 @@ def build_launch_command(cfg, config_path, python: str = sys.executable) -> list
     worker = [python, "-u", "-m", "vertical_pretrain.pretrain", "--config", str(config_path)]
     if l.nnodes <= 1 and not l.master and num_processes(cfg) == 1 and l.device == "cpu":
         return worker  # one process: no launcher, no process group
-    cmd = [python, "-m", "paddle.distributed.launch", "--log_dir", str(cfg.paths.run_dir / "logs")]
+    cmd = [python, "-m", "paddle.distributed.launch", "--log_dir", str(run_log_dir(cfg))]
     if l.device == "gpu": cmd += ["--devices", visible_device_ids(l.devices or "0")]
     else: cmd += ["--nproc_per_node", str(l.nproc)]
     if l.nnodes > 1: cmd += ["--nnodes", str(l.nnodes)]
@@ -129,7 +136,7 @@ def launch(cfg, echo=print) -> int:
     config_path = cfg.save(run_dir / "config.yaml")
     cmd = build_launch_command(cfg, config_path)
     echo("$ " + " ".join(cmd))
-    return run_command(cmd, run_dir / "logs" if "paddle.distributed.launch" in cmd else None, env=launch_env(cfg), echo=echo)
+    return run_command(cmd, run_log_dir(cfg) if "paddle.distributed.launch" in cmd else None, env=launch_env(cfg), echo=echo)
 
 def main(argv=None) -> int:
     "vertical-pretrain pretrain --config run.yaml [--nproc N | --devices 0,1] [--set key=value]"
