@@ -75,3 +75,31 @@ def test_each_machine_logs_to_its_own_dir(monkeypatch):
     assert dirs["gpu-a"] != dirs["gpu-b"]
     one = get_config("full")  # one machine: logs/ as before
     assert build_launch_command(one, "r.yaml")[4] == str(one.paths.run_dir / "logs") == str(run_log_dir(one))
+
+
+def test_gpu_check_dry_run_prints_valid_commands_and_the_report_compares_losses(tmp_path, capsys):
+    "bench/gpu_check.sh (issue 18): --dry-run on CPU prints every run; each is a valid `pretrain` command line."
+    import importlib.util, json, os, shlex, subprocess, sys
+    from conftest import REPO
+    from vertical_pretrain.launch import main
+    out = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--dry-run", "--gpus", "0,1"], capture_output=True,
+                         text=True, env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO)}, check=True).stdout
+    lines = [shlex.split(l) for l in out.splitlines()]
+    assert lines[0][-3:-1] == ["--to", "05"] and "--report" in lines[-1]
+    runs = [l[l.index("pretrain") + 1:] for l in lines if "pretrain" in l]
+    assert len(runs) == 2 * 5 * 2  # 1 and 2 GPUs x 5 AMP modes x recompute off/on
+    for args in runs:
+        assert main(args + ["--dry-run"]) == 0, args  # every --set key exists and every value parses
+    assert "--devices 0,1" in capsys.readouterr().out
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")
+    gc = importlib.util.module_from_spec(spec); spec.loader.exec_module(gc)
+    def write(name, losses):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(
+            {"split": "train", "step": s + 1, "loss": v, "tokens_per_s": 1000.0, "max_mem_allocated_mb": 900.0}) + "\n"
+            for s, v in enumerate(losses)), encoding="utf-8")
+    write("fp32_rc0_1gpu", [9.0, 8.5, 8.0]); write("fp32_rc1_1gpu", [9.0, 8.5, 8.1])
+    write("O2-bfloat16_rc0_1gpu", [9.01, 8.52, 8.03])
+    rows = {r.split("|")[1].strip(): r for r in gc.report(tmp_path, "0", ["fp32", "O2-bfloat16"]).splitlines()[2:]}
+    assert "ok" in rows["fp32_rc0_1gpu"] and "CHECK" in rows["fp32_rc1_1gpu"]  # recompute must not change fp32 losses
+    assert "| ok (rtol 0.02)" in rows["O2-bfloat16_rc0_1gpu"] and "FAILED" in rows["O2-bfloat16_rc1_1gpu"]

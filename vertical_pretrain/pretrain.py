@@ -586,6 +586,8 @@ def train(cfg) -> dict:
                              "lr": lr, "tokens_per_s": tokens / sec, "samples_per_s": n * t.global_batch_size / sec,
                              "data_wait": win["wait"] / sec, "consumed_samples": step * t.global_batch_size}
             if r["scaler"] is not None: last["train"]["loss_scale"] = scaler_state(r["scaler"])["scale"]
+            if paddle.get_device().startswith("gpu"):  # an allocator statistic: no device sync
+                last["train"]["max_mem_allocated_mb"] = paddle.device.cuda.max_memory_allocated() / 2 ** 20
             logger.log(last["train"]); win = dict.fromkeys(win, 0.0)
         if t.eval_freq and step % t.eval_freq == 0 and data["valid"] is not None:
             last["valid"] = {"split": "valid", "step": step, **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq, r["amp"])}
