@@ -103,3 +103,11 @@ def test_gpu_check_dry_run_prints_valid_commands_and_the_report_compares_losses(
     rows = {r.split("|")[1].strip(): r for r in gc.report(tmp_path, "0", ["fp32", "O2-bfloat16"]).splitlines()[2:]}
     assert "ok" in rows["fp32_rc0_1gpu"] and "CHECK" in rows["fp32_rc1_1gpu"]  # recompute must not change fp32 losses
     assert "| ok (rtol 0.02)" in rows["O2-bfloat16_rc0_1gpu"] and "FAILED" in rows["O2-bfloat16_rc1_1gpu"]
+
+
+def test_preflight_agrees_with_the_launcher_on_two_nodes():
+    "The preflight (09b) checks the batch split the launcher will run, so the 2-node full line passes it too."
+    from vertical_pretrain.check import TRAIN_STAGES, check_batches
+    two = get_config("full", {"launch.nnodes": 2, "launch.master": "10.0.0.1:8090"})
+    assert check_batches(two, set(TRAIN_STAGES)) == []
+    assert "must be a multiple" in check_batches(two.override({"train.global_batch_size": 100}), set(TRAIN_STAGES))[0]
