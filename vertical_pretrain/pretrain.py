@@ -422,6 +422,7 @@ def read_metrics(path) -> list[dict]:
 def setup_run(cfg):
     "Everything the loop needs: env, resume point, tokenizer, data, model, optimizer, loader, logger."
     import paddle
+    check_amp(cfg.train)  # before any work: a typo in the AMP settings is one clear line
     env = init_distributed(cfg.launch.device)
     acc = accumulate_steps(cfg.train, env.world_size)
     ckpt_dir = cfg.paths.checkpoint_dir
@@ -455,7 +456,6 @@ def setup_run(cfg):
     if cfg.train.use_recompute: enable_recompute(model)
     opt, sched = build_optimizer(cfg, model)
     if resume: load_optimizer_state(resume, opt, sched, state, model)
-    check_amp(cfg.train)
     amp = cfg.train.use_amp and paddle.get_device().startswith("gpu")
     if cfg.train.use_amp and not amp: warnings.warn("train.use_amp needs a GPU: training in float32 on CPU")
     scaler = make_scaler(cfg, amp)
