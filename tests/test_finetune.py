@@ -431,3 +431,18 @@ def test_run_stage_and_cli(smoke_task, tiny_models, tmp_path, capsys):
                "--output_dir", str(tmp_path / "one"), "--profile", "smoke", "--set", "finetune.max_seq_len=32"])
     assert rc == 0 and json.loads((tmp_path / "one" / "metrics.json").read_text())["seed"] == 1
     assert main(["build-task", "--src_dir", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "t")]) == 2
+
+
+def test_runs_are_placed_on_the_configured_devices(smoke_task, tiny_models, tmp_path):
+    "Issue 18, defect 9: fine-tune runs go to launch.device/devices (one worker per GPU) and record where they ran."
+    task_dir, _ = smoke_task
+    cfg = get_config("smoke", {"paths.output_root": str(tmp_path / "output"), "finetune.task_dir": str(task_dir),
+                               **{f"finetune.{k}": v for k, v in {**SMOKE_FT, "epochs": 1, "seeds": 1, "workers": 2}.items()}})
+    assert ft.finetune_devices(cfg) == ["cpu"]
+    gpu = cfg.override({"launch.device": "gpu", "launch.devices": "2,3", "train.use_amp": True})
+    assert ft.finetune_devices(gpu, cuda=True) == ["gpu:2", "gpu:3"]  # indexes within CUDA_VISIBLE_DEVICES, as in 06a
+    with pytest.warns(UserWarning, match="no CUDA"):
+        assert ft.finetune_devices(gpu, cuda=False) == ["cpu"]
+    ft.run_stage(cfg, dict(tiny_models), progress=False)  # 2 runs in 2 spawned workers, each bound to a device
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "output" / "smoke" / "finetune").glob("*/seed_0/metrics.json")]
+    assert len(runs) == len(tiny_models) and {(m["device"], m["amp"]) for m in runs} == {("cpu", None)}

@@ -261,3 +261,218 @@ def test_a_changed_corpus_is_another_recipe(corpus_root, char_tokenizer_dir, tmp
     with pytest.warns(UserWarning, match=r"another recipe \(data.corpus_sha256: '[0-9a-f]{16}' -> '[0-9a-f]{16}'\)"):
         train(cfg)
     assert len(list(cfg.paths.checkpoint_dir.parent.glob("checkpoints.config-changed-*"))) == 1
+
+
+@pytest.mark.timeout(240)
+def test_recompute_under_data_parallel_with_dropout_matches_one_process(corpus_root, char_tokenizer_dir, capfd):
+    "Defect 1 (issue 18): recompute + DataParallel + accumulation + dropout gives the losses of 1 plain process."
+    over = {"train.max_steps": 3, "train.global_batch_size": 16, "train.eval_freq": 0, "data.num_workers": 0,
+            "model.hidden_dropout_prob": 0.1, "model.attention_probs_dropout_prob": 0.1}
+    one = base_cfg(corpus_root, char_tokenizer_dir, "dp_plain", **over)
+    train(one)  # 1 process: micro 4 x accumulate 4, no recompute
+    two = base_cfg(corpus_root, char_tokenizer_dir, "dp_rc", **over, **{"train.use_recompute": True})
+    rc = launch_main(["--config", str(two.save(corpus_root / "dp_rc.yaml")), "--nproc", "2"])
+    out = capfd.readouterr().out
+    assert rc == 0, out[-3000:]
+    assert "2 process(es) x micro 4 x accumulate 2" in out
+    l1, l2 = train_losses(one.paths.run_dir), train_losses(two.paths.run_dir)
+    assert sorted(l1) == sorted(l2) == [1, 2, 3]
+    np.testing.assert_allclose([l2[s] for s in l1], [l1[s] for s in l1], rtol=1e-5)
+    # dropout is on: without it the same losses would come from a run at dropout 0
+    zero = base_cfg(corpus_root, char_tokenizer_dir, "dp_zero", **{**over, "train.max_steps": 1,
+                                                                "model.hidden_dropout_prob": 0.0,
+                                                                "model.attention_probs_dropout_prob": 0.0})
+    train(zero)
+    assert abs(train_losses(zero.paths.run_dir)[1] - l1[1]) > 1e-4
+
+
+def o2_initialise(model, opt, dtype="float16"):
+    """What `paddle.amp.decorate(level="O2", save_dtype="float32")` does on a GPU (on CPU it returns early):
+    low-precision parameters except the norms, master weights in the optimizer, float32 state dicts."""
+    from paddle.amp.auto_cast import StateDictHook, _set_multi_precision, amp_initialize
+    amp_initialize(models=[model], dtype=dtype, excluded_layers=None)
+    _set_multi_precision(opt, True)
+    for layer in model.sublayers(include_self=True): layer.register_state_dict_hook(StateDictHook("float32"))
+
+
+def create_optimizer_state(opt, model):
+    """The first thing `opt.step()` does: create master weights and moments (and check them against a loaded state,
+    the "Optimizer set error" assertion). CPU has no float16 AdamW kernel, so the step itself cannot run here."""
+    import paddle
+    opt._create_accumulators(paddle.static.default_main_program().global_block(),
+                             [p for p in model.parameters() if not p.stop_gradient])
+
+
+def test_o2_checkpoint_saves_float32_and_resumes_in_the_same_process(corpus_root, char_tokenizer_dir, tmp_path):
+    "Defect 2 (issue 18): an O2-initialised model saves, reloads in float32 and gets its master weights and moments back."
+    import paddle
+    from vertical_pretrain.pretrain import (build_model, build_optimizer, load_optimizer_state, load_tokenizer,
+                                            save_checkpoint, trainer_state, DistEnv)
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "o2", **{"train.use_amp": True, "train.amp_level": "O2"})
+    tok = load_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    opt, sched = build_optimizer(cfg, model)
+    o2_initialise(model, opt)
+    assert model.ernie.embeddings.word_embeddings.weight.dtype == paddle.float16
+    create_optimizer_state(opt, model)
+    masters = {n: opt._master_weights[p.name].numpy().copy() for n, p in model.named_parameters()
+               if p.name in opt._master_weights}
+    assert masters and len(opt.state_dict()) > 2 * len(masters)
+    ck = save_checkpoint(tmp_path / "model_last", model, tok, opt, trainer_state(cfg, 0, sched, DistEnv(), 2))
+    assert json.loads((ck / "config.json").read_text())["dtype"] == "float32"
+    assert {str(v.dtype) for v in paddle.load(str(ck / "model_state.pdparams")).values()} == {"paddle.float32"}
+    # resume in this process: new runtime parameter names (linear_12.w_0 ...), same structure
+    model2 = build_model(cfg, tok, ck)
+    assert {p.dtype for p in model2.parameters()} == {paddle.float32}
+    opt2, sched2 = build_optimizer(cfg, model2)
+    o2_initialise(model2, opt2)
+    load_optimizer_state(ck, opt2, sched2, read_trainer_state(ck), model2)
+    create_optimizer_state(opt2, model2)  # raised "Optimizer set error ..._fp32_master_0_moment1_0 should in state dict"
+    for n, p in model2.named_parameters():
+        if n in masters: np.testing.assert_array_equal(opt2._master_weights[p.name].numpy(), masters[n])
+    # fp32 <-> O1 <-> O2 is another recipe (the optimizer state differs): such a checkpoint is not resumed
+    from vertical_pretrain.pretrain import checkpoint_recipe_mismatch
+    state = read_trainer_state(ck)
+    assert checkpoint_recipe_mismatch(state, cfg) is None
+    assert "amp.amp_level: 'O2' -> 'O1'" in checkpoint_recipe_mismatch(state, cfg.override({"train.amp_level": "O1"}))
+    assert "amp.use_amp: True -> False" in checkpoint_recipe_mismatch(state, cfg.override({"train.use_amp": False}))
+    old = {**state, "recipe": {k: v for k, v in state["recipe"].items() if k != "amp"}}  # saved before AMP was recorded
+    assert checkpoint_recipe_mismatch(old, cfg.override({"train.use_amp": False})) is None
+
+
+def cpu_grad_scaler(**kw):
+    """A real `paddle.amp.GradScaler`, switched on although the place is the CPU (Paddle turns it off there; its
+    unscale/inf-check/update ops have CPU kernels). Only the place check in its constructor is answered as on a GPU."""
+    import types
+    import unittest.mock
+    import paddle
+    import paddle.amp.grad_scaler as gs
+    place = types.SimpleNamespace(is_gpu_place=lambda: True, is_xpu_place=lambda: False, is_custom_place=lambda: False)
+    with unittest.mock.patch.object(gs, "_dygraph_tracer", lambda: types.SimpleNamespace(_expected_place=place)):
+        return paddle.amp.GradScaler(**kw)
+
+
+GROWING_SCALER = dict(init_loss_scaling=2.0, incr_every_n_steps=3)  # the scale doubles every 3 finite steps
+
+
+@pytest.mark.timeout(240)
+def test_scaler_state_survives_kill_9_and_resume(corpus_root, char_tokenizer_dir, monkeypatch):
+    "Defect 3 (issue 18): the loss scale and its counters are checkpointed; a resumed run continues them exactly."
+    import vertical_pretrain.pretrain as P
+    monkeypatch.setattr(P, "make_scaler", lambda cfg, amp: cpu_grad_scaler(**GROWING_SCALER))
+    over = {"train.max_steps": 16, "train.save_steps": 0, "train.checkpoint_steps": 5, "train.eval_freq": 0}
+    ref = base_cfg(corpus_root, char_tokenizer_dir, "sc_ref", **over)
+    train(ref)
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "sc_killed", **over)
+    path = cfg.save(corpus_root / "sc_killed.yaml")
+    script = ("import sys; sys.path.insert(0, %r); from test_pretrain import cpu_grad_scaler, GROWING_SCALER; "
+              "import vertical_pretrain.pretrain as P; P.make_scaler = lambda cfg, amp: cpu_grad_scaler(**GROWING_SCALER); "
+              "P.main(['--config', %r])" % (str(Path(__file__).parent), str(path)))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = cfg.paths.checkpoint_dir / "model_last" / "trainer_state.json"
+    deadline = time.time() + 120
+    while not state.is_file() and proc.poll() is None and time.time() < deadline: time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    assert state.is_file(), proc.stderr.read().decode()[-3000:]
+    resumed_from = read_trainer_state(cfg.paths.checkpoint_dir / "model_last")["step"]
+    assert 5 <= resumed_from < 16, "the kill came too late to test a resume"
+    train(cfg)
+    def scales(run): return {r["step"]: r.get("loss_scale") for r in read_metrics(run) if r["split"] == "train"}
+    got, want = scales(cfg.paths.run_dir), scales(ref.paths.run_dir)
+    assert want[16] == 2.0 * 2 ** 5 and sorted(got) == list(range(1, 17))
+    assert got == want  # a restart at the initial scale would log 2.0 again right after the resume
+    assert read_trainer_state(state.parent)["scaler"] == read_trainer_state(ref.paths.checkpoint_dir / "model_last")["scaler"]
+    np.testing.assert_allclose([train_losses(cfg.paths.run_dir)[s] for s in range(resumed_from + 1, 17)],
+                               [train_losses(ref.paths.run_dir)[s] for s in range(resumed_from + 1, 17)], rtol=1e-6)
+
+
+def test_a_skipped_step_leaves_the_lr_unchanged(corpus_root, char_tokenizer_dir, monkeypatch):
+    "Defect 4 (issue 18): when the scaler finds inf/nan and skips the update, the lr schedule does not advance."
+    import vertical_pretrain.pretrain as P
+    monkeypatch.setattr(P, "make_scaler", lambda cfg, amp: cpu_grad_scaler(init_loss_scaling=float("inf")))  # inf grads
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "skip", **{"train.max_steps": 4, "train.warmup_rate": 0.5})
+    r = P.setup_run(cfg)
+    weight = r["model"].ernie.embeddings.word_embeddings.weight
+    w0, epoch, lr = weight.numpy().copy(), r["sched"].last_epoch, r["sched"].get_lr()
+    P.train_step(r, [next(r["loader"]) for _ in range(r["acc"])], cfg, 0)
+    assert np.array_equal(weight.numpy(), w0)  # inf found: the update was skipped
+    assert (r["sched"].last_epoch, r["sched"].get_lr()) == (epoch, lr)
+    r["scaler"] = cpu_grad_scaler(init_loss_scaling=1.0)  # a finite step updates and advances the schedule
+    P.train_step(r, [next(r["loader"]) for _ in range(r["acc"])], cfg, 0)
+    assert not np.array_equal(weight.numpy(), w0) and r["sched"].last_epoch == epoch + 1 and r["sched"].get_lr() > lr
+
+
+def test_amp_settings_validated_evaluate_autocasts_bf16_unscaled(corpus_root, char_tokenizer_dir):
+    "Defect 10 (issue 18): amp_level/amp_dtype validated; evaluate runs under the training's autocast; bfloat16 has no scaler."
+    import vertical_pretrain.pretrain as P
+    from paddle.amp.auto_cast import amp_state
+    from vertical_pretrain.dataset import build_datasets
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "amp10", **{"train.use_amp": True, "train.amp_level": "O2",
+                                                              "train.amp_dtype": "bfloat16", "train.max_steps": 1})
+    with pytest.raises(ValueError, match="train.amp_level must be O1 or O2, got 'o2'"):
+        train(cfg.override({"train.amp_level": "o2"}))  # was: O2 autocast of an undecorated model
+    with pytest.raises(ValueError, match="train.amp_dtype must be float16 or bfloat16, got 'fp16'"):
+        train(cfg.override({"train.amp_dtype": "fp16"}))
+    assert P.make_scaler(cfg, True) is None and P.make_scaler(cfg.override({"train.amp_dtype": "float16"}), True) is not None
+    assert P.training_recipe(cfg)["amp"] == {"use_amp": True, "amp_level": "O2", "amp_dtype": "bfloat16"}
+    tok = P.load_tokenizer(cfg)
+    model, data = P.build_model(cfg, tok), build_datasets(cfg, tok, verbose=False)
+    seen = []  # the autocast each forward ran under (what was asked for: on CPU Paddle then switches it off)
+    model.register_forward_pre_hook(lambda layer, inp: seen.append({k: (amp_state() or {}).get(k) for k in ("enable", "level", "dtype")}))
+    P.evaluate(model, data["valid"], cfg, P.DistEnv(), 0, amp=True)
+    assert seen and all(s == {"enable": True, "level": "O2", "dtype": "bfloat16"} for s in seen), seen[:1]
+
+
+RESUME_STEPS = """
+import sys
+from vertical_pretrain.pretrain import agree_on_resume_step, init_distributed
+env = init_distributed("cpu")
+try: agree_on_resume_step(int(sys.argv[1]) * env.rank, env, "model_last")
+except RuntimeError as e: print("ERR", e, flush=True); sys.exit(3)
+print("AGREED", flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_ranks_at_different_resume_steps_fail_with_one_line(tmp_path):
+    "Defect 10 (issue 18): ranks that found different checkpoints (no shared filesystem) stop before training, not hang."
+    script = tmp_path / "resume_steps.py"
+    script.write_text(RESUME_STEPS, encoding="utf-8")
+    def run(step):
+        cmd = [sys.executable, "-m", "paddle.distributed.launch", "--log_dir", str(tmp_path / f"logs{step}"),
+               "--nproc_per_node", "2", str(script), str(step)]
+        rc = subprocess.run(cmd, env={**SUBPROCESS_ENV, "PADDLE_DISTRI_BACKEND": "gloo"}, capture_output=True, timeout=100).returncode
+        return rc, "".join(p.read_text() for p in sorted((tmp_path / f"logs{step}").glob("workerlog.*")))
+    rc, logs = run(0)
+    assert rc == 0 and logs.count("AGREED") == 2, logs[-2000:]
+    rc, logs = run(4)
+    assert rc != 0 and logs.count("ERR ") == 2 and "other ranks at steps 0..4" in logs, logs[-2000:]
+
+
+HOST_READS = ("numpy", "item", "tolist", "__float__", "__int__", "__bool__", "__index__", "__array__")
+
+
+def test_at_most_one_host_read_per_optimizer_step(corpus_root, char_tokenizer_dir, monkeypatch):
+    "Defect 6 (issue 18): train_step keeps its sums on the device; on a GPU every read would make the CPU wait for it."
+    import paddle
+    import vertical_pretrain.pretrain as P
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "reads", **{"train.max_steps": 4})
+    r = P.setup_run(cfg)
+    batches = [[next(r["loader"]) for _ in range(r["acc"])] for _ in range(2)]  # loading is not train_step's business
+    reads, depth = [], [0]
+    def counted(orig, name):
+        def read(self, *a, **k):  # one read however many of these it goes through (float -> __array__ -> numpy)
+            if not depth[0]: reads.append(name)
+            depth[0] += 1
+            try: return orig(self, *a, **k)
+            finally: depth[0] -= 1
+        return read
+    for name in HOST_READS:
+        if hasattr(paddle.Tensor, name): monkeypatch.setattr(paddle.Tensor, name, counted(getattr(paddle.Tensor, name), name))
+    lm, sop, tokens = P.train_step(r, batches[0], cfg, 0)
+    assert reads == [], reads  # float32: nothing read (was float(lm), float(sop), float(mask.sum()) per micro-batch)
+    r["scaler"] = cpu_grad_scaler(init_loss_scaling=1.0)
+    P.train_step(r, batches[1], cfg, 1)
+    assert len(reads) <= 1, reads  # float16: the scaler's found-inf flag, once
+    monkeypatch.undo()
+    assert float(lm) > 0 and float(tokens) == sum(float(b["attention_mask"].sum()) for b in batches[0])

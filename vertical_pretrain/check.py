@@ -255,7 +255,8 @@ def check_batches(cfg: Config, keys: set[str]) -> list[str]:
     out = []
     if keys & TRAIN_STAGES:
         from vertical_pretrain.pretrain import accumulate_steps
-        t, w = cfg.train, world_size(cfg)
+        from vertical_pretrain.launch import fit_micro_batch
+        t, w = fit_micro_batch(cfg, echo=lambda _: None).train, world_size(cfg)  # what the launcher will run (06a)
         procs = "launch.devices" if cfg.launch.device == "gpu" else "launch.nproc"
         if t.micro_batch_size <= 0 or t.global_batch_size <= 0:
             out.append(f"train.micro_batch_size={t.micro_batch_size} and train.global_batch_size={t.global_batch_size} "

@@ -176,9 +176,10 @@ class TrainConfig:
     checkpoint_steps: int = 50  # model_last/ (resumable)
     continue_training: bool = True  # resume from model_last when it exists
     use_amp: bool = False
-    amp_level: str = "O1"
+    amp_level: str = "O1"  # O1 (autocast) | O2 (float16/bfloat16 weights + fp32 master weights)
     use_recompute: bool = False
     seed: int = 1234
+    amp_dtype: str = "float16"  # float16 (with a loss scaler) | bfloat16 (A100/H100/H200: float32's range, no loss scaling)
 
 @dataclass
 class LaunchConfig:
@@ -188,6 +189,7 @@ class LaunchConfig:
     devices: str = ""  # GPU ids, e.g. "0,1,2,3"
     nnodes: int = 1
     master: str = ""  # ip:port of the master for multi-machine runs
+    deterministic: bool = False  # GPU: FLAGS_cudnn_deterministic + FLAGS_embedding_deterministic (bit-exact reruns, slower)
 
 @dataclass
 class BaseModelConfig:

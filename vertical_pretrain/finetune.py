@@ -10,8 +10,8 @@ __all__ = ['DROP_HEADINGS', 'SECTION_MERGE', 'SECTION_DROP', 'LABEL_NAMES', 'THR
            'multilabel_metrics', 'tune_thresholds', 'linear_baseline', 'majority_baseline', 'split_file', 'task_files',
            'read_jsonl', 'read_table', 'read_task_file', 'load_task', 'cap_per_class', 'targets', 'load_classifier',
            'encode', 'predict_logits', 'score', 'set_seed', 'finetune', 'run_params', 'summarize', 'verdict',
-           'comparison_markdown', 'comparison_plot', 'compare', 'random_init_model', 'default_models', 'run_stage',
-           'build_task_main', 'finetune_main', 'parse_models', 'compare_main']
+           'comparison_markdown', 'comparison_plot', 'finetune_devices', 'compare', 'random_init_model',
+           'default_models', 'run_stage', 'build_task_main', 'finetune_main', 'parse_models', 'compare_main']
 
 # %% ../nbs/08_finetune.ipynb #c63ccdba
 import argparse
@@ -622,11 +622,19 @@ def set_seed(seed: int):
 
 # %% ../nbs/08_finetune.ipynb #b9de2764
 def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: FinetuneConfig | None = None,
-             name: str | None = None, progress: bool = True, task: dict | None = None) -> dict:
-    "Fine-tune one model with one seed; early stopping on dev macro-F1; test once with the best-dev weights."
+             name: str | None = None, progress: bool = True, task: dict | None = None, device: str | None = None,
+             amp_dtype: str | None = None) -> dict:
+    """Fine-tune one model with one seed; early stopping on dev macro-F1; test once with the best-dev weights.
+
+    `device`: "cpu" or "gpu:<i>" (see `finetune_devices`; None keeps Paddle's current device). `amp_dtype` float16 |
+    bfloat16 trains under O1 autocast on a GPU (float16 with a loss scaler); None or a CPU trains in float32."""
     import paddle
     import paddle.nn.functional as F
     from paddlenlp.transformers import LinearDecayWithWarmup
+    from vertical_pretrain.pretrain import scaler_step
+    if device: paddle.set_device(device)
+    use_amp = bool(amp_dtype) and paddle.get_device().startswith("gpu")
+    scaler = paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if use_amp and amp_dtype == "float16" else None
     fcfg = fcfg or FinetuneConfig()
     task = task or load_task(task_dir, fcfg)
     multi, labels = task["multi_label"], task["labels"]
@@ -650,10 +658,13 @@ def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: Finetune
         order, losses = rng.permutation(n), []
         for s in range(0, n, bs):
             idx = order[s:s + bs]
-            logits = _logits(model(**_batch(enc["train"], idx, pad_id)))
+            with paddle.amp.auto_cast(use_amp, level="O1", dtype=amp_dtype or "float16"):
+                logits = _logits(model(**_batch(enc["train"], idx, pad_id))).astype("float32")
             target = paddle.to_tensor(y["train"][idx])
             loss = F.binary_cross_entropy_with_logits(logits, target) if multi else F.cross_entropy(logits, target)
-            loss.backward(); opt.step(); sched.step(); opt.clear_grad()
+            (scaler.scale(loss) if scaler else loss).backward()
+            if scaler_step(scaler, opt) if scaler else (opt.step() or True): sched.step()
+            opt.clear_grad()
             losses.append(float(loss))
         dev_logits = predict_logits(model, enc["dev"], max(bs, EVAL_BATCH_SIZE), pad_id)
         th = tune_thresholds(y["dev"], 1 / (1 + np.exp(-dev_logits))) if multi else None
@@ -670,6 +681,7 @@ def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: Finetune
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in best_state.items()})
     test = score(predict_logits(model, enc["test"], max(bs, EVAL_BATCH_SIZE), pad_id), y["test"], multi, best_th)
     metrics = {"model": name or str(model_dir), "model_dir": str(model_dir), "task_dir": task["task_dir"], "seed": seed,
+               "device": paddle.get_device(), "amp": amp_dtype if use_amp else None,
                "problem": "multi_label" if multi else "multi_class", "labels": labels,
                "dev": best_dev, "test": test, "best_epoch": best_epoch, "epochs_run": len(history), "history": history,
                "steps": steps_per_epoch * len(history), "n_train": n, "n_dev": len(task["dev"]), "n_test": len(task["test"]),
@@ -860,21 +872,42 @@ def comparison_plot(summary: dict, path) -> Path:
     return path
 
 # %% ../nbs/08_finetune.ipynb #85abfaea
-def _init_worker(threads: int):
-    "Pool initializer: cap the math threads of a fine-tune worker before it imports Paddle, and keep its import quiet."
+def finetune_devices(cfg, cuda: bool | None = None) -> list[str]:
+    """Where stage 08's runs go: ["cpu"], or one "gpu:<i>" per id of `launch.devices` (indexes within
+    CUDA_VISIBLE_DEVICES, as in 06a), one run at a time on each. A Paddle without CUDA falls back to ["cpu"] with a warning."""
     import warnings
+    l = cfg.launch
+    if l.device != "gpu": return ["cpu"]
+    if cuda is None:
+        import paddle
+        cuda = paddle.is_compiled_with_cuda()
+    if not cuda:
+        warnings.warn("launch.device=gpu but this Paddle build has no CUDA: fine-tuning on CPU"); return ["cpu"]
+    return [f"gpu:{int(d)}" for d in (l.devices or "0").split(",") if d.strip()]
+
+_WORKER_DEVICE = None  # the device a spawned fine-tune worker was given (one per worker)
+
+def _init_worker(threads: int, devices=None):
+    "Pool initializer: cap the math threads of a fine-tune worker before it imports Paddle, keep its import quiet, take a device."
+    import warnings
+    global _WORKER_DEVICE
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"): os.environ[k] = str(threads)
     for msg in ("No ccache found", "Setuptools is replacing distutils"): warnings.filterwarnings("ignore", message=msg)
+    if devices is not None: _WORKER_DEVICE = devices.get()
 
-def _finetune_job(model_dir, task_dir, seed: int, fcfg: FinetuneConfig, name: str) -> dict:
-    return finetune(model_dir, task_dir, None, seed=seed, fcfg=fcfg, name=name, progress=False)
+def _finetune_job(model_dir, task_dir, seed: int, fcfg: FinetuneConfig, name: str, amp_dtype: str | None = None) -> dict:
+    return finetune(model_dir, task_dir, None, seed=seed, fcfg=fcfg, name=name, progress=False, device=_WORKER_DEVICE,
+                    amp_dtype=amp_dtype)
 
 def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfig | None = None, *,
-            base: str | None = None, force: bool = False, progress: bool = True) -> dict:
+            base: str | None = None, force: bool = False, progress: bool = True, devices: list[str] | None = None,
+            amp_dtype: str | None = None) -> dict:
     """Fine-tune every model with seeds 0..seeds-1; write per-run metrics.json and comparison.{md,png,json}.
 
-    Finished runs whose inputs are unchanged are reused. With `fcfg.workers` > 1 the runs go to that many spawned
-    processes: one fine-tune run keeps about one CPU core busy, so on a 2-core machine two at a time halve the wall time."""
+    Finished runs whose inputs are unchanged are reused. On CPU (`devices` None or ["cpu"]), with `fcfg.workers` > 1 the
+    runs go to that many spawned processes: one fine-tune run keeps about one CPU core busy, so on a 2-core machine two at
+    a time halve the wall time. On GPUs (`devices` ["gpu:0", "gpu:1", ...], see `finetune_devices`) there is one worker
+    per GPU, each bound to its own. `amp_dtype`: see `finetune`."""
     if not models: raise ValueError("no models to compare")
     fcfg = fcfg or FinetuneConfig()
     base = base or ("base" if "base" in models else next(iter(models)))
@@ -893,22 +926,28 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
         atomic_write_text(path, json.dumps(m, ensure_ascii=False, indent=1))
         results[name].append(m)
     bar = tqdm(total=len(todo), desc=f"fine-tune runs ({seeds * len(models) - len(todo)} reused)", disable=not progress)
-    workers = min(max(1, fcfg.workers), len(todo))
+    devices = devices or ["cpu"]
+    gpus = [d for d in devices if d.startswith("gpu")]
+    workers = min(len(gpus) if gpus else max(1, fcfg.workers), len(todo))
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
         # the package's functions, not this module's: a spawned worker imports them by name (a notebook's __main__ is not importable)
         from vertical_pretrain.finetune import _finetune_job, _init_worker
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(max(1, (os.cpu_count() or 1) // workers),)) as ex:
-            futs = {ex.submit(_finetune_job, d, task_dir, k, fcfg, n): (n, p, key) for n, d, k, p, key in todo}
+        ctx = multiprocessing.get_context("spawn")
+        free = ctx.Queue()  # each worker takes one device for its lifetime: never two runs on one GPU while another idles
+        for d in (gpus or ["cpu"] * workers)[:workers]: free.put(d)
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(max(1, (os.cpu_count() or 1) // workers), free)) as ex:
+            futs = {ex.submit(_finetune_job, d, task_dir, k, fcfg, n, amp_dtype): (n, p, key) for n, d, k, p, key in todo}
             try:
                 for f in as_completed(futs): done(*futs[f], f.result()); bar.update()
             except BaseException:
                 ex.shutdown(cancel_futures=True); raise
     else:
         for n, d, k, p, key in todo:
-            done(n, p, key, finetune(d, task_dir, None, seed=k, fcfg=fcfg, name=n, progress=progress, task=task)); bar.update()
+            done(n, p, key, finetune(d, task_dir, None, seed=k, fcfg=fcfg, name=n, progress=progress, task=task,
+                                     device=devices[0], amp_dtype=amp_dtype)); bar.update()
     bar.close()
     summary = summarize(results, base)
     summary.update(task_dir=str(task_dir), params=vars(fcfg), seeds=seeds, linear=linear_baseline(task, fcfg.train_cap))
@@ -956,7 +995,8 @@ def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress:
     inputs = [task_dir] + [Path(str(d)) for d in models.values() if Path(str(d)).exists()]
     if not force and stage_is_done(out_dir, "finetune", inputs, params) and (out_dir / "comparison.json").is_file():
         return json.loads((out_dir / "comparison.json").read_text(encoding="utf-8"))
-    summary = compare(models, task_dir, out_dir, seeds=cfg.finetune.seeds, fcfg=cfg.finetune, force=force, progress=progress)
+    summary = compare(models, task_dir, out_dir, seeds=cfg.finetune.seeds, fcfg=cfg.finetune, force=force, progress=progress,
+                      devices=finetune_devices(cfg), amp_dtype=cfg.train.amp_dtype if cfg.train.use_amp else None)
     write_manifest(out_dir, "finetune", inputs, params, counts={n: r["n_seeds"] for n, r in summary["models"].items()},
                    outputs=[out_dir / f"comparison.{e}" for e in ("md", "png", "json")])
     return summary
@@ -1002,7 +1042,8 @@ def finetune_main(argv=None) -> int:
     cfg = config_from_args(a)
     name = a.name or Path(a.model_dir).name
     out = a.output_dir or cfg.paths.run_dir / "finetune" / name / f"seed_{a.seed}"
-    m = finetune(a.model_dir, a.task_dir or cfg.finetune.task_dir, out, seed=a.seed, fcfg=cfg.finetune, name=name)
+    m = finetune(a.model_dir, a.task_dir or cfg.finetune.task_dir, out, seed=a.seed, fcfg=cfg.finetune, name=name,
+                 device=finetune_devices(cfg)[0], amp_dtype=cfg.train.amp_dtype if cfg.train.use_amp else None)
     print(json.dumps({"model": name, "seed": a.seed, "dev": m["dev"]["macro_f1"], "test": {k: v for k, v in m["test"].items() if k != "per_label_f1"},
                       "metrics": str(Path(out) / "metrics.json")}, ensure_ascii=False))
     return 0

@@ -16,8 +16,8 @@ from .config import add_config_args, config_from_args
 from .dataset import corpus_prefix
 
 # %% auto #0
-__all__ = ['num_processes', 'build_launch_command', 'missing_data_message', 'launch_env', 'log_tails', 'run_command', 'launch',
-           'main']
+__all__ = ['num_processes', 'visible_device_ids', 'run_log_dir', 'build_launch_command', 'missing_data_message', 'launch_env',
+           'log_tails', 'run_command', 'fit_micro_batch', 'launch', 'main']
 
 # %% ../nbs/06a_launch.ipynb #e4d9518e
 def num_processes(cfg) -> int:
@@ -28,6 +28,32 @@ def num_processes(cfg) -> int:
         return max(1, len(devs))
     return max(1, l.nproc)
 
+def visible_device_ids(devices: str, environ=None) -> str:
+    """`launch.devices` (indexes among the GPUs this process sees, as `paddle.device.cuda.device_count()` counts them)
+    -> the ids `paddle.distributed.launch --devices` expects: the entries of `CUDA_VISIBLE_DEVICES` at those indexes.
+
+    Paddle's launcher looks each `--devices` id up in `CUDA_VISIBLE_DEVICES` (`Device.get_selected_devices`), so under a job
+    scheduler that sets `CUDA_VISIBLE_DEVICES=4,5,6,7`, `--devices 0,1,2,3` fails with `'0' is not in list`.
+    Unset (or `all`): the indexes are the ids. Raises ValueError for an index outside the visible list."""
+    env = os.environ if environ is None else environ
+    idx = [d.strip() for d in devices.split(",") if d.strip()]
+    vis = env.get("CUDA_VISIBLE_DEVICES")
+    if vis is None or vis.strip() == "all": return ",".join(idx)
+    labels = [v.strip() for v in vis.split(",") if v.strip()]
+    bad = [d for d in idx if not d.isdigit() or int(d) >= len(labels)]
+    if bad:
+        raise ValueError(f"launch.devices={devices!r}: {bad} not among the {len(labels)} GPU(s) of CUDA_VISIBLE_DEVICES={vis!r} "
+                         f"(launch.devices counts from 0 within it); fix: --set launch.devices="
+                         f"{','.join(map(str, range(len(labels)))) or '<none visible>'}")
+    return ",".join(labels[int(d)] for d in idx)
+
+def run_log_dir(cfg) -> Path:
+    """Where this machine's worker logs go: `<run>/logs/`, and on several machines `<run>/logs/<hostname>/`. Every machine
+    numbers its local workers from 0, so on a shared run directory they would all write `logs/workerlog.0` .. `.3`."""
+    import socket
+    d = cfg.paths.run_dir / "logs"
+    return d / socket.gethostname() if cfg.launch.nnodes > 1 else d
+
 def build_launch_command(cfg, config_path, python: str = sys.executable) -> list[str]:
     "The command that runs `vertical_pretrain.pretrain` on every process of this machine."
     l = cfg.launch
@@ -37,8 +63,8 @@ def build_launch_command(cfg, config_path, python: str = sys.executable) -> list
     worker = [python, "-u", "-m", "vertical_pretrain.pretrain", "--config", str(config_path)]
     if l.nnodes <= 1 and not l.master and num_processes(cfg) == 1 and l.device == "cpu":
         return worker  # one process: no launcher, no process group
-    cmd = [python, "-m", "paddle.distributed.launch", "--log_dir", str(cfg.paths.run_dir / "logs")]
-    if l.device == "gpu": cmd += ["--devices", l.devices or "0"]
+    cmd = [python, "-m", "paddle.distributed.launch", "--log_dir", str(run_log_dir(cfg))]
+    if l.device == "gpu": cmd += ["--devices", visible_device_ids(l.devices or "0")]
     else: cmd += ["--nproc_per_node", str(l.nproc)]
     if l.nnodes > 1: cmd += ["--nnodes", str(l.nnodes)]
     if l.master: cmd += ["--master", l.master]
@@ -53,8 +79,11 @@ def missing_data_message(cfg) -> str | None:
             f"`vertical-pretrain create-pretraining-data --config <run.yaml>` (nbs/04_pretraining_data.ipynb)")
 
 def launch_env(cfg) -> dict:
-    "Extra environment for the workers of a CPU run: gloo, and the CPU threads shared among the processes."
-    if cfg.launch.device != "cpu": return {}
+    """Extra environment for the workers. CPU: gloo, and the CPU threads shared among the processes. GPU with
+    `launch.deterministic`: the flags that make cuDNN and the embedding gradient deterministic (PaddleNLP's CI sets them
+    for its bit-exact tests; atomics make them otherwise differ run to run)."""
+    if cfg.launch.device != "cpu":
+        return {"FLAGS_cudnn_deterministic": "1", "FLAGS_embedding_deterministic": "1"} if cfg.launch.deterministic else {}
     env = {"PADDLE_DISTRI_BACKEND": "gloo"}
     if "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // num_processes(cfg)))
@@ -85,15 +114,29 @@ def run_command(cmd: list[str], log_dir=None, env: dict | None = None, echo=prin
     return rc
 
 # %% ../nbs/06a_launch.ipynb #ffdefa37
+def fit_micro_batch(cfg, echo=print):
+    """The config with `train.micro_batch_size` lowered to global / processes when micro x processes (all machines)
+    exceeds `train.global_batch_size` (the `full` profile's 32 x 8 GPUs on 2 machines > 128): the global batch, and with
+    it the recipe, stays. Says so with `echo`; otherwise returns `cfg` unchanged (a batch that does not divide is the
+    workers' clear error)."""
+    t = cfg.train
+    world = num_processes(cfg) * max(1, cfg.launch.nnodes)
+    if t.micro_batch_size * world <= t.global_batch_size or t.global_batch_size % world: return cfg
+    micro = t.global_batch_size // world
+    echo(f"note: train.micro_batch_size {t.micro_batch_size} -> {micro}: {t.micro_batch_size} x {world} processes exceeds "
+         f"train.global_batch_size={t.global_batch_size}, which is kept (accumulate 1)")
+    return cfg.override({"train.micro_batch_size": micro})
+
 def launch(cfg, echo=print) -> int:
     "Save the run's config, then start the (multi-process) pretraining; returns the exit code."
     msg = missing_data_message(cfg)
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
+    cfg = fit_micro_batch(cfg, echo)
     run_dir = cfg.paths.run_dir
     config_path = cfg.save(run_dir / "config.yaml")
     cmd = build_launch_command(cfg, config_path)
     echo("$ " + " ".join(cmd))
-    return run_command(cmd, run_dir / "logs" if "paddle.distributed.launch" in cmd else None, env=launch_env(cfg), echo=echo)
+    return run_command(cmd, run_log_dir(cfg) if "paddle.distributed.launch" in cmd else None, env=launch_env(cfg), echo=echo)
 
 def main(argv=None) -> int:
     "vertical-pretrain pretrain --config run.yaml [--nproc N | --devices 0,1] [--set key=value]"
@@ -106,5 +149,6 @@ def main(argv=None) -> int:
     if args.nproc is not None: cfg = cfg.override({"launch.nproc": args.nproc, "launch.device": "cpu"})
     if args.devices: cfg = cfg.override({"launch.devices": args.devices, "launch.device": "gpu"})
     if args.dry_run:
+        cfg = fit_micro_batch(cfg)
         print(" ".join(build_launch_command(cfg, cfg.paths.run_dir / "config.yaml"))); return 0
     return launch(cfg)

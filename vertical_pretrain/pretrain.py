@@ -24,13 +24,14 @@ from .dataset import GlobalBatchSampler, build_datasets, collate_batch, split_do
 from .fileio import atomic_dir, atomic_path, atomic_write_text
 
 # %% auto #0
-__all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'accumulate_steps', 'load_tokenizer', 'build_model',
-           'enable_recompute', 'lr_at', 'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors',
-           'all_reduce_sum', 'evaluate', 'step_seed', 'die_with_parent', 'quiet_paddlenlp',
+__all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_step', 'accumulate_steps', 'load_tokenizer',
+           'build_model', 'enable_recompute', 'lr_at', 'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors',
+           'all_reduce_sum', 'global_count', 'evaluate', 'step_seed', 'die_with_parent', 'quiet_paddlenlp',
            'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
            'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
-           'training_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state', 'MetricsLogger',
-           'read_metrics', 'setup_run', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs',
+           'training_recipe', 'amp_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state',
+           'MetricsLogger', 'read_metrics', 'setup_run', 'check_amp', 'make_scaler', 'scaler_state',
+           'load_scaler_state', 'scaler_step', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs',
            'train_step', 'train', 'main', 'plot_metrics', 'context_gain', 'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
@@ -62,6 +63,20 @@ def init_distributed(device: str = "cpu") -> DistEnv:
         env.rank, env.world_size = dist.get_rank(), dist.get_world_size()
     return env
 
+def agree_on_resume_step(step: int, env: DistEnv, ckpt=None) -> None:
+    """Every rank starts from the same step, or every rank raises RuntimeError. Each rank decides from its own disk:
+    on several machines without a shared filesystem their `model_last` can differ, and ranks at different steps would
+    wait for each other in the first collective for ever."""
+    if env.world_size == 1: return
+    import paddle, paddle.distributed as dist
+    t = paddle.to_tensor([step, -step], dtype="int64")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    hi, lo = t.numpy().tolist()
+    if hi != -lo:
+        raise RuntimeError(f"rank {env.rank} would resume at step {step} ({ckpt or 'no checkpoint'}) but other ranks at steps "
+                           f"{-lo}..{hi}: the machines see different checkpoints; put paths.output_root on a shared "
+                           "filesystem or copy checkpoints/model_last to every machine")
+
 def accumulate_steps(train_cfg, world_size: int = 1) -> int:
     "global_batch_size / (micro_batch_size * world_size), or a clear error."
     per_step = train_cfg.micro_batch_size * world_size
@@ -89,7 +104,7 @@ def build_model(cfg, tokenizer, resume_dir=None):
     src = str(resume_dir) if resume_dir else model_source(cfg)
     paddle.seed(cfg.train.seed)  # same init on every rank (DataParallel also broadcasts rank 0's)
     if src:
-        try: model = ErnieForPretraining.from_pretrained(src, **drop)
+        try: model = ErnieForPretraining.from_pretrained(src, dtype="float32", **drop)  # fp32 weights; AMP casts later
         except Exception as e:
             raise RuntimeError(f"cannot load the base model {src!r} ({e}); offline, use a local directory "
                                "or leave model.model_name_or_path empty to train from scratch") from e
@@ -106,10 +121,14 @@ def build_model(cfg, tokenizer, resume_dir=None):
     return model
 
 def enable_recompute(model):
-    "Recompute each encoder layer in backward (less activation memory, ~1/3 more compute)."
+    """Recompute each encoder layer in backward (less activation memory, ~1/3 more compute).
+
+    Non-reentrant (`use_reentrant=False`): the reentrant version is a PyLayer, which `paddle.DataParallel` does not
+    support (with 2 processes the first backward fails with "... has been ready before", Paddle issue 52980).
+    The RNG state is preserved, so dropout in the recomputed forward draws the same masks."""
     from paddle.distributed.fleet.utils import recompute
     for layer in model.ernie.encoder.layers:
-        layer.forward = functools.partial(recompute, layer.forward)
+        layer.forward = functools.partial(recompute, layer.forward, use_reentrant=False, preserve_rng_state=True)
     return model
 
 # %% ../nbs/06_pretrain.ipynb #592221de
@@ -167,28 +186,39 @@ def to_tensors(batch: dict) -> dict:
     import paddle
     return {k: v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v) for k, v in batch.items()}
 
-def all_reduce_sum(values: list[float], env: DistEnv) -> list[float]:
-    "Sum a few numbers over all ranks (one collective)."
-    if env.world_size == 1: return [float(v) for v in values]
-    import paddle, paddle.distributed as dist
-    t = paddle.to_tensor(np.array(values, dtype=np.float64))
-    dist.all_reduce(t)
+def all_reduce_sum(values: list, env: DistEnv) -> list[float]:
+    "Sum a few numbers (floats or device scalars) over all ranks: one collective and one device-to-host read."
+    import paddle
+    t = paddle.stack([v.astype("float64").reshape([]) if isinstance(v, paddle.Tensor) else paddle.to_tensor(float(v), "float64")
+                      for v in values])
+    if env.world_size > 1:
+        import paddle.distributed as dist
+        dist.all_reduce(t)
     return t.numpy().tolist()
 
+def global_count(n: int, env: DistEnv):
+    """This rank's count summed over all ranks, left on the device (float32 scalar; a Python float for 1 process):
+    the loss divides by it without the CPU waiting for the collective."""
+    if env.world_size == 1: return float(n)
+    import paddle, paddle.distributed as dist
+    t = paddle.to_tensor(float(n), "float32")
+    dist.all_reduce(t)
+    return t
+
 # %% ../nbs/06_pretrain.ipynb #851e4656
-def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0) -> dict:
-    "MLM / SOP loss over eval_iters global batches of a split."
+def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0, amp: bool = False) -> dict:
+    "MLM / SOP loss over eval_iters global batches of a split, under the training's autocast when `amp`."
     import paddle
     t = cfg.train
     sampler = GlobalBatchSampler(t.global_batch_size, t.micro_batch_size, env.rank, env.world_size,
                                  eval_index * t.eval_iters, (eval_index + 1) * t.eval_iters)
     lm = sop = n_mask = n = 0.0
     model.eval()
-    with paddle.no_grad():
+    with paddle.no_grad(), paddle.amp.auto_cast(amp, level=t.amp_level, dtype=t.amp_dtype):
         for idx in sampler:
             b = to_tensors(collate_batch([dataset[i] for i in idx], dataset.vocab.pad_id, cfg.data.max_seq_len))
             _, lm_i, sop_i = forward_loss(model, b, 1.0, 1.0, 1, cfg.data.binary_head)
-            lm, sop = lm + float(lm_i), sop + float(sop_i)
+            lm, sop = lm + lm_i.astype("float64"), sop + sop_i.astype("float64")
             n_mask, n = n_mask + b["masked_positions"].shape[0], n + len(idx)
     model.train()
     lm, sop, n_mask, n = all_reduce_sum([lm, sop, n_mask, n], env)
@@ -197,7 +227,9 @@ def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0) -> dict:
     return out
 
 # %% ../nbs/06_pretrain.ipynb #b43b9e93
-def step_seed(seed: int, step: int, rank: int) -> int: return (seed + 100003 * step + rank) % (2 ** 31)
+def step_seed(seed: int, step: int, micro: int) -> int:
+    "Dropout seed of the `micro`-th micro-batch (0-based over the whole global batch, all ranks) of update `step`."
+    return (seed + 100003 * step + micro) % (2 ** 31)
 
 def die_with_parent(worker_id: int = 0):
     """DataLoader `worker_init_fn`: on Linux, have the kernel kill this worker when its trainer dies, even by SIGKILL
@@ -232,11 +264,22 @@ def optimizer_state_by_structure(optimizer, model) -> dict:
     return out
 
 def optimizer_state_from_structure(state: dict, model) -> dict:
-    "Inverse of optimizer_state_by_structure for this process's parameter names."
+    """Inverse of optimizer_state_by_structure for this process's parameter names.
+
+    O2 master weights are renamed too: the optimizer names a parameter's moments after its master weight's tensor name
+    (`linear_12.w_0_fp32_master_0_moment1_0`), so a master weight that kept the saved name would not find them."""
+    import re
     by_struct = {s: p for p, s in _param_names(model)}
     out = {}
     for k, v in state.items():
-        if k == "master_weights": out[k] = {by_struct.get(n, n): t for n, t in v.items()}; continue
+        if k == "master_weights":
+            out[k] = {}
+            for n, t in v.items():
+                if n in by_struct:
+                    m = next((m for m in (re.match(rf"@{re.escape(n)}(_fp32_master_\d+)_", a) for a in state) if m), None)
+                    t.name = by_struct[n] + (m.group(1) if m else "_fp32_master_0")
+                out[k][by_struct.get(n, n)] = t
+            continue
         if k.startswith("@"):
             s = max((s for s in by_struct if k[1:].startswith(s + "_")), key=len, default=None)
             if s is None: raise ValueError(f"checkpoint optimizer state {k[1:]!r} matches no parameter of this model")
@@ -245,10 +288,17 @@ def optimizer_state_from_structure(state: dict, model) -> dict:
     return out
 
 def save_checkpoint(path, model, tokenizer, optimizer, state: dict) -> Path:
-    "Write a complete checkpoint dir atomically; trainer_state.json goes last."
+    """Write a complete checkpoint dir atomically; trainer_state.json goes last.
+
+    The weights are float32 (under O2, `decorate(save_dtype="float32")` casts them), and config.json says so:
+    `save_pretrained` writes the dtype of the first parameter, float16 under O2, and `from_pretrained` would then build
+    the whole model, LayerNorm included, in float16."""
     import paddle
     with atomic_dir(path) as tmp, quiet_paddlenlp():
         model.save_pretrained(str(tmp))
+        conf = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+        (tmp / "config.json").write_text(json.dumps({**conf, "dtype": "float32"}, indent=2, ensure_ascii=False) + "\n",
+                                         encoding="utf-8")
         tokenizer.save_pretrained(str(tmp))
         paddle.save(optimizer_state_by_structure(optimizer, model), str(tmp / "model_state.pdopt"))
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
@@ -284,21 +334,29 @@ def corpus_digest(cfg) -> str:
 def training_recipe(cfg) -> dict:
     """What a checkpoint's weights and optimizer state depend on besides the step count: the start model (and, from scratch,
     the architecture), the sample stream (the corpus's content included: a book added or removed is another stream) and
-    the lr schedule. `train.max_steps` is not in it: extending a run is a resume."""
+    the lr schedule, and the AMP settings (fp32 / O1 / O2 keep different optimizer states). `train.max_steps` is not in it:
+    extending a run is a resume."""
     d, t = cfg.data, cfg.train
     src = model_source(cfg)
     return {"start": src or {k: v for k, v in vars(cfg.model).items() if k != "model_name_or_path"},
             "data": {**{k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "short_seq_prob", "max_ngrams",
                                                    "favor_longer_ngram", "binary_head", "seed")},
                      "corpus_sha256": corpus_digest(cfg)},
-            "schedule": {k: getattr(t, k) for k in ("max_lr", "min_lr", "warmup_rate", "lr_decay_style", "weight_decay")}}
+            "schedule": {k: getattr(t, k) for k in ("max_lr", "min_lr", "warmup_rate", "lr_decay_style", "weight_decay")},
+            "amp": amp_recipe(t)}
+
+def amp_recipe(train_cfg) -> dict:
+    "The AMP settings a checkpoint's weights and optimizer state (moments of fp32 or master weights) depend on."
+    t = train_cfg
+    return {"use_amp": True, "amp_level": t.amp_level, "amp_dtype": t.amp_dtype} if t.use_amp else {"use_amp": False}
 
 def checkpoint_recipe_mismatch(state: dict, cfg) -> str | None:
     "Why a checkpoint was trained under another recipe than cfg's (see `training_recipe`), or None (same, or saved before recipes)."
     old = state.get("recipe")
     if old is None: return None
     new = json.loads(json.dumps(training_recipe(cfg)))
-    changed = [f"{sec}.{k}: {old[sec].get(k)!r} -> {v!r}" for sec in ("data", "schedule") for k, v in new[sec].items()
+    old = {**old, "amp": old.get("amp", {"use_amp": False})}  # saved before AMP was recorded: fp32
+    changed = [f"{sec}.{k}: {old[sec].get(k)!r} -> {v!r}" for sec in ("data", "schedule", "amp") for k, v in new[sec].items()
                if old.get(sec, {}).get(k) != v]
     if old.get("start") != new["start"]: changed.append(f"start model: {old.get('start')!r} -> {new['start']!r}")
     return f"the checkpoint was trained with another recipe ({'; '.join(changed)})" if changed else None
@@ -364,6 +422,7 @@ def read_metrics(path) -> list[dict]:
 def setup_run(cfg):
     "Everything the loop needs: env, resume point, tokenizer, data, model, optimizer, loader, logger."
     import paddle
+    check_amp(cfg.train)  # before any work: a typo in the AMP settings is one clear line
     env = init_distributed(cfg.launch.device)
     acc = accumulate_steps(cfg.train, env.world_size)
     ckpt_dir = cfg.paths.checkpoint_dir
@@ -382,6 +441,7 @@ def setup_run(cfg):
         env.barrier()
         resume, state = None, {"step": 0}
     if resume: check_resumable(state, cfg, resume)
+    agree_on_resume_step(state["step"], env, resume)
     if env.is_main and state["step"] >= cfg.train.max_steps:
         print(f" > {resume} is already at step {state['step']} >= train.max_steps={cfg.train.max_steps}: nothing to train "
               "(raise train.max_steps to continue, or set train.continue_training=false to start over)", flush=True)
@@ -398,9 +458,11 @@ def setup_run(cfg):
     if resume: load_optimizer_state(resume, opt, sched, state, model)
     amp = cfg.train.use_amp and paddle.get_device().startswith("gpu")
     if cfg.train.use_amp and not amp: warnings.warn("train.use_amp needs a GPU: training in float32 on CPU")
-    scaler = paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if amp else None
+    scaler = make_scaler(cfg, amp)
+    if scaler is not None and resume and state.get("scaler"): load_scaler_state(scaler, state["scaler"])
     if amp and cfg.train.amp_level == "O2":
-        model, opt = paddle.amp.decorate(models=model, optimizers=opt, level="O2", save_dtype="float32")
+        model, opt = paddle.amp.decorate(models=model, optimizers=opt, level="O2", dtype=cfg.train.amp_dtype,
+                                         save_dtype="float32")
     dp = paddle.DataParallel(model) if env.world_size > 1 else model
     t = cfg.train
     sampler = GlobalBatchSampler(t.global_batch_size, t.micro_batch_size, env.rank, env.world_size, state["step"], t.max_steps)
@@ -416,21 +478,57 @@ def setup_run(cfg):
     return dict(env=env, acc=acc, state=state, tokenizer=tokenizer, data=data, model=model, dp=dp, opt=opt,
                 sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger)
 
-def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int) -> dict:
+def check_amp(train_cfg):
+    "train.amp_level is O1 | O2 and train.amp_dtype float16 | bfloat16, or ValueError (`o2` would autocast O2 without `decorate`)."
+    t = train_cfg
+    if t.amp_level not in ("O1", "O2"): raise ValueError(f"train.amp_level must be O1 or O2, got {t.amp_level!r}")
+    if t.amp_dtype not in ("float16", "bfloat16"):
+        raise ValueError(f"train.amp_dtype must be float16 or bfloat16, got {t.amp_dtype!r}")
+
+def make_scaler(cfg, amp: bool):
+    """The float16 loss scaler of the run (PaddleNLP's initial scale 2^15), or None: without AMP, and for bfloat16,
+    which has float32's exponent range and so no gradient underflow to guard against."""
+    import paddle
+    return paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if amp and cfg.train.amp_dtype == "float16" else None
+
+def scaler_state(scaler) -> dict:
+    "`GradScaler.state_dict()` as plain JSON numbers (scale, growth/backoff counters)."
+    return {k: (float(np.asarray(v).reshape(-1)[0]) if k == "scale" else np.asarray(v).item())
+            for k, v in scaler.state_dict().items()}
+
+def load_scaler_state(scaler, state: dict):
+    "Inverse of `scaler_state`: the resumed run continues at the saved loss scale and counters."
+    scaler.load_state_dict({**state, "scale": np.array([state["scale"]], dtype=np.float32)})
+
+def scaler_step(scaler, opt) -> bool:
+    """`scaler.step(opt)` + `scaler.update()`; True when the optimizer updated, False when inf/nan grads skipped it.
+
+    The found-inf flag is read to the host once here and handed to `update()` as a bool, which would otherwise read it
+    again: one device-to-host read per optimizer step (PaddleNLP reads the same `_cache_found_inf`)."""
+    scaler.step(opt)
+    found = scaler._cache_found_inf
+    found = bool(found) if found is not None else False
+    scaler._cache_found_inf = found
+    scaler.update()
+    return not found
+
+def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None) -> dict:
     t = cfg.train
     return {"step": step, "consumed_samples": step * t.global_batch_size, "global_batch_size": t.global_batch_size,
             "micro_batch_size": t.micro_batch_size, "accumulate_steps": acc, "world_size": env.world_size,
             "max_steps": t.max_steps, "seed": t.seed, "lr": float(sched.get_lr()), "lr_scheduler": sched.state_dict(),
             "recipe": training_recipe(cfg),
-            "rng": {"rule": "paddle.seed(step_seed(train.seed, step, rank)) before every step", "seed": t.seed},
+            "rng": {"rule": "paddle.seed(step_seed(train.seed, step, rank * accumulate_steps + k)) before micro-batch k",
+                    "seed": t.seed},
             "data": {"corpus": str(cfg.paths.ids_dir / cfg.pretraining_data.output_prefix), "split": cfg.data.split,
-                     "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size}}
+                     "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size},
+            **({"scaler": scaler_state(scaler)} if scaler is not None else {})}
 
 def maybe_checkpoint(cfg, r: dict, step: int, final: bool = False):
     "model_<step>/ every save_steps, model_last/ every checkpoint_steps and at the end (rank 0)."
     t, env = cfg.train, r["env"]
     if not env.is_main: return
-    state = trainer_state(cfg, step, r["sched"], env, r["acc"])
+    state = trainer_state(cfg, step, r["sched"], env, r["acc"], r["scaler"])
     if t.save_steps and step % t.save_steps == 0:
         save_checkpoint(cfg.paths.checkpoint_dir / f"model_{step}", r["model"], r["tokenizer"], r["opt"], state)
     if final or (t.checkpoint_steps and step % t.checkpoint_steps == 0):
@@ -445,21 +543,25 @@ def remove_stale_checkpoint_dirs(checkpoint_dir):
     for p in list(d.glob(".model_*.tmp")) + list(d.glob(".model_last.old-*")):
         shutil.rmtree(p, ignore_errors=True)
 
-def train_step(r: dict, micro: list[dict], cfg) -> tuple[float, float, float]:
-    "One optimizer update from this rank's micro-batches; returns this rank's (lm, sop, tokens)."
+def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple:
+    """One optimizer update (the `step`-th, 0-based) from this rank's micro-batches; returns this rank's (lm, sop, tokens)
+    as float64 device scalars. No device-to-host read, except the loss scaler's found-inf flag (`scaler_step`)."""
     import paddle
     env, acc, t = r["env"], len(micro), cfg.train
-    n_mask = all_reduce_sum([sum(b["masked_positions"].shape[0] for b in micro)], env)[0]
-    lm_sum = sop_sum = tokens = 0.0
+    n_mask = global_count(sum(b["masked_positions"].shape[0] for b in micro), env)
+    lm_sum = sop_sum = tokens = 0.0  # device scalars from the first micro-batch on: read only at logging time
     for k, b in enumerate(micro):
+        paddle.seed(step_seed(t.seed, step, env.rank * acc + k))  # dropout follows the samples, not the process count
         sync = k == acc - 1 or env.world_size == 1                       # all-reduce only on the last micro-batch
-        with (contextlib.nullcontext() if sync else r["dp"].no_sync()), paddle.amp.auto_cast(r["amp"], level=t.amp_level):
+        with (contextlib.nullcontext() if sync else r["dp"].no_sync()), paddle.amp.auto_cast(r["amp"], level=t.amp_level,
+                                                                                               dtype=t.amp_dtype):
             loss, lm, sop = forward_loss(r["dp"], b, n_mask, t.global_batch_size, env.world_size, cfg.data.binary_head)
         (r["scaler"].scale(loss) if r["scaler"] else loss).backward()
-        lm_sum, sop_sum, tokens = lm_sum + float(lm), sop_sum + float(sop), tokens + float(b["attention_mask"].sum())
-    if r["scaler"]: r["scaler"].step(r["opt"]); r["scaler"].update()
-    else: r["opt"].step()
-    r["opt"].clear_grad(); r["sched"].step()
+        lm_sum, sop_sum = lm_sum + lm.astype("float64"), sop_sum + sop.astype("float64")
+        tokens = tokens + b["attention_mask"].sum().astype("float64")
+    stepped = scaler_step(r["scaler"], r["opt"]) if r["scaler"] else (r["opt"].step() or True)
+    r["opt"].clear_grad()
+    if stepped: r["sched"].step()  # a step the scaler skipped (inf/nan) does not use up the schedule (as PaddleNLP)
     return lm_sum, sop_sum, tokens
 
 def train(cfg) -> dict:
@@ -470,12 +572,11 @@ def train(cfg) -> dict:
     step, last = r["state"]["step"], {}
     win = dict(lm=0.0, sop=0.0, tokens=0.0, wait=0.0, time=0.0, steps=0)
     while step < t.max_steps:
-        paddle.seed(step_seed(t.seed, step, env.rank))                     # dropout depends on (seed, step, rank) only
         t0 = time.perf_counter()
         micro = [next(r["loader"]) for _ in range(acc)]                      # this rank's share of the global batch
         win["wait"] += time.perf_counter() - t0
         lr = float(r["sched"].get_lr())
-        lm, sop, tokens = train_step(r, micro, cfg)
+        lm, sop, tokens = train_step(r, micro, cfg, step)
         step += 1
         for k, v in (("lm", lm), ("sop", sop), ("tokens", tokens), ("time", time.perf_counter() - t0), ("steps", 1)): win[k] += v
         if step % t.logging_freq == 0 or step == t.max_steps:
@@ -484,14 +585,17 @@ def train(cfg) -> dict:
             last["train"] = {"split": "train", "step": step, "loss": (lm + sop) / n, "lm_loss": lm / n, "sop_loss": sop / n,
                              "lr": lr, "tokens_per_s": tokens / sec, "samples_per_s": n * t.global_batch_size / sec,
                              "data_wait": win["wait"] / sec, "consumed_samples": step * t.global_batch_size}
+            if r["scaler"] is not None: last["train"]["loss_scale"] = scaler_state(r["scaler"])["scale"]
+            if paddle.get_device().startswith("gpu"):  # an allocator statistic: no device sync
+                last["train"]["max_mem_allocated_mb"] = paddle.device.cuda.max_memory_allocated() / 2 ** 20
             logger.log(last["train"]); win = dict.fromkeys(win, 0.0)
         if t.eval_freq and step % t.eval_freq == 0 and data["valid"] is not None:
-            last["valid"] = {"split": "valid", "step": step, **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq)}
+            last["valid"] = {"split": "valid", "step": step, **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq, r["amp"])}
             logger.log(last["valid"])
         maybe_checkpoint(cfg, r, step, final=step == t.max_steps)
     for _ in r["loader"]: pass  # the sampler is used up: this ends the DataLoader's workers and prefetch thread cleanly
     if data["test"] is not None:
-        last["test"] = {"split": "test", "step": step, **evaluate(r["model"], data["test"], cfg, env, 0)}
+        last["test"] = {"split": "test", "step": step, **evaluate(r["model"], data["test"], cfg, env, 0, r["amp"])}
         logger.log(last["test"])
     logger.close()
     env.barrier()  # no rank leaves (and tears down gloo) while another is still in a collective

@@ -1,0 +1,113 @@
+"""Stage 06a: the launch command on GPUs and several machines, checked against Paddle's own launcher code (no GPU needed)."""
+import pytest
+
+from vertical_pretrain.config import get_config
+from vertical_pretrain.launch import build_launch_command
+
+
+def paddle_selected_devices(cmd, visible: str) -> list[str]:
+    "What `paddle.distributed.launch` makes of our `--devices` under `CUDA_VISIBLE_DEVICES=visible` (its own code)."
+    from paddle.distributed.launch.context.device import Device
+    dev = Device()
+    dev.labels = visible  # as Device.parse_device() sets them from CUDA_VISIBLE_DEVICES
+    return dev.get_selected_devices(cmd[cmd.index("--devices") + 1])
+
+
+def test_devices_index_within_a_foreign_cuda_visible_devices(monkeypatch):
+    "Defect 5 (issue 18): a scheduler gave GPUs 4-7; launch.devices 0,1,2,3 are those four, and the variable is kept."
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    full = get_config("full")
+    cmd = build_launch_command(full, "run.yaml", python="python")
+    assert paddle_selected_devices(cmd, "4,5,6,7") == ["0", "1", "2", "3"]  # was ValueError: '0' is not in list
+    two = build_launch_command(full.override({"launch.devices": "2,3"}), "run.yaml", python="python")
+    assert paddle_selected_devices(two, "4,5,6,7") == ["2", "3"]
+    with pytest.raises(ValueError, match=r"launch.devices='4,5'.*CUDA_VISIBLE_DEVICES='4,5,6,7'.*--set launch.devices=0,1,2,3"):
+        build_launch_command(full.override({"launch.devices": "4,5"}), "run.yaml")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert paddle_selected_devices(build_launch_command(full, "run.yaml"), "0,1,2,3,4,5,6,7") == ["0", "1", "2", "3"]
+
+
+def test_deterministic_flags_only_when_asked():
+    "Defect 10 (issue 18): bit-exact GPU runs need cuDNN's and the embedding's deterministic kernels."
+    from vertical_pretrain.launch import launch_env
+    full = get_config("full")
+    assert "FLAGS_cudnn_deterministic" not in launch_env(full)
+    env = launch_env(full.override({"launch.deterministic": True}))
+    assert env["FLAGS_cudnn_deterministic"] == env["FLAGS_embedding_deterministic"] == "1"
+
+
+def readme_line(prefix: str) -> list[str]:
+    "The arguments of the README's documented command line that starts with `prefix`."
+    from conftest import REPO
+    line = next(l.strip() for l in (REPO / "README.md").read_text(encoding="utf-8").splitlines() if l.strip().startswith(prefix))
+    return line.split()[2:]
+
+
+def test_full_profile_documented_two_node_line_works(capsys):
+    "Defect 7 (issue 18): micro 32 x 8 processes exceeded the global batch 128; the README's 2-node line must start."
+    from vertical_pretrain.launch import fit_micro_batch, main
+    from vertical_pretrain.pretrain import accumulate_steps
+    args = readme_line("vertical-pretrain pretrain --profile full --set launch.nnodes=2")
+    assert main(args + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "train.micro_batch_size 32 -> 16" in out and "--nnodes 2 --master 10.0.0.1:8090" in out
+    two = get_config("full", {"launch.nnodes": 2, "launch.master": "10.0.0.1:8090"})
+    with pytest.raises(ValueError, match="must be a multiple"):
+        accumulate_steps(two.train, 8)  # what every worker of the 2-node run failed with
+    fitted = fit_micro_batch(two, echo=lambda _: None)
+    assert (fitted.train.micro_batch_size, fitted.train.global_batch_size) == (16, 128)
+    assert accumulate_steps(fitted.train, 8) == 1
+    assert fit_micro_batch(get_config("full"), echo=print) == get_config("full")  # 4 GPUs: unchanged, nothing printed
+    assert capsys.readouterr().out == ""
+
+
+def test_each_machine_logs_to_its_own_dir(monkeypatch):
+    "Defect 8 (issue 18): two machines sharing output/ both wrote logs/workerlog.0-3; each now has logs/<hostname>/."
+    import socket
+    from vertical_pretrain.launch import run_log_dir
+    two = get_config("full", {"launch.nnodes": 2, "launch.master": "10.0.0.1:8090"})
+    dirs = {}
+    for host in ("gpu-a", "gpu-b"):
+        monkeypatch.setattr(socket, "gethostname", lambda h=host: h)
+        cmd = build_launch_command(two, "run.yaml")
+        dirs[host] = cmd[cmd.index("--log_dir") + 1]
+        assert dirs[host] == str(two.paths.run_dir / "logs" / host) == str(run_log_dir(two))
+    assert dirs["gpu-a"] != dirs["gpu-b"]
+    one = get_config("full")  # one machine: logs/ as before
+    assert build_launch_command(one, "r.yaml")[4] == str(one.paths.run_dir / "logs") == str(run_log_dir(one))
+
+
+def test_gpu_check_dry_run_prints_valid_commands_and_the_report_compares_losses(tmp_path, capsys):
+    "bench/gpu_check.sh (issue 18): --dry-run on CPU prints every run; each is a valid `pretrain` command line."
+    import importlib.util, json, os, shlex, subprocess, sys
+    from conftest import REPO
+    from vertical_pretrain.launch import main
+    out = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--dry-run", "--gpus", "0,1"], capture_output=True,
+                         text=True, env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO)}, check=True).stdout
+    lines = [shlex.split(l) for l in out.splitlines()]
+    assert lines[0][-3:-1] == ["--to", "05"] and "--report" in lines[-1]
+    runs = [l[l.index("pretrain") + 1:] for l in lines if "pretrain" in l]
+    assert len(runs) == 2 * 5 * 2  # 1 and 2 GPUs x 5 AMP modes x recompute off/on
+    for args in runs:
+        assert main(args + ["--dry-run"]) == 0, args  # every --set key exists and every value parses
+    assert "--devices 0,1" in capsys.readouterr().out
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")
+    gc = importlib.util.module_from_spec(spec); spec.loader.exec_module(gc)
+    def write(name, losses):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(
+            {"split": "train", "step": s + 1, "loss": v, "tokens_per_s": 1000.0, "max_mem_allocated_mb": 900.0}) + "\n"
+            for s, v in enumerate(losses)), encoding="utf-8")
+    write("fp32_rc0_1gpu", [9.0, 8.5, 8.0]); write("fp32_rc1_1gpu", [9.0, 8.5, 8.1])
+    write("O2-bfloat16_rc0_1gpu", [9.01, 8.52, 8.03])
+    rows = {r.split("|")[1].strip(): r for r in gc.report(tmp_path, "0", ["fp32", "O2-bfloat16"]).splitlines()[2:]}
+    assert "ok" in rows["fp32_rc0_1gpu"] and "CHECK" in rows["fp32_rc1_1gpu"]  # recompute must not change fp32 losses
+    assert "| ok (rtol 0.02)" in rows["O2-bfloat16_rc0_1gpu"] and "FAILED" in rows["O2-bfloat16_rc1_1gpu"]
+
+
+def test_preflight_agrees_with_the_launcher_on_two_nodes():
+    "The preflight (09b) checks the batch split the launcher will run, so the 2-node full line passes it too."
+    from vertical_pretrain.check import TRAIN_STAGES, check_batches
+    two = get_config("full", {"launch.nnodes": 2, "launch.master": "10.0.0.1:8090"})
+    assert check_batches(two, set(TRAIN_STAGES)) == []
+    assert "must be a multiple" in check_batches(two.override({"train.global_batch_size": 100}), set(TRAIN_STAGES))[0]
