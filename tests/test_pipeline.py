@@ -211,3 +211,23 @@ def test_ctrl_c_stops_with_one_line_exit_130_and_marks_the_stage(mini_pipeline, 
         time.sleep(1)
         alive = subprocess.run(["pgrep", "-s", str(p.pid)], capture_output=True, text=True).stdout.split()
         assert alive == [], f"processes of the run still alive: {alive}"
+
+
+def test_another_profile_rewriting_the_general_corpus_is_detected_and_rebuilt(tmp_path):
+    "Issue 19: a smoke run after a demo run rewrote data_file/general; the demo's next run must rebuild, not read it."
+    from vertical_pretrain.pipeline import STAGES
+    common = {"paths.data_root": str(tmp_path / "data"), "paths.output_root": str(tmp_path / "out"),
+              "vocab.vocab_size": 800}
+    demo = get_config("smoke", {**common, "paths.run_name": "demo_like", "vocab.general_max_lines": 300})
+    smoke = get_config("smoke", {**common, "paths.run_name": "smoke_like", "vocab.general_max_lines": 120})
+    manifest = tmp_path / "data" / "general" / "text" / "manifest_general_corpus.json"
+    run = lambda c, lines: run_pipeline(c, from_stage="03a", to_stage="03a", progress=False, check=False, log=lines.append)
+    first, second, third = [], [], []
+    run(demo, first)
+    assert json.loads(manifest.read_text())["params"]["general_max_lines"] == 300
+    run(smoke, second)  # the other profile's run rewrites the shared general corpus with its own settings
+    assert json.loads(manifest.read_text())["params"]["general_max_lines"] == 120
+    state = run(demo, third)
+    assert state["_last_run_stages"] == ["03a"]
+    assert any("rewritten by another run" in l and "general_max_lines=120" in l for l in third), third
+    assert json.loads(manifest.read_text())["params"]["general_max_lines"] == 300  # rebuilt with this run's settings
