@@ -310,3 +310,44 @@ def test_url_problem_with_a_real_local_server(tmp_path):
         assert "timed out" in url_problem(f"http://127.0.0.1:{silent.getsockname()[1]}/x", timeout=0.5)
     finally:
         srv.shutdown(); silent.close()
+
+
+# ---------------------------------------------------------------- the entry points check lengths before they start (issue 15, fault 2)
+def pos32_model(d: Path) -> Path:
+    "A model dir whose config has 32 positions (files present; the entry points must stop before loading the weights)."
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"architectures": ["ErnieForPretraining"], "model_type": "ernie", "vocab_size": 64,
+                                               "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                               "intermediate_size": 64, "max_position_embeddings": 32}))
+    (d / "model_state.pdparams").write_bytes(b"0")
+    (d / "vocab.txt").write_text("\n".join(["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]", "一", "二"]) + "\n", encoding="utf-8")
+    return d
+
+
+def test_pretrain_launcher_stops_before_starting_processes(tmp_path):
+    from vertical_pretrain.dataset import corpus_prefix
+    from vertical_pretrain.launch import launch
+    cfg = good_config(tmp_path, **{"model.model_name_or_path": str(pos32_model(tmp_path / "m")), "data.max_seq_len": 64})
+    prefix = Path(str(corpus_prefix(cfg)))
+    prefix.parent.mkdir(parents=True)
+    for ext in ("_ids.npy", "_idx.npz"): Path(str(prefix) + ext).write_bytes(b"0")  # stage 04's files exist
+    lines = []
+    assert launch(cfg, echo=lines.append) == 2
+    assert len(lines) == 1 and "data.max_seq_len=64 > max_position_embeddings=32" in lines[0], lines
+    assert "fix: --set data.max_seq_len=32" in lines[0] and not (cfg.paths.run_dir / "logs").exists()
+
+
+def test_tapt_stops_before_any_stage(tmp_path, capsys):
+    from vertical_pretrain.tapt import main, tapt_config
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "unlabeled.txt").write_text("第一句。\n\n第二句。\n", encoding="utf-8")
+    over = {"model.model_name_or_path": str(pos32_model(tmp_path / "m")), "tapt.enabled": True, "tapt.start_from": "base",
+            "finetune.task_dir": str(task), "data.max_seq_len": 64}
+    cfg = good_config(tmp_path, **over)
+    rc = main(["--profile", "smoke"] + [a for k, v in {**over, "paths.data_root": cfg.paths.data_root,
+                                                      "paths.output_root": cfg.paths.output_root}.items() for a in ("--set", f"{k}={v}")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "data.max_seq_len=64 > max_position_embeddings=32" in err[0], err
+    assert "fix: --set data.max_seq_len=32" in err[0]
+    assert not tapt_config(cfg).paths.corpus_dir.exists()  # not even the task text was copied

@@ -51,8 +51,8 @@ def smoke_task(tmp_path_factory):
     return root / "task", stats
 
 
-def make_tiny_model(out_dir: Path, tok_dir: Path, seed: int = 0) -> Path:
-    "A random-init tiny ERNIE saved like an exported model dir, with the conftest char tokenizer."
+def make_tiny_model(out_dir: Path, tok_dir: Path, seed: int = 0, **config) -> Path:
+    "A random-init tiny ERNIE saved like an exported model dir, with the conftest char tokenizer (`config`: more ErnieConfig fields)."
     import paddle
     from paddlenlp.transformers import ErnieConfig, ErnieForPretraining
     shutil.copytree(tok_dir, out_dir)
@@ -61,7 +61,7 @@ def make_tiny_model(out_dir: Path, tok_dir: Path, seed: int = 0) -> Path:
     with ft.quiet_paddlenlp():
         ErnieForPretraining(ErnieConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                         intermediate_size=64, hidden_dropout_prob=0.0,
-                                        attention_probs_dropout_prob=0.0)).save_pretrained(str(out_dir))
+                                        attention_probs_dropout_prob=0.0, **config)).save_pretrained(str(out_dir))
     return out_dir
 
 
@@ -446,3 +446,23 @@ def test_runs_are_placed_on_the_configured_devices(smoke_task, tiny_models, tmp_
     ft.run_stage(cfg, dict(tiny_models), progress=False)  # 2 runs in 2 spawned workers, each bound to a device
     runs = [json.loads(p.read_text()) for p in (tmp_path / "output" / "smoke" / "finetune").glob("*/seed_0/metrics.json")]
     assert len(runs) == len(tiny_models) and {(m["device"], m["amp"]) for m in runs} == {("cpu", None)}
+
+
+# ---------------------------------------------------------------- shapes checked before training (issue 15, fault 2)
+def test_finetune_and_compare_stop_before_training_when_max_seq_len_exceeds_positions(smoke_task, tiny_models, char_tokenizer_dir,
+                                                                                      tmp_path, capsys):
+    from vertical_pretrain.cli import main
+    task_dir, _ = smoke_task
+    short = make_tiny_model(tmp_path / "pos32", char_tokenizer_dir, max_position_embeddings=32)
+    rc = main(["finetune", "--model_dir", str(short), "--task_dir", str(task_dir), "--output_dir", str(tmp_path / "one"),
+               "--profile", "smoke", "--set", "finetune.max_seq_len=64"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1, err  # one line, not Paddle's "OP(embedding) expected >= 0 and < 32, but got 32"
+    assert "finetune.max_seq_len=64 > max_position_embeddings=32" in err[0] and "fix: --set finetune.max_seq_len=32" in err[0]
+    assert str(short) in err[0] and not (tmp_path / "one").exists()  # names the model's config; nothing trained or written
+    # compare checks every model before the first run: the fitting model is not fine-tuned either
+    rc = main(["compare", "--models", f"base={tiny_models['base']}", f"short={short}", "--task_dir", str(task_dir), "--seeds", "1",
+               "--output_dir", str(tmp_path / "cmp"), "--profile", "smoke", "--set", "finetune.max_seq_len=64"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "finetune.max_seq_len=64 > max_position_embeddings=32" in err[0], err
+    assert not (tmp_path / "cmp").exists()

@@ -215,7 +215,7 @@ def test_bad_input_is_reported_clearly_and_writes_nothing(corpus, tmp_path):
 
 
 def test_mostly_unk_corpus_warns_with_the_rate(corpus, tmp_path):
-    (tmp_path / "ko.jsonl").write_text(json.dumps({"text": "안녕하세요 세계 여러분 반갑습니다 好"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "ko.jsonl").write_text(json.dumps({"text": "안녕하세요   세계   여러분   반갑습니다 好"}, ensure_ascii=False) + "\n", encoding="utf-8")
     printed = []
     with pytest.warns(UserWarning, match=r"80\.0% of the tokens are \[UNK\]"):
         st = create_pretraining_data(tmp_path / "ko.jsonl", tmp_path / "o", corpus["tok"], cn_splited=True, progress=False,
@@ -286,3 +286,72 @@ def test_end_to_end_from_the_pdf(tmp_path):
         toks = [t for s in sents[idx[k]:idx[k + 1]] for t in tok.convert_ids_to_tokens(s.tolist())]
         assert "".join(t[2:] if t.startswith("##") and len(t) > 2 else t for t in toks) == _norm(text)
     assert st["unk_count"] == 0 and st["wwm_marked_tokens"] > 1000
+
+
+# ---------------------------------------------------------------- the tokenizer's own tokens (issue 15, fault 6)
+MIXED = ["参见Linux2.4NATHOWTO文档的revision history部分。", "内核版本2.6.32-5-amd64已经安装，用apt-get update更新软件包列表。",
+         "第3章：Debian 12（bookworm）的APT源配置在/etc/apt/sources.list里。", "运行dpkg -l | grep linux-image查看已装内核，共15个。",
+         "[MASK]和[SEP]出现在文本里时也按分词器的方式处理。"]
+
+
+@pytest.fixture(scope="module")
+def wordpiece_dir(tmp_path_factory):
+    "A real WordPiece vocab (vertical_pretrain.vocab's offline builder) over People's Daily and some English with numbers."
+    from vertical_pretrain.vocab import build_vocab, general_corpus
+    d = tmp_path_factory.mktemp("wp")
+    general_corpus(d / "text", kind="text", include_reviews=False, max_lines=800, progress=False)
+    english = "\n".join(["The Linux 2.4 NAT HOWTO explains network address translation on kernel 2.6.32-5-amd64.",
+                         "See the revision history: version 12, chapter 3, 15 packages, dpkg -l and grep."] * 40)
+    build_vocab([d / "text" / "general.txt", english], d / "tok", vocab_size=3000, min_frequency=2, progress=False)
+    return d / "tok"
+
+
+def _plain(tokens):
+    "Tokens with the ## of CJK characters removed: the only difference stage 04 may make to the tokenizer's tokens."
+    return [t[2:] if t.startswith("##") and len(t) == 3 and "\u4e00" <= t[2] <= "\u9fff" else t for t in tokens]
+
+
+def _sentence_tokens(prefix, tok):
+    ids, lens, _ = _load(prefix)
+    return [tok.convert_ids_to_tokens(s.tolist()) for s in _sentences(ids, lens)]
+
+
+def test_stage_04_tokens_are_the_tokenizers_tokens_of_each_sentence(wordpiece_dir, tmp_path):
+    from vertical_pretrain.segment import segment_corpus
+    tok = load_tokenizer(wordpiece_dir)
+    want = [tok.tokenize(s) for s in MIXED]
+    four = want[0].index("4")
+    assert want[0][four + 1].startswith("##")  # the tokenizer keeps 4NATHOWTO in one word: 4 ##n... (jieba cuts after the 4)
+    (tmp_path / "plain.jsonl").write_text("".join(json.dumps({"text": s}, ensure_ascii=False) + "\n" for s in MIXED), encoding="utf-8")
+    # stage 02 (jieba) -> stage 03's layout -> stage 04 --cn_splited: the pipeline's path
+    (tmp_path / "text.txt").write_text("\n\n".join(MIXED) + "\n", encoding="utf-8")
+    segment_corpus(tmp_path / "text.txt", tmp_path / "seg.txt", backend="jieba", show_progress=False)
+    seg = [l for l in (tmp_path / "seg.txt").read_text(encoding="utf-8").split("\n") if l]
+    (tmp_path / "seg.jsonl").write_text("".join(json.dumps({"text": s}, ensure_ascii=False) + "\n" for s in seg), encoding="utf-8")
+    runs = {"jieba": dict(src="plain.jsonl", cn_seg_func="jieba"), "cn_splited": dict(src="seg.jsonl", cn_splited=True),
+            "python path": dict(src="plain.jsonl", cn_seg_func="jieba", fast=False)}
+    for name, kw in runs.items():
+        src = kw.pop("src")
+        st = create_pretraining_data(tmp_path / src, tmp_path / name / "x", wordpiece_dir, progress=False, log=None, **kw)
+        got = _sentence_tokens(tmp_path / name / "x", tok)
+        assert len(got) == len(MIXED)
+        for sent, g, w in zip(MIXED, got, want):
+            assert _plain(g) == w, (name, sent, g, w)
+        assert st["wwm_marked_tokens"] > 10 and st["fast_tokenizer"] == (name != "python path")
+
+
+def test_self_check_catches_tokens_that_are_not_the_tokenizers(wordpiece_dir):
+    "Pieces cut where the tokenizer does not cut (word by word, as stage 04 once did) stop the stage before it writes."
+    from vertical_pretrain.pretraining_data import EncoderSpec, _self_check
+
+    class WordByWord(DocEncoder):
+        def pieces(self, words): return [w for w in words if w.strip()]
+
+    tok = load_tokenizer(wordpiece_dir)
+    spec = EncoderSpec(str(wordpiece_dir), vocab=dict(tok.get_vocab()), special_tokens=tok.all_special_tokens)
+    ok = DocEncoder(spec)
+    _self_check(ok, MIXED, log=None)  # the real encoder passes
+    assert ok.spec.fast
+    bad = WordByWord(EncoderSpec(**{**spec.__dict__}))
+    with pytest.raises(RuntimeError, match="not ErnieTokenizer.tokenize|not BertTokenizer.tokenize|tokens are not"):
+        _self_check(bad, MIXED, log=None)

@@ -23,8 +23,9 @@ def corpus_lines(n_docs=40):
 
 
 def expected(lines, backend, **kw):
+    "Each sentence line as the segmenter's words joined by one space, three where the line has a blank."
     seg = get_segmenter(backend, **kw)
-    return [" ".join(seg(l.strip())) if l.strip() else "" for l in lines]
+    return [" ".join(seg.batch_with_blanks([l.strip()])[0]) if l.strip() else "" for l in lines]
 
 
 def check_structure(src_lines, out_text, want):
@@ -34,7 +35,7 @@ def check_structure(src_lines, out_text, want):
     assert len(out) == len(src_lines)
     assert [not l for l in out] == [not l.strip() for l in src_lines]      # blank lines exactly where they were
     assert out == want
-    assert all("  " not in l and l == l.strip() for l in out)
+    assert all("    " not in l and l == l.strip() for l in out)  # one space between words, three for a blank of the text
 
 
 @pytest.mark.parametrize("backend", ["jieba", "lac"])
@@ -53,7 +54,7 @@ def test_structure_kept_one_and_two_workers(tmp_path, backend):
         assert rep["docs"] == n_docs == 40
         assert rep["sentences"] == sum(1 for l in lines if l.strip())
         assert rep["blank_lines"] == sum(1 for l in lines if not l.strip())
-        assert rep["words"] == sum(len(l.split()) for l in want)
+        assert rep["words"] == sum(len(l.split()) for l in want)  # BLANK words are not counted
         assert rep["chars"] == sum(len(l.strip()) for l in lines)
     assert rep2["workers"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["text.txt", "w1.txt", "w2.txt"]
@@ -65,7 +66,7 @@ def test_lac_tagger_mode_and_cn_splited(tmp_path):
     src.write_text("\n".join(lines), encoding="utf-8")                   # no final newline
     segment_corpus(src, tmp_path / "lac.txt", backend="lac", lac_mode="lac", show_progress=False)
     out = (tmp_path / "lac.txt").read_text(encoding="utf-8").split("\n")
-    assert out[0].endswith("列表 . . . . 39") and "  " not in out[0]
+    assert out[0].endswith("列表   .   .   .   .   39")  # the blanks of the text are kept: three spaces
     segment_corpus(src, tmp_path / "pre.txt", backend="cn_splited", show_progress=False)
     assert (tmp_path / "pre.txt").read_text(encoding="utf-8").split("\n")[2] == "已经 分好 的 词"
 
@@ -272,3 +273,33 @@ def test_stage_reports_user_dictionary_matches_over_all_books(tmp_path):
     assert (totals["user_dict"]["entries"], totals["user_dict"]["matched"]) == (3, 2)
     assert any("2 of 3 entries occur in the corpus" in l for l in logs), logs
     assert "容器编排平台" in (tmp_path / "c" / "seg" / "a.txt").read_text(encoding="utf-8").split()
+
+
+# ---------------------------------------------------------------- PaddleNLP's --cn_splited reader (issue 15, fault 6)
+def paddlenlp_cn_splited_text(line: str) -> str:
+    "What create_pretraining_data.py (a80c4a2) --cn_splited hands the tokenizer: pieces split at ' ', every 2nd empty one a blank, joined."
+    words, pre = line.strip().split(" "), False
+    for i, w in enumerate(words):
+        if pre and not w: words[i], pre = " ", False
+        else: pre = not w
+    return "".join(words)
+
+
+@pytest.mark.parametrize("backend", ["jieba", "lac"])
+def test_segmented_text_reads_back_to_the_tokens_of_the_original(tmp_path, char_tokenizer_dir, backend):
+    "Stage 02's output, read as PaddleNLP reads --cn_splited input and as stage 04 reads it, gives the original text's tokens."
+    from vertical_pretrain.pretraining_data import EncoderSpec, DocEncoder, load_tokenizer
+    lines = ["参见 revision history 部分。", "用 apt-get update 更新，再运行 dpkg -l | grep linux。", "Debian GNU/Linux 12  发布了！",
+             "第3章：Linux2.4NATHOWTO 和\tIPv6 配置"]
+    (tmp_path / "t.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    segment_corpus(tmp_path / "t.txt", tmp_path / "s.txt", backend=backend, show_progress=False)
+    seg = (tmp_path / "s.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert "revision   history" in seg[0]
+    tok = load_tokenizer(char_tokenizer_dir)
+    enc = DocEncoder(EncoderSpec(str(char_tokenizer_dir), vocab=dict(tok.get_vocab()), special_tokens=tok.all_special_tokens,
+                                 cn_splited=True))
+    ours = enc.encode_words(enc.words(seg), mark=False)
+    for line, s_, o in zip(lines, seg, ours):
+        want = tok.tokenize(line)
+        assert tok.tokenize(paddlenlp_cn_splited_text(s_)) == want, (line, s_)
+        assert tok.convert_ids_to_tokens(o.tolist()) == want, (line, s_)

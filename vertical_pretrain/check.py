@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['PRETRAIN_STAGES', 'TRAIN_STAGES', 'MODEL_STAGES', 'TOKENIZER_STAGES', 'DATA_STAGES', 'OFFLINE_FIX', 'WEIGHT_FILES',
            'CONFIG_FILES', 'TOKENIZER_FILES', 'DERIVED_FACTOR', 'all_stages', 'stage_keys', 'check_inputs', 'ModelInfo',
-           'local_path', 'ppnlp_model_home', 'hub_model', 'hub_tokenizer', 'url_problem', 'model_info',
-           'check_model_sources', 'check_task', 'check_shapes', 'world_size', 'check_batches', 'ernie_param_count',
-           'fmt_bytes', 'disk_estimate', 'check_disk', 'check_gpu', 'check_notebooks', 'check_report', 'run_checks',
-           'main']
+           'local_path', 'ppnlp_model_home', 'hub_model', 'hub_tokenizer', 'url_problem', 'model_info', 'source_info',
+           'check_model_sources', 'check_task', 'SeqLenError', 'seq_len_problem', 'require_seq_len', 'check_shapes',
+           'world_size', 'check_batches', 'ernie_param_count', 'fmt_bytes', 'disk_estimate', 'check_disk', 'check_gpu',
+           'check_notebooks', 'check_report', 'run_checks', 'main']
 
 # %% ../nbs/09b_check.ipynb #4cd83f3b
 import argparse
@@ -149,10 +149,21 @@ def model_info(cfg: Config) -> ModelInfo:
                                              "intermediate_size", "max_position_embeddings", "type_vocab_size")}
     if not src: return ModelInfo(src, "scratch", arch, "cfg.model (from scratch)")
     if not cfg.model.model_name_or_path: return ModelInfo(src, "base", arch, "cfg.model (the offline base of stages 03a/05a)")
+    return source_info(src)
+
+def _config_file(d: Path) -> Path:
+    "The file `_read_model_config` reads in `d` (named in the messages)."
+    return next((d / n for n in CONFIG_FILES if (d / n).is_file()), d / CONFIG_FILES[0])
+
+def source_info(src) -> ModelInfo:
+    """A model given as a local dir or a PaddleNLP name (finetune's `--model_dir`, TAPT's start model): its config, no weights loaded.
+
+    kind is local | hub; config is None when it cannot be read (a missing dir, a name PaddleNLP does not know)."""
+    src = str(src)
     p = local_path(src)
     if p is not None:
         conf = _read_model_config(p) if p.is_dir() else None
-        return ModelInfo(str(p), "local", conf, f"{p}/config.json")
+        return ModelInfo(str(p), "local", conf, str(_config_file(p)))
     hub = hub_model(src)
     return ModelInfo(src, "hub", hub[1] if hub else None, f"PaddleNLP's built-in config of {src}")
 
@@ -230,18 +241,33 @@ def check_task(cfg: Config, keys: set[str]) -> list[str]:
     return out
 
 # %% ../nbs/09b_check.ipynb #7ed58489
+class SeqLenError(ValueError):
+    "A run's max_seq_len does not fit the model's position table; the message is one line with both settings and the fix."
+
+def seq_len_problem(setting: str, value: int, info: ModelInfo) -> str | None:
+    "The one-line problem when `setting`=`value` exceeds `info`'s max_position_embeddings, else None (also when unknown)."
+    mpe = (info.config or {}).get("max_position_embeddings")
+    if not mpe or value <= mpe: return None
+    grow = " or --set model.max_position_embeddings=<more>" if info.kind in ("base", "scratch") else ""
+    return (f"{setting}={value} > max_position_embeddings={mpe} of the model ({info.where}); "
+            f"fix: --set {setting}={mpe} (or less){grow}")
+
+def require_seq_len(setting: str, value: int, model) -> ModelInfo:
+    """Raise `SeqLenError` when `setting`=`value` exceeds the model's max_position_embeddings; returns the model's info.
+
+    `model` is a `ModelInfo`, or a local dir / PaddleNLP name read with `source_info` (no weights loaded). Entry points call
+    this before they train, so the run stops with the settings' names instead of Paddle's `OP(embedding) expected ... < N`."""
+    info = model if isinstance(model, ModelInfo) else source_info(model)
+    msg = seq_len_problem(setting, value, info)
+    if msg: raise SeqLenError(msg)
+    return info
+
 def check_shapes(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> list[str]:
     "data.max_seq_len (pretraining stages) and finetune.max_seq_len (08) fit the model's max_position_embeddings."
     info = info or model_info(cfg)
-    mpe = (info.config or {}).get("max_position_embeddings")
-    if not mpe: return []  # unknown (a broken local dir is reported by check_model_sources)
-    grow = " or --set model.max_position_embeddings=<more>" if info.kind in ("base", "scratch") else ""
     out = []
     for stages, key in ((PRETRAIN_STAGES, "data.max_seq_len"), ({"08"}, "finetune.max_seq_len")):
-        val = cfg.get(key)
-        if keys & stages and val > mpe:
-            out.append(f"{key}={val} > max_position_embeddings={mpe} of the model ({info.where}); "
-                       f"fix: --set {key}={mpe} (or less){grow}")
+        if keys & stages and (msg := seq_len_problem(key, cfg.get(key), info)): out.append(msg)
     return out
 
 # %% ../nbs/09b_check.ipynb #fe11b3a0

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .check import ModelInfo, require_seq_len
 from .config import FinetuneConfig, add_config_args, config_from_args, resolve_path
 from .fileio import atomic_dir, atomic_path, atomic_write_text, stage_is_done, write_manifest
 
@@ -639,8 +640,11 @@ def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: Finetune
     task = task or load_task(task_dir, fcfg)
     multi, labels = task["multi_label"], task["labels"]
     train_rows = cap_per_class(task["train"], fcfg.train_cap)
+    require_seq_len("finetune.max_seq_len", fcfg.max_seq_len, model_dir)  # from its config, before any weights load
     set_seed(seed)
     tok, model = load_classifier(model_dir, len(labels), fcfg.dropout)
+    loaded = {"max_position_embeddings": getattr(model.config, "max_position_embeddings", None)}
+    require_seq_len("finetune.max_seq_len", fcfg.max_seq_len, ModelInfo(str(model_dir), "loaded", loaded, f"{model_dir} as loaded"))
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     enc = {s: encode(tok, rows, fcfg.max_seq_len) for s, rows in (("train", train_rows), ("dev", task["dev"]), ("test", task["test"]))}
     y = {s: targets(rows, labels, multi) for s, rows in (("train", train_rows), ("dev", task["dev"]), ("test", task["test"]))}
@@ -914,6 +918,7 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     if base not in models: raise ValueError(f"base model {base!r} is not among {list(models)}")
     out_dir = resolve_path(out_dir)
     task = load_task(task_dir, fcfg)
+    for model_dir in models.values(): require_seq_len("finetune.max_seq_len", fcfg.max_seq_len, model_dir)  # all, before any run
     results, todo = {n: [] for n in models}, []
     for k in range(seeds):  # seed-major: partial results stay comparable
         for name, model_dir in models.items():

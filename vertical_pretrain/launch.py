@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .check import check_shapes
 from .config import add_config_args, config_from_args
 from .dataset import corpus_prefix
 
@@ -131,6 +132,8 @@ def launch(cfg, echo=print) -> int:
     "Save the run's config, then start the (multi-process) pretraining; returns the exit code."
     msg = missing_data_message(cfg)
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
+    for msg in check_shapes(cfg, {"06"}):  # before any process starts: data.max_seq_len vs the model's position table
+        echo(f"vertical-pretrain pretrain: {msg}"); return 2
     cfg = fit_micro_batch(cfg, echo)
     run_dir = cfg.paths.run_dir
     config_path = cfg.save(run_dir / "config.yaml")

