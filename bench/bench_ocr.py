@@ -95,7 +95,8 @@ def main(argv=None) -> int:
             cers.append(cer(refs[i], text)); cers_k.append(cer(refs[i], text, nfkc=True))
             cers_l.append(cer(no_leaders(refs[i]), no_leaders(text), nfkc=True)); confs.append(conf)
             saved.setdefault(label, {})[i + 1] = text
-            print(f"  {label} page {i + 1}: CER {cers[-1]:.3f} ({cers_k[-1]:.3f} NFKC) conf {conf:.3f}",
+            print(f"  {label} page {i + 1}: CER {cers[-1]:.3f} ({cers_k[-1]:.3f} NFKC, {cers_l[-1]:.3f} no leaders) "
+                  f"conf {conf:.3f} {time.perf_counter() - t0:.1f}s",
                   file=sys.stderr, flush=True)
         ref_chars = sum(len("".join(refs[i].split())) for i in idx)
         # char-weighted mean CER = total edits / total reference chars

@@ -301,7 +301,11 @@ def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True, ocr: st
         except Exception as e:
             raise Pdf2TextError(f"{path}: page {i + 1} cannot be read by pypdf ({type(e).__name__}: {e}).") from e
     checks = ocrmod.classify_pages(["\n".join(l.text for l in p) for p in pages])
-    # an empty page is a scan only when an image covers most of it; otherwise it is blank (or a small figure)
+    # a page with (almost) no text is a scan only when an image covers most of it; otherwise it is blank (or a
+    # small figure). A scanner's stamp ("Scanned by ...", a page number) on a page-size image is still a scan.
+    for i, c in enumerate(checks):
+        if c.cls == "text" and c.chars < 40 and ocrmod.image_cover(reader.pages[i]) >= 0.5:
+            c.cls, c.reason = "empty", f"{c.chars} chars over a page-size image"
     scanned = {i for i, c in enumerate(checks) if c.cls == "empty" and ocrmod.image_cover(reader.pages[i]) >= 0.5}
     blank = {i for i, c in enumerate(checks) if c.cls == "empty" and i not in scanned}
     bad = {i for i, c in enumerate(checks) if c.cls == "undecodable"}
@@ -316,7 +320,7 @@ def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True, ocr: st
         confs = []
         for res in ocrmod.ocr_pages(path, sorted(want), dpi=ocr_dpi, workers=ocr_workers, show_progress=show_progress):
             lines = _ocr_to_lines(res, res.index)
-            if ocr == "always" or lines: pages[res.index] = lines
+            if lines: pages[res.index] = lines  # OCR that finds nothing leaves a usable text layer as it was
             if lines: done.add(res.index); confs.append((res.mean_conf, sum(len(l.text) for l in res.lines)))
         chars = sum(c for _, c in confs)
         info.update(ocr_engine=ocrmod.engine_label(), ocr_seconds=round(time.perf_counter() - t0, 2),
@@ -332,8 +336,8 @@ def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True, ocr: st
     if dropped:
         why = "; ".join(f"{c}: pages {_page_ranges([i + 1 for i in dropped if checks[i].cls == c])}"
                         for c in ("empty", "undecodable") if any(checks[i].cls == c for i in dropped))
-        fix = ("install the OCR engine (`pip install rapidocr-onnxruntime`, in requirements.txt)" if not engine_ok
-               else "set pdf2text.ocr=auto to OCR them" if ocr == "never" else "check the scan quality")
+        fix = ("set pdf2text.ocr=auto to OCR them" if ocr == "never" else "install the OCR engine "
+               "(`pip install -r requirements.txt`: rapidocr-onnxruntime)" if not engine_ok else "check the scan quality")
         usable = n - len(dropped) - len(blank_left)
         if usable < max(1, 0.5 * (n - len(blank_left))):
             raise Pdf2TextError(f"{path}: {len(dropped)} of {n} pages have no text layer or one that does not decode "
