@@ -160,24 +160,22 @@ def _advance(text: str, widths: dict | None, mono: bool) -> float:
         total += w
     return total
 
-_NUMERIC = set("0123456789.")
+_LATIN_NUM_RE = re.compile(r"^[A-Za-z0-9._/-]$")
 
 def _join_runs(runs: list, gap_em: float = 0.15) -> str:
-    """Rejoin the text runs of one line. Where two single glyphs placed on their own meet (layout tools do this),
-    the space between them comes from the glyph positions, not from pypdf's guess (which relies on
-    font widths that are often wrong): a space only where the gap between the visible glyphs exceeds `gap_em` of
-    the font size, none between CJK glyphs, none inside a number (`4.19`). Other joints keep pypdf's text."""
+    """Rejoin the text runs of one line. Where two single glyphs placed on their own meet (layout tools do this)
+    and pypdf put a space between two letters, digits or `._/-`, the glyph positions decide: the space stays only
+    where the gap between the visible glyphs exceeds `gap_em` of the font size (pypdf's guess relies on font widths
+    that are often wrong). So `L i n u x 4 . 1 9` becomes `Linux 4.19`. Spaces are never added, and every other
+    joint keeps pypdf's text (spaces between CJK chars go in `normalize_line`)."""
     out, prev = "", None
     for r in runs:
-        part, x_vis = r[0], r[6]
-        if prev is not None and x_vis is not None and prev[7] is not None and part.strip() \
-                and len(part.strip()) == 1 and len(prev[0].strip()) == 1:
-            a, b = out.rstrip()[-1:], part.strip()[0]
-            gap = (x_vis - prev[7]) / (max(r[3], prev[3]) or 1.0)
-            space = gap > gap_em and not (is_cjk(a) and is_cjk(b)) and not (a in _NUMERIC and b in _NUMERIC and gap < 0.5)
-            out = out.rstrip() + (" " if space else "") + part.lstrip()
-        else:
-            out += part
+        part = r[0]
+        if prev is not None and r[6] is not None and prev[7] is not None and part[:1].isspace() \
+                and _LATIN_NUM_RE.match(part.strip()) and _LATIN_NUM_RE.match(out.rstrip()[-1:] or " "):
+            gap = (r[6] - prev[7]) / (max(r[3], prev[3]) or 1.0)
+            if gap <= gap_em: out, part = out.rstrip(), part.lstrip()
+        out += part
         if part.strip(): prev = r
     return out
 
@@ -195,7 +193,9 @@ def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
         for k, part in enumerate(parts):
             if part:
                 x_vis = end_vis = None
-                if k == 0:  # where the visible glyphs start and end; a leading space is drawn only if widths are trusted
+                if k == 0 and len(part.strip()) == 1:
+                    # a glyph placed on its own: where it starts and ends (only these joints are rejoined, so
+                    # other runs skip this cost); a leading space is drawn only if the font's widths are trusted
                     lead = part[:len(part) - len(part.lstrip())]
                     x_vis = x + (_advance(lead, widths, mono) * sz if widths else 0.0)
                     end_vis = x_vis + _advance(part.strip(), widths, mono) * sz
