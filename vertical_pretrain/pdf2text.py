@@ -132,9 +132,9 @@ def _font_widths(font) -> dict | None:
     if not latin or min(latin) <= 0 or len(set(latin)) < 3: return None
     return {k: v / 1000 for k, v in cw.items()}
 
-def _font_facts(font: dict | None, cache: dict) -> tuple[bool, bool, dict | None]:
-    "(fixed pitch, bold, advance widths in em or None) of a pypdf font dict, from its name, FontDescriptor and widths."
-    if not font: return False, False, None
+def _font_facts(font: dict | None, cache: dict) -> tuple[bool, bool]:
+    "(fixed pitch, bold) of a pypdf font dict, from the name and the FontDescriptor flags."
+    if not font: return False, False
     key = id(font)
     if key not in cache:
         name = str(font.get("/BaseFont", "")).split("+")[-1]
@@ -147,7 +147,7 @@ def _font_facts(font: dict | None, cache: dict) -> tuple[bool, bool, dict | None
         except Exception: flags = 0
         mono = bool(flags & 1) or bool(_MONO_RE.search(name))
         bold = bool(flags & (1 << 18)) or bool(re.search(r"bold|black|heavy|demi", name, re.I))
-        cache[key] = (mono, bold, _font_widths(font))
+        cache[key] = (mono, bold)
     return cache[key]
 
 def _advance(text: str, widths: dict | None, mono: bool) -> float:
@@ -187,7 +187,7 @@ def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
         x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
         y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
         scale = math.hypot(tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3]) or 1.0
-        mono, bold, widths = _font_facts(font, font_cache)
+        mono, bold = _font_facts(font, font_cache)
         sz = float(size) * scale
         parts = text.split("\n")
         for k, part in enumerate(parts):
@@ -196,6 +196,9 @@ def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
                 if k == 0 and len(part.strip()) == 1:
                     # a glyph placed on its own: where it starts and ends (only these joints are rejoined, so
                     # other runs skip this cost); a leading space is drawn only if the font's widths are trusted
+                    wkey = ("widths", id(font))  # parsed on first need: most books never get here
+                    if wkey not in font_cache: font_cache[wkey] = _font_widths(font) if font else None
+                    widths = font_cache[wkey]
                     lead = part[:len(part) - len(part.lstrip())]
                     x_vis = x + (_advance(lead, widths, mono) * sz if widths else 0.0)
                     end_vis = x_vis + _advance(part.strip(), widths, mono) * sz
