@@ -297,7 +297,10 @@ def ocr_pages(path, indices, dpi: int = 200, workers: int = 0, show_progress: bo
         else:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+            # fork where there is one: spawn would re-run a user's script that lacks an `if __name__ == "__main__"`
+            # guard; the parent holds no ONNX Runtime session here, so forking it is safe
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker,
                                      initargs=(str(path), dpi, 1)) as ex:
                 for res in ex.map(_ocr_one, indices):
                     yield res
