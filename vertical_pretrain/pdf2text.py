@@ -110,6 +110,29 @@ class Line:
 
 # %% ../nbs/01_pdf2text.ipynb #78083b80
 _MONO_RE = re.compile(r"mono|courier|consol|typewriter|menlo|inconsolata|fixed|code|^cmtt|lmtt|sfmono", re.I)
+_PROXY_WIDTHS: dict = {}
+
+def _proxy_widths() -> dict:
+    "Helvetica's advance widths (em), from pypdf's core-font metrics: the stand-in when a font's own widths are unusable."
+    if not _PROXY_WIDTHS:
+        try:
+            from pypdf.generic._font import Font
+            _PROXY_WIDTHS.update({k: v / 1000 for k, v in Font.from_core_font_name("/Helvetica").character_widths.items()})
+        except Exception:  # an older pypdf without core-font metrics: half an em for every glyph
+            _PROXY_WIDTHS["default"] = 0.5
+    return _PROXY_WIDTHS
+
+def _font_widths(font) -> dict | None:
+    """The font's advance widths in em by character (pypdf's own font parser), or None when they cannot be trusted:
+    missing or zero widths, or one width for every Latin letter in a proportional font (a broken /Widths array)."""
+    try:
+        from pypdf.generic._font import Font
+        cw = Font.from_font_resource(font).character_widths
+    except Exception:
+        return None
+    latin = [cw[c] for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c in cw]
+    if not latin or min(latin) <= 0 or len(set(latin)) < 3: return None
+    return {k: v / 1000 for k, v in cw.items()}
 
 def _font_facts(font: dict | None, cache: dict) -> tuple[bool, bool]:
     "(fixed pitch, bold) of a pypdf font dict, from the name and the FontDescriptor flags."
@@ -129,6 +152,35 @@ def _font_facts(font: dict | None, cache: dict) -> tuple[bool, bool]:
         cache[key] = (mono, bold)
     return cache[key]
 
+def _advance(text: str, widths: dict | None, mono: bool) -> float:
+    "Printed width of `text` in em: the font's widths; else 1 em for CJK, 0.6 em fixed pitch, Helvetica's widths."
+    proxy = _proxy_widths()
+    total = 0.0
+    for c in text:
+        w = widths.get(c) if widths else None
+        if not w: w = 1.0 if is_cjk(c) else 0.6 if mono else proxy.get(c, 0.5)
+        total += w
+    return total
+
+_LATIN_NUM_RE = re.compile(r"^[A-Za-z0-9._/-]$")
+
+def _join_runs(runs: list, gap_em: float = 0.15) -> str:
+    """Rejoin the text runs of one line. Where two single glyphs placed on their own meet (layout tools do this)
+    and pypdf put a space between two letters, digits or `._/-`, the glyph positions decide: the space stays only
+    where the gap between the visible glyphs exceeds `gap_em` of the font size (pypdf's guess relies on font widths
+    that are often wrong). So `L i n u x 4 . 1 9` becomes `Linux 4.19`. Spaces are never added, and every other
+    joint keeps pypdf's text (spaces between CJK chars go in `normalize_line`)."""
+    out, prev = "", None
+    for r in runs:
+        part = r[0]
+        if prev is not None and r[6] is not None and prev[7] is not None and part[:1].isspace() \
+                and _LATIN_NUM_RE.match(part.strip()) and _LATIN_NUM_RE.match(out.rstrip()[-1:] or " "):
+            gap = (r[6] - prev[7]) / (max(r[3], prev[3]) or 1.0)
+            if gap <= gap_em: out, part = out.rstrip(), part.lstrip()
+        out += part
+        if part.strip(): prev = r
+    return out
+
 def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
     "Extract one page with pypdf and group its text runs into Lines with geometry and font facts."
     pieces, cur = [], []
@@ -138,23 +190,35 @@ def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
         y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
         scale = math.hypot(tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3]) or 1.0
         mono, bold = _font_facts(font, font_cache)
+        sz = float(size) * scale
         parts = text.split("\n")
         for k, part in enumerate(parts):
-            if part: cur.append((part, x if k == 0 else None, y, float(size) * scale, mono, bold))
+            if part:
+                x_vis = end_vis = None
+                if k == 0 and len(part.strip()) == 1:
+                    # a glyph placed on its own: where it starts and ends (only these joints are rejoined, so
+                    # other runs skip this cost); a leading space is drawn only if the font's widths are trusted
+                    wkey = ("widths", id(font))  # parsed on first need: most books never get here
+                    if wkey not in font_cache: font_cache[wkey] = _font_widths(font) if font else None
+                    widths = font_cache[wkey]
+                    lead = part[:len(part) - len(part.lstrip())]
+                    x_vis = x + (_advance(lead, widths, mono) * sz if widths else 0.0)
+                    end_vis = x_vis + _advance(part.strip(), widths, mono) * sz
+                cur.append((part, x if k == 0 else None, y, sz, mono, bold, x_vis, end_vis))
             if k < len(parts) - 1:
                 pieces.append(cur.copy()); cur.clear()
     page.extract_text(visitor_text=visit)
     pieces.append(cur)
     lines = []
     for runs in pieces:
-        text = "".join(r[0] for r in runs)
+        text = _join_runs(runs)
         if not text.strip(): continue
         n = sum(len(r[0].strip()) for r in runs) or 1
         size = sum(r[3] * len(r[0].strip()) for r in runs) / n
         xs = [r for r in runs if r[1] is not None]
         x0 = xs[0][1] if xs else 0.0
         cells, end = 1, None
-        for part, x, y, sz, mono, _ in runs:
+        for part, x, y, sz, mono, *_ in runs:
             w = (0.6 * len(part) if mono else em_width(part)) * sz  # fixed-pitch fonts are 0.6 em wide
             if x is not None and end is not None and x - end > 2.0 * sz and part.strip(): cells += 1
             end = (x if x is not None else (end or 0.0)) + w
@@ -180,8 +244,53 @@ def _open_pdf(path: Path):
                                 f"`qpdf --password=XXX --decrypt in.pdf out.pdf`.")
     return reader
 
-def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True) -> tuple[list[list[Line]], dict]:
-    "All lines of a PDF, page by page (pypdf + layout facts). Raises Pdf2TextError for PDFs without a text layer."
+def _page_ranges(pages: list[int]) -> str:
+    "1-based page numbers as compact ranges: [3, 4, 5, 9] -> '3-5, 9'."
+    out, run = [], []
+    for p in sorted(pages):
+        if run and p == run[-1] + 1: run.append(p); continue
+        if run: out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}")
+        run = [p]
+    if run: out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}")
+    return ", ".join(out)
+
+def _ocr_to_lines(res, page_no: int) -> list[Line]:
+    """OCR boxes of one page -> Lines in reading order. Boxes whose vertical centres fall inside one another's
+    band are one printed line (table cells come as separate boxes): joined left to right, a wide gap is a new cell.
+    Sizes come from box heights (`vertical_pretrain.ocr.box_to_size`); y grows upwards as in PDF space."""
+    from vertical_pretrain.ocr import box_to_size
+    rows = []
+    for b in sorted(res.lines, key=lambda b: (b.top + b.bottom) / 2):
+        mid = (b.top + b.bottom) / 2
+        if rows and rows[-1][0].top <= mid <= rows[-1][0].bottom: rows[-1].append(b)
+        else: rows.append([b])
+    lines = []
+    for row in rows:
+        row.sort(key=lambda b: b.x0)
+        size = box_to_size(sorted(b.bottom - b.top for b in row)[len(row) // 2])
+        text, cells = row[0].text, 1
+        for a, b in zip(row, row[1:]):
+            gap = b.x0 - a.x1
+            if gap > 2.0 * size: cells += 1
+            text = text + b.text if is_cjk(text[-1:]) and is_cjk(b.text[:1]) and gap < size else text + " " + b.text
+        lines.append(Line(text=text, page=page_no, x0=row[0].x0, x1=max(b.x1 for b in row),
+                          y=res.height - max(b.bottom for b in row), size=size, cells=cells,
+                          plain_cjk=len(_CJK_RE.findall(text)), geometry=True))
+    return lines
+
+def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True, ocr: str = "auto",
+                   ocr_dpi: int = 200, ocr_workers: int = 0) -> tuple[list[list[Line]], dict]:
+    """All lines of a PDF, page by page (pypdf + layout facts), with OCR where the text layer is not usable.
+
+    Each page is checked (`vertical_pretrain.ocr.classify_pages`): `text`, `empty` or `undecodable`. With
+    `ocr='auto'`, undecodable pages and empty pages that are mostly an image (scans) are OCR'd
+    (`vertical_pretrain.ocr.ocr_pages`, RapidOCR); `'always'` OCRs every page; `'never'` OCRs nothing.
+    Pages without usable text are never returned as text: their lines are dropped. Raises Pdf2TextError for an
+    unreadable or encrypted PDF, and when most pages have no usable text (naming them and the fix); warns on
+    stderr, naming the pages, when a few do. The info dict counts pages by source: text, ocr, blank, dropped."""
+    from vertical_pretrain import ocr as ocrmod
+    if ocr not in ("auto", "never", "always"):
+        raise Pdf2TextError(f"pdf2text.ocr must be auto, never or always, not {ocr!r}.")
     path = Path(path)
     reader = _open_pdf(path)
     try: n_total = len(reader.pages)
@@ -196,15 +305,55 @@ def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True) -> tupl
         try: pages.append(_page_lines(reader.pages[i], i, cache))
         except Exception as e:
             raise Pdf2TextError(f"{path}: page {i + 1} cannot be read by pypdf ({type(e).__name__}: {e}).") from e
-    chars = sum(len(l.text.strip()) for p in pages for l in p)
-    empty = sum(1 for p in pages if not p)
-    if n == 0 or chars < 20 * n * 0.05 or empty > 0.9 * n:
-        raise Pdf2TextError(f"{path}: no text layer in {empty} of {n} pages (a scanned book?). "
-                            f"Run OCR first, e.g. `ocrmypdf -l chi_sim+eng {path.name} ocr.pdf`, then convert ocr.pdf.")
-    if empty > 0.1 * n:
-        print(f"pdf2text: warning: {path.name}: {empty} of {n} pages have no text layer (scanned pages?); "
-              f"their text is missing. OCR them first (`ocrmypdf --skip-text`) to keep it.", file=sys.stderr)
-    return pages, {"pages": n, "pages_total": n_total, "pages_without_text": empty}
+    checks = ocrmod.classify_pages(["\n".join(l.text for l in p) for p in pages])
+    # a page with (almost) no text is a scan only when an image covers most of it; otherwise it is blank (or a
+    # small figure). A scanner's stamp ("Scanned by ...", a page number) on a page-size image is still a scan.
+    for i, c in enumerate(checks):
+        if c.cls == "text" and c.chars < 40 and ocrmod.image_cover(reader.pages[i]) >= 0.5:
+            c.cls, c.reason = "empty", f"{c.chars} chars over a page-size image"
+    scanned = {i for i, c in enumerate(checks) if c.cls == "empty" and ocrmod.image_cover(reader.pages[i]) >= 0.5}
+    blank = {i for i, c in enumerate(checks) if c.cls == "empty" and i not in scanned}
+    bad = {i for i, c in enumerate(checks) if c.cls == "undecodable"}
+    want = set(range(n)) if ocr == "always" else (scanned | bad if ocr == "auto" else set())
+    engine_ok = ocrmod.ocr_available()
+    info = {"pages": n, "pages_total": n_total,
+            "page_classes": {k: sum(1 for c in checks if c.cls == k) for k in ocrmod.PAGE_CLASSES},
+            "ocr": ocr, "ocr_engine": None, "ocr_mean_confidence": None, "ocr_seconds": 0.0}
+    done = set()
+    if want and engine_ok:
+        t0 = time.perf_counter()
+        confs = []
+        for res in ocrmod.ocr_pages(path, sorted(want), dpi=ocr_dpi, workers=ocr_workers, show_progress=show_progress):
+            lines = _ocr_to_lines(res, res.index)
+            if lines: pages[res.index] = lines  # OCR that finds nothing leaves a usable text layer as it was
+            if lines: done.add(res.index); confs.append((res.mean_conf, sum(len(l.text) for l in res.lines)))
+        chars = sum(c for _, c in confs)
+        info.update(ocr_engine=ocrmod.engine_label(), ocr_seconds=round(time.perf_counter() - t0, 2),
+                    ocr_mean_confidence=round(sum(m * c for m, c in confs) / chars, 4) if chars else None)
+    dropped = sorted(i for i in (scanned | bad) if i not in done)
+    for i in dropped: pages[i] = []  # never pass an undecodable text layer on as text
+    blank_left = sorted(i for i in blank if i not in done)
+    info["page_sources"] = {"text": n - len(done | set(dropped) | set(blank_left)), "ocr": len(done),
+                            "blank": len(blank_left), "dropped": len(dropped)}
+    info["pages_ocr"] = [i + 1 for i in sorted(done)]
+    info["pages_dropped"] = [i + 1 for i in dropped]
+    info["pages_without_text"] = len(dropped) + len(blank_left)
+    if dropped:
+        why = "; ".join(f"{c}: pages {_page_ranges([i + 1 for i in dropped if checks[i].cls == c])}"
+                        for c in ("empty", "undecodable") if any(checks[i].cls == c for i in dropped))
+        fix = ("set pdf2text.ocr=auto to OCR them" if ocr == "never" else "install the OCR engine "
+               "(`pip install -r requirements.txt`: rapidocr-onnxruntime)" if not engine_ok else "check the scan quality")
+        usable = n - len(dropped) - len(blank_left)
+        if usable < max(1, 0.5 * (n - len(blank_left))):
+            raise Pdf2TextError(f"{path}: {len(dropped)} of {n} pages have no text layer or one that does not decode "
+                                f"({why}): a scanned book, or fonts without a Unicode map. Nothing was written; {fix}.")
+        print(f"pdf2text: warning: {path.name}: {len(dropped)} of {n} pages have no text layer or one that does not "
+              f"decode ({why}); their text is left out. To keep it, {fix}.", file=sys.stderr)
+    if not any(l.text.strip() for p in pages for l in p):
+        raise Pdf2TextError(f"{path}: no text layer in any of the {n} pages, and no page is a scan to OCR (blank pages "
+                            f"or small images). If it is a scan, OCR it first, e.g. `ocrmypdf -l chi_sim+eng {path.name} "
+                            f"ocr.pdf`, then convert ocr.pdf.")
+    return pages, info
 
 # %% ../nbs/01_pdf2text.ipynb #5e11c86f
 def text_to_pages(text: str) -> list[list[Line]]:
@@ -380,7 +529,7 @@ def split_sentences(text: str) -> list[str]:
 
     Chinese: after 。！？； (and any closing quotes/brackets that follow). English: after . ! ? followed by a space
     and an upper-case letter, digit, quote or CJK char, except after abbreviations (e.g., i.e., Mr., Fig., ...)
-    and initials; dots inside tokens (2.1, sources.list, www.debian.org) never split."""
+    and initials; dots inside tokens (2.1, sources.list, www.debian.org) and between digits (`4. 19`) never split."""
     text = re.sub(r"\s+", " ", text).strip()
     out, start, i, n = [], 0, 0, len(text)
     while i < n:
@@ -410,6 +559,8 @@ def _dot_ends_sentence(text: str, start: int, i: int, j: int) -> bool:
     n = len(text)
     prev = text[i - 1] if i > 0 else ""
     if j >= n: return True
+    if re.search(r"\d ?$", text[max(0, i - 2):i]) and re.match(r" ?\d", text[i + 1:i + 3]):
+        return False  # inside a number, even one spelled out glyph by glyph: 4.19, 4. 19, 4 .19
     k = j + 1 if text[j] == " " else j
     if k >= n: return True
     nxt = text[k]
@@ -571,8 +722,8 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
                 min_sentence_chars: int = 2, min_doc_sentences: int = 1, heading_splits_docs: bool = True,
                 max_pages: int = 0, show_progress: bool = True, json_key: str = "text", ocr: str = "auto") -> dict:
     """Convert one book (PDF, TXT, DOCX, EPUB, HTML, Markdown or JSONL; see `sniff_input`) to stage-01 text:
-    one sentence a line, blank line between documents. `json_key`: the text field of JSONL input.
-    `ocr` is accepted so `run_stage` can pass every `cfg.pdf2text` field; this function does no OCR.
+    one sentence a line, blank line between documents. `json_key`: the text field of JSONL input; `ocr`
+    (auto | never | always): how PDF pages without a usable text layer are read (`read_pdf_lines`).
 
     Writes `output_path` and `<name>.report.json` atomically, only when everything succeeded; returns the report.
     Raises `Pdf2TextError` for empty, binary, unsupported, scanned or password-protected input, bad JSONL lines,
@@ -585,7 +736,7 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
     kind = sniff_input(input_path)
     info = {"format": kind}
     if kind == "pdf":
-        pages, meta = read_pdf_lines(input_path, max_pages=max_pages, show_progress=show_progress)
+        pages, meta = read_pdf_lines(input_path, max_pages=max_pages, show_progress=show_progress, ocr=ocr)
         info.update(meta)
     elif kind == "text":
         text, enc = decode_text(input_path.read_bytes(), str(input_path))
@@ -613,10 +764,22 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
     return report
 
 # %% ../nbs/01_pdf2text.ipynb #31940218
+def _page_source_rows(report: dict) -> list[tuple[str, str]]:
+    "Report rows for where each page's text came from (PDF input only)."
+    src = report.get("page_sources")
+    if not src: return []
+    rows = [("pages: text layer / OCR / blank / dropped", f"{src['text']} / {src['ocr']} / {src['blank']} / {src['dropped']}")]
+    if report.get("pages_dropped"): rows.append(("  dropped pages", _page_ranges(report["pages_dropped"])))
+    if src["ocr"]:
+        rows.append(("OCR engine (mean confidence)", f"{report['ocr_engine']} ({report['ocr_mean_confidence']:.3f})"))
+        rows.append(("  OCR pages", _page_ranges(report["pages_ocr"])))
+    return rows
+
 def format_report(report: dict) -> str:
     "The cleaning report as a small two-column table."
     rows = [("input", Path(report["input"]).name), ("format", report["format"] + (f" ({report['encoding']})" if report.get("encoding") else "")),
             ("pages (read / total / no text)", f"{report['pages']} / {report['pages_total']} / {report['pages_without_text']}"),
+            *_page_source_rows(report),
             ("characters in -> out", f"{report['chars_in']:,} -> {report['chars_out']:,}"),
             ("lines in", f"{report['lines_in']:,}"), ("lines kept", f"{report['lines_kept']:,}")]
     rows += [(f"  dropped: {k}", f"{v:,}") for k, v in report["lines_dropped"].items()]
