@@ -275,7 +275,7 @@ exclude_patterns = ["_build"]
 '''
 
 def _api_modules() -> list[str]:
-    "Modules of the package (from nbdev's _modidx.py), in the course order of their notebooks."
+    "Modules of the package (from nbdev's _modidx.py), sorted by name."
     from vertical_pretrain import _modidx
     mods = _modidx.d["syms"]
     return sorted(m for m in mods if m.count(".") == 1 and not m.endswith("._modidx"))
@@ -290,7 +290,7 @@ def _run_note(info: dict, name: str) -> str:
     if info.get("run"): return f"本页不在流水线里执行，显示的是 `nbs/` 里的源 notebook（运行 `{info['run']}` 发布于 {info['published_at']}）。"
     return "本页没有执行输出：还没有发布过流水线运行。`make demo`（或 `vertical-pretrain pipeline`）之后再 `make docs`。"
 
-def _stage_sources(course: Path, src: Path, nbs_dir: Path) -> dict:
+def _stage_sources(course: Path, src: Path, nbs_dir: Path, modules=None) -> dict:
     "Copy the course into the Sphinx source dir: notebooks with a provenance note, landing page, API pages."
     import nbformat
     rel = json.loads((course / "run.json").read_text(encoding="utf-8")) if (course / "run.json").exists() else {}
@@ -315,7 +315,7 @@ def _stage_sources(course: Path, src: Path, nbs_dir: Path) -> dict:
     for title, names in order:
         docs = [Path(n).stem for n in names if n != "index.ipynb"]
         if docs: toc.append("```{toctree}\n:hidden:\n" + (f":caption: {title}\n" if title else "") + "\n".join(docs) + "\n```")
-    mods = _api_modules()
+    mods = list(modules) if modules is not None else _api_modules()
     toc.append("```{toctree}\n:hidden:\n:caption: API 参考\n\n" + "\n".join(f"api/{m}" for m in mods) + "\n```")
     (src / "index.md").write_text(readme + "\n" + "\n\n".join(toc) + "\n", encoding="utf-8")
     (src / "api").mkdir()
@@ -324,13 +324,14 @@ def _stage_sources(course: Path, src: Path, nbs_dir: Path) -> dict:
     (src / "conf.py").write_text(_CONF_PY.format(), encoding="utf-8")
     return rel
 
-def build_site(out_dir=None, course_dir=None, nbs_dir=None, log=print) -> Path:
+def build_site(out_dir=None, course_dir=None, nbs_dir=None, modules=None, log=print) -> Path:
     """Build the course site with Sphinx + sphinx-book-theme + MyST-NB from the published notebooks in `course_dir`
     (default `docs/course/`, see `publish`) into `out_dir` (default `_docs/`); returns `out_dir/index.html`.
 
     Offline: no page loads anything from the network (checked by the browser test). Sidebar in `nbs/sidebar.yml`
     order, previous/next links, search that finds Chinese terms, API pages from the docstrings (autodoc). Runs
-    `python -m sphinx` in a subprocess whose `PYTHONPATH` puts this package first. Raises `FileNotFoundError` when
+    `python -m sphinx` in a subprocess whose `PYTHONPATH` puts this package first. `modules`: the modules with an
+    API page (default: every module of the package). Raises `FileNotFoundError` when
     `course_dir` has not been published, `RuntimeError` with Sphinx's last lines when the build fails."""
     root = project_root()
     nbs_dir = Path(nbs_dir) if nbs_dir else root / "nbs"
@@ -341,7 +342,7 @@ def build_site(out_dir=None, course_dir=None, nbs_dir=None, log=print) -> Path:
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="vp-docs-") as tmp, atomic_dir(out_dir) as html:
         src = Path(tmp) / "src"; src.mkdir()
-        _stage_sources(course, src, nbs_dir)
+        _stage_sources(course, src, nbs_dir, modules)
         pkg_root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                "GLOG_minloglevel": "2", "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True"}
@@ -357,12 +358,12 @@ def build_site(out_dir=None, course_dir=None, nbs_dir=None, log=print) -> Path:
     return out_dir / "index.html"
 
 # %% ../nbs/09c_docs.ipynb #40ac417a
-def build_docs(out_dir=None, run_dir=None, nbs_dir=None, log=print) -> Path:
+def build_docs(out_dir=None, run_dir=None, nbs_dir=None, modules=None, log=print) -> Path:
     """`publish` the run's executed notebooks (or, with `run_dir=None`, the clean ones) into a temporary course
     folder and `build_site` from it: the site of one run without touching `docs/course/`. Returns index.html."""
     with tempfile.TemporaryDirectory(prefix="vp-course-") as tmp:
         publish(run_dir, Path(tmp) / "course", nbs_dir, log=log)
-        return build_site(out_dir, Path(tmp) / "course", nbs_dir, log=log)
+        return build_site(out_dir, Path(tmp) / "course", nbs_dir, modules, log=log)
 
 def _run_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     add_config_args(p)
