@@ -113,7 +113,10 @@ def _wait(page: Page, expr: str, timeout: float = 20.0):
     "Poll a JS expression until it is truthy; returns its value (or fails naming it)."
     t0 = time.time()
     while time.time() - t0 < timeout:
-        v = page.eval(expr)
+        try: v = page.eval(expr)
+        except RuntimeError as e:  # the page is being replaced by the one we wait for
+            if "navigated" not in str(e) and "context" not in str(e): raise
+            v = None
         if v: return v
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {expr}")
