@@ -353,12 +353,14 @@ def build_site(out_dir=None, course_dir=None, nbs_dir=None, modules=None, log=pr
         pkg_root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                "GLOG_minloglevel": "2", "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True"}
-        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-d", str(Path(tmp) / "doctrees"), str(src), str(html)]
+        # Sphinx writes into tmp/html: MyST-NB puts its `jupyter_execute/` beside the output folder, so not in the project
+        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-d", str(Path(tmp) / "doctrees"), str(src), str(Path(tmp) / "html")]
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode != 0:
             tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
             raise RuntimeError(f"sphinx-build failed ({r.returncode}) on {src}:\n{tail}")
         warnings = [l for l in r.stderr.splitlines() if "WARNING" in l]
+        shutil.copytree(Path(tmp) / "html", html, dirs_exist_ok=True)
         (html / ".nojekyll").touch()
     log(f"docs: {out_dir / 'index.html'} ({time.time() - t0:.1f} s, {len(warnings)} Sphinx warnings)")
     for w in warnings[:10]: log(f"  {w}")
