@@ -275,7 +275,7 @@ def checkpoint_vocab_mismatch(ckpt, tokenizer_src) -> str | None:
 def corpus_digest(cfg) -> str:
     "SHA-256 (first 16 hex) over the contents of stage 04's `_ids.npy` and `_idx.npz`: which corpus the samples come from."
     import hashlib
-    from vertical_pretrain.dataset import corpus_prefix  # absolute: the notebook itself runs this too (papermill)
+    from vertical_pretrain.dataset import corpus_prefix
     from vertical_pretrain.fileio import content_hash
     prefix = corpus_prefix(cfg)
     files = [Path(f"{prefix}_ids.npy"), Path(f"{prefix}_idx.npz")]
