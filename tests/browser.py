@@ -157,6 +157,9 @@ def check_course_site(index: Path, lessons: list[str], shots: Path, *, search: t
             _wait(page, f"location.pathname.endsWith('/{name}') && document.readyState === 'complete'")
             time.sleep(0.2)
             seen[name] = check_page(page, name)
+            download = page.eval("(document.querySelector('a.btn-download-source-button') || {href: null}).href")
+            assert download and Path(urllib.request.url2pathname(download.split("file://", 1)[-1])).is_file(), \
+                f"{name}: the download button points to {download}, which is not a file"
             prev_next = page.eval("[document.querySelector('.prev-next-area a.left-prev'), document.querySelector('.prev-next-area a.right-next')]"
                                   ".map(a => a && a.getAttribute('href'))")
             want_prev = lessons[k - 1] if k else "index.html"

@@ -278,7 +278,7 @@ html_theme_options = {{
     "search_bar_text": "搜索课程（中文、英文均可）…",
 }}
 html_show_sourcelink = False
-html_copy_source = False
+html_copy_source = True            # the page's download button serves the executed .ipynb from _sources/
 html_last_updated_fmt = None
 nb_execution_mode = "off"          # outputs come from the pipeline run (published notebooks), never re-executed here
 nb_ipywidgets_js = {{}}            # no require.js / widget manager from a CDN
@@ -310,6 +310,15 @@ def _run_note(info: dict, name: str) -> str:
     if info.get("run"): return f"本页不在流水线里执行，显示的是 `nbs/` 里的源 notebook（运行 `{info['run']}` 发布于 {info['published_at']}）。"
     return "本页没有执行输出：还没有发布过流水线运行。`make demo`（或 `vertical-pretrain pipeline`）之后再 `make docs`。"
 
+def _site_note(info: dict) -> str:
+    "The provenance note on the landing page: which run the whole site shows."
+    if not info.get("run"):
+        return "这个网站还没有流水线运行的输出：每一课只有代码和说明。`make demo` 之后再 `make docs`，就有图和表。"
+    s = (f"本站页面上的输出来自流水线运行 `{info['run']}`（profile `{info['profile']}`，完成于 {info['finished_at']}，"
+         f"发布于 {info['published_at']}）：{len(info.get('executed', []))} 课有执行输出。")
+    if info.get("stale"): s += f" 其中 {len(info['stale'])} 课在那次运行之后改过（页面上有注明）。"
+    return s
+
 def _stage_sources(course: Path, src: Path, nbs_dir: Path, modules=None) -> dict:
     "Copy the course into the Sphinx source dir: notebooks with a provenance note, landing page, API pages."
     import nbformat
@@ -337,6 +346,7 @@ def _stage_sources(course: Path, src: Path, nbs_dir: Path, modules=None) -> dict
         if docs: toc.append("```{toctree}\n:hidden:\n" + (f":caption: {title}\n" if title else "") + "\n".join(docs) + "\n```")
     mods = list(modules) if modules is not None else _api_modules()
     toc.append("```{toctree}\n:hidden:\n:caption: API 参考\n\n" + "\n".join(f"api/{m}" for m in mods) + "\n```")
+    readme = re.sub(r"^(# .+\n)", lambda m: m.group(1) + f"\n:::{{note}}\n{_site_note(rel)}\n:::\n", readme, count=1, flags=re.M)
     (src / "index.md").write_text(readme + "\n" + "\n\n".join(toc) + "\n", encoding="utf-8")
     (src / "api").mkdir()
     for m in mods:
