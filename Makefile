@@ -8,7 +8,7 @@ PROFILE ?= demo
 export PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK := True
 export GLOG_minloglevel := 2
 
-.PHONY: install demo test test-export test-nbs test-py bench docs lab readme clean-venv
+.PHONY: install demo test test-export test-nbs test-py bench docs publish docs-quarto lab readme clean-venv
 
 ## install: create .venv (Python 3.11) with the pinned stack, LAC's model files, the package (editable) and a Jupyter kernel
 install: $(STAMP)
@@ -56,13 +56,21 @@ test-py: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
-## docs: offline HTML course from the executed notebooks (no quarto needed); `nbdev_docs` where quarto exists
-docs: $(STAMP)
-	$(BIN)/vertical-pretrain docs
+## publish: a finished run's executed notebooks -> docs/course/ (the source of both doc sites); RUN=output/<run> (default: the demo run)
+publish: $(STAMP)
+	$(BIN)/vertical-pretrain publish $(if $(RUN),--run $(RUN),--profile $(PROFILE))
 
-## readme: regenerate README.md from nbs/index.ipynb
+## docs: the offline course site in _docs/ (Sphinx + sphinx-book-theme + MyST-NB; publishes the run first when it has notebooks)
+docs: $(STAMP)
+	$(BIN)/vertical-pretrain docs $(if $(RUN),--run $(RUN),--profile $(PROFILE))
+
+## docs-quarto: nbdev_docs (Quarto, where installed) on the published notebooks, so its pages show the run's outputs too
+docs-quarto: publish
+	$(BIN)/nbdev_docs --path docs/course
+
+## readme: demo figures -> docs/figures/ (when a demo run exists; says so when not) and README.md from nbs/index.ipynb
 readme: $(STAMP)
-	$(BIN)/python -c "from vertical_pretrain.pipeline import build_readme; print(build_readme())"
+	$(BIN)/vertical-pretrain readme $(if $(RUN),--run $(RUN),--profile $(PROFILE))
 
 ## lab: JupyterLab on the course notebooks
 lab: $(STAMP)

@@ -6,7 +6,8 @@ import nbformat
 import pytest
 
 from vertical_pretrain.config import get_config
-from vertical_pretrain.pipeline import PipelineError, Stage, render_readme, run_pipeline
+from vertical_pretrain.docs import render_readme
+from vertical_pretrain.pipeline import PipelineError, Stage, run_pipeline
 from vertical_pretrain.config import project_root
 
 PARAMS = 'profile = "demo"\nconfig_path = None\noverrides = {}'

@@ -32,7 +32,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compare": ("vertical_pretrain.finetune", "compare_main", "stage 08: base vs domain (vs random-init, tapt) fine-tune comparison over seeds"),
     "check": ("vertical_pretrain.check", "main", "preflight: inputs, model, lengths, batches, disk, GPU, notebooks (writes nothing)"),
     "pipeline": ("vertical_pretrain.pipeline", "main", "stage 09: run the notebooks in order with papermill"),
-    "docs": ("vertical_pretrain.pipeline", "docs_main", "build the offline HTML course (no quarto needed)"),
+    "publish": ("vertical_pretrain.docs", "publish_main", "copy a run's executed notebooks to docs/course/ (the site's source)"),
+    "docs": ("vertical_pretrain.docs", "main", "build the offline course site (Sphinx; no quarto needed)"),
+    "readme": ("vertical_pretrain.docs", "readme_main", "demo figures to docs/figures/ + README.md from nbs/index.ipynb"),
 }
 
 def config_main(argv=None):

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['STAGES', 'Stage', 'stage_deps', 'stage_inputs', 'stage_products', 'select_stages', 'stage_config_hashes',
            'PipelineError', 'PipelineInterrupted', 'locked_dirs', 'resume_lines', 'rerun_reason', 'run_pipeline',
-           'timing_table', 'main', 'render_readme', 'build_readme', 'build_docs', 'docs_main']
+           'timing_table', 'main']
 
 # %% ../nbs/09_pipeline.ipynb #b4c8508d
 import argparse
@@ -347,78 +347,3 @@ def _sigterm_as_interrupt():
     old = signal.signal(signal.SIGTERM, _raise)
     try: yield
     finally: signal.signal(signal.SIGTERM, old)
-
-# %% ../nbs/09_pipeline.ipynb #853cfc62
-def render_readme(nb_path=None) -> str:
-    "README.md text from nbs/index.ipynb (markdown cells and code outputs)."
-    import nbformat
-    from nbconvert import MarkdownExporter
-    nb_path = Path(nb_path) if nb_path else project_root() / "nbs" / "index.ipynb"
-    nb = nbformat.read(str(nb_path), as_version=4)
-    body, _ = MarkdownExporter(exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
-    note = "<!-- generated from nbs/index.ipynb by `make readme`; edit the notebook, not this file -->\n\n"
-    return note + body.strip() + "\n"
-
-def build_readme(nb_path=None, out_path=None) -> Path:
-    out = Path(out_path) if out_path else project_root() / "README.md"
-    return atomic_write_text(out, render_readme(nb_path))
-
-# %% ../nbs/09_pipeline.ipynb #314c90a7
-def _course_notebooks(nbs_dir: Path, executed_dir: Path | None) -> list[tuple[str, Path]]:
-    "(title, path) per course notebook in order; executed copies preferred."
-    names = sorted(p.name for p in nbs_dir.glob("[0-9]*.ipynb"))
-    out = []
-    for name in ["index.ipynb"] + names:
-        src = nbs_dir / name
-        ex = executed_dir / name if executed_dir else None
-        path = ex if ex is not None and ex.exists() else src
-        if path.exists(): out.append((name, path))
-    return out
-
-def _nb_title(path: Path) -> str:
-    import nbformat
-    nb = nbformat.read(str(path), as_version=4)
-    for c in nb.cells:
-        if c.cell_type == "markdown":
-            for line in c.source.splitlines():
-                if line.startswith("# "): return line[2:].strip()
-    return path.stem
-
-def build_docs(out_dir=None, run_dir=None, nbs_dir=None) -> Path:
-    "Offline HTML course: one page per notebook (executed copies when they exist) and an index page."
-    import html
-    import nbformat
-    from nbconvert import HTMLExporter
-    root = project_root()
-    nbs_dir = Path(nbs_dir) if nbs_dir else root / "nbs"
-    out_dir = Path(out_dir) if out_dir else root / "_docs"
-    executed = (Path(run_dir) / "notebooks") if run_dir else None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter(template_name="lab")
-    links = []
-    for name, path in _course_notebooks(nbs_dir, executed):
-        nb = nbformat.read(str(path), as_version=4)
-        body, _ = exporter.from_notebook_node(nb)
-        page = Path(name).with_suffix(".html").name
-        atomic_write_text(out_dir / page, body)
-        tag = "（已执行）" if executed and path.parent == executed else ""
-        links.append(f'<li><a href="{page}">{html.escape(_nb_title(path))}</a> <small>{name}{tag}</small></li>')
-    index = ("<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>vertical_pretrain 课程</title>"
-             "<style>body{font-family:sans-serif;max-width:52em;margin:2em auto;line-height:1.6}li{margin:.4em 0}</style>"
-             "</head><body><h1>vertical_pretrain 课程</h1><p>用一本领域书继续预训练 ERNIE：按顺序阅读。</p><ol>"
-             + "".join(links) + "</ol></body></html>")
-    atomic_write_text(out_dir / "index.html", index)
-    return out_dir / "index.html"
-
-def docs_main(argv=None) -> int:
-    "vertical-pretrain docs: build the offline HTML course (and README.md)."
-    p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain docs", description=docs_main.__doc__))
-    p.add_argument("--output_dir", default=None, help="default: _docs/")
-    p.add_argument("--source", default=None, help="folder of executed notebooks (default: output/<run>/notebooks if present)")
-    args = p.parse_args(argv)
-    cfg = config_from_args(args)
-    run_dir = Path(args.source).parent if args.source else cfg.paths.run_dir
-    build_readme()
-    index = build_docs(args.output_dir, run_dir=run_dir)
-    print(f"docs: {index}")
-    return 0

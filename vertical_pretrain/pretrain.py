@@ -567,7 +567,20 @@ def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple:
     return lm_sum, sop_sum, tokens
 
 def train(cfg) -> dict:
-    "Pretrain (or continue) according to cfg; returns the last train/valid/test records."
+    """Pretrain (or continue pretraining) one ERNIE model as `cfg` says; the loop of PaddleNLP `model_zoo/ernie-1.0`'s
+    `run_pretrain.py`, on one screen.
+
+    Runs in every process that `paddle.distributed.launch` starts (`vertical-pretrain pretrain`, or in-process when
+    `launch.nproc == 1`). Each step consumes `train.global_batch_size` samples (`micro_batch_size` × processes ×
+    accumulation steps) of `data.max_seq_len` token ids from stage 05's index maps; resumes from
+    `checkpoints/model_last/` when `train.continue_training` and the recipe matches. Writes `metrics.jsonl`
+    (losses in nats per masked token / per SOP pair, lr, tokens/s), VisualDL scalars and checkpoints (`atomic_dir`).
+
+    Returns `{"train": {...}, "valid": {...}, "test": {...}}`: the last logged record of each split that ran
+    (`loss`, `lm_loss`, `sop_loss` as floats; `step`). A checkpoint of another vocab or recipe is moved aside with a
+    warning and training starts at step 0. Raises `ValueError` when the global batch is not a multiple of micro batch ×
+    processes, `data.max_seq_len` exceeds the model's positions, or the checkpoint to resume used another global batch
+    size; `FileNotFoundError` when stage 04's ids/idx are missing; `RuntimeError` when the model or tokenizer cannot load."""
     import paddle
     r = setup_run(cfg)
     env, acc, t, logger, data = r["env"], r["acc"], cfg.train, r["logger"], r["data"]

@@ -322,7 +322,7 @@ def _encode_chunk(chunk):
     return _WORKER.encode_lines(chunk)
 
 def list_jsonl_files(input_path) -> list[Path]:
-    "A .jsonl file, every *.jsonl under a folder (sorted), or a list of files as given."
+    "A .jsonl file, every `*.jsonl` under a folder (sorted), or a list of files as given."
     if isinstance(input_path, (list, tuple)):
         missing = [str(f) for f in input_path if not Path(f).is_file()]
         if missing or not input_path: raise FileNotFoundError(f"jsonl input not found: {missing or 'empty list'}")
