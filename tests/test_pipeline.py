@@ -232,3 +232,12 @@ def test_another_profile_rewriting_the_general_corpus_is_detected_and_rebuilt(tm
     assert state["_last_run_stages"] == ["03a"]
     assert any("rewritten by another run" in l and "general_max_lines=120" in l for l in third), third
     assert json.loads(manifest.read_text())["params"]["general_max_lines"] == 300  # rebuilt with this run's settings
+
+
+def test_a_fresh_run_knows_the_folders_it_will_write_before_anything_exists(tmp_path):
+    "The locks are taken before stage 01: nothing (no domain model for TAPT, no corpus) may be required to name them."
+    from vertical_pretrain.pipeline import STAGES, locked_dirs
+    cfg = get_config("smoke", {"paths.data_root": str(tmp_path / "data"), "paths.output_root": str(tmp_path / "out"),
+                               "paths.corpus": "my_books"})
+    got = [str(p.relative_to(tmp_path)) for p in locked_dirs(cfg, STAGES)]
+    assert got == ["data/general", "data/manpages_tapt", "data/my_books", "out/smoke", "out/smoke_base", "out/smoke_tapt"]

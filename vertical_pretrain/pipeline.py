@@ -56,8 +56,9 @@ def _base(cfg):
     return base_config(cfg)
 
 def _tapt(cfg):
-    from vertical_pretrain.tapt import tapt_config
-    return tapt_config(cfg)
+    "The TAPT run's corpus and run dir (paths only: `tapt_config` needs the domain model, which may not exist yet)."
+    from vertical_pretrain.tapt import tapt_run_dir
+    return cfg.override({"paths.corpus": cfg.tapt.corpus, "paths.run_name": tapt_run_dir(cfg).name})
 
 def _vocab_products(cfg) -> list:
     from vertical_pretrain.config import base_tokenizer_dir
