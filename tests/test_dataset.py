@@ -225,11 +225,13 @@ def test_collate_matches_model_inputs(tmp_path, docs, tokenizer):
     for k, s in enumerate(samples):
         n = len(s.input_ids)
         assert b["attention_mask"][k, :n].all() and not b["attention_mask"][k, n:].any()
-    flat = b["input_ids"].ravel()[b["masked_positions"]]
-    lab = b["masked_lm_labels"][:, 0]
+    # the 80/10/10 rule, measured on 32 samples (4 give only ~8 unmasked positions: too few to estimate a share)
+    big = collate_batch([ds[i] for i in range(32)], tokenizer.pad_token_id, 64)
+    flat = big["input_ids"].ravel()[big["masked_positions"]]
+    lab = big["masked_lm_labels"][:, 0]
     assert (flat == tokenizer.mask_token_id).mean() > 0.5
     kept = flat != tokenizer.mask_token_id
-    assert (flat[kept] == lab[kept]).mean() > 0.2  # roughly half of the unmasked-but-chosen keep their token
+    assert kept.sum() >= 30 and (flat[kept] == lab[kept]).mean() > 0.2  # roughly half of the unmasked-but-chosen keep their token
     rows = b["masked_positions"] // L
     assert np.array_equal(np.bincount(rows, minlength=4), [len(s.masked_positions) for s in samples])
 
