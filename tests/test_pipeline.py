@@ -148,32 +148,33 @@ def test_a_shared_data_folder_rewritten_by_another_run_reruns_the_stage_that_mad
     assert any("rewritten by another run" in l and "general_max_lines=3000" in l for l in lines), lines
 
 
-def _driver(tmp_path, nbs, stages_src: str, argv: list) -> Path:
-    "A script that runs `vertical-pretrain pipeline` (pipeline.main) over the mini notebooks, as a user's shell would."
+def _slow_stage_cli(mini_pipeline, tmp_path, stage_02_body: str):
+    """`vertical-pretrain pipeline` over the mini notebooks (pipeline.main in a script, as a user's shell runs it),
+    with stage 02 replaced by `stage_02_body`. Returns (command, env, cwd, log)."""
+    import os, sys
+    nbs, _, _, log = mini_pipeline
+    (nbs / "02_b.ipynb").unlink()
+    _stage_nb(nbs / "02_b.ipynb", f"open({str(log)!r}, 'a').write('02\\n')\n" + stage_02_body)
+    stages = ('[Stage("01", "01_a.ipynb", "a", ("pdf2text",)), Stage("02", "02_b.ipynb", "b", ("train",)), '
+              'Stage("03", "03_c.ipynb", "c", ("finetune",))]')
+    argv = ["--profile", "smoke", "-p", "paths.output_root", str(tmp_path / "out"), "-p", "paths.run_name", "t",
+            "--skip-check", "--no-progress"]
     script = tmp_path / "drive.py"
     script.write_text("import sys\nfrom vertical_pretrain import pipeline\nfrom vertical_pretrain.pipeline import Stage\n"
-                      f"pipeline.STAGES[:] = {stages_src}\n"
+                      f"pipeline.STAGES[:] = {stages}\n"
                       f"sys.exit(pipeline.main({argv!r}))\n", encoding="utf-8")
-    return script
+    return [sys.executable, str(script)], {**os.environ, "VERTICAL_PRETRAIN_ROOT": str(nbs.parent)}, nbs.parent, log
 
 
 def test_a_second_pipeline_on_the_same_run_fails_fast_and_the_first_finishes(mini_pipeline, tmp_path):
-    import subprocess, sys, time
-    nbs, stages, cfg, log = mini_pipeline
-    (nbs / "02_b.ipynb").unlink()
-    _stage_nb(nbs / "02_b.ipynb", f"open({str(log)!r}, 'a').write('02\\n')\nimport time; time.sleep(6)\n")
-    src = '[Stage("01", "01_a.ipynb", "a", ("pdf2text",)), Stage("02", "02_b.ipynb", "b", ("train",)), Stage("03", "03_c.ipynb", "c", ("finetune",))]'
-    argv = ["--profile", "smoke", "-p", "paths.output_root", str(tmp_path / "out"), "-p", "paths.run_name", "t",
-            "--skip-check", "--no-progress"]
-    env = {**__import__("os").environ, "VERTICAL_PRETRAIN_ROOT": str(nbs.parent)}
-    first = subprocess.Popen([sys.executable, str(_driver(tmp_path, nbs, src, argv))], env=env, cwd=nbs.parent,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import subprocess, time
+    cmd, env, cwd, log = _slow_stage_cli(mini_pipeline, tmp_path, "import time; time.sleep(6)\n")
+    first = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while "02" not in _ran(log):
         assert first.poll() is None, first.communicate()
         time.sleep(0.2)
     t0 = time.time()
-    second = subprocess.run([sys.executable, str(_driver(tmp_path, nbs, src, argv))], env=env, cwd=nbs.parent,
-                            capture_output=True, text=True)
+    second = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     assert second.returncode == 1 and time.time() - t0 < 20
     err = second.stderr.strip().splitlines()
     assert len(err) == 1 and f"is locked by pid {first.pid}" in err[0] and "drive.py" in err[0] and " since " in err[0], err
@@ -185,18 +186,12 @@ def test_a_second_pipeline_on_the_same_run_fails_fast_and_the_first_finishes(min
 
 
 def test_ctrl_c_stops_with_one_line_exit_130_and_marks_the_stage(mini_pipeline, tmp_path):
-    import os, signal, subprocess, sys, time
-    nbs, stages, cfg, log = mini_pipeline
-    (nbs / "02_b.ipynb").unlink()
-    _stage_nb(nbs / "02_b.ipynb", f"open({str(log)!r}, 'a').write('02\\n')\nimport time\nfor _ in range(600): time.sleep(0.1)\n")
-    src = '[Stage("01", "01_a.ipynb", "a", ("pdf2text",)), Stage("02", "02_b.ipynb", "b", ("train",)), Stage("03", "03_c.ipynb", "c", ("finetune",))]'
-    argv = ["--profile", "smoke", "-p", "paths.output_root", str(tmp_path / "out"), "-p", "paths.run_name", "t",
-            "--skip-check", "--no-progress"]
-    env = {**os.environ, "VERTICAL_PRETRAIN_ROOT": str(nbs.parent)}
+    import os, signal, subprocess, time
+    cmd, env, cwd, log = _slow_stage_cli(mini_pipeline, tmp_path, "import time\nfor _ in range(600): time.sleep(0.1)\n")
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         log.unlink(missing_ok=True)
-        p = subprocess.Popen([sys.executable, str(_driver(tmp_path, nbs, src, argv))], env=env, cwd=nbs.parent,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
         while "02" not in _ran(log):
             assert p.poll() is None, p.communicate()
             time.sleep(0.2)
