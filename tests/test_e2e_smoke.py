@@ -182,3 +182,35 @@ def test_the_removed_book_is_gone_from_every_derived_folder(rerun):
     assert m03["counts"]["docs_in"] == per_book
     stats = json.loads((p.ids_dir / "stats.json").read_text())
     assert stats["documents"] == m03["counts"]["docs_written"] == len(jsonl)
+
+
+def test_ctrl_c_during_training_stops_cleanly_and_the_rerun_resumes_from_the_checkpoint(rerun):
+    "Issue 19: SIGINT to the pipeline's process group while stage 06 trains, then the same command again."
+    import os, signal, subprocess, sys, time
+    cfg, _, _, _ = rerun
+    base = [sys.executable, "-m", "vertical_pretrain.cli", "pipeline", "--profile", "smoke", "--from", "06", "--to", "06",
+            "--skip-check", "--no-progress", "--set", f"paths.data_root={cfg.paths.data_root}",
+            "--set", f"paths.output_root={cfg.paths.output_root}", "--set", "paths.corpus=my_books"]
+    longer = base + ["--set", "train.max_steps=2000"]  # more steps: stage 06 reruns (config) and resumes at step 6
+    metrics = cfg.paths.run_dir / "metrics.jsonl"
+    steps = lambda: [json.loads(l).get("step", 0) for l in metrics.read_text().splitlines() if l.strip()]
+    p = subprocess.Popen(longer, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    t0 = time.time()
+    while max(steps()) < 12:  # checkpoint_steps=3 in smoke: step 9 (or later) is on disk
+        assert p.poll() is None and time.time() - t0 < 600, p.communicate()
+        time.sleep(0.5)
+    t1 = time.time()
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and time.time() - t1 < 15, (p.returncode, err[-2000:])
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-2000:]
+    assert "interrupted in stage 06 (06_pretrain.ipynb) by SIGINT" in err and "Resume with: " in err
+    time.sleep(2)
+    alive = subprocess.run(["pgrep", "-s", str(p.pid)], capture_output=True, text=True).stdout.split()
+    assert alive == [], f"processes of the run still alive: {alive}"
+    state = json.loads((cfg.paths.run_dir / "pipeline_state.json").read_text())
+    assert state["06"]["status"] == "interrupted"
+    done = json.loads((cfg.paths.checkpoint_dir / "model_last" / "trainer_state.json").read_text())["step"]
+    again = subprocess.run(base + ["--set", f"train.max_steps={done + 3}"], capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming from {cfg.paths.checkpoint_dir / 'model_last'} at step {done}" in again.stdout, again.stdout[-3000:]
