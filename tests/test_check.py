@@ -351,3 +351,12 @@ def test_tapt_stops_before_any_stage(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "data.max_seq_len=64 > max_position_embeddings=32" in err[0], err
     assert "fix: --set data.max_seq_len=32" in err[0]
     assert not tapt_config(cfg).paths.corpus_dir.exists()  # not even the task text was copied
+
+
+def test_a_damaged_book_in_a_subfolder_is_checked_like_stage_01_reads_it(tmp_path):
+    "The preflight lists the inputs the way stage 01 does (subfolders too) and gives each bad one a single fix."
+    cfg = good_config(tmp_path)
+    (cfg.paths.raw_dir / "sub").mkdir()
+    (cfg.paths.raw_dir / "sub" / "cover.png").write_bytes(PNG)
+    line = only(run_checks(cfg, nbs_dir=NBS), "cover.png")
+    assert "sub/cover.png" in line and line.lower().count("fix:") == 1, line

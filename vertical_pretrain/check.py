@@ -42,13 +42,14 @@ def stage_keys(stages=None) -> set[str]:
 # %% ../nbs/09b_check.ipynb #8b4df6e7
 def check_inputs(cfg: Config) -> list[str]:
     "Stage 01's input: exists, not empty, every non-hidden file readable and accepted by `pdf2text.sniff_input`."
-    from vertical_pretrain.pdf2text import Pdf2TextError, sniff_input
+    from vertical_pretrain.pdf2text import Pdf2TextError, list_inputs, sniff_input
     if cfg.pdf2text.input_path: setting, src = "pdf2text.input_path", resolve_path(cfg.pdf2text.input_path)
     else: setting, src = "paths.raw_dir (paths.data_root/paths.corpus/raw)", cfg.paths.raw_dir
     if not src.exists():
         return [f"{setting}: {src} does not exist; fix: put the book(s) there, or --set pdf2text.input_path=/path/to/book.pdf "
                 f"(or --set paths.data_root=... --set paths.corpus=...)"]
-    files = [src] if src.is_file() else sorted(f for f in src.iterdir() if f.is_file() and not f.name.startswith("."))
+    try: files = list_inputs(src)  # stage 01's own list: every non-hidden file, subfolders included
+    except Pdf2TextError: files = []
     if not files: return [f"{setting}: {src} is an empty folder; fix: copy the book(s) (PDF or text) into it"]
     out = []
     for f in files:
@@ -56,7 +57,9 @@ def check_inputs(cfg: Config) -> list[str]:
             if not os.access(f, os.R_OK): raise PermissionError(f"{f}: not readable by this user.")
             sniff_input(f)
         except (Pdf2TextError, OSError) as e:
-            out.append(f"{setting}: {e} Fix: convert it to a supported format or move it out of {src.parent if src.is_file() else src}")
+            msg = str(e)  # sniff_input's messages already name their fix; only bare OS errors get one here
+            fix = "" if "fix:" in msg.lower() else f" Fix: convert it to a supported format or move it out of {src.parent if src.is_file() else src}"
+            out.append(f"{setting}: {msg}{fix}")
     return out
 
 # %% ../nbs/09b_check.ipynb #b6cd361d

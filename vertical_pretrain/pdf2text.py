@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import add_config_args, config_from_args, resolve_path
-from .fileio import atomic_write_text, run_per_file
+from .fileio import StageInputError, atomic_write_text, run_per_file
 
 class Pdf2TextError(ValueError):
     "Bad input for stage 01 (empty, binary, scanned, encrypted, nothing left); the message says what to do."
@@ -876,7 +876,7 @@ def main(argv=None) -> int:
         else:
             res = run_stage(cfg)
             for r in res.get("reports", {}).values(): print(format_report(r), "\n")
-    except Pdf2TextError as e:
+    except (Pdf2TextError, StageInputError) as e:  # StageInputError: run_per_file's list of every bad book
         print(f"pdf2text: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -86,7 +86,8 @@ STAGES: list[Stage] = [
     Stage("06", "06_pretrain.ipynb", "领域继续预训练（多进程）", ("train", "launch"), ("05", "05a")),
     Stage("07", "07_export.ipynb", "导出与修复模型目录", ("export",), ("05a", "06"), lambda c: _files(c.export.user_terms)),
     Stage("07a", "07a_tapt.ipynb", "TAPT：任务文本上的继续预训练（可选）", ("tapt",), ("07",), _task_inputs,
-          _manifests(_tapt, ("text_dir", "tapt_corpus"), ("jsonl_dir", "03_trans_to_json"), ("ids_dir", "04_pretraining_data"))),
+          lambda c: _manifests(_tapt, ("text_dir", "tapt_corpus"), ("jsonl_dir", "03_trans_to_json"),
+                               ("ids_dir", "04_pretraining_data"))(c) if c.tapt.enabled else []),
     Stage("08", "08_finetune.ipynb", "微调对比：基座 vs 领域", ("finetune",), ("05a", "07", "07a"), _task_inputs),
     Stage("10", "10_summary.ipynb", "总结：产物、统计、曲线、对比", (), ("01", "04", "05a", "06", "07", "07a", "08")),
 ]
@@ -147,7 +148,7 @@ def locked_dirs(cfg: Config, stages) -> list[Path]:
     dirs = {cfg.paths.run_dir}
     for st in stages:
         dirs |= {Path(p).parent.parent for p in stage_products(st, cfg)}  # <corpus>/<text|seg|...>/manifest_*.json
-        if st.key == "07a": dirs.add(_tapt(cfg).paths.run_dir)
+        if st.key == "07a" and cfg.tapt.enabled: dirs.add(_tapt(cfg).paths.run_dir)
     return sorted(dirs)  # one global order: two waiting runs cannot deadlock
 
 def _kernel_manager(log_file: Path):
