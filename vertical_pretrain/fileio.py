@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['TEXT_PRODUCERS', 'atomic_write_text', 'atomic_write_bytes', 'atomic_path', 'atomic_dir', 'content_hash',
            'file_fingerprint', 'manifest_path', 'write_manifest', 'read_manifest', 'stage_is_done', 'StageInputError',
-           'run_per_file', 'produced_files', 'LockedError', 'DiskFullError', 'disk_full_error', 'dir_lock']
+           'run_per_file', 'produced_files', 'required_files', 'LockedError', 'DiskFullError', 'disk_full_error',
+           'dir_lock']
 
 # %% ../nbs/00a_fileio.ipynb #47b659da
 import contextlib
@@ -188,6 +189,14 @@ def produced_files(folder, stages: Iterable[str], suffix: str = "") -> list[Path
         if m is not None:
             return [Path(p) for p in m["outputs"] if p.endswith(suffix)]
     return None
+
+def required_files(folder, stages: Iterable[str], suffix: str, *, producer: str, check: str = "its input") -> list[Path]:
+    """`produced_files`, for a stage that cannot start without them: FileNotFoundError naming the stage to run
+    (`producer`, e.g. "stage 01 (pdf2text)") when none of `stages` has run, or what to `check` when it listed nothing."""
+    files = produced_files(folder, stages, suffix)
+    if files is None: raise FileNotFoundError(f"{folder} has no {producer} manifest; run {producer} first")
+    if not files: raise FileNotFoundError(f"{producer} listed no {suffix} files in {folder}; check {check}")
+    return files
 
 # %% ../nbs/00a_fileio.ipynb #26715ea8
 class LockedError(RuntimeError):

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import add_config_args, config_from_args, resolve_path, tokenizer_source
-from .fileio import atomic_path, atomic_write_text, file_fingerprint, produced_files, read_manifest, stage_is_done, write_manifest
+from .fileio import atomic_path, atomic_write_text, file_fingerprint, read_manifest, required_files, stage_is_done, write_manifest
 from .segment import BLANK, get_segmenter, read_segmented_line, words_with_blanks
 
 # %% ../nbs/04_pretraining_data.ipynb #82ac6719
@@ -591,8 +591,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     "Stage 04 from the config: jsonl dir -> ids dir, skipped when the manifest matches."
     c = cfg.pretraining_data
     out_dir = cfg.paths.ids_dir
-    src = produced_files(cfg.paths.jsonl_dir, ("03_trans_to_json",), ".jsonl")  # only what stage 03 listed
-    if not src: raise FileNotFoundError(f"stage 04: {cfg.paths.jsonl_dir} has no stage-03 output; run stage 03 (trans_to_json) first")
+    src = required_files(cfg.paths.jsonl_dir, ("03_trans_to_json",), ".jsonl", producer="stage 03 (trans_to_json)")
     tok = tokenizer_source(cfg)
     params = {**asdict(c), "tokenizer": str(tok), "user_dict": cfg.segment.user_dict, "encoder_version": ENCODER_VERSION}
     inputs = [*src, *_tokenizer_inputs(tok), *([resolve_path(cfg.segment.user_dict)] if cfg.segment.user_dict else [])]

@@ -24,7 +24,7 @@ import warnings
 from collections import Counter, deque
 from pathlib import Path
 
-from .fileio import TEXT_PRODUCERS, atomic_path, file_fingerprint, produced_files, run_per_file
+from .fileio import TEXT_PRODUCERS, atomic_path, file_fingerprint, required_files, run_per_file
 
 # %% ../nbs/02_segment.ipynb #adbab959
 BACKENDS = ('jieba', 'lac', 'cn_splited')
@@ -481,12 +481,8 @@ LINE_FORMAT = 2  # 2: the original blanks are kept (three spaces); a change here
 
 def stage_text_files(cfg) -> list:
     "The text files stage 01 (or the general-corpus writer) listed in its manifest; a clear error when it has not run."
-    files = produced_files(cfg.paths.text_dir, TEXT_PRODUCERS, '.txt')
-    if files is None:
-        raise FileNotFoundError(f"{cfg.paths.text_dir} has no stage-01 manifest; run stage 01 (pdf2text) first")
-    if not files:
-        raise FileNotFoundError(f"stage 01 wrote no text into {cfg.paths.text_dir}; check {cfg.paths.raw_dir}")
-    return files
+    return required_files(cfg.paths.text_dir, TEXT_PRODUCERS, '.txt', producer='stage 01 (pdf2text)',
+                          check=str(cfg.paths.raw_dir))
 
 def run_segment_stage(cfg, show_progress: bool = True, log=print) -> dict:
     """Stage 02: every text file stage 01 listed -> `seg/<same relative path>`, with `cfg.segment`.

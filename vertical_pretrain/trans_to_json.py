@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .config import add_config_args, config_from_args
-from .fileio import TEXT_PRODUCERS, atomic_path, produced_files, read_manifest, stage_is_done, write_manifest
+from .fileio import TEXT_PRODUCERS, atomic_path, produced_files, read_manifest, required_files, stage_is_done, write_manifest
 
 # %% ../nbs/03_trans_to_json.ipynb #dc21cc28
 def read_docs(path) -> list[list[str]]:
@@ -135,16 +135,10 @@ PRESEGMENTED_PRODUCERS = ("general_corpus",)  # corpora that come with their own
 
 def stage_input_files(cfg) -> list[Path]:
     "The text files stage 03 reads, as the producing stage's manifest lists them (see above); a clear error otherwise."
-    seg, text = cfg.paths.seg_dir, cfg.paths.text_dir
-    if cfg.segment.enabled:
-        files, need = produced_files(seg, ("segment",), ".txt"), f"{seg} has no stage-02 manifest; run stage 02 (segment) first"
-    else:
-        files = produced_files(seg, PRESEGMENTED_PRODUCERS, ".txt") if cfg.pretraining_data.cn_splited else None
-        if files is None:
-            files, need = produced_files(text, TEXT_PRODUCERS, ".txt"), f"{text} has no stage-01 manifest; run stage 01 (pdf2text) first"
-    if files is None: raise FileNotFoundError(f"stage 03: {need}")
-    if not files: raise FileNotFoundError(f"stage 03: the previous stage listed no text files; check {cfg.paths.raw_dir}")
-    return files
+    seg, text, raw = cfg.paths.seg_dir, cfg.paths.text_dir, str(cfg.paths.raw_dir)
+    if cfg.segment.enabled: return required_files(seg, ("segment",), ".txt", producer="stage 02 (segment)", check=raw)
+    pre = produced_files(seg, PRESEGMENTED_PRODUCERS, ".txt") if cfg.pretraining_data.cn_splited else None
+    return pre if pre is not None else required_files(text, TEXT_PRODUCERS, ".txt", producer="stage 01 (pdf2text)", check=raw)
 
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
     "Stage 03 from the config: the listed text/seg files -> jsonl dir, skipped when the manifest matches."
