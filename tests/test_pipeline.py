@@ -185,9 +185,16 @@ def test_a_second_pipeline_on_the_same_run_fails_fast_and_the_first_finishes(min
     assert all(state[k]["status"] == "ok" for k in ("01", "02", "03"))
 
 
-def test_ctrl_c_stops_with_one_line_exit_130_and_marks_the_stage(mini_pipeline, tmp_path):
+_SLEEPING_STAGE = "import time\nfor _ in range(600): time.sleep(0.1)\n"
+# what stage 08 does: worker processes (fine-tune runs in a process pool) busy when Ctrl-C comes
+_POOL_STAGE = ("import sys, time\nfrom concurrent.futures import ProcessPoolExecutor\nfrom tqdm.auto import tqdm\n"
+               "ex = ProcessPoolExecutor(2); futs = [ex.submit(time.sleep, 60) for _ in range(2)]\n"
+               "for i in tqdm(range(10 ** 6), mininterval=0): print(i, file=sys.stderr if i % 2 else sys.stdout); time.sleep(0.001)\n")
+
+@pytest.mark.parametrize("body", [_SLEEPING_STAGE, _POOL_STAGE], ids=["sleeping", "process-pool"])
+def test_ctrl_c_stops_with_one_line_exit_130_and_marks_the_stage(mini_pipeline, tmp_path, body):
     import os, signal, subprocess, time
-    cmd, env, cwd, log = _slow_stage_cli(mini_pipeline, tmp_path, "import time\nfor _ in range(600): time.sleep(0.1)\n")
+    cmd, env, cwd, log = _slow_stage_cli(mini_pipeline, tmp_path, body)
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         log.unlink(missing_ok=True)
         p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

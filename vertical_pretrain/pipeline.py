@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -335,6 +336,9 @@ def main(argv=None) -> int:
             print(f"vertical-pretrain pipeline: {e}", file=sys.stderr)
             return 1
         except (PipelineInterrupted, KeyboardInterrupt) as e:
+            # the killed kernel leaves nbclient's pending asyncio tasks failing at exit; each would print a
+            # "Task exception was never retrieved" traceback after our one line (about 100 lines under stage 08)
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
             signum = getattr(e, "signum", signal.SIGINT)
             where = str(e) if isinstance(e, PipelineInterrupted) else "interrupted before any stage"
             print(f"vertical-pretrain pipeline: {where} by {signal.Signals(signum).name}; finished stages and checkpoints "
