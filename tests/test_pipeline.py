@@ -245,3 +245,23 @@ def test_a_fresh_run_knows_the_folders_it_will_write_before_anything_exists(tmp_
     assert got == ["data/general", "data/manpages_tapt", "data/my_books", "out/smoke", "out/smoke_base", "out/smoke_tapt"]
     off = cfg.override({"tapt.enabled": False})  # TAPT off: its folders are neither locked nor created
     assert [str(p.relative_to(tmp_path)) for p in locked_dirs(off, STAGES)] == ["data/general", "data/my_books", "out/smoke", "out/smoke_base"]
+
+
+def test_resume_lines_say_where_training_started_and_why_it_started_over(tmp_path):
+    "The pipeline log repeats the trainer's resume point, and a restart from step 0 with the reason (issue 12 leftover)."
+    from vertical_pretrain.pipeline import resume_lines
+    moved = ("/x/vertical_pretrain/pretrain.py:447: UserWarning: the checkpoint was trained with another recipe "
+             "(data.corpus_sha256: 'aa' -> 'bb'); the old checkpoints were moved to /o/demo/checkpoints.config-changed-20261130-0700"
+             " and training starts from step 0")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("train()", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text=" > resuming from /o/demo/checkpoints/model_last at step 50; 2 process(es)\n"),
+        nbformat.v4.new_output("stream", name="stderr", text=moved + "\n  warnings.warn(\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="unrelated line\n")])])
+    path = tmp_path / "06.ipynb"
+    nbformat.write(nb, str(path))
+    assert resume_lines(path) == [
+        "resuming from /o/demo/checkpoints/model_last at step 50",
+        "the checkpoint was trained with another recipe (data.corpus_sha256: 'aa' -> 'bb'); the old checkpoints were moved "
+        "to /o/demo/checkpoints.config-changed-20261130-0700 and training starts from step 0"]
+    nbformat.write(nbformat.v4.new_notebook(), str(path))
+    assert resume_lines(path) == []

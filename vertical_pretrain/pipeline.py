@@ -165,16 +165,19 @@ def _kernel_manager(log_file: Path):
         start_kernel = _async_start_kernel
     return _KernelToLog
 
-_RESUME_RE = re.compile(r"resuming from \S+ at step \d+|\S+ is already at step \d+")
+_RESUME_RE = re.compile(r"resuming from \S+ at step \d+|\S+ is already at step \d+"
+                        r"|(?:\S+:\d+: \w*Warning: )?([^\n]*the old checkpoints were moved to \S+ and training starts from step 0)")
 
 def resume_lines(executed_nb) -> list[str]:
-    "The trainer's 'resuming from ... at step N' lines in an executed notebook's outputs (shown in the pipeline's log)."
+    """The trainer's lines on where training started, in an executed notebook's outputs (shown in the pipeline's log):
+    'resuming from ... at step N', '... is already at step N', and why a run started over from step 0 with its old
+    checkpoints moved aside (another corpus, recipe or vocab; see `pretrain.setup_run`)."""
     import nbformat
     try: nb = nbformat.read(str(executed_nb), as_version=4)
     except (OSError, ValueError): return []
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                      if o.get("output_type") == "stream")
-    return list(dict.fromkeys(m.group(0) for m in _RESUME_RE.finditer(text)))
+    return list(dict.fromkeys(m.group(1) or m.group(0) for m in _RESUME_RE.finditer(text)))
 
 def _load_state(path: Path) -> dict:
     try: return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
