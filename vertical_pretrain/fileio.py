@@ -47,8 +47,8 @@ def atomic_path(path):
     """Yield a temp path beside `path`; on success rename it to `path` (mode as a plain `open()` gives), on error delete it.
 
     The caller writes the temp file; `os.replace` then swaps it in, so `path` is either the old file or the whole new
-    one. Parent folders are created. An `OSError` that is a full disk (ENOSPC/EDQUOT, numpy's short write) is raised as
-    `DiskFullError`; any other exception is re-raised after the temp file is deleted."""
+    one. Parent folders are created. An `OSError` that is a full disk (ENOSPC/EDQUOT, numpy's short write) is raised
+    as `DiskFullError`; any other exception is re-raised after the temp file is deleted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -70,8 +70,8 @@ def atomic_path(path):
 def atomic_dir(path):
     """Yield a temp dir beside `path`; on success swap it in for `path` (replacing an old one), mode as `mkdir` gives.
 
-    The old folder is first renamed to `.<name>.old-<pid>`, then removed after the new one is in place; on an exception
-    the temp dir is removed and `path` is left as it was. Parent folders are created."""
+    The old folder is first renamed to `.<name>.old-<pid>`, then removed after the new one is in place; on an
+    exception the temp dir is removed and `path` is left as it was. Parent folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -122,9 +122,10 @@ def write_manifest(out_dir, stage: str, inputs: Iterable, params: dict, counts: 
                    outputs: Iterable = (), files: dict | None = None) -> Path:
     """Record what a finished stage read (fingerprints), with which parameters, and what it produced.
 
-    Writes `manifest_path(out_dir, stage)` atomically (JSON: stage, inputs and outputs as `file_fingerprint` dicts, params,
-    `counts`, `finished_at` local time) and returns its path. Fingerprinting reads every input and output (SHA-256).
-    `files` (per-file stages): {input: {"input": fingerprint, "outputs": {path: fingerprint}, "result": {...}}}."""
+    Writes `manifest_path(out_dir, stage)` atomically (JSON: stage, inputs and outputs as `file_fingerprint` dicts,
+    params, `counts`, `finished_at` local time) and returns its path. Fingerprinting reads every input and output
+    (SHA-256). `files` (per-file stages): {input: {"input": fingerprint, "outputs": {path: fingerprint}, "result":
+    {...}}}."""
     m = {"stage": stage, "inputs": {str(p): file_fingerprint(p) for p in inputs}, "params": _jsonable(params),
          "outputs": {str(p): file_fingerprint(p) for p in outputs}, "counts": counts or {},
          "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -132,7 +133,8 @@ def write_manifest(out_dir, stage: str, inputs: Iterable, params: dict, counts: 
     return atomic_write_text(manifest_path(out_dir, stage), json.dumps(m, ensure_ascii=False, indent=1, default=str))
 
 def read_manifest(out_dir, stage: str) -> dict | None:
-    """The manifest of `stage` in `out_dir` as a dict, or None when it is missing or not valid JSON (the stage then counts as not run)."""
+    """The manifest of `stage` in `out_dir` as a dict, or None when it is missing or not valid JSON (the stage then counts as
+    not run)."""
     p = manifest_path(out_dir, stage)
     if not p.exists(): return None
     try: return json.loads(p.read_text(encoding="utf-8"))
