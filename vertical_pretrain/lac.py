@@ -31,7 +31,9 @@ class ModelFileError(ValueError):
 
 
 def lac_package_dir(package: str = 'LAC') -> Path:
-    "Directory of the installed LAC package, found without importing (and so without running) its code."
+    """Directory of the installed LAC package, found without importing (and so without running) its code.
+
+    Raises `LACNotInstalledError` with the install command when the package is not installed."""
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
@@ -46,7 +48,10 @@ def lac_package_dir(package: str = 'LAC') -> Path:
 
 
 def find_lac_model_dir(mode: str = 'seg', model_path=None) -> Path:
-    "The model directory (with `conf/` and `model/`) of `mode` in the installed LAC, or `model_path` when given."
+    """The model directory (with `conf/` and `model/`) of `mode` in the installed LAC, or `model_path` when given.
+
+    Raises `ValueError` for a mode other than 'seg' | 'lac', `LACNotInstalledError` (no LAC package),
+    `ModelFileError` when the folder has no `conf/` or `model/`."""
     if model_path is not None:
         path = Path(model_path)
     else:
@@ -105,7 +110,11 @@ PADDLE_DTYPES = {0: np.bool_, 1: np.int16, 2: np.int32, 3: np.int64, 4: np.float
 
 
 def read_lod_tensor(path, return_lod: bool = False):
-    "Read one parameter file in Paddle's legacy LoDTensor format into a numpy array (and its LoD)."
+    """Read one parameter file in Paddle's legacy LoDTensor format into a numpy array (and its LoD).
+
+    Returns the array in native byte order with the file's shape and dtype (e.g. float32), or `(array, lod)` with
+    `return_lod`. Raises `ModelFileError` naming the file when it cannot be read, is truncated, or has an unknown
+    version, data type or an inconsistent size."""
     path = Path(path)
     try:
         buf = path.read_bytes()
@@ -210,7 +219,11 @@ def read_program_ops(path) -> list:
 
 # %% ../nbs/02a_lac.ipynb #d72b2891
 def load_kv_dict(path, reverse: bool = False, key_func=None, value_func=None) -> dict:
-    "Read a tab-separated two-column dictionary with the semantics of LAC's `reader.load_kv_dict`."
+    """Read a tab-separated two-column dictionary with the semantics of LAC's `reader.load_kv_dict`.
+
+    Returns `{column 1: column 2}` (`{column 2: column 1}` with `reverse`), `key_func` / `value_func` applied; lines
+    without exactly two columns are skipped. Raises `ModelFileError` when the file cannot be read, is not UTF-8, or
+    `value_func` fails."""
     result = {}
     try:
         with open(path, 'r', encoding='utf8') as f:
@@ -555,8 +568,11 @@ def _decode_bytes(data: bytes) -> str:
 class LAC:
     """Drop-in replacement for LAC 2.1.2's `LAC` class, running its shipped models with numpy.
 
-    `LAC(mode='seg').run(text)` returns the list of words; `LAC(mode='lac').run(text)` returns
-    `[words, tags]`; a list of texts gives a list of those."""
+    `LAC(mode='seg').run(text)` returns the list of words; `LAC(mode='lac').run(text)` returns `[words, tags]`; a
+    list of texts gives a list of those. Follows Baidu's LAC 2.1.2 (PyPI `LAC`, its `lac.py`; a BiGRU-CRF tagger);
+    `use_cuda` is accepted and ignored (numpy on CPU). Raises `NotImplementedError` for `mode='rank'`, `ValueError`
+    for another unknown mode, `LACNotInstalledError` when the LAC package (the model files) is missing,
+    `ModelFileError` for missing, truncated or inconsistent model files."""
 
     def __init__(self, model_path=None, mode: str = 'lac', use_cuda: bool = False,
                  max_batch_size: int = 128, max_batch_tokens: int = 8192):
@@ -695,4 +711,6 @@ class LAC:
         self.custom.add_word(word, sep)
 
     def train(self, *args, **kwargs):
+        """Not supported: always raises `NotImplementedError` (LAC's training needs paddle.fluid; only inference is
+        reproduced)."""
         raise NotImplementedError('LAC.train needs paddle.fluid and is not supported; only inference is reproduced')
