@@ -206,7 +206,12 @@ def _config_arch(config: dict | None) -> str | None:
 
 def merge_config(existing: dict | None, info: dict, *, architecture: str | None = None,
                  num_attention_heads: int | None = None, keep_architecture: bool = True) -> tuple[dict, dict, list]:
-    "config.json content = existing fields + fields inferred from the weights. Returns (config, changes, notes)."
+    """config.json content = existing fields + fields inferred from the weights. Returns (config, changes, notes).
+
+    `existing` (legacy `init_args` flattened with paddlenlp's `flatten_model_config`) keeps its fields; a field the
+    weights show (`inspect_weights`'s `info`) wins over a different value, with a note. `changes`: {field: [old,
+    new]}. Raises `ModelDirError` when num_attention_heads is neither given nor in the config, or does not divide
+    hidden_size."""
     from paddlenlp.transformers.configuration_utils import flatten_model_config
     old = copy.deepcopy(existing) if existing else {}
     cfg = flatten_model_config(copy.deepcopy(old)) if old else {}  # legacy init_args/init_class -> flat + architectures
@@ -248,7 +253,9 @@ def _vocab_lines(path) -> int:
 
 
 def check_vocab_fits(vocab_file, vocab_size: int, weights_file=None):
-    "vocab.txt may be shorter than the embedding (padding rows), never longer: ids past the table would crash."
+    """vocab.txt may be shorter than the embedding (padding rows), never longer: ids past the table would crash.
+
+    Returns the number of tokens (lines) in `vocab_file`; raises `ModelDirError` when it exceeds `vocab_size` rows."""
     n = _vocab_lines(vocab_file)
     if n > vocab_size:
         where = f" in {weights_file}" if weights_file else ""
@@ -283,7 +290,10 @@ def _builtin_family(name: str) -> str | None:
 
 
 def resolve_model_class(path, task: str = "Model"):
-    "The paddlenlp class for `task` ('Model', 'ForPretraining', ...) from config/weights; never from the dir name."
+    """The paddlenlp class for `task` ('Model', 'ForPretraining', ...) from config/weights; never from the dir name.
+
+    Raises `ValueError` for an unknown task, `ModelDirError` when `path` is neither a model dir nor a built-in
+    paddlenlp name, or its weights are not ERNIE."""
     task = _task(task)
     p = Path(path)
     if p.is_dir():
@@ -307,7 +317,11 @@ def _looks_like_path(s: str) -> bool:
 
 
 def load_model(path, cls="Model", **kwargs):
-    "Load a model: `cls` is a class, or a task name ('ForPretraining', 'AutoModelForSequenceClassification', ...)."
+    """Load a model: `cls` is a class, or a task name ('ForPretraining', 'AutoModelForSequenceClassification', ...).
+
+    `path`: a local model dir, a built-in paddlenlp name or (online) a community hub name; `kwargs` go to
+    `from_pretrained`. Raises `ModelDirError` for a path that looks local but does not exist (and what
+    `resolve_model_class` raises)."""
     if not isinstance(cls, str): return cls.from_pretrained(str(path), **kwargs)
     p = Path(path)
     if p.is_dir() or _builtin_family(str(path)):
@@ -319,7 +333,10 @@ def load_model(path, cls="Model", **kwargs):
 
 
 def load_tokenizer(path, **kwargs):
-    "The tokenizer of a model dir (tokenizer_class from tokenizer_config.json, else ErnieTokenizer), or a hub name."
+    """The tokenizer of a model dir (tokenizer_class from tokenizer_config.json, else ErnieTokenizer), or a hub name.
+
+    Raises `ModelDirError` for a dir without `vocab.txt` / `tokenizer_config.json`, or a path that looks local but
+    does not exist."""
     from paddlenlp.transformers import AutoTokenizer, ErnieTokenizer
     from paddlenlp.transformers.auto.tokenizer import tokenizer_class_from_name
     p = Path(path)
@@ -350,7 +367,10 @@ def _weight_shapes(path) -> dict:
 
 # %% ../nbs/07_export.ipynb #26695116
 def resolve_checkpoint(path, checkpoint: str = "last") -> Path:
-    "A checkpoint dir from a checkpoint dir, a `checkpoints/` dir or a run dir (`last` -> model_last, N -> model_N)."
+    """A checkpoint dir from a checkpoint dir, a `checkpoints/` dir or a run dir (`last` -> model_last, N -> model_N).
+
+    A checkpoint dir is one with `model_state.pdparams`. Raises `ModelDirError` naming the checkpoints that exist
+    when the one asked for is not there, or when `path` does not exist."""
     p = Path(path)
     if (p / WEIGHTS_NAME).is_file(): return p
     name = "model_last" if str(checkpoint) in ("last", "") else f"model_{checkpoint}"

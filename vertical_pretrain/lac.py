@@ -79,7 +79,10 @@ def _varint(buf: bytes, i: int):
 
 
 def pb_fields(buf: bytes) -> list:
-    "Decode one protobuf message into (field_number, value) pairs, without a schema."
+    """Decode one protobuf message into (field_number, value) pairs, without a schema.
+
+    Values: int for varints (wire type 0), bytes for length-delimited and fixed-width fields. Raises `ValueError` for
+    a truncated field or an unsupported wire type (groups)."""
     out, i = [], 0
     while i < len(buf):
         key, i = _varint(buf, i)
@@ -180,7 +183,9 @@ _ATTR_FIELDS = {0: 3, 1: 4, 2: 5, 6: 10, 9: 13}   # AttrType -> OpDesc.Attr fiel
 
 
 def read_program_ops(path) -> list:
-    "The ops of block 0 of a legacy `__model__` ProgramDesc, as dicts: type, inputs, outputs, scalar attrs."
+    """The ops of block 0 of a legacy `__model__` ProgramDesc, as dicts: type, inputs, outputs, scalar attrs.
+
+    Raises `ModelFileError` naming the file when it cannot be read or decoded."""
     path = Path(path)
     try:
         prog = pb_fields(path.read_bytes())
@@ -681,7 +686,10 @@ class LAC:
         return words, word_tags
 
     def run(self, texts):
-        "Segment (`seg`) or segment and tag (`lac`) one text, or a list of texts (batched)."
+        """Segment (`seg`) or segment and tag (`lac`) one text, or a list of texts (batched).
+
+        Bytes are decoded (UTF-8, else GB18030); an empty text gives no words. Raises `TypeError` for anything but
+        str, bytes or a list of them, `UnicodeDecodeError` for bytes in neither encoding."""
         single = isinstance(texts, (str, bytes))
         batch = [texts] if single else list(texts)
         for k, t in enumerate(batch):
