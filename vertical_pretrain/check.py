@@ -41,7 +41,9 @@ def stage_keys(stages=None) -> set[str]:
 
 # %% ../nbs/09b_check.ipynb #8b4df6e7
 def check_inputs(cfg: Config) -> list[str]:
-    "Stage 01's input: exists, not empty, every non-hidden file readable and accepted by `pdf2text.sniff_input`."
+    """Stage 01's input: exists, not empty, every non-hidden file readable and accepted by `pdf2text.sniff_input`.
+
+    Returns one line per problem (setting, file, fix); `[]` when all is well. Reads only the files' first bytes."""
     from vertical_pretrain.pdf2text import Pdf2TextError, list_inputs, sniff_input
     if cfg.pdf2text.input_path: setting, src = "pdf2text.input_path", resolve_path(cfg.pdf2text.input_path)
     else: setting, src = "paths.raw_dir (paths.data_root/paths.corpus/raw)", cfg.paths.raw_dir
@@ -69,7 +71,10 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "*.mo
 
 @dataclass
 class ModelInfo:
-    "Where the (base) model comes from and its architecture: kind is local | hub | base | scratch."
+    """Where the (base) model comes from and its architecture: kind is local | hub | base | scratch.
+
+    `source`: the dir or name; `config`: the model config dict (max_position_embeddings, hidden_size, ...) or None
+    when unknown; `where`: where `config` was read from, for the messages."""
     source: str
     kind: str
     config: dict | None  # the model config (max_position_embeddings, hidden_size, ...) or None when unknown
@@ -79,7 +84,8 @@ def _has(d: Path, patterns) -> bool:
     return any(any(d.glob(p)) for p in patterns)
 
 def local_path(src: str) -> Path | None:
-    "`src` as a local path (as given from the cwd, else from the project root) when it looks like one, else None (a hub name)."
+    """`src` as a local path (as given from the cwd, else from the project root) when it looks like one, else None (a hub
+    name). The path need not exist."""
     p = Path(src).expanduser()
     for cand in (p, resolve_path(src)):
         if cand.exists(): return cand
@@ -189,7 +195,10 @@ def _hub_problems(setting: str, name: str, what: str, cached: bool, url: str | N
             f"{ppnlp_model_home() / name}; fix: {OFFLINE_FIX}"]
 
 def check_model_sources(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> list[str]:
-    "The model (stages 06/07a/08) and the tokenizer (04/06/07a) resolve: local files, PaddleNLP names, or the offline base."
+    """The model (stages 06/07a/08) and the tokenizer (04/06/07a) resolve: local files, PaddleNLP names, or the offline base.
+
+    Returns one line per problem with the setting and the fix; `[]` when all is well. A hub name that is not cached
+    is checked with a HEAD request to its URL (`url_problem`, a few seconds at most); nothing is downloaded."""
     out, net = [], {}
     msetting, tsetting = "model.model_name_or_path", "pretraining_data.tokenizer_name_or_path"
     if keys & MODEL_STAGES:
@@ -231,7 +240,9 @@ def check_model_sources(cfg: Config, keys: set[str], info: ModelInfo | None = No
 
 # %% ../nbs/09b_check.ipynb #c81a6214
 def check_task(cfg: Config, keys: set[str]) -> list[str]:
-    "Stage 08's task dir loads (train/dev/test with the configured columns); stage 07a (tapt.enabled) has unlabeled.txt."
+    """Stage 08's task dir loads (train/dev/test with the configured columns); stage 07a (tapt.enabled) has unlabeled.txt.
+
+    Returns one line per problem with the fix; `[]` when all is well."""
     from vertical_pretrain.finetune import load_task
     out = []
     if "08" in keys:
@@ -266,7 +277,10 @@ def require_seq_len(setting: str, value: int, model) -> ModelInfo:
     return info
 
 def check_shapes(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> list[str]:
-    "data.max_seq_len (pretraining stages) and finetune.max_seq_len (08) fit the model's max_position_embeddings."
+    """data.max_seq_len (pretraining stages) and finetune.max_seq_len (08) fit the model's max_position_embeddings.
+
+    Lengths are in tokens. Returns one line per problem (`seq_len_problem`); `[]` when all is well or the limit is
+    unknown."""
     info = info or model_info(cfg)
     out = []
     for stages, key in ((PRETRAIN_STAGES, "data.max_seq_len"), ({"08"}, "finetune.max_seq_len")):
@@ -280,7 +294,10 @@ def world_size(cfg: Config) -> int:
     return num_processes(cfg) * max(1, cfg.launch.nnodes)
 
 def check_batches(cfg: Config, keys: set[str]) -> list[str]:
-    "train.global_batch_size divides into micro_batch_size x world (training stages); finetune.batch_size > 0 (08)."
+    """train.global_batch_size divides into micro_batch_size x world (training stages); finetune.batch_size > 0 (08).
+
+    Batch sizes are in sequences; world is `world_size(cfg)`. Returns one line per problem with a batch size that
+    fits; `[]` when all is well."""
     out = []
     if keys & TRAIN_STAGES:
         from vertical_pretrain.pretrain import accumulate_steps
@@ -305,7 +322,10 @@ def check_batches(cfg: Config, keys: set[str]) -> list[str]:
 DERIVED_FACTOR = 4  # text + segmented text + jsonl + token ids, each about one copy of the raw text
 
 def ernie_param_count(conf: dict) -> int:
-    "Parameters of ErnieForPretraining (embeddings, encoder, pooler, MLM head with tied decoder, SOP head) from its config."
+    """Parameters of ErnieForPretraining (embeddings, encoder, pooler, MLM head with tied decoder, SOP head) from its config.
+
+    Needs `hidden_size` and `num_hidden_layers`; other fields default to BERT's (intermediate 4H, 512 positions, 2
+    token types, vocab 0). Returns the count (an int, not bytes)."""
     V, H, L = conf.get("vocab_size") or 0, conf["hidden_size"], conf["num_hidden_layers"]
     I, P, T = conf.get("intermediate_size") or 4 * H, conf.get("max_position_embeddings") or 512, conf.get("type_vocab_size") or 2
     emb = (V + P + T) * H + 2 * H  # word/position/type embeddings + LayerNorm
@@ -339,7 +359,11 @@ def _input_bytes(cfg: Config) -> int:
     return sum(f.stat().st_size for f in src.iterdir() if f.is_file() and not f.name.startswith(".")) if src.is_dir() else 0
 
 def disk_estimate(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> dict:
-    "Bytes the selected stages will write: {'data': ..., 'output': ..., 'parts': [human-readable terms]}."
+    """Bytes the selected stages will write: {'data': ..., 'output': ..., 'parts': [human-readable terms]}.
+
+    `data` = `DERIVED_FACTOR` (4) x the raw input bytes (text, segmented text, jsonl, ids); `output` = per training
+    run the kept checkpoints x parameters x 12 bytes (float32 weights + two Adam moments) + exports x parameters x 4
+    bytes. Also returns `params` (`ernie_param_count`). An estimate, not a measurement."""
     info = info or model_info(cfg)
     conf = {**(info.config or {}), "vocab_size": _vocab_size(cfg, info)}
     if not conf.get("hidden_size"): conf.update({k: getattr(cfg.model, k) for k in ("hidden_size", "num_hidden_layers", "intermediate_size")})
@@ -359,7 +383,10 @@ def disk_estimate(cfg: Config, keys: set[str], info: ModelInfo | None = None) ->
     return {"data": data, "output": output, "params": params, "parts": parts}
 
 def check_disk(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> list[str]:
-    "Free space under paths.data_root and paths.output_root against `disk_estimate`."
+    """Free space under paths.data_root and paths.output_root against `disk_estimate`.
+
+    Needs on one filesystem are added up. Returns one line per filesystem without enough free space (needed and free
+    bytes, the estimate's terms, the fix); `[]` when all fits."""
     import shutil
     est = disk_estimate(cfg, keys, info)
     places = {}  # filesystem -> [existing dir, bytes needed, settings]
@@ -378,7 +405,9 @@ def check_disk(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> li
 
 # %% ../nbs/09b_check.ipynb #b7d18214
 def check_gpu(cfg: Config, keys: set[str]) -> list[str]:
-    "launch.device is cpu|gpu; for gpu, a CUDA build of Paddle that sees every id in launch.devices."
+    """launch.device is cpu|gpu; for gpu, a CUDA build of Paddle that sees every id in launch.devices.
+
+    Returns one line per problem with the fix; `[]` when all is well (always for cpu, or without training stages)."""
     dev = cfg.launch.device
     if dev not in ("cpu", "gpu"): return [f"launch.device={dev!r} must be cpu or gpu; fix: --set launch.device=cpu"]
     if dev != "gpu" or not (keys & TRAIN_STAGES): return []
@@ -396,7 +425,10 @@ def check_gpu(cfg: Config, keys: set[str]) -> list[str]:
 
 # %% ../nbs/09b_check.ipynb #8b66ff79
 def check_notebooks(stages=None, nbs_dir=None) -> list[str]:
-    "Every selected stage's notebook is in `nbs_dir` (default: project_root()/nbs)."
+    """Every selected stage's notebook is in `nbs_dir` (default: project_root()/nbs).
+
+    Returns `[]`, or one line naming the folder searched, the missing notebooks and how to point at the repo
+    (`VERTICAL_PRETRAIN_ROOT`)."""
     stages = list(all_stages() if stages is None else stages)
     nbs = Path(nbs_dir) if nbs_dir else project_root() / "nbs"
     missing = [s.notebook for s in stages if not (nbs / s.notebook).is_file()]
@@ -409,7 +441,10 @@ def check_notebooks(stages=None, nbs_dir=None) -> list[str]:
 
 # %% ../nbs/09b_check.ipynb #5d936b16
 def check_report(cfg: Config, *, stages=None, nbs_dir=None) -> dict:
-    "{'problems': [line, ...], 'checks': [names run], 'seconds': float} for the selected stages (default: all)."
+    """{'problems': [line, ...], 'checks': [names run], 'seconds': float} for the selected stages (default: all).
+
+    Runs only the checks that the selected stages need; `seconds` is wall-clock time. Never raises: a check that
+    crashes becomes a problem line naming the exception. Writes nothing."""
     t0, keys = time.perf_counter(), stage_keys(stages)
     cache = {}
     def info():  # one model_info per report (hub names import PaddleNLP once)

@@ -166,7 +166,10 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_RUN = re.compile(f"[{_CJK}]+")
 
 def cjk_bigrams(text: str) -> list[str]:
-    "Overlapping character bigrams of every run of CJK ideographs in `text` (a run of one character gives itself)."
+    """Overlapping character bigrams of every run of CJK ideographs in `text` (a run of one character gives itself).
+
+    `'断点续训'` -> `['断点', '点续', '续训']`. Non-CJK text is ignored (the search indexes Latin words separately). The
+    browser splits a query the same way, so any 2+ character Chinese term is found without a word segmenter."""
     out = []
     for run in _CJK_RUN.findall(text):
         out += [run] if len(run) == 1 else [run[i:i + 2] for i in range(len(run) - 1)]
@@ -231,7 +234,9 @@ def render_readme(nb_path=None, out_dir=None) -> str:
     return note + rebase_links(body, nb_path.parent, out_dir, missing_image=not_yet).strip() + "\n"
 
 def build_readme(nb_path=None, out_path=None) -> Path:
-    "Write README.md (default: the project's) from nbs/index.ipynb; returns its path."
+    """Write README.md (default: the project's) from nbs/index.ipynb; returns its path.
+
+    Written atomically (`atomic_write_text`), UTF-8; the text is `render_readme`'s for the README's folder."""
     out = Path(out_path) if out_path else project_root() / "README.md"
     return atomic_write_text(out, render_readme(nb_path, out.parent))
 
@@ -239,8 +244,10 @@ README_FIGURES = {"demo_comparison.png": "finetune/comparison.png", "demo_loss_c
 
 def readme_figures(run_dir=None, dest=None, log=print) -> list[Path]:
     """Copy the demo run's comparison plot and loss curves to `docs/figures/` (committed, shown by README.md), with
-    `demo_run.json` saying which run and when. Returns the written paths; `[]` (and a line saying so) when the run
-    has not made them yet, leaving committed figures as they are."""
+    `demo_run.json` saying which run and when. Returns the written paths; `[]` (and a line saying so) when the run has not
+    made them yet, leaving committed figures as they are.
+
+    The run defaults to the demo profile's run dir; each file is written atomically."""
     root = project_root()
     run_dir = Path(run_dir) if run_dir else get_config("demo").paths.run_dir
     dest = Path(dest) if dest else root / FIGURES_DIR

@@ -47,7 +47,8 @@ class ModelDirError(ValueError):
 
 
 def find_weights(model_dir) -> Path:
-    "The weights file of a model dir, or a ModelDirError that names what is there instead."
+    """The weights file (`model_state.pdparams`) of a model dir, or a ModelDirError that names what is there instead (also for
+    a missing dir)."""
     d = Path(model_dir)
     if not d.is_dir(): raise ModelDirError(f"model dir not found: {d}")
     p = d / WEIGHTS_NAME
@@ -63,7 +64,11 @@ def _bf16_to_f32(a: np.ndarray) -> np.ndarray:
 
 
 def load_weights(path) -> tuple[dict, dict]:
-    "Read a .pdparams as float32 numpy arrays. Returns (weights, info) with the keys that were cast or dropped."
+    """Read a .pdparams as float32 numpy arrays. Returns (weights, info) with the keys that were cast or dropped.
+
+    `weights`: {parameter name: array}, float16/bfloat16/float64 cast to float32; `info`: {"cast": {name: old dtype},
+    "dropped": [names that are not tensors]}. Raises `ModelDirError` when Paddle cannot read the file or it is not a
+    state dict."""
     import paddle
     path = Path(path)
     try:
@@ -201,7 +206,12 @@ def _config_arch(config: dict | None) -> str | None:
 
 def merge_config(existing: dict | None, info: dict, *, architecture: str | None = None,
                  num_attention_heads: int | None = None, keep_architecture: bool = True) -> tuple[dict, dict, list]:
-    "config.json content = existing fields + fields inferred from the weights. Returns (config, changes, notes)."
+    """config.json content = existing fields + fields inferred from the weights. Returns (config, changes, notes).
+
+    `existing` (legacy `init_args` flattened with paddlenlp's `flatten_model_config`) keeps its fields; a field the
+    weights show (`inspect_weights`'s `info`) wins over a different value, with a note. `changes`: {field: [old,
+    new]}. Raises `ModelDirError` when num_attention_heads is neither given nor in the config, or does not divide
+    hidden_size."""
     from paddlenlp.transformers.configuration_utils import flatten_model_config
     old = copy.deepcopy(existing) if existing else {}
     cfg = flatten_model_config(copy.deepcopy(old)) if old else {}  # legacy init_args/init_class -> flat + architectures
@@ -243,7 +253,9 @@ def _vocab_lines(path) -> int:
 
 
 def check_vocab_fits(vocab_file, vocab_size: int, weights_file=None):
-    "vocab.txt may be shorter than the embedding (padding rows), never longer: ids past the table would crash."
+    """vocab.txt may be shorter than the embedding (padding rows), never longer: ids past the table would crash.
+
+    Returns the number of tokens (lines) in `vocab_file`; raises `ModelDirError` when it exceeds `vocab_size` rows."""
     n = _vocab_lines(vocab_file)
     if n > vocab_size:
         where = f" in {weights_file}" if weights_file else ""
@@ -278,7 +290,10 @@ def _builtin_family(name: str) -> str | None:
 
 
 def resolve_model_class(path, task: str = "Model"):
-    "The paddlenlp class for `task` ('Model', 'ForPretraining', ...) from config/weights; never from the dir name."
+    """The paddlenlp class for `task` ('Model', 'ForPretraining', ...) from config/weights; never from the dir name.
+
+    Raises `ValueError` for an unknown task, `ModelDirError` when `path` is neither a model dir nor a built-in
+    paddlenlp name, or its weights are not ERNIE."""
     task = _task(task)
     p = Path(path)
     if p.is_dir():
@@ -302,7 +317,11 @@ def _looks_like_path(s: str) -> bool:
 
 
 def load_model(path, cls="Model", **kwargs):
-    "Load a model: `cls` is a class, or a task name ('ForPretraining', 'AutoModelForSequenceClassification', ...)."
+    """Load a model: `cls` is a class, or a task name ('ForPretraining', 'AutoModelForSequenceClassification', ...).
+
+    `path`: a local model dir, a built-in paddlenlp name or (online) a community hub name; `kwargs` go to
+    `from_pretrained`. Raises `ModelDirError` for a path that looks local but does not exist (and what
+    `resolve_model_class` raises)."""
     if not isinstance(cls, str): return cls.from_pretrained(str(path), **kwargs)
     p = Path(path)
     if p.is_dir() or _builtin_family(str(path)):
@@ -314,7 +333,10 @@ def load_model(path, cls="Model", **kwargs):
 
 
 def load_tokenizer(path, **kwargs):
-    "The tokenizer of a model dir (tokenizer_class from tokenizer_config.json, else ErnieTokenizer), or a hub name."
+    """The tokenizer of a model dir (tokenizer_class from tokenizer_config.json, else ErnieTokenizer), or a hub name.
+
+    Raises `ModelDirError` for a dir without `vocab.txt` / `tokenizer_config.json`, or a path that looks local but
+    does not exist."""
     from paddlenlp.transformers import AutoTokenizer, ErnieTokenizer
     from paddlenlp.transformers.auto.tokenizer import tokenizer_class_from_name
     p = Path(path)
@@ -345,7 +367,10 @@ def _weight_shapes(path) -> dict:
 
 # %% ../nbs/07_export.ipynb #26695116
 def resolve_checkpoint(path, checkpoint: str = "last") -> Path:
-    "A checkpoint dir from a checkpoint dir, a `checkpoints/` dir or a run dir (`last` -> model_last, N -> model_N)."
+    """A checkpoint dir from a checkpoint dir, a `checkpoints/` dir or a run dir (`last` -> model_last, N -> model_N).
+
+    A checkpoint dir is one with `model_state.pdparams`. Raises `ModelDirError` naming the checkpoints that exist
+    when the one asked for is not there, or when `path` does not exist."""
     p = Path(path)
     if (p / WEIGHTS_NAME).is_file(): return p
     name = "model_last" if str(checkpoint) in ("last", "") else f"model_{checkpoint}"
@@ -371,7 +396,11 @@ def _expected_shapes(arch: str, config: dict) -> dict:
 
 
 def fit_weights(weights: dict, arch: str, config: dict, source: str = "weights") -> tuple[dict, dict]:
-    "Keep exactly the parameters `arch` expects (fill tied aliases, drop the rest); ModelDirError on missing/mis-shaped."
+    """Keep exactly the parameters `arch` expects (fill tied aliases, drop the rest); ModelDirError on missing/mis-shaped.
+
+    Names are mapped between bare and `ernie.`-prefixed as paddlenlp does; the MLM decoder weight/bias are filled
+    from the tied word embedding / the other bias name. Returns ({name: contiguous float32 array}, {"dropped": [...],
+    "filled": [...]})."""
     want = _expected_shapes(arch, config)
     prefixed = any(k.startswith("ernie.") for k in want)
     w = {}
@@ -396,6 +425,9 @@ def fit_weights(weights: dict, arch: str, config: dict, source: str = "weights")
 
 
 def save_weights(weights: dict, path) -> Path:
+    """Write `weights` ({name: numpy array}) as a Paddle state dict to `path` (`paddle.save`, a `.pdparams`); returns `path`.
+
+    Not atomic by itself: stage 07 calls it inside `atomic_dir`."""
     import paddle
     paddle.save({k: paddle.to_tensor(v) for k, v in weights.items()}, str(path))
     return Path(path)
@@ -512,7 +544,17 @@ def _output_check(before, why_not, after) -> dict:
 
 def export(checkpoint_dir, out_dir, *, tokenizer_dir=None, architecture: str | None = None,
            num_attention_heads: int | None = None, force: bool = False) -> Path:
-    "Write a clean model dir (fp32 weights, full config.json, tokenizer files) that every Auto class loads by any name."
+    """Write a clean model dir (fp32 weights, full config.json, tokenizer files) that every Auto class loads by any name.
+
+    `checkpoint_dir`: a checkpoint, `checkpoints/` or run dir (`resolve_checkpoint`); `tokenizer_dir`: where
+    `vocab.txt` is (default: the checkpoint). Writes `out_dir` atomically (`atomic_dir`): `model_state.pdparams`,
+    `config.json` (fields from every config file plus what the weights show, `dtype: float32`), the `ErnieTokenizer`
+    files and `manifest_export.json`; skipped when that manifest matches (`force` redoes it). Follows PaddleNLP's
+    `save_pretrained` / `from_pretrained` layout. The exported dir is loaded back with the Auto class and its outputs
+    on `probe_input` are compared with the checkpoint's (tolerance `PROBE_ATOL`, 1e-6). Returns `out_dir`. Raises
+    `ModelDirError` for a missing checkpoint or weights, weights that are not ERNIE, a vocab longer than the
+    embedding, missing or mis-shaped parameters, an `out_dir` that overlaps the input or is not an earlier export,
+    and when the outputs would move (nothing is written then)."""
     ckpt = resolve_checkpoint(checkpoint_dir)
     out_dir = Path(out_dir)
     wfile = find_weights(ckpt)
@@ -643,7 +685,10 @@ def _is_punct(ch: str) -> bool:
 
 
 def count_words(tokenizer, files) -> tuple[Counter, int]:
-    "Frequencies of the words BasicTokenizer yields (what WordPiece sees) over text files, and the number of lines."
+    """Frequencies of the words BasicTokenizer yields (what WordPiece sees) over text files, and the number of lines.
+
+    Files are read as UTF-8; blank lines are skipped. Returns (Counter of words, non-blank lines). Raises
+    `ModelDirError` for a missing file or when the files hold no text."""
     files = [Path(f) for f in files]
     for p in files:
         if not p.is_file(): raise ModelDirError(f"corpus file not found: {p}")
@@ -661,7 +706,10 @@ def count_words(tokenizer, files) -> tuple[Counter, int]:
 
 
 def corpus_stats(tokenizer, words: Counter, n_lines: int) -> dict:
-    "UNK rate and tokens per sentence of `tokenizer.tokenize` over the corpus, computed once per distinct word."
+    """UNK rate and tokens per sentence of `tokenizer.tokenize` over the corpus, computed once per distinct word.
+
+    `words`: `count_words`'s Counter; `n_lines`: its line count (a line counts as a sentence). Returns sentences,
+    tokens, unk_tokens, unk_rate (share of tokens, 0-1), tokens_per_sentence."""
     unk, total = tokenizer.unk_token, 0
     n_unk = 0
     for w, f in words.items():
@@ -677,7 +725,11 @@ def _vocab_dict(tokenizer) -> dict:
 
 
 def propose_tokens(tokenizer, words: Counter, *, user_terms=(), max_new_tokens: int = 2000, min_freq: int = 5) -> dict:
-    "The new tokens (in append order) and why: user terms, missing characters (+ ##X), then fragmented words."
+    """The new tokens (in append order) and why: user terms, missing characters (+ ##X), then fragmented words.
+
+    Characters and fragmented words need at least `min_freq` occurrences in `words`; at most `max_new_tokens` are
+    proposed. A fragmented word is a non-CJK word WordPiece cuts into 3+ pieces or into `[UNK]`, ranked by frequency
+    x (pieces - 1). Returns {"tokens": [...], "reasons": {token: reason}, "skipped_terms": {term: why}}."""
     vocab = _vocab_dict(tokenizer)
     unk = tokenizer.unk_token
     new, why, skipped = [], {}, {}
@@ -723,7 +775,11 @@ def propose_tokens(tokenizer, words: Counter, *, user_terms=(), max_new_tokens: 
 
 def init_new_rows(matrix: np.ndarray, tokenizer, new_tokens, new_ids, init: str = "subtoken_mean",
                   bias: np.ndarray | None = None) -> dict:
-    "Fill rows `new_ids` of `matrix` (and `bias`) in place from the OLD tokenizer's view; returns row counts per source."
+    """Fill rows `new_ids` of `matrix` (and `bias`) in place from the OLD tokenizer's view; returns row counts per source.
+
+    `matrix`: [rows, hidden] embedding (rows already grown). `subtoken_mean`: a new row is the mean of the rows of
+    the tokens the old tokenizer made of it (its char for `##X`); `mean` (or nothing usable): the mean of all old
+    rows. Returns {"subtoken_mean" | "unk_row" | "mean": rows}. Raises `ValueError` for another `init`."""
     if init not in ("subtoken_mean", "mean"): raise ValueError(f"unknown init {init!r}; choose 'subtoken_mean' or 'mean'")
     vocab = _vocab_dict(tokenizer)
     n_old, unk_id = len(vocab), vocab[tokenizer.unk_token]
@@ -751,7 +807,16 @@ def init_new_rows(matrix: np.ndarray, tokenizer, new_tokens, new_ids, init: str 
 
 def extend_vocab(model_dir, corpus_files, out_dir, *, user_terms=None, max_new_tokens: int = 2000,
                  min_freq: int = 5, init: str = "subtoken_mean", force: bool = False) -> dict:
-    "Append domain tokens to vocab.txt, grow the embeddings/MLM decoder, write a new model dir; returns a report."
+    """Append domain tokens to vocab.txt, grow the embeddings/MLM decoder, write a new model dir; returns a report.
+
+    `corpus_files`: UTF-8 text files (`count_words`); `user_terms`: a list or a file of one term a line (`#`
+    comments). New tokens come from `propose_tokens`, get ids after the old ones (old ids do not move), and their
+    embedding (and tied MLM decoder and bias) rows are set by `init_new_rows`. Writes `out_dir` atomically: the model
+    files as `export` writes them, `extend_vocab_report.json` and `manifest_extend_vocab.json`; when that manifest
+    matches, the old report is returned (`force` redoes it). The report has the vocab sizes (tokens), embedding rows,
+    tokens added by reason, and `before`/`after` `corpus_stats` (UNK rate, tokens per sentence). Raises
+    `ModelDirError` (missing weights, terms file or corpus, not ERNIE, `out_dir` overlapping the input) and
+    `ValueError` for an unknown `init`."""
     from paddlenlp.transformers import ErnieTokenizer
     src = Path(model_dir)
     wfile = find_weights(src)
@@ -844,7 +909,10 @@ def _checkpoint_step(ckpt: Path) -> str:
 
 
 def export_run(run_dir, out_dir=None, checkpoint: str = "last", **kw) -> Path:
-    "Export a run's checkpoint (`last` or a step) to `<run_dir>/model_ernie_<step>` (or `out_dir`)."
+    """Export a run's checkpoint (`last` or a step) to `<run_dir>/model_ernie_<step>` (or `out_dir`).
+
+    `<step>` is the checkpoint's `trainer_state.json` step (else the N of `model_N`). `kw` go to `export`; returns
+    the model dir. Raises `ModelDirError` when the checkpoint is missing."""
     ckpt = resolve_checkpoint(run_dir, checkpoint)
     return export(ckpt, out_dir or Path(run_dir) / f"model_ernie_{_checkpoint_step(ckpt)}", **kw)
 
@@ -856,7 +924,11 @@ def exported_model_dir(cfg, checkpoint: str | None = None) -> Path:
 
 
 def run_export(cfg) -> dict:
-    "Stage 07 for a config: export the run's checkpoint; with export.extend_vocab, also extend it on the domain text."
+    """Stage 07 for a config: export the run's checkpoint; with export.extend_vocab, also extend it on the domain text.
+
+    The extended model goes to `<model dir>_vocab`, built from the `*.txt` files of `paths.text_dir`. Returns
+    {"model_dir", and with extend_vocab "extended_model_dir", "before", "after", "added"}. Raises `ModelDirError`
+    (from `export`, or when extend_vocab finds no domain text)."""
     from vertical_pretrain.config import resolve_path
     out = export_run(cfg.paths.run_dir, exported_model_dir(cfg), checkpoint=cfg.export.checkpoint)
     result = {"model_dir": str(out)}

@@ -28,17 +28,27 @@ def _umask() -> int:
     return m
 
 def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
-    "Write `text` to `path` through a temp file + rename, so readers never see half a file."
+    """Write `text` to `path` through a temp file + rename, so readers never see half a file.
+
+    `text` is encoded with `encoding` (default UTF-8); the parent folders are created. Returns `path` as a Path.
+    Raises `DiskFullError` when the disk is full (see `atomic_path`); other OS errors pass through."""
     return atomic_write_bytes(path, text.encode(encoding))
 
 def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write `data` (bytes) to `path` atomically (`atomic_path`: temp file beside it + rename); returns `path` as a Path.
+
+    The parent folders are created. Raises `DiskFullError` when the disk is full; other OS errors pass through."""
     path = Path(path)
     with atomic_path(path) as tmp: tmp.write_bytes(data)
     return path
 
 @contextlib.contextmanager
 def atomic_path(path):
-    "Yield a temp path beside `path`; on success rename it to `path` (mode as a plain `open()` gives), on error delete it."
+    """Yield a temp path beside `path`; on success rename it to `path` (mode as a plain `open()` gives), on error delete it.
+
+    The caller writes the temp file; `os.replace` then swaps it in, so `path` is either the old file or the whole new
+    one. Parent folders are created. An `OSError` that is a full disk (ENOSPC/EDQUOT, numpy's short write) is raised
+    as `DiskFullError`; any other exception is re-raised after the temp file is deleted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -58,7 +68,10 @@ def atomic_path(path):
 
 @contextlib.contextmanager
 def atomic_dir(path):
-    "Yield a temp dir beside `path`; on success swap it in for `path` (replacing an old one), mode as `mkdir` gives."
+    """Yield a temp dir beside `path`; on success swap it in for `path` (replacing an old one), mode as `mkdir` gives.
+
+    The old folder is first renamed to `.<name>.old-<pid>`, then removed after the new one is in place; on an
+    exception the temp dir is removed and `path` is left as it was. Parent folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -90,7 +103,9 @@ def content_hash(path) -> str:
     return _HASHES[key]
 
 def file_fingerprint(path) -> dict:
-    "Size and SHA-256 of a file, or of every non-hidden file under a folder; `{'missing': True}` when absent."
+    """Size (bytes) and SHA-256 of a file, or of every non-hidden file under a folder; `{'missing': True}` when absent.
+
+    A folder gives `{relative path: fingerprint}` (recursive, sorted). Hashes are memoised (`content_hash`)."""
     p = Path(path)
     if p.is_dir():
         return {str(f.relative_to(p)): file_fingerprint(f) for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")}
@@ -99,12 +114,18 @@ def file_fingerprint(path) -> dict:
 
 def _jsonable(x): return json.loads(json.dumps(x, default=str))
 
-def manifest_path(out_dir, stage: str) -> Path: return Path(out_dir) / f"manifest_{stage}.json"
+def manifest_path(out_dir, stage: str) -> Path:
+    "The manifest file of `stage` in `out_dir`: `<out_dir>/manifest_<stage>.json`."
+    return Path(out_dir) / f"manifest_{stage}.json"
 
 def write_manifest(out_dir, stage: str, inputs: Iterable, params: dict, counts: dict | None = None,
                    outputs: Iterable = (), files: dict | None = None) -> Path:
     """Record what a finished stage read (fingerprints), with which parameters, and what it produced.
-    `files` (per-file stages): {input: {"input": fingerprint, "outputs": {path: fingerprint}, "result": {...}}}."""
+
+    Writes `manifest_path(out_dir, stage)` atomically (JSON: stage, inputs and outputs as `file_fingerprint` dicts,
+    params, `counts`, `finished_at` local time) and returns its path. Fingerprinting reads every input and output
+    (SHA-256). `files` (per-file stages): {input: {"input": fingerprint, "outputs": {path: fingerprint}, "result":
+    {...}}}."""
     m = {"stage": stage, "inputs": {str(p): file_fingerprint(p) for p in inputs}, "params": _jsonable(params),
          "outputs": {str(p): file_fingerprint(p) for p in outputs}, "counts": counts or {},
          "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -112,6 +133,8 @@ def write_manifest(out_dir, stage: str, inputs: Iterable, params: dict, counts: 
     return atomic_write_text(manifest_path(out_dir, stage), json.dumps(m, ensure_ascii=False, indent=1, default=str))
 
 def read_manifest(out_dir, stage: str) -> dict | None:
+    """The manifest of `stage` in `out_dir` as a dict, or None when it is missing or not valid JSON (the stage then counts as
+    not run)."""
     p = manifest_path(out_dir, stage)
     if not p.exists(): return None
     try: return json.loads(p.read_text(encoding="utf-8"))

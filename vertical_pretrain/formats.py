@@ -58,7 +58,8 @@ _OLE_WHAT = {".doc": ("a legacy Word .doc file (OLE2)", f"`{_CONVERT} x.doc`"),
              ".ppt": ("a legacy PowerPoint .ppt deck (OLE2)", "`libreoffice --headless --convert-to pdf x.ppt`")}
 
 def unsupported(path, what: str, fix: str) -> Pdf2TextError:
-    "The one-line error for a file stage 01 cannot read: the file, what it looks like, what is supported, the fix."
+    """The one-line error for a file stage 01 cannot read: the file, what it looks like, what is supported, the fix. Returns
+    the `Pdf2TextError` (the caller raises it)."""
     return Pdf2TextError(f"{path}: {what}, which stage 01 does not read (supported: {SUPPORTED_LIST}). "
                          f"Fix: {fix}, or move it out of raw/.")
 
@@ -470,7 +471,11 @@ def read_jsonl(path, json_key: str = "text") -> tuple[list[list[Line]], dict]:
 def read_document(path, fmt: str | None = None, *, json_key: str = "text", max_pages: int = 0,
                   show_progress: bool = True) -> tuple[list[list[Line]], dict]:
     """Read any supported input as stage-01 `(pages, info)`; `fmt` from `sniff_format` when None.
-    info has at least format, pages, pages_total and pages_without_text (the report's fields)."""
+
+    `pages`: a list of pages, each a list of `pdf2text.Line`; `info` has at least format, pages, pages_total and
+    pages_without_text (the report's fields). `max_pages` (PDF only, 0 = all) limits the pages read. Raises
+    `Pdf2TextError` from the reader (unreadable, encrypted, scanned, bad JSONL, ...) and `ValueError` for an unknown
+    `fmt`."""
     from vertical_pretrain.pdf2text import read_pdf_lines, text_to_pages
     path = Path(path)
     fmt = fmt or sniff_format(path)

@@ -31,7 +31,9 @@ class ModelFileError(ValueError):
 
 
 def lac_package_dir(package: str = 'LAC') -> Path:
-    "Directory of the installed LAC package, found without importing (and so without running) its code."
+    """Directory of the installed LAC package, found without importing (and so without running) its code.
+
+    Raises `LACNotInstalledError` with the install command when the package is not installed."""
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
@@ -46,7 +48,10 @@ def lac_package_dir(package: str = 'LAC') -> Path:
 
 
 def find_lac_model_dir(mode: str = 'seg', model_path=None) -> Path:
-    "The model directory (with `conf/` and `model/`) of `mode` in the installed LAC, or `model_path` when given."
+    """The model directory (with `conf/` and `model/`) of `mode` in the installed LAC, or `model_path` when given.
+
+    Raises `ValueError` for a mode other than 'seg' | 'lac', `LACNotInstalledError` (no LAC package),
+    `ModelFileError` when the folder has no `conf/` or `model/`."""
     if model_path is not None:
         path = Path(model_path)
     else:
@@ -74,7 +79,10 @@ def _varint(buf: bytes, i: int):
 
 
 def pb_fields(buf: bytes) -> list:
-    "Decode one protobuf message into (field_number, value) pairs, without a schema."
+    """Decode one protobuf message into (field_number, value) pairs, without a schema.
+
+    Values: int for varints (wire type 0), bytes for length-delimited and fixed-width fields. Raises `ValueError` for
+    a truncated field or an unsupported wire type (groups)."""
     out, i = [], 0
     while i < len(buf):
         key, i = _varint(buf, i)
@@ -105,7 +113,11 @@ PADDLE_DTYPES = {0: np.bool_, 1: np.int16, 2: np.int32, 3: np.int64, 4: np.float
 
 
 def read_lod_tensor(path, return_lod: bool = False):
-    "Read one parameter file in Paddle's legacy LoDTensor format into a numpy array (and its LoD)."
+    """Read one parameter file in Paddle's legacy LoDTensor format into a numpy array (and its LoD).
+
+    Returns the array in native byte order with the file's shape and dtype (e.g. float32), or `(array, lod)` with
+    `return_lod`. Raises `ModelFileError` naming the file when it cannot be read, is truncated, or has an unknown
+    version, data type or an inconsistent size."""
     path = Path(path)
     try:
         buf = path.read_bytes()
@@ -171,7 +183,9 @@ _ATTR_FIELDS = {0: 3, 1: 4, 2: 5, 6: 10, 9: 13}   # AttrType -> OpDesc.Attr fiel
 
 
 def read_program_ops(path) -> list:
-    "The ops of block 0 of a legacy `__model__` ProgramDesc, as dicts: type, inputs, outputs, scalar attrs."
+    """The ops of block 0 of a legacy `__model__` ProgramDesc, as dicts: type, inputs, outputs, scalar attrs.
+
+    Raises `ModelFileError` naming the file when it cannot be read or decoded."""
     path = Path(path)
     try:
         prog = pb_fields(path.read_bytes())
@@ -210,7 +224,11 @@ def read_program_ops(path) -> list:
 
 # %% ../nbs/02a_lac.ipynb #d72b2891
 def load_kv_dict(path, reverse: bool = False, key_func=None, value_func=None) -> dict:
-    "Read a tab-separated two-column dictionary with the semantics of LAC's `reader.load_kv_dict`."
+    """Read a tab-separated two-column dictionary with the semantics of LAC's `reader.load_kv_dict`.
+
+    Returns `{column 1: column 2}` (`{column 2: column 1}` with `reverse`), `key_func` / `value_func` applied; lines
+    without exactly two columns are skipped. Raises `ModelFileError` when the file cannot be read, is not UTF-8, or
+    `value_func` fails."""
     result = {}
     try:
         with open(path, 'r', encoding='utf8') as f:
@@ -555,8 +573,11 @@ def _decode_bytes(data: bytes) -> str:
 class LAC:
     """Drop-in replacement for LAC 2.1.2's `LAC` class, running its shipped models with numpy.
 
-    `LAC(mode='seg').run(text)` returns the list of words; `LAC(mode='lac').run(text)` returns
-    `[words, tags]`; a list of texts gives a list of those."""
+    `LAC(mode='seg').run(text)` returns the list of words; `LAC(mode='lac').run(text)` returns `[words, tags]`; a
+    list of texts gives a list of those. Follows Baidu's LAC 2.1.2 (PyPI `LAC`, its `lac.py`; a BiGRU-CRF tagger);
+    `use_cuda` is accepted and ignored (numpy on CPU). Raises `NotImplementedError` for `mode='rank'`, `ValueError`
+    for another unknown mode, `LACNotInstalledError` when the LAC package (the model files) is missing,
+    `ModelFileError` for missing, truncated or inconsistent model files."""
 
     def __init__(self, model_path=None, mode: str = 'lac', use_cuda: bool = False,
                  max_batch_size: int = 128, max_batch_tokens: int = 8192):
@@ -665,7 +686,10 @@ class LAC:
         return words, word_tags
 
     def run(self, texts):
-        "Segment (`seg`) or segment and tag (`lac`) one text, or a list of texts (batched)."
+        """Segment (`seg`) or segment and tag (`lac`) one text, or a list of texts (batched).
+
+        Bytes are decoded (UTF-8, else GB18030); an empty text gives no words. Raises `TypeError` for anything but
+        str, bytes or a list of them, `UnicodeDecodeError` for bytes in neither encoding."""
         single = isinstance(texts, (str, bytes))
         batch = [texts] if single else list(texts)
         for k, t in enumerate(batch):
@@ -695,4 +719,6 @@ class LAC:
         self.custom.add_word(word, sep)
 
     def train(self, *args, **kwargs):
+        """Not supported: always raises `NotImplementedError` (LAC's training needs paddle.fluid; only inference is
+        reproduced)."""
         raise NotImplementedError('LAC.train needs paddle.fluid and is not supported; only inference is reproduced')

@@ -55,7 +55,9 @@ def text_facts(text: str) -> PageCheck:
 def classify_text(text: str, neighbours_cjk: float | None = None, *, min_chars: int = 10, max_bad: float = 0.05,
                   max_soup: float = 0.25, cjk_book: float = 0.3, min_latin_words: float = 0.8) -> PageCheck:
     """Classify one page's text layer: 'text' (usable), 'empty' (fewer than `min_chars` non-space chars)
-    or 'undecodable' (not the book's scripts). Rules, on non-space chars:
+    or 'undecodable' (not the book's scripts). Returns `text_facts(text)` with `cls` and `reason` set.
+    Rules, on the shares (0-1) of non-space chars:
+
     - bad >= `max_bad`: control/private-use chars or U+FFFD (glyph codes of fonts without a Unicode map);
     - soup >= `max_soup`: Latin-1/Latin-extended symbols and letters outside ASCII and CJK;
     - no CJK at all while the neighbouring pages are Chinese (`neighbours_cjk` >= `cjk_book`), unless the page
@@ -85,7 +87,9 @@ def classify_pages(texts: list[str], window: int = 2, **kw) -> list[PageCheck]:
 
 # %% ../nbs/01b_ocr.ipynb #1b64b400
 def open_pdfium(path):
-    "Open a PDF with pypdfium2 (Apache-2.0/BSD-3 bindings to PDFium, a permissive renderer)."
+    """Open a PDF with pypdfium2 (Apache-2.0/BSD-3 bindings to PDFium, a permissive renderer).
+
+    Returns a `pypdfium2.PdfDocument`; raises pypdfium2's `PdfiumError` for a file it cannot open."""
     import pypdfium2 as pdfium
     return pdfium.PdfDocument(str(path))
 
@@ -103,7 +107,8 @@ def render_page(pdf, index: int, dpi: int = 200):
 # %% ../nbs/01b_ocr.ipynb #94f56378
 @dataclass
 class OcrLine:
-    "One recognised text line; box in PDF points from the page's top-left corner, y down."
+    """One recognised text line; box (`x0`, `top`, `x1`, `bottom`) in PDF points from the page's top-left corner, y down;
+    `conf` is RapidOCR's score (0-1)."""
     text: str
     x0: float
     top: float
@@ -122,6 +127,7 @@ class OcrPage:
 
     @property
     def mean_conf(self) -> float:
+        """Mean recognition confidence (0-1) of the page's lines, weighted by their characters; 0.0 for a page without text."""
         n = sum(len(l.text) for l in self.lines)
         return sum(l.conf * len(l.text) for l in self.lines) / n if n else 0.0
 

@@ -42,7 +42,7 @@ def is_cjk(ch: str) -> bool:
     return bool(ch) and _CJK_RE.match(ch) is not None
 
 def em_width(text: str) -> float:
-    "Rough printed width in em: wide (CJK) chars 1, spaces 0.25, others 0.5."
+    "Rough printed width of `text` in em (1 em = the font size): wide (CJK) chars 1, spaces 0.25, others 0.5."
     return sum(1.0 if unicodedata.east_asian_width(c) in "WF" else 0.25 if c == " " else 0.5 for c in text)
 
 def normalize_line(text: str) -> str:
@@ -69,7 +69,10 @@ def _plausible_text(text: str) -> bool:
     return ok >= 0.98 * min(len(text), 65536) and odd <= 0.001 * min(len(text), 65536)
 
 def decode_text(data: bytes, name: str = "<bytes>") -> tuple[str, str]:
-    "Decode text bytes: BOM, then UTF-8, then GB18030 (a superset of GBK/GB2312). Returns (text, encoding)."
+    """Decode text bytes: BOM, then UTF-8, then GB18030 (a superset of GBK/GB2312). Returns (text, encoding).
+
+    `encoding` is 'utf-8-sig' | 'utf-16' | 'utf-8' | 'gb18030'. Raises `Pdf2TextError` naming `name` for binary data,
+    and for bytes that decode as neither UTF-8 nor GB18030 plausible text (with an `iconv` fix)."""
     if data.startswith(b"\xef\xbb\xbf"): return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")): return data.decode("utf-16"), "utf-16"
     if _looks_binary(data):
@@ -82,7 +85,9 @@ def decode_text(data: bytes, name: str = "<bytes>") -> tuple[str, str]:
                         f"`iconv -f BIG5 -t UTF-8 in.txt > out.txt`.")
 
 def read_text_file(path) -> str:
-    "Read a text file as str, detecting UTF-8 (with/without BOM), UTF-16 (BOM) or GB18030/GBK."
+    """Read a text file as str, detecting UTF-8 (with/without BOM), UTF-16 (BOM) or GB18030/GBK (`decode_text`).
+
+    Raises `Pdf2TextError` naming the file when it is empty (only whitespace), binary or in another encoding."""
     path = Path(path)
     data = path.read_bytes()
     if not data.strip(): raise Pdf2TextError(f"{path}: the file is empty.")
@@ -432,7 +437,7 @@ def looks_like_code(text: str) -> bool:
     return syms >= 3 and syms >= 0.12 * len(s.replace(" ", ""))
 
 def looks_like_table_row(text: str) -> bool:
-    "Plain-text guess: cells separated by tabs or 3+ spaces (at least 3 cells), or a |pipe|table| row."
+    "Plain-text guess: cells separated by tabs or 3+ spaces (at least 3 cells), or a `| pipe | table |` row."
     if re.match(r"^\s*\|.*\|\s*$", text): return True
     return len([c for c in re.split(r"\t+| {3,}", text.strip()) if c]) >= 3
 
@@ -652,7 +657,12 @@ def assemble_documents(pages: list[list[Line]], *, keep_code: bool = False, keep
     return docs, {"paragraphs": counts["paragraphs"], **st}
 
 def documents_to_sentences(docs, min_sentence_chars: int = 2, min_doc_sentences: int = 1) -> tuple[list[list[str]], dict]:
-    "Split paragraphs into sentences (code/table blocks stay one line each); drop and count what is too short."
+    """Split paragraphs into sentences (code/table blocks stay one line each); drop and count what is too short.
+
+    `docs`: documents as lists of `(kind, text)` blocks (`assemble_documents`). A sentence with fewer than
+    `min_sentence_chars` non-space chars is dropped; a document left with fewer than `min_doc_sentences` sentences is
+    dropped. Returns (documents as lists of sentences, counts: sentences_dropped_short, docs_dropped_short,
+    sentences_in_dropped_docs)."""
     out, c = [], Counter()
     for doc in docs:
         sents = []
@@ -668,7 +678,12 @@ def documents_to_sentences(docs, min_sentence_chars: int = 2, min_doc_sentences:
 # %% ../nbs/01_pdf2text.ipynb #acbff499
 def clean_pages(pages: list[list[Line]], *, keep_code: bool = False, keep_tables: bool = False,
                 min_sentence_chars: int = 2, min_doc_sentences: int = 1, heading_splits_docs: bool = True):
-    "Every rule in order on pages of Lines -> (documents as lists of sentences, counts). No file IO."
+    """Every rule in order on pages of Lines -> (documents as lists of sentences, counts). No file IO.
+
+    Running headers/footers and page numbers are looked for only with 3 or more pages; then tables of contents, line
+    kinds (`classify_lines`), paragraphs (`assemble_documents`) and sentences (`documents_to_sentences`). The counts
+    are the cleaning report's: lines in/kept/dropped by rule, chars_in, body font size (pt), paragraphs, documents
+    before the length filter, and the drop counts. The Lines' `kind` and `edge` are set in place."""
     if len(pages) >= 3:  # running headers need several pages to be seen repeating
         mark_edges(pages)
         drop_headers_footers(pages)
@@ -690,7 +705,8 @@ def clean_pages(pages: list[list[Line]], *, keep_code: bool = False, keep_tables
     return sents, counts
 
 def format_text(docs: list[list[str]]) -> str:
-    "The stage-01 contract: one sentence a line, a blank line between documents."
+    """The stage-01 contract: one sentence a line, a blank line between documents; the text ends with a newline (empty for no
+    documents)."""
     return "\n\n".join("\n".join(d) for d in docs) + ("\n" if docs else "")
 
 # %% ../nbs/01_pdf2text.ipynb #5c11aaf5
@@ -836,8 +852,12 @@ def _stage_options(cfg) -> dict:
 
 def run_stage(cfg, show_progress: bool = True, log=print) -> dict:
     """Stage 01 from the config: every input under cfg.pdf2text.input_path (or paths.raw_dir) -> paths.text_dir.
-    Unchanged books are reused, outputs of removed books are deleted (`fileio.run_per_file`).
-    Returns {"reports": {input: report}, "ran", "reused", "removed", "skipped", and summed pages/docs/sentences/chars_out}."""
+
+    Each input gives `<relative path>.txt` and `<relative path>.report.json` (`plan_outputs`, written atomically by
+    `pdf_to_text`). Unchanged books are reused, outputs of removed books are deleted (`fileio.run_per_file`, manifest
+    `manifest_pdf2text.json`). Returns {"reports": {input: report}, "ran", "reused", "removed", "skipped",
+    "output_dir", and summed pages/docs/sentences/chars_out}. Raises `Pdf2TextError` for a missing or empty input
+    folder and for clashing outputs, `StageInputError` (one line per bad book) after converting the good ones."""
     src = resolve_path(cfg.pdf2text.input_path) if cfg.pdf2text.input_path else cfg.paths.raw_dir
     out_dir = cfg.paths.text_dir
     plan = plan_outputs(src, out_dir)

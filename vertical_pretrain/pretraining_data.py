@@ -34,7 +34,9 @@ _SENT_END = re.compile(r"([。！？]+|[!?]+(?=\s|$))")
 _CLOSERS = "”’」』）】》)\"'"
 
 def split_sentences(text: str) -> list[str]:
-    "Split a document into sentences: its lines, then after 。！？ (and !? before a space); closing quotes stay left."
+    """Split a document into sentences: its lines, then after 。！？ (and !? before a space); closing quotes stay left.
+
+    English full stops never split (`sources.list`). Pieces are stripped, empty ones dropped. Returns `list[str]`."""
     out = []
     for line in text.split("\n"):
         parts = _SENT_END.split(line)
@@ -57,7 +59,11 @@ def load_segmenter(backend: str = "jieba", user_dict=None):
 
 # %% ../nbs/04_pretraining_data.ipynb #fc87107c
 def load_tokenizer(name_or_path):
-    "PaddleNLP AutoTokenizer from a local dir (checked first, with a clear error) or a hub name."
+    """PaddleNLP AutoTokenizer from a local dir (checked first, with a clear error) or a hub name.
+
+    Raises `ValueError` for an empty name, `FileNotFoundError` for a local path that is not a dir or has no tokenizer
+    files (`vocab.txt`, `tokenizer_config.json`, ...), `RuntimeError` when PaddleNLP cannot load it (e.g. a hub name
+    offline)."""
     name = str(name_or_path)
     if not name: raise ValueError("no tokenizer given: set pretraining_data.tokenizer_name_or_path or model.model_name_or_path")
     p = Path(name).expanduser()
@@ -101,7 +107,11 @@ ENCODER_VERSION = 2  # 2: pieces follow the tokenizer's own word boundaries (iss
 
 @dataclass
 class EncoderSpec:
-    "Everything a worker needs to encode documents (picklable)."
+    """Everything a worker needs to encode documents (picklable).
+
+    `vocab`: token -> id (added tokens included); `fast`: HF `tokenizers` path, else PaddleNLP's Python tokenizer;
+    `max_word_length`: longer Chinese words (chars) get no ## marks, as in PaddleNLP; `eos_id`: appended to each
+    document when set (`append_eos`)."""
     tokenizer_name_or_path: str
     vocab: dict  # token -> id, including added tokens
     unk_token: str = "[UNK]"
@@ -117,7 +127,11 @@ class EncoderSpec:
     eos_id: int | None = None  # append to each document when set (append_eos)
 
 class DocEncoder:
-    "Encode documents into (ids, sentence lens, sentences per doc) with ERNIE's ## whole-word marks."
+    """Encode documents into (ids, sentence lens, sentences per doc) with ERNIE's ## whole-word marks.
+
+    Follows PaddleNLP's `model_zoo/ernie-1.0/preprocess/create_pretraining_data.py` (`--cn_whole_word_segment`): the
+    non-initial characters of a Chinese word are replaced by their `##X` token when the vocab has it. The tokenizer,
+    segmenter and HF tokenizer are built lazily, so the object pickles small for worker processes."""
     def __init__(self, spec: EncoderSpec):
         self.spec = spec
         n = max(spec.vocab.values()) + 1
@@ -138,6 +152,8 @@ class DocEncoder:
     # lazily built, so a DocEncoder pickles small and each worker builds its own
     @property
     def hf(self):
+        """The HF `tokenizers` WordPiece tokenizer equivalent to the vocab's BERT/ERNIE tokenizer (BertNormalizer +
+        BertPreTokenizer + symbol split), built on first use."""
         if self._hf is None:
             from tokenizers import Tokenizer, Regex, models, normalizers, pre_tokenizers
             s = self.spec
@@ -152,11 +168,13 @@ class DocEncoder:
 
     @property
     def tok(self):
+        "The PaddleNLP tokenizer of `spec.tokenizer_name_or_path` (`load_tokenizer`), loaded on first use."
         if self._tok is None: self._tok = load_tokenizer(self.spec.tokenizer_name_or_path)
         return self._tok
 
     @property
     def seg(self):
+        "The word segmenter of `spec.cn_seg_func` with `spec.user_dict` (`load_segmenter`), loaded on first use."
         if self._seg is None: self._seg = load_segmenter(self.spec.cn_seg_func, self.spec.user_dict or None)
         return self._seg
 
@@ -282,13 +300,20 @@ class DocEncoder:
         return ids, lens
 
     def encode_words(self, word_lists: list[list[str]], fast: bool | None = None, mark: bool | None = None) -> list[np.ndarray]:
-        "Token ids of each sentence (given as its words, see `pieces`), with ## marks on the non-initial chars of Chinese words."
+        """Token ids of each sentence (given as its words, see `pieces`), with ## marks on the non-initial chars of Chinese
+        words.
+
+        Returns one 1-D id array per sentence."""
         if not word_lists: return []
         ids, lens = self._encode_flat(word_lists, fast, mark)
         return np.split(ids, np.cumsum(lens)[:-1])
 
     def encode_docs(self, docs: list[str]) -> dict:
-        "Documents -> flat ids, sentence lengths and sentences per document (empty sentences/docs dropped)."
+        """Documents -> flat ids, sentence lengths and sentences per document (empty sentences/docs dropped).
+
+        Returns `{"ids": int32 [tokens], "lens": int32 [sentences] (tokens each), "nsent": int32 [docs] (sentences
+        each, 0 for a document without tokens), "chars": characters read, "marked"/"fallback": ## marks made / fallen
+        back}`. With `spec.eos_id`, the eos id ends each non-empty document (counted in its last sentence)."""
         s = self.spec
         sents_per_doc = [split_sentences(d) if s.split_sentences else ([d.strip()] if d.strip() else []) for d in docs]
         before = dict(self.counts)
@@ -306,7 +331,11 @@ class DocEncoder:
                 "chars": sum(map(len, docs)), **{k: self.counts[k] - before[k] for k in self.counts}}
 
     def encode_lines(self, chunk) -> dict:
-        "A chunk of raw jsonl lines `(path, json_key, [(line_no, line), ...])` -> `encode_docs` of their texts."
+        """A chunk of raw jsonl lines `(path, json_key, [(line_no, line), ...])` -> `encode_docs` of their texts, plus `docs`
+        (lines read).
+
+        Raises `ValueError` naming `path:line` for a line that is not JSON, has no `json_key` or whose value is not a
+        string."""
         path, key, lines = chunk
         return {**self.encode_docs([_parse_doc(path, n, l, key) for n, l in lines]), "docs": len(lines)}
 
@@ -322,7 +351,10 @@ def _encode_chunk(chunk):
     return _WORKER.encode_lines(chunk)
 
 def list_jsonl_files(input_path) -> list[Path]:
-    "A .jsonl file, every `*.jsonl` under a folder (sorted), or a list of files as given."
+    """A .jsonl file, every `*.jsonl` under a folder (recursive, sorted, hidden files skipped), or a list of files as given.
+
+    Raises `FileNotFoundError` for a missing path or list entry, an empty list, or a folder without `*.jsonl` (run
+    stage 03)."""
     if isinstance(input_path, (list, tuple)):
         missing = [str(f) for f in input_path if not Path(f).is_file()]
         if missing or not input_path: raise FileNotFoundError(f"jsonl input not found: {missing or 'empty list'}")
@@ -348,7 +380,7 @@ def _parse_doc(path, n: int, line: str, json_key: str) -> str:
     return obj[json_key]
 
 def read_jsonl_lines(path):
-    "Yield `(line_no, line)` of the non-blank lines; an empty file raises ValueError."
+    """Yield `(line_no, line)` (1-based) of the non-blank lines of a UTF-8 file; an empty file raises ValueError naming it."""
     n_docs = 0
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -380,7 +412,13 @@ def _pow2_hist(x: np.ndarray) -> dict:
 
 def corpus_stats(ids: np.ndarray, lens: np.ndarray, docs: np.ndarray, id_to_token: dict, unk_id: int,
                  marked: int = 0, fallback: int = 0, top_k: int = 30) -> dict:
-    "The summary printed at the end of stage 04 (and saved as stats.json)."
+    """The summary printed at the end of stage 04 (and saved as stats.json).
+
+    `ids`: flat token ids [tokens]; `lens`: tokens per sentence [sentences]; `docs`: int64 sentence offsets [docs +
+    1] (`docs[0] == 0`, `docs[-1] == len(lens)`). Returns counts (sentences, documents, tokens), averages in tokens,
+    `unk_count`/`unk_rate` (share of tokens), ## marks, the `top_k` tokens `[token, id, count]`, and power-of-two
+    histograms (edges, counts, p50/p90/p99, max) of tokens per sentence, tokens per document and sentences per
+    document."""
     n_tok, n_sent, n_doc = int(len(ids)), int(len(lens)), int(len(docs) - 1)
     counts = np.bincount(ids.astype(np.int64), minlength=unk_id + 1) if n_tok else np.zeros(unk_id + 1, dtype=np.int64)
     unk = int(counts[unk_id])
@@ -455,7 +493,18 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
                             min_parallel_bytes: int = 2_000_000, progress: bool = True, log=print) -> dict:
     """jsonl file(s) -> `<output_prefix>_ids.npy` + `<output_prefix>_idx.npz` + `stats.json` beside them.
 
-    Returns the stats dict (also printed, and saved as stats.json)."""
+    Follows PaddleNLP's `model_zoo/ernie-1.0/preprocess/create_pretraining_data.py` and its output format: `_ids.npy`
+    holds the flat token ids (`uint16` when the vocab has fewer than 65536 ids, else `int32`); `_idx.npz` holds
+    `lens` (int32 tokens per sentence) and `docs` (int64 cumulative sentence offsets, `docs[0] == 0`, `docs[-1] ==
+    len(lens)`). Documents are split into sentences (`split_sentences`); with `cn_whole_word_segment` Chinese words
+    (from the `cn_seg_func` segmenter, or the spaces of `cn_splited` input) get ## marks (`DocEncoder`). Empty
+    sentences and documents are dropped, as PaddleNLP does. `workers` > 1 uses a process pool for corpora of
+    `min_parallel_bytes` or more. Every input line is read before anything is written; all three files are written
+    atomically.
+
+    Returns the stats dict (also printed, and saved as stats.json). Raises `FileNotFoundError` (missing input,
+    tokenizer dir), `ValueError` (a bad jsonl line naming file:line, an empty file, no tokens at all), `RuntimeError`
+    (tokenizer cannot load); warns (`UserWarning`) when more than `unk_warn_rate` of the tokens are UNK."""
     t0 = time.time()
     files = list_jsonl_files(input_path)
     tok = load_tokenizer(tokenizer_name_or_path)
@@ -547,13 +596,16 @@ _CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuan
               "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback")
 
 def cjk_font() -> str | None:
-    "The name of an installed font that can draw Chinese, or None."
+    "The name of an installed (matplotlib) font that can draw Chinese, from a fixed list of common CJK fonts, or None."
     from matplotlib import font_manager
     names = {f.name for f in font_manager.fontManager.ttflist}
     return next((n for n in _CJK_FONTS if n in names), None)
 
 def plot_corpus_stats(stats, title: str = "", top_k: int = 20):
-    "Four panels from stats.json (path or dict): sentence/doc length histograms, sentences per doc, top tokens."
+    """Four panels from stats.json (path or dict): sentence/doc length histograms, sentences per doc, top tokens.
+
+    Lengths are in tokens; the top tokens are shown by share of all tokens (labelled by id when no CJK font is
+    installed). Returns the matplotlib Figure."""
     import matplotlib
     import matplotlib.pyplot as plt
     if not isinstance(stats, dict): stats = json.loads(Path(stats).read_text(encoding="utf-8"))
@@ -588,7 +640,12 @@ def _tokenizer_inputs(name) -> list:
     return [p] if p.is_dir() else []
 
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
-    "Stage 04 from the config: jsonl dir -> ids dir, skipped when the manifest matches."
+    """Stage 04 from the config: jsonl dir -> ids dir, skipped when the manifest matches.
+
+    Reads the `.jsonl` files stage 03's manifest lists (`FileNotFoundError` naming stage 03 otherwise) and writes
+    `<ids_dir>/<output_prefix>_ids.npy`, `_idx.npz`, `stats.json` and `manifest_04_pretraining_data.json`; index maps
+    of the old ids (`*_indexmap_*.npy`) are deleted. The tokenizer dir and user dictionary count as inputs. Returns
+    the stats (the manifest's counts when skipped) plus `skipped`."""
     c = cfg.pretraining_data
     out_dir = cfg.paths.ids_dir
     src = required_files(cfg.paths.jsonl_dir, ("03_trans_to_json",), ".jsonl", producer="stage 03 (trans_to_json)")

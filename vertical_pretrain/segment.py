@@ -87,6 +87,8 @@ class Segmenter:
         return self.batch([text])[0]
 
     def batch(self, lines) -> list:
+        """The words of each line (`list[list[str]]`, one list per line, no whitespace inside a word); each backend implements
+        it."""
         raise NotImplementedError
 
     def batch_with_blanks(self, lines) -> list:
@@ -108,6 +110,7 @@ class JiebaSegmenter(Segmenter):
                 self.tokenizer.add_word(e.word, e.freq, e.tag)
 
     def batch(self, lines) -> list:
+        "jieba's precise-mode words of each line, whitespace tokens dropped."
         return [_no_spaces(self.tokenizer.cut(line)) for line in lines]
 
 
@@ -127,6 +130,7 @@ class LacSegmenter(Segmenter):
             self.lac.custom = custom
 
     def batch(self, lines) -> list:
+        "LAC's words of each line (the tags of `mode='lac'` dropped), whitespace tokens dropped."
         out = self.lac.run(list(lines))
         if self.mode == 'lac':
             out = [words for words, _tags in out]
@@ -138,14 +142,20 @@ class PreSplitSegmenter(Segmenter):
     backend = 'cn_splited'
 
     def batch(self, lines) -> list:
+        "The words of each already-segmented line (`read_segmented_line`), without the `BLANK` marks."
         return [[w for w in ws if w != BLANK] for ws in self.batch_with_blanks(lines)]
 
     def batch_with_blanks(self, lines) -> list:
+        "Each already-segmented line read as PaddleNLP reads `--cn_splited` input (`read_segmented_line`)."
         return [read_segmented_line(line) for line in lines]
 
 
 def check_segmenter_args(backend: str = "jieba", user_dict=None, lac_model_dir=None, lac_mode: str = "seg"):
-    "Cheap checks of `get_segmenter` arguments (backend name, dictionary file, LAC model files), without loading."
+    """Cheap checks of `get_segmenter` arguments (backend name, dictionary file, LAC model files), without loading.
+
+    Raises `ValueError` for an unknown backend, `FileNotFoundError` for a missing user dictionary, and LAC's
+    `LACNotInstalledError` / `ModelFileError` (`vertical_pretrain.lac.find_lac_model_dir`) when its model files are
+    missing."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown segmentation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if user_dict and not Path(user_dict).is_file():
@@ -157,7 +167,10 @@ def check_segmenter_args(backend: str = "jieba", user_dict=None, lac_model_dir=N
 
 def get_segmenter(backend: str = "jieba", user_dict: str | None = None, lac_model_dir=None,
                   lac_mode: str = "seg") -> Segmenter:
-    "A `Segmenter` for `backend` ('jieba' | 'lac' | 'cn_splited'), with an optional user dictionary."
+    """A `Segmenter` for `backend` ('jieba' | 'lac' | 'cn_splited'), with an optional user dictionary.
+
+    Raises what `check_segmenter_args` raises, and `UserDictError` for an unreadable dictionary; `cn_splited` ignores
+    a user dictionary with a warning."""
     check_segmenter_args(backend, user_dict, lac_model_dir, lac_mode)
     if backend == 'jieba':
         return JiebaSegmenter(user_dict)
@@ -237,6 +250,7 @@ class UserDict:
 
     @property
     def words(self) -> set:
+        "The set of words of the usable entries."
         return {e.word for e in self.entries}
 
 
@@ -398,8 +412,17 @@ def segment_corpus(input_path, output_path, backend="jieba", user_dict=None, wor
                    lac_model_dir=None, lac_mode="seg", chunk_chars=50_000, log=_stderr_line) -> dict:
     """Segment a sentence-per-line corpus (blank line between documents) into space-separated words, line for line.
 
-    With a user dictionary, its messages (encoding, converted or foreign lines) go to `log` once, and the report's
-    `user_dict` says how many entries occur in this corpus (a warning when none does)."""
+    Follows PaddleNLP's `model_zoo/ernie-1.0/preprocess/words_segmentation.py`: words joined by one space, a blank of
+    the original sentence kept as three spaces (`BLANK`), so `create_pretraining_data.py --cn_splited` reads the same
+    words back (`read_segmented_line`). The input may be UTF-8 or GB18030 (`detect_encoding`); the output is UTF-8,
+    written atomically to `output_path`. `workers` > 1 segments chunks of about `chunk_chars` characters in spawned
+    processes. With a user dictionary, its messages (encoding, converted or foreign lines) go to `log` once, and the
+    report's `user_dict` says how many entries occur in this corpus (a warning when none does).
+
+    Returns a report: input, output, backend, encoding, workers, docs, sentences, words, chars (of the stripped
+    sentences), blank_lines, seconds, chars_per_second (and user_dict). Raises `FileNotFoundError` for a missing
+    input or dictionary, `UnicodeError` when the input is neither UTF-8 nor GB18030, `ValueError` for an unknown
+    backend, `UserDictError` for an unreadable dictionary."""
     t0 = time.time()
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
@@ -486,7 +509,11 @@ def stage_text_files(cfg) -> list:
 
 def run_segment_stage(cfg, show_progress: bool = True, log=print) -> dict:
     """Stage 02: every text file stage 01 listed -> `seg/<same relative path>`, with `cfg.segment`.
-    Unchanged files are reused and outputs whose text is gone are deleted (`fileio.run_per_file`)."""
+
+    Unchanged files are reused and outputs whose text is gone are deleted (`fileio.run_per_file`, manifest
+    `manifest_segment.json`). Returns totals (files, ran, reused, removed, docs, sentences, words, chars, seconds,
+    and `user_dict` matches over all books), or `{'skipped': 'disabled'}` when `segment.enabled` is false. Raises
+    `FileNotFoundError` naming stage 01 when it has not run; a file that fails raises what `segment_corpus` raises."""
     from vertical_pretrain.config import resolve_path
     s, log = cfg.segment, log or (lambda *a: None)
     if not s.enabled:

@@ -24,7 +24,10 @@ from .fileio import TEXT_PRODUCERS, atomic_path, produced_files, read_manifest, 
 
 # %% ../nbs/03_trans_to_json.ipynb #dc21cc28
 def read_docs(path) -> list[list[str]]:
-    "Documents of a text file: blank lines separate documents; each document is its list of stripped lines."
+    """Documents of a text file: blank lines separate documents; each document is its list of stripped lines.
+
+    The file must be UTF-8 (what stages 01 and 02 write); otherwise `ValueError` naming the file and the byte offset.
+    Returns `[[line, ...], ...]`, no empty document."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -39,7 +42,8 @@ def read_docs(path) -> list[list[str]]:
     return docs
 
 def doc_length(lines) -> int:
-    "Length of a document in non-whitespace characters (the same before and after word segmentation)."
+    """Length of a document (its lines) in non-whitespace characters: spaces and tabs are not counted, so the same before and
+    after word segmentation."""
     return sum(len(l) - l.count(" ") - l.count("\t") for l in lines)
 
 # %% ../nbs/03_trans_to_json.ipynb #2581f029
@@ -56,7 +60,10 @@ def _file_to_json_lines(args) -> dict:
             "bytes": Path(path).stat().st_size}
 
 def list_text_files(input_path) -> list[Path]:
-    "A file, every `*.txt` under a folder (recursive, sorted, hidden files skipped), or a list of files as given."
+    """A file, every `*.txt` under a folder (recursive, sorted, hidden files skipped), or a list of files as given.
+
+    Raises `FileNotFoundError` for a missing path, a missing file in the list, an empty list, or a folder without
+    `*.txt`."""
     if isinstance(input_path, (list, tuple)):
         missing = [str(f) for f in input_path if not Path(f).is_file()]
         if missing: raise FileNotFoundError(f"input not found: {', '.join(missing)}")
@@ -88,7 +95,16 @@ def trans_to_json(input_path, output_path, *, min_doc_length: int = 10, merge: b
                   seed: int = 1234, workers: int = 1, json_key: str = "text", progress: bool = True, log=print) -> dict:
     """Text files (one sentence a line, blank line between docs) -> jsonl with one `{json_key: doc}` a line.
 
-    Returns a report: files, docs written and dropped (shorter than `min_doc_length` non-space chars), outputs."""
+    Follows PaddleNLP's `model_zoo/ernie-1.0/preprocess/trans_to_json.py`: a document's lines are joined with a
+    newline; documents shorter than `min_doc_length` non-space characters (`doc_length`) are dropped and counted.
+    With `merge` all documents go to one file (`output_path` if it ends in `.jsonl`, `<folder>/<input name>.jsonl`
+    for a folder, else `output_path` + `.jsonl`), otherwise one jsonl per input under the folder `output_path`, same
+    relative path. `shuffle` shuffles the document order with `random.Random(seed)`; `workers` > 1 reads files in a
+    process pool. Each output is written atomically, UTF-8.
+
+    Returns a report: files, docs_in, docs_written, docs_dropped_short, sentences, chars (non-space), bytes_in,
+    outputs, seconds. Raises `FileNotFoundError` from `list_text_files`, `ValueError` for non-UTF-8 input or when no
+    document is long enough."""
     t0 = time.time()
     files = list_text_files(input_path)
     tasks = [(f, int(min_doc_length), json_key) for f in files]
@@ -134,14 +150,22 @@ STAGE = "03_trans_to_json"
 PRESEGMENTED_PRODUCERS = ("general_corpus",)  # corpora that come with their own (gold) segmentation in seg/
 
 def stage_input_files(cfg) -> list[Path]:
-    "The text files stage 03 reads, as the producing stage's manifest lists them (see above); a clear error otherwise."
+    """The text files stage 03 reads, as the producing stage's manifest lists them (see above); a clear error otherwise.
+
+    `seg/` from stage 02 when `segment.enabled`; else a pre-segmented general corpus in `seg/` (with
+    `pretraining_data.cn_splited`), else `text/` from stage 01 (or another `TEXT_PRODUCERS` writer). Raises
+    `FileNotFoundError` naming the stage to run when its manifest is missing or lists no `.txt` file."""
     seg, text, raw = cfg.paths.seg_dir, cfg.paths.text_dir, str(cfg.paths.raw_dir)
     if cfg.segment.enabled: return required_files(seg, ("segment",), ".txt", producer="stage 02 (segment)", check=raw)
     pre = produced_files(seg, PRESEGMENTED_PRODUCERS, ".txt") if cfg.pretraining_data.cn_splited else None
     return pre if pre is not None else required_files(text, TEXT_PRODUCERS, ".txt", producer="stage 01 (pdf2text)", check=raw)
 
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
-    "Stage 03 from the config: the listed text/seg files -> jsonl dir, skipped when the manifest matches."
+    """Stage 03 from the config: the listed text/seg files -> jsonl dir, skipped when the manifest matches.
+
+    Writes `<jsonl_dir>/<corpus>.jsonl` (or one jsonl per input without `trans_to_json.merge`), deletes other
+    `.jsonl` files there, then the manifest `manifest_03_trans_to_json.json`. `force` reruns anyway. Returns the
+    `trans_to_json` report (from the manifest's counts when skipped) plus `skipped`."""
     c = cfg.trans_to_json
     src, out_dir = stage_input_files(cfg), cfg.paths.jsonl_dir
     params = asdict(c)

