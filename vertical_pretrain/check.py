@@ -232,7 +232,7 @@ def check_model_sources(cfg: Config, keys: set[str], info: ModelInfo | None = No
 # %% ../nbs/09b_check.ipynb #c81a6214
 def check_task(cfg: Config, keys: set[str]) -> list[str]:
     "Stage 08's task dir loads (train/dev/test with the configured columns); stage 07a (tapt.enabled) has unlabeled.txt."
-    from vertical_pretrain.finetune import load_task
+    from vertical_pretrain.task import load_task
     out = []
     if "08" in keys:
         try: load_task(cfg.finetune.task_dir, cfg.finetune)
