@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from vertical_pretrain.config import get_config
-from vertical_pretrain.finetune import default_models, finetune, load_task
+from vertical_pretrain.finetune import default_models, finetune
+from vertical_pretrain.task import load_task
 
 def parse_setting(spec: str) -> tuple[str, dict]:
     "'name:key=val,key=val' -> (name, {key: typed val})."

@@ -1,4 +1,4 @@
-"""Stage 08: the man-page task, metrics, fine-tuning and the base-vs-domain comparison (real Paddle, real files)."""
+"""Stage 08: the man-page task (task.py), metrics, fine-tuning and the base-vs-domain comparison (finetune.py, report.py); real Paddle, real files."""
 import gzip
 import json
 import random
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from vertical_pretrain import finetune as ft
+from vertical_pretrain import report as rp
+from vertical_pretrain import task as tk
 from vertical_pretrain.config import FinetuneConfig, get_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +49,7 @@ def write_pages(src: Path, pages: int = 10, paras: int = 6, seed: int = 0) -> Pa
 def smoke_task(tmp_path_factory):
     "The smoke task: 4 classes x 10 pages x 6 paragraphs, split by page."
     root = tmp_path_factory.mktemp("task")
-    stats = ft.build_task(write_pages(root / "src"), root / "task", min_chars=10)
+    stats = tk.build_task(write_pages(root / "src"), root / "task", min_chars=10)
     return root / "task", stats
 
 
@@ -82,7 +84,7 @@ def test_parse_roff_strips_macros_escapes_and_definitions():
         ".TH LS 1", ".SH NAME", "ls \\- 列出目录内容", ".SH DESCRIPTION",
         "列出", ".I FILE", "的信息\\(em默认为当前目录\\&.", ".TP", ".BR \\-a \", \" \\-\\-all",
         "不隐藏以 \\fB.\\fP 开头的项", ".TS", "l l.", "表格 内容", ".TE", ".Sh 另见", ".Xr dir 1 ,"])
-    paras = ft.parse_roff(src)
+    paras = tk.parse_roff(src)
     assert paras == [("NAME", "ls - 列出目录内容"), ("DESCRIPTION", "列出 FILE 的信息—默认为当前目录."),
                      ("DESCRIPTION", "-a, --all 不隐藏以 . 开头的项"), ("另见", "dir ,")]
 
@@ -90,10 +92,10 @@ def test_parse_roff_strips_macros_escapes_and_definitions():
 def test_decode_page_falls_back_to_gb18030(tmp_path):
     p = tmp_path / "x.1.gz"
     p.write_bytes(gzip.compress(".SH 描述\n中文手册页\n".encode("gb2312")))
-    text, enc = ft.read_page(p)
+    text, enc = tk.read_page(p)
     assert enc == "gb18030" and "中文手册页" in text
     (tmp_path / "bad.1.gz").write_bytes(b"x.1.gz")  # a lost symlink
-    assert ft.read_page(tmp_path / "bad.1.gz") == (None, "not_gzip")
+    assert tk.read_page(tmp_path / "bad.1.gz") == (None, "not_gzip")
 
 
 # ---------------------------------------------------------------- the task
@@ -125,19 +127,19 @@ def test_build_task_splits_by_page_and_reports_counts(smoke_task, tmp_path):
 def test_build_task_caps_train_and_is_deterministic(smoke_task, tmp_path):
     task_dir, _ = smoke_task
     src = task_dir.parent / "src"
-    st = ft.build_task(src, tmp_path / "capped", train_cap=5, min_chars=10)
+    st = tk.build_task(src, tmp_path / "capped", train_cap=5, min_chars=10)
     assert st["counts"]["train"]["examples"] == {"1": 5, "3": 5, "5": 5, "8": 5}
-    again = ft.build_task(src, tmp_path / "capped2", train_cap=5, min_chars=10)
+    again = tk.build_task(src, tmp_path / "capped2", train_cap=5, min_chars=10)
     assert (tmp_path / "capped" / "train.jsonl").read_bytes() == (tmp_path / "capped2" / "train.jsonl").read_bytes()
     assert again["counts"] == st["counts"]
 
 
 def test_build_task_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="no man pages"):
-        ft.build_task(tmp_path / "empty", tmp_path / "out")
+        tk.build_task(tmp_path / "empty", tmp_path / "out")
     src = write_pages(tmp_path / "src", pages=2)
     with pytest.raises(ValueError, match="need >= 3"):
-        ft.build_task(src, tmp_path / "out", min_chars=10)
+        tk.build_task(src, tmp_path / "out", min_chars=10)
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
@@ -161,7 +163,7 @@ def test_committed_task_is_split_by_page():
 @pytest.mark.skipif(not MANPAGES_SRC.is_dir(), reason="manpages-zh source not beside the repo")
 def test_committed_task_rebuilds_identically(tmp_path):
     p = json.loads((TASK / "stats.json").read_text(encoding="utf-8"))["params"]
-    ft.build_task(MANPAGES_SRC, tmp_path / "t", **{k: p[k] for k in ("train_cap", "eval_cap", "dev_frac", "test_frac",
+    tk.build_task(MANPAGES_SRC, tmp_path / "t", **{k: p[k] for k in ("train_cap", "eval_cap", "dev_frac", "test_frac",
                                                                      "max_per_page", "min_chars", "min_cjk_ratio", "max_chars", "seed")})
     for f in ("train.jsonl", "dev.jsonl", "test.jsonl", "unlabeled.txt", "labels.json"):
         assert (tmp_path / "t" / f).read_bytes() == (TASK / f).read_bytes(), f
@@ -246,7 +248,7 @@ def test_multilabel_finetune(tmp_path, tiny_models):
 def test_load_task_rejects_bad_rows(tmp_path):
     (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "x"}\nnot json\n', encoding="utf-8")
     with pytest.raises(ValueError, match="train.jsonl:2: not JSON"):
-        ft.load_task(tmp_path)
+        tk.load_task(tmp_path)
 
 
 # ---------------------------------------------------------------- task files as CSV / TSV
@@ -282,8 +284,8 @@ def test_csv_multiclass_task_gives_the_jsonl_rows(tmp_path):
         rs = split_rows(k, multi=False)
         write_jsonl(j / f"{s}.jsonl", [{"text": t, "label": l} for t, l in rs])
         write_table(c / f"{s}.csv", ["类别", "内容"], [[l, t] for t, l in rs], encoding="utf-8-sig")  # Excel's BOM
-    want = ft.load_task(j)
-    got = ft.load_task(c, FinetuneConfig(text_column="内容", label_column="类别"))
+    want = tk.load_task(j)
+    got = tk.load_task(c, FinetuneConfig(text_column="内容", label_column="类别"))
     for s in ("train", "dev", "test"):
         assert got[s] == want[s] and len(got[s]) == 10
     assert (got["labels"], got["multi_label"]) == (want["labels"], False)
@@ -294,7 +296,7 @@ def test_csv_multiclass_task_gives_the_jsonl_rows(tmp_path):
     jc.mkdir()
     for s in ("train", "dev", "test"):
         write_jsonl(jc / f"{s}.jsonl", [{"内容": r["text"], "类别": r["label"]} for r in want[s]])
-    assert ft.load_task(jc, FinetuneConfig(text_column="内容", label_column="类别"))["test"] == want["test"]
+    assert tk.load_task(jc, FinetuneConfig(text_column="内容", label_column="类别"))["test"] == want["test"]
 
 
 def test_tsv_multilabel_task_gives_the_jsonl_rows(tmp_path):
@@ -307,20 +309,20 @@ def test_tsv_multilabel_task_gives_the_jsonl_rows(tmp_path):
         write_table(t / f"{s}.tsv", ["id", "sentence", "tags"], [[i, x, "|".join(ls)] for i, (x, ls) in enumerate(rs)],
                     delimiter="\t", encoding="gb18030")
     fc = FinetuneConfig(text_column="sentence", label_column="tags", label_delimiter="|")
-    want, got = ft.load_task(j), ft.load_task(t, fc)
+    want, got = tk.load_task(j), tk.load_task(t, fc)
     for s in ("train", "dev", "test"):
         assert [{k: v for k, v in r.items() if k != "id"} for r in got[s]] == want[s]
         assert [r["id"] for r in got[s]] == [str(i) for i in range(10)]
     assert got["multi_label"] and want["multi_label"] and got["labels"] == want["labels"] == ["a", "b", "c"]
     assert got["train"][3]["text"] == "printf\t格式化输出"
-    y = ft.targets(got["train"], got["labels"], True)
+    y = tk.targets(got["train"], got["labels"], True)
     assert y.shape == (10, 3) and (y.sum(1) >= 1).all()
     # a JSONL label string split on the delimiter is the same multi-label row
     jd = tmp_path / "jsonl_delim"
     jd.mkdir()
     for s in ("train", "dev", "test"):
         write_jsonl(jd / f"{s}.jsonl", [{"sentence": r["text"], "tags": "|".join(r["labels"])} for r in want[s]])
-    assert ft.load_task(jd, fc)["dev"] == want["dev"]
+    assert tk.load_task(jd, fc)["dev"] == want["dev"]
 
 
 def test_task_file_errors_name_file_and_line(tmp_path):
@@ -331,38 +333,38 @@ def test_task_file_errors_name_file_and_line(tmp_path):
     for s in ("dev", "test"): write_table(d / f"{s}.csv", ["内容", "类别"], [["好", "a"]])
     # the empty text is on physical line 5 (the quoted record before it spans lines 3-4)
     with pytest.raises(ValueError, match=r"train\.csv:5: empty text in '内容'"):
-        ft.load_task(d, fc)
+        tk.load_task(d, fc)
     write_table(d / "train.csv", ["内容", "类别"], [["好", "a"]])
     with pytest.raises(ValueError, match=r"train\.csv:1: no column 'text' in the header \['内容', '类别'\]; set finetune\.text_column"):
-        ft.load_task(d)  # default columns
+        tk.load_task(d)  # default columns
     with pytest.raises(ValueError, match=r"train\.csv:1: no column 'label'.*finetune\.label_column"):
-        ft.load_task(d, FinetuneConfig(text_column="内容"))
+        tk.load_task(d, FinetuneConfig(text_column="内容"))
     write_jsonl(d / "dev.jsonl", [{"内容": "好", "类别": "a"}])
     with pytest.raises(ValueError, match="the dev split exists as dev.jsonl and dev.csv; keep one"):
-        ft.load_task(d, fc)
+        tk.load_task(d, fc)
     (d / "dev.jsonl").unlink()
     (d / "test.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"no test split \(test.jsonl / test.csv / test.tsv\)"):
-        ft.load_task(d, fc)
+        tk.load_task(d, fc)
     (d / "test.tsv").write_text("内容\t类别\n好\ta\t多余\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"test\.tsv:2: 3 fields but the header has 2"):
-        ft.load_task(d, fc)
+        tk.load_task(d, fc)
     (d / "test.tsv").write_text("内容\t类别\n好\t\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"test\.tsv:2: '类别' must be a non-empty label"):
-        ft.load_task(d, fc)
+        tk.load_task(d, fc)
     write_jsonl(d / "train.jsonl", [{"内容": "好"}])
     (d / "train.csv").unlink()
     with pytest.raises(ValueError, match=r"train\.jsonl:1: no '类别' field \(finetune\.label_column"):
-        ft.load_task(d, fc)
+        tk.load_task(d, fc)
 
 
 def test_run_key_follows_the_csv_files(tmp_path):
     fc = FinetuneConfig()
     for s in ("train", "dev", "test"): write_table(tmp_path / f"{s}.csv", ["text", "label"], [["好", "a"], ["坏", "b"]])
-    key = ft._run_key("m", ft.load_task(tmp_path, fc), 0, fc)
+    key = ft._run_key("m", tk.load_task(tmp_path, fc), 0, fc)
     assert set(key["task_files"]) == {"train", "dev", "test"} and key["task_files"]["dev"]["size"] > 0
     write_table(tmp_path / "dev.csv", ["text", "label"], [["好", "a"], ["坏", "b"], ["中", "a"]])
-    assert ft._run_key("m", ft.load_task(tmp_path, fc), 0, fc)["task_files"]["dev"] != key["task_files"]["dev"]
+    assert ft._run_key("m", tk.load_task(tmp_path, fc), 0, fc)["task_files"]["dev"] != key["task_files"]["dev"]
 
 
 def test_finetune_cli_reads_a_csv_task_with_configured_columns(smoke_task, tiny_models, tmp_path):
@@ -376,7 +378,7 @@ def test_finetune_cli_reads_a_csv_task_with_configured_columns(smoke_task, tiny_
                "--profile", "smoke", "--set", "finetune.max_seq_len=32", "--set", "finetune.epochs=1",
                "--set", "finetune.text_column=paragraph", "--set", "finetune.label_column=section"])
     m = json.loads((tmp_path / "one" / "metrics.json").read_text())
-    assert rc == 0 and m["n_dev"] == len(rows(task_dir, "dev")) and m["labels"] == ft.load_task(task_dir)["labels"]
+    assert rc == 0 and m["n_dev"] == len(rows(task_dir, "dev")) and m["labels"] == tk.load_task(task_dir)["labels"]
 
 
 # ---------------------------------------------------------------- comparison
@@ -400,7 +402,13 @@ def test_compare_writes_one_row_per_model_and_all_seeds(smoke_task, tiny_models,
     assert d["delta"] == pytest.approx(np.mean(j["models"]["domain"]["test_macro_f1"]) - np.mean(j["models"]["base"]["test_macro_f1"]))
     assert d["exceeds_spread"] == (abs(d["delta"]) > d["spread"])
     assert s["models"].keys() == j["models"].keys()
-    assert j["linear"]["test"]["n"] == len(ft.load_task(task_dir)["test"]) and "For scale:" in md
+    assert j["linear"]["test"]["n"] == len(tk.load_task(task_dir)["test"]) and "For scale:" in md
+    # the report is re-made from comparison.json alone (no fine-tuning): the same page, plus another stage's section if given
+    again = rp.write_report(j, tmp_path / "report", ft.recipe(fc), task_dir)
+    assert again["md"].read_text(encoding="utf-8") == md
+    extra = "## Held-out MLM loss\n\n| model | loss |\n|---|---|\n| base | 5.1 |\n"
+    md2 = rp.comparison_markdown(j, ft.recipe(fc), task_dir, extra_sections=[extra], extra_verdict=["domain adapted."])
+    assert md2.index("| majority class |") < md2.index("## Held-out MLM loss") < md2.index("## Verdict") < md2.index("- domain adapted.")
     # a rerun reuses the finished runs (same inputs and params): metrics files are not rewritten
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed_*/metrics.json")}
     ft.compare(tiny_models, task_dir, out, seeds=2, fcfg=fc, progress=False)

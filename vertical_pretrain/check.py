@@ -243,7 +243,7 @@ def check_task(cfg: Config, keys: set[str]) -> list[str]:
     """Stage 08's task dir loads (train/dev/test with the configured columns); stage 07a (tapt.enabled) has unlabeled.txt.
 
     Returns one line per problem with the fix; `[]` when all is well."""
-    from vertical_pretrain.finetune import load_task
+    from vertical_pretrain.task import load_task
     out = []
     if "08" in keys:
         try: load_task(cfg.finetune.task_dir, cfg.finetune)
