@@ -43,8 +43,9 @@ def stage_keys(stages=None) -> set[str]:
 def check_inputs(cfg: Config) -> list[str]:
     """Stage 01's input: exists, not empty, every non-hidden file readable and accepted by `pdf2text.sniff_input`.
 
-    Returns one line per problem (setting, file, fix); `[]` when all is well. Reads only the files' first bytes."""
-    from vertical_pretrain.pdf2text import Pdf2TextError, list_inputs, sniff_input
+    Returns one line per problem (setting, file, fix); `[]` when all is well. Reads the files' first bytes, and of a PDF
+    its cross-reference table and page tree (`pdf2text.pdf_page_count`): a truncated or corrupt PDF fails here, not in stage 01."""
+    from vertical_pretrain.pdf2text import Pdf2TextError, list_inputs, pdf_page_count, sniff_input
     if cfg.pdf2text.input_path: setting, src = "pdf2text.input_path", resolve_path(cfg.pdf2text.input_path)
     else: setting, src = "paths.raw_dir (paths.data_root/paths.corpus/raw)", cfg.paths.raw_dir
     if not src.exists():
@@ -57,7 +58,7 @@ def check_inputs(cfg: Config) -> list[str]:
     for f in files:
         try:
             if not os.access(f, os.R_OK): raise PermissionError(f"{f}: not readable by this user.")
-            sniff_input(f)
+            if sniff_input(f) == "pdf": pdf_page_count(f)  # a PDF header on a cut-short or corrupt file: stage 01 would stop
         except (Pdf2TextError, OSError) as e:
             msg = str(e)  # sniff_input's messages already name their fix; only bare OS errors get one here
             fix = "" if "fix:" in msg.lower() else f" Fix: convert it to a supported format or move it out of {src.parent if src.is_file() else src}"

@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['DROP_RULES', 'STAGE', 'Pdf2TextError', 'is_cjk', 'em_width', 'normalize_line', 'decode_text', 'read_text_file',
-           'Line', 'read_pdf_lines', 'text_to_pages', 'mark_edges', 'drop_headers_footers', 'drop_page_numbers',
-           'drop_toc', 'looks_like_code', 'looks_like_table_row', 'classify_lines', 'is_heading', 'join_lines',
-           'hyphen_vocab', 'split_sentences', 'assemble_documents', 'documents_to_sentences', 'clean_pages',
-           'format_text', 'sniff_input', 'report_path', 'pdf_to_text', 'format_report', 'list_inputs', 'plan_outputs',
-           'folder_to_text', 'run_stage', 'main']
+           'Line', 'pdf_page_count', 'read_pdf_lines', 'text_to_pages', 'mark_edges', 'drop_headers_footers',
+           'drop_page_numbers', 'drop_toc', 'looks_like_code', 'looks_like_table_row', 'classify_lines', 'is_heading',
+           'join_lines', 'hyphen_vocab', 'split_sentences', 'assemble_documents', 'documents_to_sentences',
+           'clean_pages', 'format_text', 'sniff_input', 'report_path', 'pdf_to_text', 'format_report', 'list_inputs',
+           'plan_outputs', 'folder_to_text', 'run_stage', 'main']
 
 # %% ../nbs/01_pdf2text.ipynb #5f7316aa
 import argparse
@@ -239,7 +239,8 @@ def _open_pdf(path: Path):
     try:
         reader = pypdf.PdfReader(str(path))
     except Exception as e:
-        raise Pdf2TextError(f"{path}: not a readable PDF ({type(e).__name__}: {e}).") from e
+        raise Pdf2TextError(f"{path}: not a readable PDF ({type(e).__name__}: {e}). Fix: get an intact copy (a download "
+                            f"or copy may have been cut short), or try repairing it with `qpdf in.pdf repaired.pdf`.") from e
     if reader.is_encrypted:
         try: ok = reader.decrypt("")
         except Exception as e:
@@ -248,6 +249,14 @@ def _open_pdf(path: Path):
             raise Pdf2TextError(f"{path}: the PDF is encrypted with a password. Decrypt it first, e.g. "
                                 f"`qpdf --password=XXX --decrypt in.pdf out.pdf`.")
     return reader
+
+def pdf_page_count(path) -> int:
+    """Open a PDF as stage 01 does (pypdf; an empty password is tried on an encrypted file) and return its page count.
+
+    Reads the cross-reference table and the page tree, not the page contents, so the preflight (`check`) can afford it
+    for every book. Raises `Pdf2TextError` naming the file and the fix for an unreadable, truncated or
+    password-protected PDF."""
+    return len(_open_pdf(Path(path)).pages)
 
 def _page_ranges(pages: list[int]) -> str:
     "1-based page numbers as compact ranges: [3, 4, 5, 9] -> '3-5, 9'."
