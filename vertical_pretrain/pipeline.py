@@ -29,6 +29,12 @@ from .fileio import LockedError, atomic_write_text, dir_lock, file_fingerprint
 # %% ../nbs/09_pipeline.ipynb #7d6d7da8
 @dataclass(frozen=True)
 class Stage:
+    """One pipeline stage: a notebook papermill runs, and what decides whether it must run again.
+
+    `sections` name the config sections whose values are hashed into the stage's config hash; `deps` are the stage keys
+    (or a function of the config giving them) whose outputs it reads; `inputs(cfg)` lists the user files it reads
+    (fingerprinted by size + SHA-256); `products(cfg)` lists the manifests it writes into shared `data_file/` folders,
+    so a rewrite by another run is noticed. `run_pipeline` reruns a stage exactly when one of these changed."""
     key: str  # "01", "04a", ...
     notebook: str  # file name in nbs/
     title: str
@@ -94,6 +100,7 @@ STAGES: list[Stage] = [
 ]
 
 def stage_deps(st: Stage, cfg: Config) -> tuple:
+    "The keys of the stages `st` reads outputs from under `cfg` (`Stage.deps`, called when it is a function of the config)."
     return st.deps(cfg) if callable(st.deps) else st.deps
 
 def stage_inputs(st: Stage, cfg: Config) -> dict:
