@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .check import check_shapes
 from .config import add_config_args, config_from_args
-from .dataset import corpus_prefix
+from .dataset import corpus_prefix, resolve_max_steps
 
 # %% auto #0
 __all__ = ['num_processes', 'visible_device_ids', 'run_log_dir', 'build_launch_command', 'missing_data_message', 'launch_env',
@@ -129,12 +129,15 @@ def fit_micro_batch(cfg, echo=print):
     return cfg.override({"train.micro_batch_size": micro})
 
 def launch(cfg, echo=print) -> int:
-    "Save the run's config, then start the (multi-process) pretraining; returns the exit code."
+    """Save the run's config, then start the (multi-process) pretraining; returns the exit code. The saved `config.yaml`
+    is what every process reads: micro batch fitted to the process count, `train.max_steps: auto` resolved to a number."""
     msg = missing_data_message(cfg)
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
     for msg in check_shapes(cfg, {"06"}):  # before any process starts: data.max_seq_len vs the model's position table
         echo(f"vertical-pretrain pretrain: {msg}"); return 2
     cfg = fit_micro_batch(cfg, echo)
+    try: cfg = resolve_max_steps(cfg, world=num_processes(cfg) * max(1, cfg.launch.nnodes), echo=echo)  # before config.yaml
+    except ValueError as e: echo(f"vertical-pretrain pretrain: {e}"); return 2
     run_dir = cfg.paths.run_dir
     config_path = cfg.save(run_dir / "config.yaml")
     cmd = build_launch_command(cfg, config_path)
@@ -153,5 +156,9 @@ def main(argv=None) -> int:
     if args.devices: cfg = cfg.override({"launch.devices": args.devices, "launch.device": "gpu"})
     if args.dry_run:
         cfg = fit_micro_batch(cfg)
+        if cfg.train.max_steps == "auto" and missing_data_message(cfg) is None:
+            cfg = resolve_max_steps(cfg, world=num_processes(cfg) * max(1, cfg.launch.nnodes))
+        elif cfg.train.max_steps == "auto":
+            print("note: train.max_steps=auto is resolved from stage 04's data when the run starts (no data yet)")
         print(" ".join(build_launch_command(cfg, cfg.paths.run_dir / "config.yaml"))); return 0
     return launch(cfg)
