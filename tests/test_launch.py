@@ -116,6 +116,33 @@ def test_preflight_agrees_with_the_launcher_on_two_nodes():
     assert "must be a multiple" in check_batches(two.override({"train.global_batch_size": 100}), set(TRAIN_STAGES))[0]
 
 
+def test_two_node_line_parses_with_the_installed_paddle_launcher(monkeypatch):
+    """Every flag of the 2-machine line is one the installed Paddle launcher defines (its own `parse_args`), with the values
+    we mean; a host name in launch.master becomes an address, and --host is this machine's address toward the master."""
+    import sys
+    from paddle.distributed.launch.context.args_envs import parse_args
+    from vertical_pretrain.launch import local_ip_toward
+    two = get_config("full", {"launch.nnodes": 2, "launch.master": "localhost:8090"})
+    cmd = build_launch_command(two, "run.yaml", python="python")
+    assert cmd[:3] == ["python", "-m", "paddle.distributed.launch"]
+    monkeypatch.setattr(sys, "argv", ["launch"] + cmd[3:])
+    args, unknown = parse_args()
+    assert unknown == []
+    assert (args.master, args.nnodes, args.devices, args.host) == ("127.0.0.1:8090", "2", "0,1,2,3", "127.0.0.1")
+    assert args.rank == -1  # no --rank: the master's launcher holds the rendezvous server and gets rank 0 (one line for all)
+    assert args.log_dir == str(two.paths.run_dir / "logs" / __import__("socket").gethostname())
+    assert [args.training_script] + args.training_script_args == ["python", "-u", "-m", "vertical_pretrain.pretrain",
+                                                                   "--config", "run.yaml"]
+    cpu = build_launch_command(two.override({"launch.device": "cpu", "launch.nproc": 1}), "run.yaml")
+    monkeypatch.setattr(sys, "argv", ["launch"] + cpu[3:])
+    assert parse_args()[0].nproc_per_node == 1
+    assert local_ip_toward("127.0.0.1") == "127.0.0.1"
+    for bad, msg in (("", "needs launch.master=<ip>:<port>"), ("10.0.0.1", "must be <ip>:<port>"),
+                     ("10.0.0.1:99999", "must be <ip>:<port>"), ("no-such-host.invalid:8090", "cannot resolve")):
+        with pytest.raises(ValueError, match=msg):
+            build_launch_command(two.override({"launch.master": bad}), "run.yaml")
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:
