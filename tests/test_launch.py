@@ -143,6 +143,23 @@ def test_two_node_line_parses_with_the_installed_paddle_launcher(monkeypatch):
             build_launch_command(two.override({"launch.master": bad}), "run.yaml")
 
 
+def test_readme_two_machine_paddle_lines_are_what_the_launcher_builds(monkeypatch):
+    "The README's machine A / machine B `paddle.distributed.launch` lines are build_launch_command's, host by host."
+    import socket
+    from conftest import REPO
+    import vertical_pretrain.launch as vl
+    text = (REPO / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    documented = [" ".join(l.split()) for l in text.splitlines() if l.startswith("python -m paddle.distributed.launch")]
+    two = get_config("full", {"launch.nnodes": 2, "launch.master": "10.0.0.1:8090"})
+    built = []
+    for host, ip in (("gpu-a", "10.0.0.1"), ("gpu-b", "10.0.0.2")):
+        monkeypatch.setattr(socket, "gethostname", lambda h=host: h)
+        monkeypatch.setattr(vl, "local_ip_toward", lambda master, ip=ip: ip)
+        cmd = " ".join(build_launch_command(two, "output/full/config.yaml", python="python"))
+        built.append(cmd.replace(str(two.paths.run_dir.parent.parent) + "/", ""))
+    assert documented == built
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:
