@@ -44,3 +44,17 @@ def test_paths_resolve_against_project_root_from_any_cwd(tmp_path, monkeypatch):
     root = project_root()
     monkeypatch.chdir(root / "nbs")
     assert get_config("demo").paths.raw_dir == root / "data_file" / "debian_reference" / "raw"
+
+
+def test_max_steps_auto_from_the_cli_and_yaml(tmp_path):
+    "`--set train.max_steps=auto` is kept as 'auto' (not a number that could mean something else); numbers stay ints."
+    exe = [sys.executable, "-m", "vertical_pretrain.cli"]
+    out = subprocess.run(exe + ["config", "--profile", "smoke", "--set", "train.max_steps=AUTO", "--set", "train.epochs=1.5"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    d = yaml.safe_load(out)
+    assert (d["train"]["max_steps"], d["train"]["epochs"]) == ("auto", 1.5)
+    (tmp_path / "run.yaml").write_text(out)
+    assert Config.load(tmp_path / "run.yaml").train.max_steps == "auto"
+    assert get_config("smoke").train.epochs == 0.0  # unused by default
+    bad = subprocess.run(exe + ["config", "--set", "train.max_steps=many"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "train.max_steps: expected an integer or 'auto', got 'many'" in bad.stderr

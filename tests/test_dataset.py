@@ -260,3 +260,39 @@ def test_unusable_eval_split_is_skipped_with_a_warning(tmp_path, docs, tokenizer
     with pytest.warns(UserWarning, match="valid split: none of its 2 documents is usable"):
         ds = build_datasets(cfg, tokenizer, verbose=False)
     assert ds["valid"] is None and ds["test"] is None and len(ds["train"]) > 0
+
+
+def test_max_steps_auto_equals_a_hand_count(tmp_path, tokenizer):
+    """`train.max_steps: auto` = ceil(epochs x train samples per epoch / global batch), the samples counted with the index
+    map's own rule. Hand count at max_seq_len 13 (10 tokens a sample), no short samples, SOP on (2+ sentences a sample)."""
+    from vertical_pretrain.dataset import resolve_max_steps, train_samples_per_epoch
+    cfg = get_config("smoke", {"paths.data_root": str(tmp_path), "paths.corpus": "c", "data.max_seq_len": 13,
+                               "data.short_seq_prob": 0.0, "data.split": "5,1,0", "train.global_batch_size": 4,
+                               "train.micro_batch_size": 2, "train.max_steps": "auto", "train.epochs": 3})
+    cfg.paths.ids_dir.mkdir(parents=True)
+    docs = [[[5] * 6] * 4,            # 6+6 | 6+6: 2 samples
+            [[6] * 4] * 3,            # 4+4+4 up to the document's end: 1
+            [[7] * 30],               # one sentence: SOP cannot use it: 0
+            [[8] * 10] * 5,           # 10+10 | 10+10+10 (a single last sentence joins the sample before): 2
+            [[9] * 3, [9] * 3],       # 3+3 at the document's end: 1
+            [[10] * 6] * 3]           # valid split (the 6th document): not counted
+    write_indexed_corpus(corpus_prefix(cfg), docs, 100)
+    assert train_samples_per_epoch(cfg) == 2 + 1 + 0 + 2 + 1
+    lines = []
+    resolved = resolve_max_steps(cfg, world=2, echo=lines.append)
+    assert resolved.train.max_steps == 5 == -(-3 * 6 // 4)  # ceil(18 / 4)
+    assert lines == ["train.max_steps=auto -> 5 = ceil(3 epochs x 6 train samples per epoch / global batch 4 "
+                     "(micro 2 x accumulate 1 x 2 processes)); 20 samples = 3.333 passes over the train split"]
+    assert split_num_samples(resolved.train)["train"] == 20
+    # MLM only (no SOP): one-sentence documents count, and a sample may be one sentence (D: 10 | 10 | 10 | 10+10)
+    mlm = resolve_max_steps(cfg.override({"data.binary_head": False, "train.epochs": 1}), echo=None)
+    assert train_samples_per_epoch(mlm) == 2 + 1 + 1 + 4 + 1 and mlm.train.max_steps == 3  # ceil(9 / 4)
+    # the warning about a small corpus stays: 150 passes > data.max_repeat_epochs
+    many = resolve_max_steps(cfg.override({"train.epochs": 150, "data.max_repeat_epochs": 100}), echo=None)
+    assert many.train.max_steps == 225
+    with pytest.warns(UserWarning, match=r"train split repeats 150 epochs .* > data.max_repeat_epochs=100"):
+        build_datasets(many, tokenizer, verbose=False)
+    with pytest.raises(ValueError, match="needs train.epochs > 0"):
+        resolve_max_steps(cfg.override({"train.epochs": 0}))
+    with pytest.raises(FileNotFoundError, match="run stage 04 first"):
+        resolve_max_steps(cfg.override({"paths.corpus": "none"}))

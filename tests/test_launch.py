@@ -1,8 +1,11 @@
-"""Stage 06a: the launch command on GPUs and several machines, checked against Paddle's own launcher code (no GPU needed)."""
+"""Stage 06a: the launch command on GPUs and several machines, checked against Paddle's own launcher code (no GPU needed),
+and a real 2-node rendezvous on this machine (CPU, gloo)."""
+import numpy as np
 import pytest
 
 from vertical_pretrain.config import get_config
 from vertical_pretrain.launch import build_launch_command
+from test_pretrain import corpus_root  # noqa: F401 (fixture: a tokenized People's Daily corpus in the stage-04 format)
 
 
 def paddle_selected_devices(cmd, visible: str) -> list[str]:
@@ -111,3 +114,135 @@ def test_preflight_agrees_with_the_launcher_on_two_nodes():
     two = get_config("full", {"launch.nnodes": 2, "launch.master": "10.0.0.1:8090"})
     assert check_batches(two, set(TRAIN_STAGES)) == []
     assert "must be a multiple" in check_batches(two.override({"train.global_batch_size": 100}), set(TRAIN_STAGES))[0]
+
+
+def test_two_node_line_parses_with_the_installed_paddle_launcher(monkeypatch):
+    """Every flag of the 2-machine line is one the installed Paddle launcher defines (its own `parse_args`), with the values
+    we mean; a host name in launch.master becomes an address, and --host is this machine's address toward the master."""
+    import sys
+    from paddle.distributed.launch.context.args_envs import parse_args
+    from vertical_pretrain.launch import local_ip_toward
+    two = get_config("full", {"launch.nnodes": 2, "launch.master": "localhost:8090"})
+    cmd = build_launch_command(two, "run.yaml", python="python")
+    assert cmd[:3] == ["python", "-m", "paddle.distributed.launch"]
+    monkeypatch.setattr(sys, "argv", ["launch"] + cmd[3:])
+    args, unknown = parse_args()
+    assert unknown == []
+    assert (args.master, args.nnodes, args.devices, args.host) == ("127.0.0.1:8090", "2", "0,1,2,3", "127.0.0.1")
+    assert args.rank == -1  # no --rank: the master's launcher holds the rendezvous server and gets rank 0 (one line for all)
+    assert args.log_dir == str(two.paths.run_dir / "logs" / __import__("socket").gethostname())
+    assert [args.training_script] + args.training_script_args == ["python", "-u", "-m", "vertical_pretrain.pretrain",
+                                                                   "--config", "run.yaml"]
+    cpu = build_launch_command(two.override({"launch.device": "cpu", "launch.nproc": 1}), "run.yaml")
+    monkeypatch.setattr(sys, "argv", ["launch"] + cpu[3:])
+    assert parse_args()[0].nproc_per_node == 1
+    assert local_ip_toward("127.0.0.1") == "127.0.0.1"
+    for bad, msg in (("", "needs launch.master=<ip>:<port>"), ("10.0.0.1", "must be <ip>:<port>"),
+                     ("10.0.0.1:99999", "must be <ip>:<port>"), ("no-such-host.invalid:8090", "cannot resolve")):
+        with pytest.raises(ValueError, match=msg):
+            build_launch_command(two.override({"launch.master": bad}), "run.yaml")
+
+
+def test_readme_two_machine_paddle_lines_are_what_the_launcher_builds(monkeypatch):
+    "The README's machine A / machine B `paddle.distributed.launch` lines are build_launch_command's, host by host."
+    import socket
+    from conftest import REPO
+    import vertical_pretrain.launch as vl
+    text = (REPO / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    documented = [" ".join(l.split()) for l in text.splitlines() if l.startswith("python -m paddle.distributed.launch")]
+    two = get_config("full", {"launch.nnodes": 2, "launch.master": "10.0.0.1:8090"})
+    built = []
+    for host, ip in (("gpu-a", "10.0.0.1"), ("gpu-b", "10.0.0.2")):
+        monkeypatch.setattr(socket, "gethostname", lambda h=host: h)
+        monkeypatch.setattr(vl, "local_ip_toward", lambda master, ip=ip: ip)
+        cmd = " ".join(build_launch_command(two, "output/full/config.yaml", python="python"))
+        built.append(cmd.replace(str(two.paths.run_dir.parent.parent) + "/", ""))
+    assert documented == built
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc, seconds: float) -> bool:
+    "True once something accepts connections on 127.0.0.1:port; False when `proc` ended or time ran out."
+    import socket, time
+    end = time.time() + seconds
+    while time.time() < end and proc.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0: return True
+        time.sleep(0.2)
+    return False
+
+
+def finish(procs, seconds: float) -> list[str]:
+    "The outputs of `procs` (each in its own session); on a timeout every process group is killed and the test fails."
+    import os, signal, subprocess, time
+    end, outs = time.time() + seconds, []
+    try:
+        for p in procs: outs.append(p.communicate(timeout=max(1.0, end - time.time()))[0])
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            try: os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError: pass
+        pytest.fail(f"a launcher did not finish within {seconds:.0f} s (rendezvous hang?); killed")
+    return outs
+
+
+@pytest.mark.timeout(420)
+def test_two_launchers_with_nnodes_2_train_like_one_launcher_of_2_processes(corpus_root, char_tokenizer_dir, tmp_path):
+    """Issue 16 part 6: the multi-machine rendezvous for real, on this machine. Two `vertical-pretrain pretrain` launchers
+    with --nnodes 2 --master 127.0.0.1:<port>, one CPU process each (gloo), each with its own output dir (two machines
+    without a shared disk; the data dir is shared), train 3 steps. The master's launcher is started first, so it holds the
+    rendezvous server and its process is global rank 0 (Paddle's HTTPMaster sorts the server's pod first): it alone writes
+    metrics.jsonl, whose losses equal a 2-process single-launcher run's. All three runs use train.max_steps=auto and each
+    launcher saves the same resolved number in its config.yaml."""
+    import os, subprocess, sys
+    import yaml
+    from conftest import REPO
+    from test_pretrain import SUBPROCESS_ENV, base_cfg, train_losses
+    from vertical_pretrain.dataset import train_samples_per_epoch
+    from vertical_pretrain.pretrain import read_metrics
+    over = {"train.eval_freq": 0, "train.save_steps": 0, "train.checkpoint_steps": 3, "train.logging_freq": 1}
+    probe = base_cfg(corpus_root, char_tokenizer_dir, "probe", **over)
+    G, n = probe.train.global_batch_size, train_samples_per_epoch(probe)
+    over.update({"train.max_steps": "auto", "train.epochs": 2.5 * G / n})  # ceil(2.5 G samples / G) = 3 steps
+    exe = [sys.executable, "-m", "vertical_pretrain.cli", "pretrain", "--config"]
+    env = {**SUBPROCESS_ENV, "PYTHONPATH": str(REPO)}
+
+    one = base_cfg(corpus_root, char_tokenizer_dir, "one_node", **over, **{"paths.output_root": str(tmp_path / "one")})
+    ref = subprocess.run(exe + [str(one.save(tmp_path / "one.yaml")), "--nproc", "2"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
+    assert f"train.max_steps=auto -> 3 = ceil({over['train.epochs']:g} epochs x {n} train samples per epoch / global batch {G} " \
+           "(micro 4 x accumulate 1 x 2 processes))" in ref.stdout
+
+    port = free_port()
+    nodes = {name: base_cfg(corpus_root, char_tokenizer_dir, "two_nodes", **over,
+                            **{"paths.output_root": str(tmp_path / name), "launch.nproc": 1, "launch.nnodes": 2,
+                               "launch.master": f"127.0.0.1:{port}"}) for name in ("master", "other")}
+    def start(name):
+        return subprocess.Popen(exe + [str(nodes[name].save(tmp_path / f"{name}.yaml"))], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    master = start("master")
+    if not wait_for_port(port, master, 120):  # the master's launcher binds the rendezvous server first
+        out = finish([master], 30)[0]
+        pytest.fail(f"the master's launcher never listened on 127.0.0.1:{port}:\n{out[-3000:]}")
+    other = start("other")
+    out_master, out_other = finish([master, other], 300)
+    assert master.returncode == 0 and other.returncode == 0, out_master[-3000:] + "\n-----\n" + out_other[-3000:]
+    for name in nodes:
+        cmd_line = next(l for l in (out_master if name == "master" else out_other).splitlines() if l.startswith("$ "))
+        assert f"--nproc_per_node 1 --nnodes 2 --master 127.0.0.1:{port}" in cmd_line
+        saved = yaml.safe_load((nodes[name].paths.run_dir / "config.yaml").read_text(encoding="utf-8"))
+        assert saved["train"]["max_steps"] == 3 and saved["launch"]["nnodes"] == 2  # the resolved number, not 'auto'
+    assert yaml.safe_load((one.paths.run_dir / "config.yaml").read_text(encoding="utf-8"))["train"]["max_steps"] == 3
+    assert "1 process(es)" not in out_master and "2 process(es) x micro 4 x accumulate 1" in out_master  # one world of 2
+    assert read_metrics(nodes["other"].paths.run_dir) == []  # the other machine's process is rank 1: it writes no metrics
+    l1, l2 = train_losses(one.paths.run_dir), train_losses(nodes["master"].paths.run_dir)
+    assert sorted(l1) == sorted(l2) == [1, 2, 3]
+    np.testing.assert_allclose([l2[s] for s in l1], [l1[s] for s in l1], rtol=1e-6)
+    assert l1[1] != l1[3]  # it trained

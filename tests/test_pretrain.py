@@ -476,3 +476,31 @@ def test_at_most_one_host_read_per_optimizer_step(corpus_root, char_tokenizer_di
     assert len(reads) <= 1, reads  # float16: the scaler's found-inf flag, once
     monkeypatch.undo()
     assert float(lm) > 0 and float(tokens) == sum(float(b["attention_mask"].sum()) for b in batches[0])
+
+
+def test_max_steps_auto_in_process_schedule_checkpoint_and_resume(corpus_root, char_tokenizer_dir, capsys, recwarn):
+    """`train(cfg)` with train.max_steps=auto (no launcher): the number is resolved once, printed, saved in config.yaml and
+    trainer_state.json, the lr schedule's warmup/decay use it, and a rerun resumes at that number without a 'changed' warning."""
+    import yaml
+    from vertical_pretrain.dataset import resolve_max_steps, train_samples_per_epoch
+    probe = base_cfg(corpus_root, char_tokenizer_dir, "auto")
+    n, G = train_samples_per_epoch(probe), probe.train.global_batch_size
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "auto", **{"train.max_steps": "auto", "train.epochs": 1.5 * G / n,
+                                                              "train.eval_freq": 0, "train.save_steps": 0,
+                                                              "train.checkpoint_steps": 2, "train.warmup_rate": 0.5})
+    assert launch_main(["--config", str(cfg.save(corpus_root / "auto.yaml")), "--dry-run"]) == 0
+    assert f"train.max_steps=auto -> 2 = ceil({1.5 * G / n:g} epochs x {n} train samples per epoch / global batch {G} " \
+           "(micro 4 x accumulate 1 x 2 processes))" in capsys.readouterr().out
+    train(cfg)
+    out = capsys.readouterr().out
+    assert f"train.max_steps=auto -> 2 = ceil({1.5 * G / n:g} epochs x {n} train samples per epoch / global batch {G}); " in out
+    assert yaml.safe_load((cfg.paths.run_dir / "config.yaml").read_text(encoding="utf-8"))["train"]["max_steps"] == 2
+    state = read_trainer_state(cfg.paths.checkpoint_dir / "model_last")
+    assert (state["step"], state["max_steps"]) == (2, 2)
+    lrs = {r["step"]: r["lr"] for r in read_metrics(cfg.paths.run_dir) if r["split"] == "train"}
+    sched = schedule_args(resolve_max_steps(cfg, echo=None).train)
+    assert (sched["warmup_steps"], sched["decay_steps"]) == (1, 2)  # ceil(0.5 x 2), from the resolved number
+    assert lrs == {1: lr_at(0, **sched), 2: lr_at(1, **sched)}
+    train(cfg)  # a rerun: the same resolved number, nothing left to train
+    assert "already at step 2 >= train.max_steps=2" in capsys.readouterr().out
+    assert not [w for w in recwarn if "max_steps changed" in str(w.message)]

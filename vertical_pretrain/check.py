@@ -7,8 +7,8 @@ __all__ = ['PRETRAIN_STAGES', 'TRAIN_STAGES', 'MODEL_STAGES', 'TOKENIZER_STAGES'
            'CONFIG_FILES', 'TOKENIZER_FILES', 'DERIVED_FACTOR', 'all_stages', 'stage_keys', 'check_inputs', 'ModelInfo',
            'local_path', 'ppnlp_model_home', 'hub_model', 'hub_tokenizer', 'url_problem', 'model_info', 'source_info',
            'check_model_sources', 'check_task', 'SeqLenError', 'seq_len_problem', 'require_seq_len', 'check_shapes',
-           'world_size', 'check_batches', 'ernie_param_count', 'fmt_bytes', 'disk_estimate', 'check_disk', 'check_gpu',
-           'check_notebooks', 'check_report', 'run_checks', 'main']
+           'world_size', 'check_batches', 'step_problems', 'ernie_param_count', 'fmt_bytes', 'disk_estimate',
+           'check_disk', 'check_gpu', 'check_notebooks', 'check_report', 'run_checks', 'main']
 
 # %% ../nbs/09b_check.ipynb #4cd83f3b
 import argparse
@@ -315,9 +315,23 @@ def check_batches(cfg: Config, keys: set[str]) -> list[str]:
                 near = max(per, round(t.global_batch_size / per) * per)
                 out.append(f"{e} (world {w} = {procs} x launch.nnodes); fix: --set train.global_batch_size={near}, "
                            f"or change train.micro_batch_size or {procs}")
+    if "06" in keys: out += step_problems(cfg.train)
     if "08" in keys and cfg.finetune.batch_size <= 0:
         out.append(f"finetune.batch_size={cfg.finetune.batch_size} must be > 0; fix: --set finetune.batch_size=16")
     return out
+
+def step_problems(train_cfg) -> list[str]:
+    "train.max_steps is a number > 0, or 'auto' with train.epochs > 0; train.epochs is not set beside a fixed step count."
+    t = train_cfg
+    if t.max_steps == "auto":
+        if t.epochs > 0: return []
+        return [f"train.max_steps=auto needs train.epochs > 0 (passes over the train split), got {t.epochs}; "
+                "fix: --set train.epochs=1, or give train.max_steps a number"]
+    if t.max_steps <= 0: return [f"train.max_steps={t.max_steps} must be > 0 or auto; fix: --set train.max_steps=200"]
+    if t.epochs > 0:
+        return [f"train.epochs={t.epochs:g} is used only with train.max_steps=auto, but train.max_steps={t.max_steps}; "
+                f"fix: --set train.max_steps=auto (steps from the data), or --set train.epochs=0"]
+    return []
 
 # %% ../nbs/09b_check.ipynb #b314e653
 DERIVED_FACTOR = 4  # text + segmented text + jsonl + token ids, each about one copy of the raw text
@@ -359,6 +373,13 @@ def _input_bytes(cfg: Config) -> int:
     if src.is_file(): return src.stat().st_size
     return sum(f.stat().st_size for f in src.iterdir() if f.is_file() and not f.name.startswith(".")) if src.is_dir() else 0
 
+def _domain_steps(cfg: Config) -> int | None:
+    "train.max_steps as a number: `auto` resolved from stage 04's data when it is there, else None (unknown before stage 04)."
+    if cfg.train.max_steps != "auto": return cfg.train.max_steps
+    from vertical_pretrain.dataset import resolve_max_steps
+    try: return resolve_max_steps(cfg, echo=None).train.max_steps
+    except (FileNotFoundError, ValueError): return None
+
 def disk_estimate(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> dict:
     """Bytes the selected stages will write: {'data': ..., 'output': ..., 'parts': [human-readable terms]}.
 
@@ -373,7 +394,8 @@ def disk_estimate(cfg: Config, keys: set[str], info: ModelInfo | None = None) ->
     t = cfg.train
     kept = lambda steps, every: (steps // every if every > 0 else 0) + 1  # model_<step>/ dirs + model_last/
     runs = []  # (name, checkpoints kept, exported models)
-    if "06" in keys: runs.append(("domain", kept(t.max_steps, t.save_steps), 1 if "07" in keys else 0))
+    steps = _domain_steps(cfg)
+    if "06" in keys: runs.append(("domain", kept(steps, t.save_steps) if steps else 1, 1 if "07" in keys else 0))
     if "05a" in keys and info.kind == "base": runs.append(("base", kept(cfg.base_model.max_steps, cfg.base_model.max_steps), 1))
     if "07a" in keys and cfg.tapt.enabled: runs.append(("tapt", kept(cfg.tapt.max_steps, t.save_steps), 1))
     raw = _input_bytes(cfg)

@@ -20,10 +20,10 @@ from .fileio import atomic_path
 
 # %% auto #0
 __all__ = ['STAGE04_HINT', 'SPLIT_NAMES', 'LONG_SENTENCE_LEN', 'IndexedCorpus', 'write_indexed_corpus', 'split_documents',
-           'document_stats', 'index_map_path', 'build_index_map', 'MaskingVocab', 'masking_vocab', 'MaskResult',
-           'ngram_probs', 'word_spans', 'mask_whole_words', 'Sample', 'truncate_pair', 'build_sample',
+           'document_stats', 'samples_per_epoch', 'index_map_path', 'build_index_map', 'MaskingVocab', 'masking_vocab',
+           'MaskResult', 'ngram_probs', 'word_spans', 'mask_whole_words', 'Sample', 'truncate_pair', 'build_sample',
            'PretrainingDataset', 'collate_batch', 'GlobalBatchSampler', 'corpus_prefix', 'split_num_samples',
-           'build_datasets', 'unigram_reference']
+           'build_datasets', 'unigram_reference', 'train_samples_per_epoch', 'resolve_max_steps']
 
 # %% ../nbs/05_dataset.ipynb #b6505512
 STAGE04_HINT = "run stage 04 first: `vertical-pretrain create-pretraining-data --config run.yaml` (nbs/04_pretraining_data.ipynb)"
@@ -111,7 +111,20 @@ def document_stats(corpus: IndexedCorpus, doc_start: int, doc_end: int, min_num_
             "long_sentence_docs": int(long_doc.sum()), "usable_docs": int(usable.sum()),
             "usable_sentences": int(n_sent[usable].sum())}
 
-# %% ../nbs/05_dataset.ipynb #e2b489b3
+# %% ../nbs/05_dataset.ipynb #020eb850
+def samples_per_epoch(corpus: IndexedCorpus, doc_range: tuple[int, int], max_seq_len: int, short_seq_prob: float,
+                      seed: int, binary_head: bool = True) -> int:
+    """Samples that one pass over documents [doc_range) gives under `build_index_map`'s sampling rule (epoch 1 of
+    `fast_dataindex.helpers.build_mapping`: sentences packed up to `max_seq_len - 3` tokens, documents with fewer than
+    2 sentences (SOP) or a sentence longer than `LONG_SENTENCE_LEN` skipped). 0 when no document is usable."""
+    from fast_dataindex import helpers
+    d0, d1 = doc_range
+    if d1 <= d0: return 0
+    docs = np.ascontiguousarray(corpus.docs[d0:d1 + 1])
+    return len(helpers.build_mapping(docs, corpus.sizes, 1, np.iinfo(np.int64).max - 1, max_seq_len - 3,
+                                     short_seq_prob, seed, False, 2 if binary_head else 1))
+
+# %% ../nbs/05_dataset.ipynb #1f464514
 def index_map_path(prefix, name: str, num_samples: int, max_seq_len: int, short_seq_prob: float, seed: int,
                    binary_head: bool = True) -> Path:
     "PaddleNLP's cache name; `max_seq_len` is the model length (the map stores max_seq_len - 3)."
@@ -148,20 +161,19 @@ def build_index_map(corpus: IndexedCorpus, doc_range: tuple[int, int], name: str
     if not (2 <= max_seq_len - 3): raise ValueError(f"data.max_seq_len={max_seq_len} is too small")
     docs = np.ascontiguousarray(corpus.docs[d0:d1 + 1])
     t0 = time.time()
-    one_epoch = helpers.build_mapping(docs, corpus.sizes, 1, np.iinfo(np.int64).max - 1, max_seq_len - 3,
-                                      short_seq_prob, seed, False, min_num_sent)
-    epochs = math.ceil(num_samples / max(len(one_epoch), 1))
+    one_epoch = samples_per_epoch(corpus, doc_range, max_seq_len, short_seq_prob, seed, binary_head)
+    epochs = math.ceil(num_samples / max(one_epoch, 1))
     mapping = helpers.build_mapping(docs, corpus.sizes, np.iinfo(np.int32).max - 1, num_samples, max_seq_len - 3,
                                     short_seq_prob, seed, False, min_num_sent)[:num_samples]
     _log(f" > building {name} index map ({time.time() - t0:.2f}s)\n"
          f"    documents: {st['documents']} in [{d0}, {d1}), sentences: {st['sentences']}, tokens: {st['tokens']}\n"
          f"    skipped documents: empty {st['empty_docs']}, fewer than {min_num_sent} sentences {st['short_docs']}, "
          f"long sentences {st['long_sentence_docs']}; usable {st['usable_docs']}\n"
-         f"    samples per epoch: {len(one_epoch)}, samples needed: {num_samples}, epochs needed: {epochs}\n"
+         f"    samples per epoch: {one_epoch}, samples needed: {num_samples}, epochs needed: {epochs}\n"
          f"    max_seq_len {max_seq_len}, short_seq_prob {short_seq_prob}, seed {seed}, min sentences {min_num_sent}\n"
          f"    saved {path.name}", verbose)
     if epochs > max_repeat_epochs:
-        warnings.warn(f"{name} split repeats {epochs} epochs ({num_samples} samples needed, {len(one_epoch)} per epoch "
+        warnings.warn(f"{name} split repeats {epochs} epochs ({num_samples} samples needed, {one_epoch} per epoch "
                       f"from {st['usable_docs']} usable documents) > data.max_repeat_epochs={max_repeat_epochs}: "
                       "the corpus is small for this many steps; lower train.max_steps / global_batch_size or add text")
     with atomic_path(path) as tmp:
@@ -429,3 +441,40 @@ def unigram_reference(corpus: IndexedCorpus, bounds: list[int], vocab: MaskingVo
     if not len(train) or not len(held_out): return None
     counts = np.bincount(train, minlength=vocab.size).astype(np.float64) + 0.5
     return float(-np.log(counts / counts.sum())[held_out].mean())
+
+# %% ../nbs/05_dataset.ipynb #cfbe197c
+def train_samples_per_epoch(cfg) -> int:
+    "Samples one pass over the train split of the run's corpus gives (`samples_per_epoch` on `data.split`'s first part)."
+    d = cfg.data
+    corpus = IndexedCorpus(corpus_prefix(cfg))
+    bounds = split_documents(d.split, corpus.num_docs)
+    return samples_per_epoch(corpus, (bounds[0], bounds[1]), d.max_seq_len, d.short_seq_prob, d.seed, d.binary_head)
+
+def resolve_max_steps(cfg, world: int | None = None, echo: Callable | None = print):
+    """The config with `train.max_steps: auto` replaced by ceil(train.epochs x train samples per epoch / global_batch_size);
+    `cfg` itself when max_steps is already a number. `world` (data-parallel processes on all machines) only adds the
+    micro x accumulate x processes split of the global batch to the printed line. Raises ValueError when `train.epochs`
+    is not > 0 or the global batch is not > 0, FileNotFoundError when stage 04's ids are missing, and ValueError when the
+    train split gives no sample (same message as `build_index_map`)."""
+    t, d = cfg.train, cfg.data
+    if t.max_steps != "auto": return cfg
+    if not t.epochs > 0:
+        raise ValueError(f"train.max_steps=auto needs train.epochs > 0 (passes over the train split), got {t.epochs}; "
+                         "fix: --set train.epochs=1, or give train.max_steps a number")
+    G = t.global_batch_size
+    if G <= 0: raise ValueError(f"train.global_batch_size must be > 0, got {G}")
+    n = train_samples_per_epoch(cfg)
+    if n == 0:  # build_index_map says why (short documents, SOP, split)
+        corpus = IndexedCorpus(corpus_prefix(cfg))
+        b = split_documents(d.split, corpus.num_docs)
+        build_index_map(corpus, (b[0], b[1]), "train", 1, d.max_seq_len, d.short_seq_prob, d.seed, d.binary_head, may_build=False)
+    needed = math.ceil(t.epochs * n - 1e-9)  # 0.1 x 30 is 3.0000000000000004 in floats: still 3 samples
+    steps = max(1, -(-needed // G))
+    split = ""
+    if world:
+        acc = G // max(t.micro_batch_size * world, 1)
+        split = f" (micro {t.micro_batch_size} x accumulate {acc} x {world} processes)"
+    if echo:
+        echo(f"train.max_steps=auto -> {steps} = ceil({t.epochs:g} epochs x {n} train samples per epoch / global batch {G}{split}); "
+             f"{steps * G} samples = {steps * G / n:.3f} passes over the train split")
+    return cfg.override({"train.max_steps": steps})

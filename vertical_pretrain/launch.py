@@ -14,11 +14,11 @@ from pathlib import Path
 
 from .check import check_shapes
 from .config import add_config_args, config_from_args
-from .dataset import corpus_prefix
+from .dataset import corpus_prefix, resolve_max_steps
 
 # %% auto #0
-__all__ = ['num_processes', 'visible_device_ids', 'run_log_dir', 'build_launch_command', 'missing_data_message', 'launch_env',
-           'log_tails', 'run_command', 'fit_micro_batch', 'launch', 'main']
+__all__ = ['num_processes', 'visible_device_ids', 'run_log_dir', 'master_address', 'local_ip_toward', 'build_launch_command',
+           'missing_data_message', 'launch_env', 'log_tails', 'run_command', 'fit_micro_batch', 'launch', 'main']
 
 # %% ../nbs/06a_launch.ipynb #e4d9518e
 def num_processes(cfg) -> int:
@@ -55,12 +55,41 @@ def run_log_dir(cfg) -> Path:
     d = cfg.paths.run_dir / "logs"
     return d / socket.gethostname() if cfg.launch.nnodes > 1 else d
 
+def master_address(master: str) -> tuple[str, int]:
+    """`launch.master` 'host:port' -> (IPv4 address, port): a host name is resolved here, because Paddle's launcher
+    compares the master's address as written with this machine's IP to decide which launcher runs the rendezvous server.
+    Raises ValueError (format, port range, unknown host) naming the fix."""
+    import socket
+    host, sep, port = master.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"launch.master={master!r} must be <ip>:<port> of the first machine (the same on every machine), "
+                         "e.g. --set launch.master=10.0.0.1:8090")
+    try: return socket.gethostbyname(host), int(port)
+    except OSError as e:
+        raise ValueError(f"launch.master={master!r}: cannot resolve {host!r} ({e}); fix: give the master's IP address") from None
+
+def local_ip_toward(ip: str) -> str | None:
+    """This machine's address on the route to `ip`: the source address the kernel picks for a UDP socket connected there
+    (nothing is sent). On the master machine it is the master's own address. None when there is no route."""
+    import socket
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((ip, 9))
+            return s.getsockname()[0]
+    except OSError: return None
+
 def build_launch_command(cfg, config_path, python: str = sys.executable) -> list[str]:
-    "The command that runs `vertical_pretrain.pretrain` on every process of this machine."
+    """The command that runs `vertical_pretrain.pretrain` on every process of this machine. Several machines
+    (`launch.nnodes` > 1): the same `--nnodes` and `--master` on each, and `--host` = this machine's address toward the
+    master (`local_ip_toward`), so that Paddle's launcher neither misses that it is the master nor announces an address
+    the others cannot reach. Raises ValueError for a bad `launch.device`, `launch.devices` or `launch.master`, and when
+    `launch.nnodes` > 1 has no `launch.master`."""
     l = cfg.launch
     if l.device not in ("cpu", "gpu"): raise ValueError(f"launch.device must be cpu or gpu, got {l.device!r}")
     if l.nnodes > 1 and not l.master:
-        raise ValueError(f"launch.nnodes={l.nnodes} needs launch.master=<ip>:<port> (the same on every machine)")
+        raise ValueError(f"launch.nnodes={l.nnodes} needs launch.master=<ip>:<port> of the first machine (the same on every "
+                         "machine), e.g. --set launch.master=10.0.0.1:8090")
+    master = master_address(l.master) if l.master else None
     worker = [python, "-u", "-m", "vertical_pretrain.pretrain", "--config", str(config_path)]
     if l.nnodes <= 1 and not l.master and num_processes(cfg) == 1 and l.device == "cpu":
         return worker  # one process: no launcher, no process group
@@ -68,7 +97,9 @@ def build_launch_command(cfg, config_path, python: str = sys.executable) -> list
     if l.device == "gpu": cmd += ["--devices", visible_device_ids(l.devices or "0")]
     else: cmd += ["--nproc_per_node", str(l.nproc)]
     if l.nnodes > 1: cmd += ["--nnodes", str(l.nnodes)]
-    if l.master: cmd += ["--master", l.master]
+    if master: cmd += ["--master", f"{master[0]}:{master[1]}"]
+    host = local_ip_toward(master[0]) if master and l.nnodes > 1 else None
+    if host: cmd += ["--host", host]
     return cmd + worker
 
 # %% ../nbs/06a_launch.ipynb #630c5147
@@ -129,12 +160,15 @@ def fit_micro_batch(cfg, echo=print):
     return cfg.override({"train.micro_batch_size": micro})
 
 def launch(cfg, echo=print) -> int:
-    "Save the run's config, then start the (multi-process) pretraining; returns the exit code."
+    """Save the run's config, then start the (multi-process) pretraining; returns the exit code. The saved `config.yaml`
+    is what every process reads: micro batch fitted to the process count, `train.max_steps: auto` resolved to a number."""
     msg = missing_data_message(cfg)
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
     for msg in check_shapes(cfg, {"06"}):  # before any process starts: data.max_seq_len vs the model's position table
         echo(f"vertical-pretrain pretrain: {msg}"); return 2
     cfg = fit_micro_batch(cfg, echo)
+    try: cfg = resolve_max_steps(cfg, world=num_processes(cfg) * max(1, cfg.launch.nnodes), echo=echo)  # before config.yaml
+    except ValueError as e: echo(f"vertical-pretrain pretrain: {e}"); return 2
     run_dir = cfg.paths.run_dir
     config_path = cfg.save(run_dir / "config.yaml")
     cmd = build_launch_command(cfg, config_path)
@@ -153,5 +187,9 @@ def main(argv=None) -> int:
     if args.devices: cfg = cfg.override({"launch.devices": args.devices, "launch.device": "gpu"})
     if args.dry_run:
         cfg = fit_micro_batch(cfg)
+        if cfg.train.max_steps == "auto" and missing_data_message(cfg) is None:
+            cfg = resolve_max_steps(cfg, world=num_processes(cfg) * max(1, cfg.launch.nnodes))
+        elif cfg.train.max_steps == "auto":
+            print("note: train.max_steps=auto is resolved from stage 04's data when the run starts (no data yet)")
         print(" ".join(build_launch_command(cfg, cfg.paths.run_dir / "config.yaml"))); return 0
     return launch(cfg)

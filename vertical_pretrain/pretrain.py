@@ -21,7 +21,8 @@ import numpy as np
 
 from .check import ModelInfo, require_seq_len
 from .config import Config, add_config_args, config_from_args, model_source, tokenizer_source
-from .dataset import GlobalBatchSampler, build_datasets, collate_batch, split_documents, unigram_reference
+from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, resolve_max_steps, split_documents,
+                                       unigram_reference)
 from .fileio import atomic_dir, atomic_path, atomic_write_text
 
 # %% auto #0
@@ -580,8 +581,10 @@ def train(cfg) -> dict:
     (`loss`, `lm_loss`, `sop_loss` as floats; `step`). A checkpoint of another vocab or recipe is moved aside with a
     warning and training starts at step 0. Raises `ValueError` when the global batch is not a multiple of micro batch ×
     processes, `data.max_seq_len` exceeds the model's positions, or the checkpoint to resume used another global batch
-    size; `FileNotFoundError` when stage 04's ids/idx are missing; `RuntimeError` when the model or tokenizer cannot load."""
+    size; `FileNotFoundError` when stage 04's ids/idx are missing; `RuntimeError` when the model or tokenizer cannot load.
+    `train.max_steps: auto` is resolved first (`dataset.resolve_max_steps`; the launcher has usually done it already)."""
     import paddle
+    cfg = resolve_max_steps(cfg, echo=print if os.environ.get("PADDLE_TRAINER_ID", "0") == "0" else None)
     r = setup_run(cfg)
     env, acc, t, logger, data = r["env"], r["acc"], cfg.train, r["logger"], r["data"]
     step, last = r["state"]["step"], {}

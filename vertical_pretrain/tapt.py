@@ -41,7 +41,7 @@ def tapt_config(cfg: Config) -> Config:
         "paths.corpus": t.corpus, "paths.run_name": tapt_run_dir(cfg).name,
         "model.model_name_or_path": start, "pretraining_data.tokenizer_name_or_path": start,
         "base_model.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
-        "train.max_steps": t.max_steps, "train.max_lr": t.max_lr, "train.min_lr": t.min_lr,
+        "train.max_steps": t.max_steps, "train.epochs": 0.0, "train.max_lr": t.max_lr, "train.min_lr": t.min_lr,
         "train.warmup_rate": t.warmup_rate, "train.continue_training": True,
     })
 
