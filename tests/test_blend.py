@@ -91,6 +91,14 @@ def test_blend_proportions_and_deterministic_order(corpora, char_tokenizer_dir, 
         np.testing.assert_array_equal(a[i].input_ids, a.datasets[name][j].input_ids)
     # every corpus sample index is used once, in order: a corpus is read like its own single-corpus stream
     for k in range(2): np.testing.assert_array_equal(a.sample_of[a.corpus_of == k], np.arange((a.corpus_of == k).sum()))
+    # valid/test: each corpus's own evaluation reads exactly the samples (and masks) of a single-corpus run on it
+    blended = build_datasets(cfg, tokenizer, verbose=False)
+    for name in ("dom", "gen"):
+        alone = build_datasets(cfg.override({"data.blend": [], "paths.corpus": name}), tokenizer, verbose=False)
+        for split in ("valid", "test"):
+            mine, ref = blended[split].datasets[name], alone[split]
+            assert len(mine) == len(ref)
+            for i in range(0, len(ref), 7): np.testing.assert_array_equal(mine[i].input_ids, ref[i].input_ids)
 
 
 def test_blend_problems_one_line_each(corpora, char_tokenizer_dir, tokenizer, tmp_path):
@@ -168,6 +176,23 @@ def test_kill_9_mid_blend_and_resume_matches_uninterrupted_run(corpora, char_tok
     assert st["data"]["blend"] == ["0.6 dom", "0.4 gen"] and st["consumed_samples"] == 24 * 8
     refs = {r.get("corpus") for r in read_metrics(ref.paths.run_dir) if r["split"] == "reference"}
     assert refs == {"dom", "gen"}  # one unigram line per corpus
+
+
+@pytest.mark.timeout(240)
+def test_blend_two_processes_match_one(corpora, char_tokenizer_dir, capfd):
+    "Each rank reads its slice of the same global blended stream: 2 processes log the losses of 1 (per corpus too)."
+    from vertical_pretrain.launch import main as launch_main
+    from vertical_pretrain.pretrain import train
+    over = {"data.blend": ["0.6 dom", "0.4 gen"], "train.max_steps": 4, "train.eval_freq": 4, "train.eval_iters": 1}
+    one = make_cfg(corpora, char_tokenizer_dir, "blend_one", **over)
+    train(one)
+    two = make_cfg(corpora, char_tokenizer_dir, "blend_two", **over)
+    rc = launch_main(["--config", str(two.save(corpora / "blend_two.yaml")), "--nproc", "2"])
+    assert rc == 0, capfd.readouterr().out[-3000:]
+    for split, corpus in (("train", None), ("valid", None), ("valid", "dom"), ("valid", "gen"), ("test", "gen")):
+        l1, l2 = _losses(one.paths.run_dir, split, corpus), _losses(two.paths.run_dir, split, corpus)
+        assert sorted(l1) == sorted(l2) and l1, (split, corpus)
+        np.testing.assert_allclose([l2[s] for s in l1], [l1[s] for s in l1], rtol=1e-5)
 
 
 def test_changed_blend_is_another_recipe(corpora, char_tokenizer_dir):

@@ -555,7 +555,10 @@ def build_blended_datasets(cfg, tokenizer, is_builder: bool = True, barrier: Cal
         have = [(n, w) for n, w in zip(names, weights) if s in parts[n][2]]
         if not have: continue
         ws = np.array([w for _, w in have]); ws = ws / ws.sum()
-        plan[s] = [(n, w, k) for (n, _), w, k in zip(have, ws, blend_num_samples(need[s], ws))]
+        # train: each corpus's share (Megatron); valid/test: the full count, so a corpus's own evaluation
+        # (`evaluate_per_corpus`) reads the same samples as a single-corpus run on it (same cached map, same masks)
+        counts = blend_num_samples(need[s], ws) if s == "train" else [need[s]] * len(have)
+        plan[s] = [(n, w, k) for (n, _), w, k in zip(have, ws, counts)]
     def index_map(s, n, k, **kw):
         corpus, bounds, live = parts[n]
         i = live[s]
