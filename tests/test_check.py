@@ -48,8 +48,8 @@ def empty_ppnlp_home(tmp_path, monkeypatch):
 def test_good_config_passes(tmp_path):
     rep = check_report(good_config(tmp_path), nbs_dir=NBS)
     assert rep["problems"] == []
-    assert rep["checks"] == ["notebooks", "inputs", "model and tokenizer", "task data", "sequence lengths", "batch sizes",
-                             "disk space", "gpu"]
+    assert rep["checks"] == ["notebooks", "inputs", "model and tokenizer", "task data", "corpus blend", "sequence lengths",
+                             "batch sizes", "disk space", "gpu"]
     assert rep["seconds"] < 10
 
 
@@ -239,7 +239,7 @@ def test_nbs_dir_without_notebooks(tmp_path):
     empty = tmp_path / "empty_nbs"
     empty.mkdir()
     line = only(run_checks(good_config(tmp_path), nbs_dir=empty), "stage notebooks not found")
-    assert str(empty) in line and "VERTICAL_PRETRAIN_ROOT" in line and "12 of 12 missing" in line
+    assert str(empty) in line and "VERTICAL_PRETRAIN_ROOT" in line and "13 of 13 missing" in line
     assert "1 of 1 missing" in only(run_checks(good_config(tmp_path), stages=select_stages("03", "03"), nbs_dir=empty), "notebooks")
 
 
@@ -282,7 +282,7 @@ def test_cli_repo_profiles_pass(profile):
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True, text=True).stdout
     r = cli(["--profile", profile], cwd=REPO)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("check: ok (8 checks, ") and r.stderr == ""
+    assert r.stdout.startswith("check: ok (9 checks, ") and r.stderr == ""
     assert subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True,
                           text=True).stdout == status
 
@@ -375,3 +375,15 @@ def test_a_damaged_book_in_a_subfolder_is_checked_like_stage_01_reads_it(tmp_pat
     (cfg.paths.raw_dir / "sub" / "cover.png").write_bytes(PNG)
     line = only(run_checks(cfg, nbs_dir=NBS), "cover.png")
     assert "sub/cover.png" in line and line.lower().count("fix:") == 1, line
+
+
+def test_bad_blend_one_line_each(tmp_path):
+    "data.blend: a corpus without ids (not built by a selected stage), a bad weight, a bad replay weight: one line each."
+    cfg = good_config(tmp_path, **{"data.blend": ["0.8 book", "0.2 nowhere"]})
+    line = only(run_checks(cfg, nbs_dir=NBS), "'nowhere' has no stage-04 ids")  # 'book' is built by stage 04 of this run
+    assert "-p paths.corpus nowhere" in line
+    assert not [l for l in run_checks(cfg, nbs_dir=NBS) if "'book'" in l]
+    assert "weight must be" in only(run_checks(good_config(tmp_path, **{"data.blend": ["0.8 book", "-1 x"]}), nbs_dir=NBS), "data.blend[1]")
+    assert "fix:" in only(run_checks(good_config(tmp_path, **{"replay.general_weight": 0}), nbs_dir=NBS), "replay.general_weight")
+    r = cli(["--profile", "smoke", "--set", "data.blend=0.8 debian_reference,0.2 nowhere"], cwd=REPO)
+    assert r.returncode == 1 and "'nowhere' has no stage-04 ids" in r.stderr

@@ -103,6 +103,21 @@ def test_models_exported_and_compared(smoke_run):
     assert (cmp_dir / "comparison.png").stat().st_size > 0
 
 
+def test_replay_run_blends_and_exports(smoke_run):
+    "Stage 06b (on in smoke): the domain run with 20% general text, per-corpus evaluation, exported model, measured time."
+    cfg, _, _, _ = smoke_run
+    from paddlenlp.transformers import AutoModel
+    from vertical_pretrain.replay import replay_model_dir, replay_run_dir
+    run = replay_run_dir(cfg)
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    assert {r.get("corpus") for r in rows if r["split"] == "valid"} == {None, cfg.paths.corpus, cfg.base_model.corpus}
+    state = json.loads((run / "checkpoints" / "model_last" / "trainer_state.json").read_text())
+    assert state["data"]["blend"] == [f"0.8 {cfg.paths.corpus}", f"0.2 {cfg.base_model.corpus}"]
+    assert replay_model_dir(cfg) == run / "model_domain"
+    AutoModel.from_pretrained(str(replay_model_dir(cfg)))
+    assert json.loads((run / "replay_time.json").read_text())["train_seconds"] > 0
+
+
 def test_docs_from_the_executed_course_render(smoke_run, tmp_path, monkeypatch):
     "The course site of this run, used in headless Chromium: sidebar to every lesson, Chinese search, plots, API."
     from browser import CHROMIUM, NO_NETWORK, check_course_site, docstring_first_paragraph

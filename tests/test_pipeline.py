@@ -242,9 +242,14 @@ def test_a_fresh_run_knows_the_folders_it_will_write_before_anything_exists(tmp_
     cfg = get_config("smoke", {"paths.data_root": str(tmp_path / "data"), "paths.output_root": str(tmp_path / "out"),
                                "paths.corpus": "my_books"})
     got = [str(p.relative_to(tmp_path)) for p in locked_dirs(cfg, STAGES)]
-    assert got == ["data/general", "data/manpages_tapt", "data/my_books", "out/smoke", "out/smoke_base", "out/smoke_tapt"]
+    assert got == ["data/general", "data/manpages_tapt", "data/my_books", "out/smoke", "out/smoke_base", "out/smoke_replay",
+                   "out/smoke_tapt"]
     off = cfg.override({"tapt.enabled": False})  # TAPT off: its folders are neither locked nor created
-    assert [str(p.relative_to(tmp_path)) for p in locked_dirs(off, STAGES)] == ["data/general", "data/my_books", "out/smoke", "out/smoke_base"]
+    assert [str(p.relative_to(tmp_path)) for p in locked_dirs(off, STAGES)] == ["data/general", "data/my_books", "out/smoke",
+                                                                              "out/smoke_base", "out/smoke_replay"]
+    off = off.override({"replay.enabled": False})  # replay (06b) off: nor is its run dir
+    assert [str(p.relative_to(tmp_path)) for p in locked_dirs(off, STAGES)] == ["data/general", "data/my_books", "out/smoke",
+                                                                              "out/smoke_base"]
 
 
 def test_resume_lines_say_where_training_started_and_why_it_started_over(tmp_path):

@@ -6,9 +6,9 @@
 __all__ = ['PRETRAIN_STAGES', 'TRAIN_STAGES', 'MODEL_STAGES', 'TOKENIZER_STAGES', 'DATA_STAGES', 'OFFLINE_FIX', 'WEIGHT_FILES',
            'CONFIG_FILES', 'TOKENIZER_FILES', 'DERIVED_FACTOR', 'all_stages', 'stage_keys', 'check_inputs', 'ModelInfo',
            'local_path', 'ppnlp_model_home', 'hub_model', 'hub_tokenizer', 'url_problem', 'model_info', 'source_info',
-           'check_model_sources', 'check_task', 'SeqLenError', 'seq_len_problem', 'require_seq_len', 'check_shapes',
-           'world_size', 'check_batches', 'step_problems', 'ernie_param_count', 'fmt_bytes', 'disk_estimate',
-           'check_disk', 'check_gpu', 'check_notebooks', 'check_report', 'run_checks', 'main']
+           'check_model_sources', 'check_blend', 'check_task', 'SeqLenError', 'seq_len_problem', 'require_seq_len',
+           'check_shapes', 'world_size', 'check_batches', 'step_problems', 'ernie_param_count', 'fmt_bytes',
+           'disk_estimate', 'check_disk', 'check_gpu', 'check_notebooks', 'check_report', 'run_checks', 'main']
 
 # %% ../nbs/09b_check.ipynb #4cd83f3b
 import argparse
@@ -22,10 +22,10 @@ from .config import (Config, add_config_args, base_tokenizer_dir, config_from_ar
                                       project_root, resolve_path, tokenizer_source)
 
 # %% ../nbs/09b_check.ipynb #f5e7dc8b
-PRETRAIN_STAGES = {"05", "05a", "06", "07a"}  # build samples of data.max_seq_len / train with train.*
-TRAIN_STAGES = {"05a", "06", "07a"}  # start training processes (launch.*)
-MODEL_STAGES = {"06", "07a", "08"}  # load model.model_name_or_path (08: the base row)
-TOKENIZER_STAGES = {"04", "06", "07a"}  # tokenize with tokenizer_source(cfg)
+PRETRAIN_STAGES = {"05", "05a", "06", "06b", "07a"}  # build samples of data.max_seq_len / train with train.*
+TRAIN_STAGES = {"05a", "06", "06b", "07a"}  # start training processes (launch.*)
+MODEL_STAGES = {"06", "06b", "07a", "08"}  # load model.model_name_or_path (08: the base row)
+TOKENIZER_STAGES = {"04", "06", "06b", "07a"}  # tokenize with tokenizer_source(cfg)
 DATA_STAGES = {"01", "02", "03", "04", "05"}  # write derived data under paths.data_root
 OFFLINE_FIX = ("a local model dir (--set model.model_name_or_path=/path/to/dir) or the offline base "
                "(--set model.model_name_or_path= --set base_model.enabled=true)")
@@ -239,6 +239,30 @@ def check_model_sources(cfg: Config, keys: set[str], info: ModelInfo | None = No
                 out += _hub_problems(tset, tok, "tokenizer", cached, next(iter(hub[1].values()), None), net)
     return list(dict.fromkeys(out))  # a missing dir that is both model and tokenizer: one line
 
+# %% ../nbs/09b_check.ipynb #a35e2009
+def check_blend(cfg: Config, keys: set[str]) -> list[str]:
+    """`data.blend` (stages 05/06) and the replay run's blend (06b, `replay.enabled`): one line per bad entry, corpus
+    without stage-04 ids, or ids of another tokenizer (`dataset.blend_problems`); corpora a selected stage builds
+    (04: paths.corpus, 05a: base_model.corpus) are not required yet."""
+    from vertical_pretrain.config import parse_blend
+    from vertical_pretrain.dataset import blend_problems
+    runs, out = [], []
+    if keys & {"05", "06"} and cfg.data.blend: runs.append(("", cfg))
+    if "06b" in keys and cfg.replay.enabled:
+        from vertical_pretrain.replay import replay_config
+        try: runs.append(("replay (stage 06b): ", replay_config(cfg)))
+        except ValueError as e: out.append(f"{e} (fix: --set replay.general_weight=0.2, or --set replay.enabled=false)")
+    built = ({cfg.paths.corpus} if "04" in keys else set()) | \
+            ({cfg.base_model.corpus} if "05a" in keys and cfg.base_model.enabled else set())
+    for what, c in runs:
+        try: entries = parse_blend(c.data.blend)
+        except ValueError as e:
+            out.append(f"{e} (fix: e.g. --set \"data.blend=0.8 {cfg.paths.corpus},0.2 general\", or --set data.blend= for one corpus)")
+            continue
+        todo = c.override({"data.blend": [f"{w} {n}" for w, n in entries if n not in built]})
+        out += [what + p for p in blend_problems(todo)]
+    return out
+
 # %% ../nbs/09b_check.ipynb #c81a6214
 def check_task(cfg: Config, keys: set[str]) -> list[str]:
     """Stage 08's task dir loads (train/dev/test with the configured columns); stage 07a (tapt.enabled) has unlabeled.txt.
@@ -397,6 +421,7 @@ def disk_estimate(cfg: Config, keys: set[str], info: ModelInfo | None = None) ->
     steps = _domain_steps(cfg)
     if "06" in keys: runs.append(("domain", kept(steps, t.save_steps) if steps else 1, 1 if "07" in keys else 0))
     if "05a" in keys and info.kind == "base": runs.append(("base", kept(cfg.base_model.max_steps, cfg.base_model.max_steps), 1))
+    if "06b" in keys and cfg.replay.enabled: runs.append(("replay", kept(t.max_steps, t.save_steps), 1))
     if "07a" in keys and cfg.tapt.enabled: runs.append(("tapt", kept(cfg.tapt.max_steps, t.save_steps), 1))
     raw = _input_bytes(cfg)
     data = DERIVED_FACTOR * raw if keys & DATA_STAGES else 0
@@ -477,6 +502,7 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None) -> dict:
               ("inputs", lambda: check_inputs(cfg)) if "01" in keys else None,
               ("model and tokenizer", lambda: check_model_sources(cfg, keys, info())) if keys & (MODEL_STAGES | TOKENIZER_STAGES) else None,
               ("task data", lambda: check_task(cfg, keys)) if keys & {"07a", "08"} else None,
+              ("corpus blend", lambda: check_blend(cfg, keys)) if keys & {"05", "06", "06b"} else None,
               ("sequence lengths", lambda: check_shapes(cfg, keys, info())) if keys & (PRETRAIN_STAGES | {"08"}) else None,
               ("batch sizes", lambda: check_batches(cfg, keys)) if keys & (TRAIN_STAGES | {"08"}) else None,
               ("disk space", lambda: check_disk(cfg, keys, info())),

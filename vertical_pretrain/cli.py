@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("vertical_pretrain.export", "export_main", "stage 07: checkpoint -> clean model dir"),
     "repair-config": ("vertical_pretrain.export", "repair_main", "add missing architectures/model_type to a model dir"),
     "extend-vocab": ("vertical_pretrain.export", "extend_vocab_main", "add domain tokens to vocab + resize the model"),
+    "replay": ("vertical_pretrain.replay", "main", "stage 06b: the domain run with general-corpus replay (data.blend)"),
     "tapt": ("vertical_pretrain.tapt", "main", "stage 07a: task-adaptive pretraining on the task's unlabeled text"),
     "build-task": ("vertical_pretrain.task", "build_task_main", "build the man-page classification task"),
     "finetune": ("vertical_pretrain.finetune", "finetune_main", "fine-tune one model on a classification task"),

@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['AUTO', 'PROFILES', 'project_root', 'resolve_path', 'PathsConfig', 'Pdf2TextConfig', 'SegmentConfig',
            'TransToJsonConfig', 'PretrainingDataConfig', 'VocabConfig', 'DataConfig', 'ModelConfig', 'TrainConfig',
-           'LaunchConfig', 'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'TaptConfig', 'PipelineConfig',
-           'Config', 'get_config', 'base_config', 'base_run_dir', 'base_tokenizer_dir', 'base_model_dir',
-           'model_source', 'tokenizer_source', 'parse_set', 'add_config_args', 'config_from_args']
+           'LaunchConfig', 'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'TaptConfig', 'ReplayConfig',
+           'PipelineConfig', 'Config', 'get_config', 'base_config', 'base_run_dir', 'base_tokenizer_dir',
+           'base_model_dir', 'model_source', 'tokenizer_source', 'parse_blend', 'resolve_blend', 'is_blended',
+           'parse_set', 'add_config_args', 'config_from_args']
 
 # %% ../nbs/00_config.ipynb #04a9bb7a
 import argparse
@@ -139,6 +140,9 @@ class DataConfig:
     max_repeat_epochs: int = 100  # warn when the train split repeats more often than this
     num_workers: int = 1  # DataLoader workers per process
     seed: int = 1234
+    # corpora blended by weight, "WEIGHT CORPUS" each (Megatron / PaddleNLP ernie-1.0 data prefixes), e.g.
+    # ["0.8 debian_reference", "0.2 general"]; empty = paths.corpus alone (one entry = that corpus alone, identically)
+    blend: list[str] = field(default_factory=list)
 
 @dataclass
 class ModelConfig:
@@ -243,6 +247,13 @@ class TaptConfig:
     warmup_rate: float = 0.05
 
 @dataclass
+class ReplayConfig:
+    "Stage 06b (optional): the domain run again, with general text blended back in (replay against forgetting)."
+    enabled: bool = False
+    general_weight: float = 0.2  # share of the samples from base_model.corpus; the domain corpus gets the rest
+    run_name: str = ""  # output/<run_name>/; empty = "<paths.run_name>_replay"
+
+@dataclass
 class PipelineConfig:
     "Stage 09: papermill over the notebooks."
     kernel: str = "python3"
@@ -270,6 +281,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     tapt: TaptConfig = field(default_factory=TaptConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
@@ -339,6 +351,14 @@ def _coerce(tp, val, where: str):
         if val is None: return ""
         if isinstance(val, (dict, list)): raise ValueError(f"{where}: expected a string, got {val!r}")
         return str(val)
+    if typing.get_origin(tp) is list:  # list[str]: a YAML list, or from a CLI '[a, b]' or 'a,b' ('' = empty)
+        if val is None: return []
+        if isinstance(val, str):
+            text = val.strip()
+            val = yaml.safe_load(text) if text.startswith("[") else [x.strip() for x in text.split(",") if x.strip()]
+        if not isinstance(val, (list, tuple)): raise ValueError(f"{where}: expected a list, got {val!r}")
+        (item,) = typing.get_args(tp) or (str,)
+        return [_coerce(item, v, f"{where}[{k}]") for k, v in enumerate(val)]
     return val
 
 def _build(cls, d: dict, prefix: str):
@@ -398,6 +418,8 @@ PROFILES: dict[str, dict] = {
         "finetune.patience": 5, "finetune.batch_size": 16, "finetune.workers": 2,
         # TAPT is off in `make demo` (it adds ~7 min); `-p tapt.enabled true` runs it with the domain run's lr
         "tapt.max_steps": 200, "tapt.max_lr": 2e-4, "tapt.min_lr": 2e-5,
+        # the replay row (stage 06b): the domain run once more with 20% general text, against forgetting
+        "replay.enabled": True, "replay.general_weight": 0.2,
     },
     "smoke": {
         "paths.run_name": "smoke",
@@ -414,6 +436,7 @@ PROFILES: dict[str, dict] = {
         "finetune.seeds": 2, "finetune.epochs": 2, "finetune.train_cap": 20, "finetune.max_seq_len": 64,
         "finetune.batch_size": 16, "finetune.workers": 2,
         "tapt.enabled": True, "tapt.max_steps": 4, "tapt.max_lr": 1e-3,  # the smoke run covers stage 07a end to end
+        "replay.enabled": True,  # and stage 06b
     },
 }
 
@@ -460,6 +483,36 @@ def tokenizer_source(cfg: Config) -> str:
     if cfg.pretraining_data.tokenizer_name_or_path: return cfg.pretraining_data.tokenizer_name_or_path
     if cfg.model.model_name_or_path: return cfg.model.model_name_or_path
     return str(base_tokenizer_dir(cfg))
+
+# %% ../nbs/00_config.ipynb #f16059ae
+def parse_blend(blend, where: str = "data.blend") -> list[tuple[float, str]]:
+    """`["0.8 a", "0.2 b"]` -> `[(0.8, "a"), (0.2, "b")]` (weights as written, not normalized).
+
+    Raises ValueError (one line naming the entry and the fix) for an entry that is not 'WEIGHT CORPUS', a weight that is
+    not a finite number > 0, an empty or path-like corpus name, or a corpus named twice."""
+    out = []
+    for k, item in enumerate(blend or []):
+        parts = str(item).split()
+        fix = "write each entry as 'WEIGHT CORPUS', e.g. '0.8 debian_reference'"
+        if len(parts) != 2: raise ValueError(f"{where}[{k}]={item!r}: {fix}")
+        try: w = float(parts[0])
+        except ValueError: raise ValueError(f"{where}[{k}]={item!r}: the weight {parts[0]!r} is not a number; {fix}") from None
+        if not (w > 0 and w != float("inf")): raise ValueError(f"{where}[{k}]={item!r}: the weight must be a finite number > 0")
+        name = parts[1]
+        if "/" in name or name in (".", ".."):
+            raise ValueError(f"{where}[{k}]={item!r}: name a corpus folder under paths.data_root, not a path")
+        if name in [n for _, n in out]: raise ValueError(f"{where}[{k}]={item!r}: corpus {name!r} is named twice; merge the entries")
+        out.append((w, name))
+    return out
+
+def resolve_blend(cfg: Config) -> Config:
+    "A one-entry blend becomes the single-corpus config it is defined to equal (paths.corpus = that corpus, no blend)."
+    b = parse_blend(cfg.data.blend)
+    return cfg.override({"paths.corpus": b[0][1], "data.blend": []}) if len(b) == 1 else cfg
+
+def is_blended(cfg: Config) -> bool:
+    "True when the run trains on two or more corpora (`data.blend`)."
+    return len(parse_blend(cfg.data.blend)) > 1
 
 # %% ../nbs/00_config.ipynb #185dd219
 def parse_set(items) -> dict:

@@ -16,14 +16,17 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .config import is_blended, parse_blend, resolve_blend, resolve_path
 from .fileio import atomic_path
 
 # %% auto #0
-__all__ = ['STAGE04_HINT', 'SPLIT_NAMES', 'LONG_SENTENCE_LEN', 'IndexedCorpus', 'write_indexed_corpus', 'split_documents',
-           'document_stats', 'samples_per_epoch', 'index_map_path', 'build_index_map', 'MaskingVocab', 'masking_vocab',
-           'MaskResult', 'ngram_probs', 'word_spans', 'mask_whole_words', 'Sample', 'truncate_pair', 'build_sample',
-           'PretrainingDataset', 'collate_batch', 'GlobalBatchSampler', 'corpus_prefix', 'split_num_samples',
-           'build_datasets', 'unigram_reference', 'train_samples_per_epoch', 'resolve_max_steps']
+__all__ = ['STAGE04_HINT', 'SPLIT_NAMES', 'LONG_SENTENCE_LEN', 'BLEND_MARGIN', 'IndexedCorpus', 'write_indexed_corpus',
+           'split_documents', 'document_stats', 'samples_per_epoch', 'index_map_path', 'build_index_map',
+           'MaskingVocab', 'masking_vocab', 'MaskResult', 'ngram_probs', 'word_spans', 'mask_whole_words', 'Sample',
+           'truncate_pair', 'build_sample', 'PretrainingDataset', 'collate_batch', 'GlobalBatchSampler',
+           'corpus_prefix', 'open_corpus', 'live_splits', 'split_num_samples', 'build_datasets', 'unigram_reference',
+           'blend_weights', 'blend_num_samples', 'blend_indices', 'BlendedDataset', 'blend_problems',
+           'build_blended_datasets', 'train_samples_per_epoch', 'resolve_max_steps']
 
 # %% ../nbs/05_dataset.ipynb #b6505512
 STAGE04_HINT = "run stage 04 first: `vertical-pretrain create-pretraining-data --config run.yaml` (nbs/04_pretraining_data.ipynb)"
@@ -380,9 +383,42 @@ class GlobalBatchSampler:
         return (self.end_step - self.start_step) * (self.per_rank // self.micro)
 
 # %% ../nbs/05_dataset.ipynb #5581c2f2
-def corpus_prefix(cfg) -> Path:
-    "data_file/<corpus>/ids/<output_prefix>: where stage 04 wrote `_ids.npy` / `_idx.npz`."
-    return cfg.paths.ids_dir / cfg.pretraining_data.output_prefix
+def corpus_prefix(cfg, corpus: str | None = None) -> Path:
+    "data_file/<corpus>/ids/<output_prefix> (`corpus` default paths.corpus): where stage 04 wrote `_ids.npy` / `_idx.npz`."
+    ids_dir = cfg.paths.ids_dir if corpus is None else resolve_path(cfg.paths.data_root) / corpus / "ids"
+    return ids_dir / cfg.pretraining_data.output_prefix
+
+def open_corpus(prefix, vocab: MaskingVocab, is_builder: bool = True) -> IndexedCorpus:
+    "Stage 04's corpus at `prefix`; ValueError when it holds a token id the tokenizer lacks (checked on the builder)."
+    corpus = IndexedCorpus(prefix)
+    top = int(corpus.ids.max()) if is_builder and len(corpus.ids) else 0  # one full read, on the builder only
+    if top >= vocab.size:
+        raise ValueError(f"{corpus.prefix}_ids.npy holds token id {top} but the tokenizer has {vocab.size} tokens: "
+                         "stage 04 used another vocab; rebuild it with this tokenizer")
+    return corpus
+
+def live_splits(corpus: IndexedCorpus, d, verbose: bool = True) -> tuple[list[int], list[tuple[int, str]]]:
+    "Document bounds of `data.split` and the (index, name) of every split that has usable documents (logged)."
+    bounds = split_documents(d.split, corpus.num_docs)
+    _log(f" > corpus {corpus.prefix}: {corpus.num_docs} documents, {len(corpus)} sentences, {len(corpus.ids)} tokens\n"
+         f" > split {d.split!r}: " + ", ".join(f"{n} docs [{bounds[k]}, {bounds[k + 1]})" for k, n in enumerate(SPLIT_NAMES)),
+         verbose)
+    live = []
+    for k, n in enumerate(SPLIT_NAMES):
+        if bounds[k + 1] == bounds[k]:
+            if n == "train": raise ValueError(f"data.split={d.split!r} leaves no training document")
+            _log(f" > {n}: no documents in split {d.split!r}: no {n} evaluation", verbose); continue
+        st = document_stats(corpus, bounds[k], bounds[k + 1], 2 if d.binary_head else 1)
+        if st["usable_docs"] == 0 and n != "train":  # train raises a clear error in build_index_map
+            warnings.warn(f"{n} split: none of its {st['documents']} documents is usable ({st['short_docs']} have fewer "
+                          f"sentences than SOP needs): no {n} evaluation; give it more documents with data.split")
+            continue
+        live.append((k, n))
+    return bounds, live
+
+def _index_map_args(d) -> dict:
+    return dict(max_seq_len=d.max_seq_len, short_seq_prob=d.short_seq_prob, seed=d.seed, binary_head=d.binary_head,
+                max_repeat_epochs=d.max_repeat_epochs)
 
 def split_num_samples(train_cfg) -> dict:
     "Samples each split must provide for the whole run (PaddleNLP's formula)."
@@ -392,33 +428,19 @@ def split_num_samples(train_cfg) -> dict:
 
 def build_datasets(cfg, tokenizer, is_builder: bool = True, barrier: Callable | None = None,
                    verbose: bool = True) -> dict[str, PretrainingDataset | None]:
-    "Train/valid/test datasets of a run; a split with weight 0 is None."
+    """Train/valid/test datasets of a run; a split with weight 0 is None.
+
+    With two or more corpora in `data.blend` they are `BlendedDataset`s (see `build_blended_datasets`); a one-entry
+    blend is that corpus alone (`config.resolve_blend`), on this same code path."""
+    cfg = resolve_blend(cfg)
+    if is_blended(cfg): return build_blended_datasets(cfg, tokenizer, is_builder, barrier, verbose)
     d = cfg.data
-    corpus = IndexedCorpus(corpus_prefix(cfg))
     vocab = masking_vocab(tokenizer)
-    top = int(corpus.ids.max()) if is_builder and len(corpus.ids) else 0  # one full read, on the builder only
-    if top >= vocab.size:
-        raise ValueError(f"{corpus.prefix}_ids.npy holds token id {top} but the tokenizer has {vocab.size} tokens: "
-                         "stage 04 used another vocab; rebuild it with this tokenizer")
-    bounds = split_documents(d.split, corpus.num_docs)
+    corpus = open_corpus(corpus_prefix(cfg), vocab, is_builder)
     need = split_num_samples(cfg.train)
     build_verbose = verbose and is_builder
-    _log(f" > corpus {corpus.prefix}: {corpus.num_docs} documents, {len(corpus)} sentences, {len(corpus.ids)} tokens\n"
-         f" > split {d.split!r}: " + ", ".join(f"{n} docs [{bounds[k]}, {bounds[k + 1]})" for k, n in enumerate(SPLIT_NAMES)),
-         build_verbose)
-    args = dict(max_seq_len=d.max_seq_len, short_seq_prob=d.short_seq_prob, seed=d.seed, binary_head=d.binary_head,
-                max_repeat_epochs=d.max_repeat_epochs)
-    live = []
-    for k, n in enumerate(SPLIT_NAMES):
-        if bounds[k + 1] == bounds[k]:
-            if n == "train": raise ValueError(f"data.split={d.split!r} leaves no training document")
-            _log(f" > {n}: no documents in split {d.split!r}: no {n} evaluation", build_verbose); continue
-        st = document_stats(corpus, bounds[k], bounds[k + 1], 2 if d.binary_head else 1)
-        if st["usable_docs"] == 0 and n != "train":  # train raises a clear error in build_index_map
-            warnings.warn(f"{n} split: none of its {st['documents']} documents is usable ({st['short_docs']} have fewer "
-                          f"sentences than SOP needs): no {n} evaluation; give it more documents with data.split")
-            continue
-        live.append((k, n))
+    bounds, live = live_splits(corpus, d, build_verbose)
+    args = _index_map_args(d)
     if is_builder:
         for k, n in live: build_index_map(corpus, (bounds[k], bounds[k + 1]), n, need[n], verbose=build_verbose, **args)
     if barrier is not None: barrier()
@@ -441,6 +463,130 @@ def unigram_reference(corpus: IndexedCorpus, bounds: list[int], vocab: MaskingVo
     if not len(train) or not len(held_out): return None
     counts = np.bincount(train, minlength=vocab.size).astype(np.float64) + 0.5
     return float(-np.log(counts / counts.sum())[held_out].mean())
+
+# %% ../nbs/05_dataset.ipynb #1922418f
+BLEND_MARGIN = 1.005  # Megatron's per-corpus sample margin
+
+def blend_weights(blend) -> tuple[list[str], np.ndarray]:
+    "Corpus names and normalized weights (float64, sum 1) of a `data.blend` list."
+    entries = parse_blend(blend)
+    w = np.array([x for x, _ in entries], dtype=np.float64)
+    return [n for _, n in entries], w / w.sum()
+
+def blend_num_samples(num_samples: int, weights) -> list[int]:
+    "Samples each corpus's index map must hold so the interleave of `num_samples` never runs past it (Megatron's 1.005)."
+    return [int(math.ceil(num_samples * float(w) * BLEND_MARGIN)) for w in weights]
+
+def blend_indices(weights, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Megatron's blending indices: for sample i, the corpus (uint8[size]) and the sample within that corpus (int64[size]).
+
+    Sample i goes to argmax_k(w_k * max(i, 1) - count_k); computed by `fast_dataindex.helpers.build_blending_indices`."""
+    from fast_dataindex import helpers
+    w = np.asarray(weights, dtype=np.float64)
+    if len(w) > 255: raise ValueError(f"at most 255 corpora can be blended, got {len(w)}")
+    w = w / w.sum()
+    corpus_of = np.zeros(size, dtype=np.uint8)
+    sample_of = np.zeros(size, dtype=np.int64)
+    helpers.build_blending_indices(corpus_of, sample_of, w, len(w), size, False)
+    return corpus_of, sample_of
+
+class BlendedDataset:
+    """Map-style dataset over several corpora (Megatron's BlendableDataset): sample i is sample `sample_of[i]` of corpus
+    `corpus_of[i]` (see `blend_indices`). Beyond `size` the table repeats, each corpus continuing where it left off."""
+    def __init__(self, datasets: dict, weights, size: int, name: str = "train"):
+        self.datasets, self.names, self.name, self.size = dict(datasets), list(datasets), name, int(size)
+        w = np.asarray(weights, dtype=np.float64)
+        self.weights = w / w.sum()
+        self.corpus_of, self.sample_of = blend_indices(self.weights, self.size)
+        self.counts = np.bincount(self.corpus_of, minlength=len(self.names))
+        self.vocab = next(iter(self.datasets.values())).vocab
+
+    def __len__(self) -> int: return self.size
+
+    def source(self, i: int) -> tuple[str, int]:
+        "(corpus name, sample index within that corpus's dataset) of global sample i."
+        epoch, j = divmod(int(i), self.size)
+        k = int(self.corpus_of[j])
+        return self.names[k], epoch * int(self.counts[k]) + int(self.sample_of[j])
+
+    def __getitem__(self, i: int) -> Sample:
+        name, s = self.source(i)
+        return self.datasets[name][s]
+
+# %% ../nbs/05_dataset.ipynb #8a98c8fe
+def _vocab_lines(src) -> list[str] | None:
+    p = Path(str(src)) / "vocab.txt"
+    return p.read_text(encoding="utf-8").splitlines() if p.is_file() else None
+
+def blend_problems(cfg) -> list[str]:
+    "One line per problem of `data.blend` (syntax, a corpus without stage-04 ids, ids of another tokenizer); [] when fine."
+    from vertical_pretrain.config import tokenizer_source
+    from vertical_pretrain.fileio import read_manifest
+    try: entries = parse_blend(cfg.data.blend)
+    except ValueError as e: return [str(e)]
+    tok = tokenizer_source(cfg)
+    out = []
+    for _, name in entries:
+        prefix = corpus_prefix(cfg, name)
+        if not Path(f"{prefix}_ids.npy").is_file() or not Path(f"{prefix}_idx.npz").is_file():
+            how = ("stage 05a builds it with the offline base tokenizer: `vertical-pretrain pipeline --config run.yaml "
+                   "--to 05a`" if name == cfg.base_model.corpus and cfg.base_model.enabled else
+                   "put its books in data_file/" + name + "/raw and run stages 01-04 for it: `vertical-pretrain pipeline "
+                   f"--config run.yaml --from 01 --to 04 -p paths.corpus {name}`")
+            out.append(f"data.blend: corpus {name!r} has no stage-04 ids at {prefix}_ids.npy; {how}")
+            continue
+        m = read_manifest(prefix.parent, "04_pretraining_data")
+        used = (m or {}).get("params", {}).get("tokenizer")
+        if used and used != str(tok) and (_vocab_lines(used) is None or _vocab_lines(used) != _vocab_lines(tok)):
+            out.append(f"data.blend: corpus {name!r} was tokenized with {used} but this run uses {tok}; rebuild its ids "
+                       f"with the run's tokenizer: `vertical-pretrain create-pretraining-data --config run.yaml "
+                       f"--set paths.corpus={name}`")
+    return out
+
+def build_blended_datasets(cfg, tokenizer, is_builder: bool = True, barrier: Callable | None = None,
+                           verbose: bool = True) -> dict[str, BlendedDataset | None]:
+    """Train/valid/test `BlendedDataset`s of a run with two or more corpora in `data.blend` (a split no corpus has is None).
+
+    Each corpus keeps its own ids, document split (`data.split`) and cached index map of `blend_num_samples` samples;
+    a valid/test split missing in some corpus blends the others, reweighted. Raises ValueError listing `blend_problems`."""
+    probs = blend_problems(cfg)
+    if probs: raise ValueError("\n".join(probs))
+    d = cfg.data
+    vocab = masking_vocab(tokenizer)
+    names, weights = blend_weights(d.blend)
+    need = split_num_samples(cfg.train)
+    build_verbose = verbose and is_builder
+    _log(" > blend: " + ", ".join(f"{w:.3f} {n}" for n, w in zip(names, weights)), build_verbose)
+    parts = {}  # corpus -> (corpus, bounds, live split names)
+    for n in names:
+        corpus = open_corpus(corpus_prefix(cfg, n), vocab, is_builder)
+        bounds, live = live_splits(corpus, d, build_verbose)
+        parts[n] = (corpus, bounds, dict((s, k) for k, s in live))
+    args = _index_map_args(d)
+    plan = {}  # split -> [(corpus name, weight in this split, samples)]
+    for s in SPLIT_NAMES:
+        have = [(n, w) for n, w in zip(names, weights) if s in parts[n][2]]
+        if not have: continue
+        ws = np.array([w for _, w in have]); ws = ws / ws.sum()
+        # train: each corpus's share (Megatron); valid/test: the full count, so a corpus's own evaluation
+        # (`evaluate_per_corpus`) reads the same samples as a single-corpus run on it (same cached map, same masks)
+        counts = blend_num_samples(need[s], ws) if s == "train" else [need[s]] * len(have)
+        plan[s] = [(n, w, k) for (n, _), w, k in zip(have, ws, counts)]
+    def index_map(s, n, k, **kw):
+        corpus, bounds, live = parts[n]
+        i = live[s]
+        return build_index_map(corpus, (bounds[i], bounds[i + 1]), s, k, **args, **kw)
+    if is_builder:
+        for s, items in plan.items():
+            for n, _, k in items: index_map(s, n, k, verbose=build_verbose)
+    if barrier is not None: barrier()
+    out = {s: None for s in SPLIT_NAMES}
+    for s, items in plan.items():
+        ds = {n: PretrainingDataset(parts[n][0], index_map(s, n, k, may_build=is_builder, verbose=False), vocab, s, d.seed,
+                                    d.binary_head, d.masked_lm_prob, d.max_ngrams, d.favor_longer_ngram, d.max_seq_len)
+              for n, _, k in items}
+        out[s] = BlendedDataset(ds, [w for _, w, _ in items], need[s], s)
+    return out
 
 # %% ../nbs/05_dataset.ipynb #cfbe197c
 def train_samples_per_epoch(cfg) -> int:

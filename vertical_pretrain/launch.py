@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from .check import check_shapes
-from .config import add_config_args, config_from_args
-from .dataset import corpus_prefix, resolve_max_steps
+from .config import add_config_args, config_from_args, is_blended, resolve_blend
+from .dataset import blend_problems, corpus_prefix, resolve_max_steps
 
 # %% auto #0
 __all__ = ['num_processes', 'visible_device_ids', 'run_log_dir', 'master_address', 'local_ip_toward', 'build_launch_command',
@@ -104,7 +104,9 @@ def build_launch_command(cfg, config_path, python: str = sys.executable) -> list
 
 # %% ../nbs/06a_launch.ipynb #630c5147
 def missing_data_message(cfg) -> str | None:
-    "Why the run cannot start yet (no stage-04 output), or None."
+    "Why the run cannot start yet (no stage-04 output; with data.blend, any corpus's problem, one line each), or None."
+    cfg = resolve_blend(cfg)
+    if is_blended(cfg): return "\n".join(blend_problems(cfg)) or None
     p = Path(str(corpus_prefix(cfg)) + "_ids.npy")
     if p.is_file() and Path(str(corpus_prefix(cfg)) + "_idx.npz").is_file(): return None
     return (f"no pretraining data at {p} (and _idx.npz): run stage 04 first, "

@@ -91,6 +91,8 @@ STAGES: list[Stage] = [
     Stage("05a", "05a_base_model.ipynb", "离线基座：从零预训练小 ERNIE", ("train", "launch"), ("03a",), None,
           _manifests(_base, ("jsonl_dir", "03_trans_to_json"), ("ids_dir", "04_pretraining_data"))),
     Stage("06", "06_pretrain.ipynb", "领域继续预训练（多进程）", ("train", "launch"), ("05", "05a")),
+    Stage("06b", "06b_replay.ipynb", "回放：领域 + 通用语料按权重混合的继续预训练", ("replay", "data", "train", "launch"),
+          ("05", "05a")),
     Stage("07", "07_export.ipynb", "导出与修复模型目录", ("export",), ("05a", "06"), lambda c: _files(c.export.user_terms)),
     Stage("07a", "07a_tapt.ipynb", "TAPT：任务文本上的继续预训练（可选）", ("tapt",), ("07",), _task_inputs,
           lambda c: _manifests(_tapt, ("text_dir", "tapt_corpus"), ("jsonl_dir", "03_trans_to_json"),
@@ -152,11 +154,14 @@ class _Terminated(KeyboardInterrupt):
 
 def locked_dirs(cfg: Config, stages) -> list[Path]:
     """The folders a pipeline run writes, locked for the whole run: the run dir, the corpus folders its stages write
-    (from `Stage.products`), and the offline-base / TAPT run dirs when those stages are selected."""
+    (from `Stage.products`), and the offline-base / replay / TAPT run dirs when those stages are selected."""
     dirs = {cfg.paths.run_dir}
     for st in stages:
         dirs |= {Path(p).parent.parent for p in stage_products(st, cfg)}  # <corpus>/<text|seg|...>/manifest_*.json
         if st.key == "07a" and cfg.tapt.enabled: dirs.add(_tapt(cfg).paths.run_dir)
+        if st.key == "06b" and cfg.replay.enabled:
+            from vertical_pretrain.replay import replay_run_dir
+            dirs.add(replay_run_dir(cfg))
     return sorted(dirs)  # one global order: two waiting runs cannot deadlock
 
 def _kernel_manager(log_file: Path):

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .check import ModelInfo, require_seq_len
-from .config import Config, add_config_args, config_from_args, model_source, tokenizer_source
+from .config import (Config, add_config_args, config_from_args, is_blended, model_source, resolve_blend,
+                                      tokenizer_source)
 from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, resolve_max_steps, split_documents,
                                        unigram_reference)
 from .fileio import atomic_dir, atomic_path, atomic_write_text
@@ -34,7 +35,7 @@ __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_s
            'training_recipe', 'amp_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state',
            'MetricsLogger', 'read_metrics', 'setup_run', 'check_amp', 'make_scaler', 'scaler_state',
            'load_scaler_state', 'scaler_step', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs',
-           'train_step', 'train', 'main', 'plot_metrics', 'context_gain', 'context_report']
+           'train_step', 'evaluate_per_corpus', 'train', 'main', 'plot_metrics', 'context_gain', 'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -328,8 +329,13 @@ def checkpoint_vocab_mismatch(ckpt, tokenizer_src) -> str | None:
 def corpus_digest(cfg) -> str:
     "SHA-256 (first 16 hex) over the contents of stage 04's `_ids.npy` and `_idx.npz`: which corpus the samples come from."
     import hashlib
+    from vertical_pretrain.config import parse_blend
     from vertical_pretrain.dataset import corpus_prefix
     from vertical_pretrain.fileio import content_hash
+    cfg = resolve_blend(cfg)
+    if is_blended(cfg):  # every corpus's content and its weight: another blend is another sample stream
+        return hashlib.sha256(json.dumps([[w, corpus_digest(cfg.override({"paths.corpus": n, "data.blend": []}))]
+                                          for w, n in parse_blend(cfg.data.blend)]).encode()).hexdigest()[:16]
     prefix = corpus_prefix(cfg)
     files = [Path(f"{prefix}_ids.npy"), Path(f"{prefix}_idx.npz")]
     return hashlib.sha256("".join(content_hash(f) if f.is_file() else "missing" for f in files).encode()).hexdigest()[:16]
@@ -401,6 +407,7 @@ class MetricsLogger:
         if not self.enabled: return
         with open(self.path, "a", encoding="utf-8") as f: f.write(json.dumps(record) + "\n")
         split, step = record["split"], record["step"]
+        if record.get("corpus"): split = f"{split}/{record['corpus']}"  # a blended run's per-corpus evaluation
         if self.vdl is not None:
             for k, v in record.items():
                 if k not in ("split", "step") and isinstance(v, (int, float)): self.vdl.add_scalar(f"{split}/{k}", v, step)
@@ -475,9 +482,14 @@ def setup_run(cfg):
                                   worker_init_fn=die_with_parent)
     logger = MetricsLogger(cfg.paths.run_dir, env.is_main, state["step"])
     if env.is_main and state["step"] == 0 and data["valid"] is not None:  # the line a context-free model reaches (05)
-        c = data["train"].corpus
-        ref = unigram_reference(c, split_documents(cfg.data.split, c.num_docs), data["train"].vocab)
-        if ref is not None: logger.log({"split": "reference", "step": state["step"], "unigram_lm_loss": ref})
+        if hasattr(data["train"], "datasets"):  # blended: one line per corpus (a corpus's own train vs valid)
+            for name, ds in data["train"].datasets.items():
+                ref = unigram_reference(ds.corpus, split_documents(cfg.data.split, ds.corpus.num_docs), ds.vocab)
+                if ref is not None: logger.log({"split": "reference", "corpus": name, "step": 0, "unigram_lm_loss": ref})
+        else:
+            c = data["train"].corpus
+            ref = unigram_reference(c, split_documents(cfg.data.split, c.num_docs), data["train"].vocab)
+            if ref is not None: logger.log({"split": "reference", "step": state["step"], "unigram_lm_loss": ref})
     return dict(env=env, acc=acc, state=state, tokenizer=tokenizer, data=data, model=model, dp=dp, opt=opt,
                 sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger)
 
@@ -524,7 +536,8 @@ def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None) ->
             "rng": {"rule": "paddle.seed(step_seed(train.seed, step, rank * accumulate_steps + k)) before micro-batch k",
                     "seed": t.seed},
             "data": {"corpus": str(cfg.paths.ids_dir / cfg.pretraining_data.output_prefix), "split": cfg.data.split,
-                     "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size},
+                     "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size,
+                     **({"blend": list(cfg.data.blend)} if is_blended(cfg) else {})},
             **({"scaler": scaler_state(scaler)} if scaler is not None else {})}
 
 def maybe_checkpoint(cfg, r: dict, step: int, final: bool = False):
@@ -567,6 +580,15 @@ def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple:
     if stepped: r["sched"].step()  # a step the scaler skipped (inf/nan) does not use up the schedule (as PaddleNLP)
     return lm_sum, sop_sum, tokens
 
+def evaluate_per_corpus(r: dict, dataset, cfg, step: int, eval_index: int) -> list[dict]:
+    """A blended split (`BlendedDataset`): `evaluate` on each corpus's own split alone, logged with its name
+    (`{"split": "valid", "corpus": name, ...}`); [] for a single corpus. Each corpus gets the full eval_iters batches."""
+    if not hasattr(dataset, "datasets"): return []
+    recs = [{"split": dataset.name, "corpus": name, "step": step,
+             **evaluate(r["model"], ds, cfg, r["env"], eval_index, r["amp"])} for name, ds in dataset.datasets.items()]
+    for rec in recs: r["logger"].log(rec)
+    return recs
+
 def train(cfg) -> dict:
     """Pretrain (or continue pretraining) one ERNIE model as `cfg` says; the loop of PaddleNLP `model_zoo/ernie-1.0`'s
     `run_pretrain.py`, on one screen.
@@ -584,6 +606,7 @@ def train(cfg) -> dict:
     size; `FileNotFoundError` when stage 04's ids/idx are missing; `RuntimeError` when the model or tokenizer cannot load.
     `train.max_steps: auto` is resolved first (`dataset.resolve_max_steps`; the launcher has usually done it already)."""
     import paddle
+    cfg = resolve_blend(cfg)  # a one-entry blend is that corpus alone
     cfg = resolve_max_steps(cfg, echo=print if os.environ.get("PADDLE_TRAINER_ID", "0") == "0" else None)
     r = setup_run(cfg)
     env, acc, t, logger, data = r["env"], r["acc"], cfg.train, r["logger"], r["data"]
@@ -610,11 +633,13 @@ def train(cfg) -> dict:
         if t.eval_freq and step % t.eval_freq == 0 and data["valid"] is not None:
             last["valid"] = {"split": "valid", "step": step, **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq, r["amp"])}
             logger.log(last["valid"])
+            evaluate_per_corpus(r, data["valid"], cfg, step, step // t.eval_freq)
         maybe_checkpoint(cfg, r, step, final=step == t.max_steps)
     for _ in r["loader"]: pass  # the sampler is used up: this ends the DataLoader's workers and prefetch thread cleanly
     if data["test"] is not None:
         last["test"] = {"split": "test", "step": step, **evaluate(r["model"], data["test"], cfg, env, 0, r["amp"])}
         logger.log(last["test"])
+        evaluate_per_corpus(r, data["test"], cfg, step, 0)
     logger.close()
     env.barrier()  # no rank leaves (and tears down gloo) while another is still in a collective
     return last
@@ -634,16 +659,20 @@ def plot_metrics(run_dir, save: bool = True):
     import matplotlib.pyplot as plt
     recs = read_metrics(run_dir)
     if not recs: raise FileNotFoundError(f"no metrics.jsonl records under {run_dir}; run the pretraining first")
-    by = {s: [r for r in recs if r.get("split") == s] for s in ("train", "valid", "test")}
+    by = {s: [r for r in recs if r.get("split") == s and not r.get("corpus")] for s in ("train", "valid", "test")}
+    corpora = sorted({r["corpus"] for r in recs if r.get("corpus") and r.get("split") == "valid"})  # a blended run
     fig, ax = plt.subplots(2, 3, figsize=(13, 6.5))
     def curve(a, split, key, **kw):
         rs = [r for r in by[split] if key in r]
         if rs: a.plot([r["step"] for r in rs], [r[key] for r in rs], marker="o" if split != "train" else None, ms=3, **kw)
     for a, key, title in [(ax[0, 0], "loss", "total loss"), (ax[0, 1], "lm_loss", "MLM loss"), (ax[0, 2], "sop_loss", "SOP loss")]:
         curve(a, "train", key, label="train"); curve(a, "valid", key, label="valid")
+        for c in corpora:
+            rs = [r for r in recs if r.get("split") == "valid" and r.get("corpus") == c and key in r]
+            a.plot([r["step"] for r in rs], [r[key] for r in rs], ls="--", marker=".", ms=3, label=f"valid {c}")
         for r in by["test"]: a.scatter([r["step"]], [r[key]], marker="*", s=80, color="k", label="test", zorder=3)
         a.set_title(title); a.set_xlabel("step")
-    ref = [r["unigram_lm_loss"] for r in recs if r.get("split") == "reference"]
+    ref = [r["unigram_lm_loss"] for r in recs if r.get("split") == "reference" and not r.get("corpus")]
     if ref: ax[0, 1].axhline(ref[-1], ls="--", color="gray", lw=1, label=f"unigram, no context ({ref[-1]:.2f})")
     for a in ax[0]: a.legend(fontsize=8)
     curve(ax[1, 0], "train", "lr"); ax[1, 0].set_title("learning rate")
@@ -662,8 +691,8 @@ def context_gain(run_dir, last_evals: int = 3) -> dict | None:
     """How far the valid MLM loss (mean of the last `last_evals` evaluations, to smooth eval noise) got below the
     context-free unigram line, in nats. None when the run logged no reference line or no valid evaluation."""
     recs = read_metrics(run_dir)
-    ref = [r["unigram_lm_loss"] for r in recs if r.get("split") == "reference"]
-    val = [r["lm_loss"] for r in recs if r.get("split") == "valid"]
+    ref = [r["unigram_lm_loss"] for r in recs if r.get("split") == "reference" and not r.get("corpus")]
+    val = [r["lm_loss"] for r in recs if r.get("split") == "valid" and not r.get("corpus")]
     if not ref or not val: return None
     v = float(np.mean(val[-last_evals:]))
     return {"unigram_lm_loss": ref[-1], "valid_lm_loss": v, "gain": ref[-1] - v}
