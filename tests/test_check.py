@@ -10,7 +10,7 @@ import pytest
 
 from vertical_pretrain.check import check_report, disk_estimate, run_checks, stage_keys, world_size
 from vertical_pretrain.config import get_config
-from vertical_pretrain.pipeline import select_stages
+from vertical_pretrain.pipeline import STAGES, select_stages
 
 REPO = Path(__file__).resolve().parents[1]
 NBS = REPO / "nbs"
@@ -224,7 +224,7 @@ def test_nbs_dir_without_notebooks(tmp_path):
     empty = tmp_path / "empty_nbs"
     empty.mkdir()
     line = only(run_checks(good_config(tmp_path), nbs_dir=empty), "stage notebooks not found")
-    assert str(empty) in line and "VERTICAL_PRETRAIN_ROOT" in line and "12 of 12 missing" in line
+    assert str(empty) in line and "VERTICAL_PRETRAIN_ROOT" in line and f"{len(STAGES)} of {len(STAGES)} missing" in line
     assert "1 of 1 missing" in only(run_checks(good_config(tmp_path), stages=select_stages("03", "03"), nbs_dir=empty), "notebooks")
 
 

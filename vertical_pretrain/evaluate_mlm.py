@@ -128,7 +128,8 @@ def doc_chunks(corpus: IndexedCorpus, doc_range: tuple[int, int], max_tokens: in
                max_samples: int = 0, seed: int = 1234) -> list[tuple[int, int, int, int]]:
     """(document, chunk number, first sentence, end sentence) of consecutive sentences packed up to `max_tokens` tokens.
 
-    Documents are taken in a seeded random order (the first `max_docs`, 0 = all), then sorted; at most `max_samples` chunks."""
+    Documents are taken in a seeded random order (the first `max_docs`, 0 = all). With more than `max_samples` chunks,
+    the first chunk of every document is kept, then the second, ... (as many documents as possible for the bootstrap)."""
     d0, d1 = doc_range
     docs = np.random.default_rng(seed).permutation(np.arange(d0, d1))
     if max_docs: docs = docs[:max_docs]
@@ -142,7 +143,8 @@ def doc_chunks(corpus: IndexedCorpus, doc_range: tuple[int, int], max_tokens: in
                 out.append((doc, k, first, i)); k += 1; first, n = i, 0
             n += size
         if e > first and n > 0: out.append((doc, k, first, e))
-        if max_samples and len(out) >= max_samples: return out[:max_samples]
+    if max_samples and len(out) > max_samples:
+        out = sorted(sorted(out, key=lambda c: (c[1], c[0]))[:max_samples])
     return out
 
 def heldout_samples(name: str, corpus: IndexedCorpus, chunks: list, vocab: MaskingVocab, data_cfg, seed: int) -> HeldOut:
