@@ -195,6 +195,20 @@ def test_masked_lm_dir_and_vocab_checks(setup, tmp_path):
     tiny_model_dir(tmp_path / "ext", ErnieTokenizer.from_pretrained(str(ext)))
     res = run(s, {"base": s["base"], "ext": str(tmp_path / "ext")}, "e", terms_from=None)
     assert any(n.startswith("ext: its vocab extends") for n in res["notes"]) and ("ext", "general") in rows_by(res)
+    # ids that stage 04 wrote with another tokenizer (its manifest says so): refused, naming the tokenizer to pass
+    import shutil
+    from vertical_pretrain.fileio import write_manifest
+    g2 = tmp_path / "g2" / "ids"
+    g2.mkdir(parents=True)
+    for suffix in ("_ids.npy", "_idx.npz"): shutil.copy(s["corpora"]["general"][0] + suffix, g2 / ("corpus" + suffix))
+    write_manifest(g2, "04_pretraining_data", [], {"tokenizer": "ernie-3.0-medium-zh"})
+    with pytest.raises(ValueError, match=r"written with the tokenizer ernie-3.0-medium-zh .* pass --tokenizer ernie-3.0-medium-zh"):
+        ev.run_evaluation({"base": s["base"]}, {"general": (str(g2 / "corpus"), "test")}, tmp_path / "g2out", tokenizer=s["tok_dir"],
+                          data_cfg=s["cfg"].data, ecfg=s["cfg"].evaluate, **QUIET)
+    # the stage's default corpora: no general ids for this run (no offline base): one line, and the row is left out
+    lines = []
+    assert list(ev.default_corpora(s["cfg"], log=lines.append)) == ["domain"]
+    assert len(lines) == 1 and "general held-out text: no ids at" in lines[0] and "--corpora general=" in lines[0]
     # another vocab altogether: refused with one line that says why and what to do
     other = write_char_vocab(tmp_path / "other_tok", "完全不同的一些字")
     tiny_model_dir(tmp_path / "other", ErnieTokenizer.from_pretrained(str(other)))

@@ -25,8 +25,9 @@ from .fileio import atomic_path, atomic_write_text, stage_is_done, write_manifes
 __all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'bootstrap_weights', 'ratio_ci', 'paired_delta_ci', 'log_odds_dirichlet',
            'select_terms', 'token_strings', 'split_bounds', 'count_words', 'HeldOut', 'doc_chunks', 'heldout_samples',
            'term_cloze_samples', 'load_mlm_model', 'vocab_relation', 'score_samples', 'per_doc_sums', 'evaluate_models',
-           'markdown_table', 'plot_adaptation', 'parse_corpus_spec', 'run_evaluation', 'default_models',
-           'default_corpora', 'adaptation_dir', 'run_stage', 'adaptation_report', 'main']
+           'markdown_table', 'plot_adaptation', 'parse_corpus_spec', 'ids_tokenizer', 'same_tokenizer',
+           'run_evaluation', 'default_models', 'default_corpora', 'adaptation_dir', 'run_stage', 'adaptation_report',
+           'main']
 
 # %% ../nbs/07b_evaluate_mlm.ipynb #5169f7df
 CI_LEVEL = 0.95
@@ -368,6 +369,17 @@ def parse_corpus_spec(spec: str) -> tuple[str, str]:
     if not sep or split not in SPLIT_NAMES + ("all",): return spec, "test"
     return prefix, split
 
+def ids_tokenizer(prefix) -> str | None:
+    "The tokenizer stage 04 wrote `<prefix>_ids.npy` with (from its manifest), or None when there is no manifest."
+    from vertical_pretrain.fileio import read_manifest
+    m = read_manifest(Path(str(prefix)).parent, "04_pretraining_data") or {}
+    return m.get("params", {}).get("tokenizer")
+
+def same_tokenizer(a, b) -> bool:
+    "Two tokenizer names or dirs that are the same (dirs compared by their resolved path)."
+    pa, pb = Path(str(a)), Path(str(b))
+    return pa.resolve() == pb.resolve() if pa.is_dir() and pb.is_dir() else str(a) == str(b)
+
 def _model_inputs(path) -> list[Path]:
     p = Path(str(path))
     return sorted(f for f in p.iterdir() if f.is_file() and f.suffix in (".pdparams", ".json", ".txt", ".safetensors")) if p.is_dir() else []
@@ -403,6 +415,11 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
             notes.append(f"{name}: its vocab extends the held-out ids' tokenizer ({tokenizer}); evaluated on that tokenizer's "
                          "ids, so its new tokens are never used as inputs or targets")
     corp = {n: IndexedCorpus(p) for n, (p, _) in corpora.items()}
+    for n, (p, _) in corpora.items():
+        written = ids_tokenizer(p)
+        if written is not None and not same_tokenizer(written, tokenizer):
+            raise ValueError(f"{p}_ids.npy was written with the tokenizer {written} (stage 04's manifest) but the evaluation "
+                             f"uses {tokenizer}: pass --tokenizer {written}, or leave the corpus {n} out")
     for n, c in corp.items():
         top = int(c.ids.max()) if len(c.ids) else 0
         if top >= vocab.size:
@@ -460,10 +477,14 @@ def default_models(cfg: Config) -> dict:
 def default_corpora(cfg: Config, log=print) -> dict:
     "domain = the test split of stage 04's ids; general = the test split of the offline base's ids (stage 05a), when they exist."
     corpora = {"domain": (str(corpus_prefix(cfg)), "test")}
-    general = corpus_prefix(base_config(cfg))
-    if Path(str(general) + "_ids.npy").is_file(): corpora["general"] = (str(general), "test")
-    else: log(f"general held-out text: no ids at {general}_ids.npy (built by stage 05a for the offline base only): row skipped; "
-              "name one with `vertical-pretrain evaluate-mlm --corpora general=PREFIX:test`")
+    general, tok = corpus_prefix(base_config(cfg)), tokenizer_source(cfg)
+    written = ids_tokenizer(general) if Path(str(general) + "_ids.npy").is_file() else None
+    if written is not None and same_tokenizer(written, tok): corpora["general"] = (str(general), "test")
+    else:
+        why = (f"no ids at {general}_ids.npy (stage 05a builds them for the offline base only)" if written is None else
+               f"{general}_ids.npy was written with {written}, not with this run's tokenizer {tok}")
+        log(f"general held-out text: {why}: row skipped; name one with "
+            "`vertical-pretrain evaluate-mlm --corpora general=PREFIX:test --tokenizer DIR`")
     return corpora
 
 def adaptation_dir(cfg: Config) -> Path: return cfg.paths.run_dir / "adaptation"
