@@ -142,6 +142,7 @@ def test_same_masks_for_every_model_and_deterministic(setup):
     strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "terms")}
     assert strip(r1) == strip(r2)  # two runs: bit for bit
     rb = rows_by(r1)
+    assert r1["notes"] == [] and min(r["docs"] for r in r1["rows"]) >= ev.MIN_CI_DOCS  # enough documents: no warning
     for corpus in ("domain", "general", "domain-terms"):
         base, copy = rb[("base", corpus)], rb[("copy", corpus)]
         # same weights on the same masks: every number equal, and the paired delta exactly 0

@@ -22,12 +22,12 @@ from .dataset import (SPLIT_NAMES, IndexedCorpus, MaskingVocab, Sample, build_sa
 from .fileio import atomic_path, atomic_write_text, stage_is_done, write_manifest
 
 # %% auto #0
-__all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'bootstrap_weights', 'ratio_ci', 'paired_delta_ci', 'log_odds_dirichlet',
-           'select_terms', 'token_strings', 'split_bounds', 'count_words', 'HeldOut', 'doc_chunks', 'heldout_samples',
-           'term_cloze_samples', 'load_mlm_model', 'vocab_relation', 'score_samples', 'per_doc_sums', 'evaluate_models',
-           'markdown_table', 'plot_adaptation', 'parse_corpus_spec', 'ids_tokenizer', 'same_tokenizer',
-           'run_evaluation', 'default_models', 'default_corpora', 'adaptation_dir', 'run_stage', 'adaptation_report',
-           'main']
+__all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'MIN_CI_DOCS', 'bootstrap_weights', 'ratio_ci', 'paired_delta_ci',
+           'log_odds_dirichlet', 'select_terms', 'token_strings', 'split_bounds', 'count_words', 'HeldOut',
+           'doc_chunks', 'heldout_samples', 'term_cloze_samples', 'load_mlm_model', 'vocab_relation', 'score_samples',
+           'per_doc_sums', 'few_docs_notes', 'evaluate_models', 'markdown_table', 'plot_adaptation',
+           'parse_corpus_spec', 'ids_tokenizer', 'same_tokenizer', 'run_evaluation', 'default_models',
+           'default_corpora', 'adaptation_dir', 'run_stage', 'adaptation_report', 'main']
 
 # %% ../nbs/07b_evaluate_mlm.ipynb #5169f7df
 CI_LEVEL = 0.95
@@ -271,6 +271,13 @@ def _metrics(sums: dict, ref: dict | None, weights: np.ndarray, spec) -> dict:
     if "loss" in out: out["ppl"] = {"value": math.exp(out["loss"]["value"]), "ci": [math.exp(x) for x in out["loss"]["ci"]]}
     return out
 
+MIN_CI_DOCS = 10
+
+def few_docs_notes(helds: list[HeldOut], min_docs: int = MIN_CI_DOCS) -> list[str]:
+    "One note per corpus with fewer than `min_docs` held-out documents: a bootstrap over so few documents is rough."
+    return [f"{h.name}: only {h.n_docs} held-out documents, so its bootstrap CIs are rough; raise evaluate.max_docs or give "
+            f"the split more documents (data.split)" for h in helds if h.n_docs < min_docs]
+
 def evaluate_models(models: dict, helds: list[HeldOut], *, reference: str, pad_id: int, max_len: int, batch_size: int = 16,
                     top_k: int = 5, reps: int = 1000, seed: int = 1234, progress: bool = True, log=print) -> list[dict]:
     """Score every model ({name: loaded model}) on every HeldOut with the same masks; rows of metrics with 95% CIs.
@@ -428,6 +435,7 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
     chunks = {n: doc_chunks(c, split_bounds(c, corpora[n][1], d.split), d.max_seq_len - 2, max_docs=e.max_docs,
                             max_samples=e.max_samples, seed=e.seed) for n, c in corp.items()}
     helds = [heldout_samples(n, corp[n], chunks[n], vocab, d, e.seed) for n in corp]
+    notes += few_docs_notes(helds)
     terms = None
     if terms_from and all(t in corp for t in terms_from):
         dom, gen = terms_from
