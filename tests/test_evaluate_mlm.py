@@ -188,6 +188,13 @@ def test_masked_lm_dir_and_vocab_checks(setup, tmp_path):
     assert json.loads((tmp_path / "mlm" / "config.json").read_text())["architectures"] == ["ErnieForMaskedLM"]
     rb = rows_by(run(s, {"base": s["base"], "mlm": str(tmp_path / "mlm")}, "m", terms_from=None))
     assert rb[("mlm", "domain")]["delta_loss"] == {"value": 0.0, "ci": [0.0, 0.0]}
+    # a checkpoint without an MLM head (the bare encoder): refused, not scored with a random head
+    from paddlenlp.transformers import ErnieModel
+    bare = ErnieModel(src.config)
+    bare.set_state_dict({k[len("ernie."):]: v for k, v in src.state_dict().items() if k.startswith("ernie.")})
+    bare.save_pretrained(str(tmp_path / "bare")); tok.save_pretrained(str(tmp_path / "bare"))
+    with pytest.raises(ValueError, match=r"no MLM head weights"):
+        run(s, {"base": s["base"], "bare": str(tmp_path / "bare")}, "x", terms_from=None)
     # a vocab that appends tokens (stage 07's extend_vocab): evaluated on the same ids, with a note
     ext = tmp_path / "ext_tok"
     ext.mkdir()

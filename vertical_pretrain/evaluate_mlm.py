@@ -192,15 +192,29 @@ def term_cloze_samples(name: str, corpus: IndexedCorpus, chunks: list, vocab: Ma
 
 # %% ../nbs/07b_evaluate_mlm.ipynb #802922fd
 def load_mlm_model(path):
-    "An ERNIE model with an MLM head (ErnieForMaskedLM when the dir says so, else ErnieForPretraining), float32, eval mode."
+    """An ERNIE model with an MLM head (ErnieForMaskedLM when the dir says so, else ErnieForPretraining), float32, eval mode.
+
+    Raises ValueError when the checkpoint holds no MLM head weights (e.g. an `ErnieModel` or a fine-tuned classifier):
+    paddlenlp would initialize the head at random and the loss would measure nothing."""
+    import logging
+    from paddlenlp.utils.log import logger
     from vertical_pretrain.export import read_model_configs, load_model
-    from vertical_pretrain.pretrain import quiet_paddlenlp
     arch = None
     if Path(str(path)).is_dir():
         config = read_model_configs(path)[0] or {}
         arch = (config.get("architectures") or [None])[0]
-    with quiet_paddlenlp("ERROR"):
-        model = load_model(path, "ForMaskedLM" if arch and arch.endswith("ForMaskedLM") else "ForPretraining", dtype="float32")
+    class _Capture(logging.Handler):  # paddlenlp reports weights it had to initialize only as a warning
+        def __init__(self): super().__init__(logging.WARNING); self.messages = []
+        def emit(self, record): self.messages.append(record.getMessage())
+    lg, cap = logger.logger, _Capture()
+    handlers, level = lg.handlers[:], lg.level
+    lg.handlers = [cap]; lg.setLevel(logging.WARNING)
+    try: model = load_model(path, "ForMaskedLM" if arch and arch.endswith("ForMaskedLM") else "ForPretraining", dtype="float32")
+    finally: lg.handlers = handlers; lg.setLevel(level)
+    fresh = [m for m in cap.messages if "newly initialized" in m and "cls.predictions" in m]
+    if fresh:
+        raise ValueError(f"{path}: the checkpoint has no MLM head weights (cls.predictions.*), so its MLM loss would come from a "
+                         "randomly initialized head; evaluate a checkpoint saved from ErnieForPretraining or ErnieForMaskedLM")
     model.eval()
     return model
 
@@ -495,7 +509,9 @@ def default_corpora(cfg: Config, log=print) -> dict:
             "`vertical-pretrain evaluate-mlm --corpora general=PREFIX:test --tokenizer DIR`")
     return corpora
 
-def adaptation_dir(cfg: Config) -> Path: return cfg.paths.run_dir / "adaptation"
+def adaptation_dir(cfg: Config) -> Path:
+    "output/<run>/adaptation/: where stage 07b writes adaptation.json / .md / .png and terms.json."
+    return cfg.paths.run_dir / "adaptation"
 
 def run_stage(cfg: Config, *, force: bool = False, progress: bool = True, log=print) -> dict:
     "Stage 07b: the default models on the default corpora (plus the term cloze) into <run>/adaptation/."
