@@ -236,6 +236,8 @@ def test_cli(setup, capsys):
     assert json.loads((s["root"] / "cli" / "adaptation.json").read_text())["corpora"]["general"]["split"] == "test"
     assert cli_main(argv[:4] + ["base"] + argv[5:]) == 2
     assert "--models expects NAME=VALUE, got 'base'" in capsys.readouterr().err
+    assert cli_main(argv + ["--reference", "nobody"]) == 2
+    assert "the reference model 'nobody' is not among the models ['base', 'domain']" in capsys.readouterr().err
     assert cli_main(argv[:7] + [f"domain={dp}_nope:test"] + argv[8:]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "run stage 04 first" in err

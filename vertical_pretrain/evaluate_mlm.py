@@ -419,6 +419,7 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
     out_dir = Path(out_dir)
     e, d = ecfg, data_cfg
     if e.top_k < 1 or e.bootstrap_reps < 1: raise ValueError("evaluate.top_k and evaluate.bootstrap_reps must be >= 1")
+    if reference not in models: raise ValueError(f"the reference model {reference!r} is not among the models {list(models)}")
     params = {"models": {k: str(v) for k, v in models.items()}, "corpora": {k: list(v) for k, v in corpora.items()},
               "tokenizer": str(tokenizer), "reference": reference, "terms_from": list(terms_from or []),
               "evaluate": vars(e), "data": {k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "max_ngrams",
@@ -465,6 +466,8 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
             "general_words": int(sum(counts[1].values())), "terms": terms}, ensure_ascii=False, indent=1))
         helds.append(term_cloze_samples(f"{dom}-terms", corp[dom], chunks[dom], vocab, strings, [t["term"] for t in terms],
                                         d.max_seq_len, d.masked_lm_prob, e.seed))
+        if not terms: notes.append(f"term cloze: no word of {dom} passed the filters (see terms.json); lower "
+                                   "evaluate.term_min_count or evaluate.term_min_z")
         log(f"terms: {len(terms)} ({', '.join(t['term'] for t in terms[:10])}{', ...' if len(terms) > 10 else ''}); "
             f"{out_dir / 'terms.json'}")
     elif terms_from:
