@@ -22,10 +22,10 @@ from .dataset import (SPLIT_NAMES, IndexedCorpus, MaskingVocab, Sample, build_sa
 from .fileio import atomic_path, atomic_write_text, stage_is_done, write_manifest
 
 # %% auto #0
-__all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'MIN_CI_DOCS', 'bootstrap_weights', 'ratio_ci', 'paired_delta_ci',
-           'log_odds_dirichlet', 'select_terms', 'token_strings', 'split_bounds', 'count_words', 'HeldOut',
-           'doc_chunks', 'heldout_samples', 'term_cloze_samples', 'load_mlm_model', 'vocab_relation', 'score_samples',
-           'per_doc_sums', 'few_docs_notes', 'evaluate_models', 'markdown_table', 'plot_adaptation',
+__all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'MIN_CI_DOCS', 'EVAL_VERSION', 'bootstrap_weights', 'ratio_ci',
+           'paired_delta_ci', 'log_odds_dirichlet', 'select_terms', 'token_strings', 'split_bounds', 'count_words',
+           'HeldOut', 'doc_chunks', 'heldout_samples', 'term_cloze_samples', 'load_mlm_model', 'vocab_relation',
+           'score_samples', 'per_doc_sums', 'few_docs_notes', 'evaluate_models', 'markdown_table', 'plot_adaptation',
            'parse_corpus_spec', 'ids_tokenizer', 'same_tokenizer', 'run_evaluation', 'default_models',
            'default_corpora', 'adaptation_dir', 'run_stage', 'adaptation_report', 'main']
 
@@ -405,6 +405,8 @@ def _model_inputs(path) -> list[Path]:
     p = Path(str(path))
     return sorted(f for f in p.iterdir() if f.is_file() and f.suffix in (".pdparams", ".json", ".txt", ".safetensors")) if p.is_dir() else []
 
+EVAL_VERSION = 2  # bump when the same inputs would give other results: a finished evaluation then reruns
+
 def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data_cfg, ecfg, reference: str = "base",
                    terms_from: tuple[str, str] | None = ("domain", "general"), force: bool = False, progress: bool = True,
                    log=print) -> dict:
@@ -421,7 +423,7 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
     if e.top_k < 1 or e.bootstrap_reps < 1: raise ValueError("evaluate.top_k and evaluate.bootstrap_reps must be >= 1")
     if reference not in models: raise ValueError(f"the reference model {reference!r} is not among the models {list(models)}")
     params = {"models": {k: str(v) for k, v in models.items()}, "corpora": {k: list(v) for k, v in corpora.items()},
-              "tokenizer": str(tokenizer), "reference": reference, "terms_from": list(terms_from or []),
+              "tokenizer": str(tokenizer), "reference": reference, "terms_from": list(terms_from or []), "version": EVAL_VERSION,
               "evaluate": vars(e), "data": {k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "max_ngrams",
                                                                        "favor_longer_ngram")}}
     inputs = [f for m in models.values() for f in _model_inputs(m)] + \
