@@ -369,10 +369,11 @@ def plot_adaptation(result: dict, path=None):
         rs = [r for r in rows if r["corpus"] == corpus and r["kind"] == kind]
         v = np.array([r[metric]["value"] for r in rs])
         lo, hi = np.array([r[metric]["ci"][0] for r in rs]), np.array([r[metric]["ci"][1] for r in rs])
-        ax.bar(range(len(rs)), v, color=[f"C{i}" for i in range(len(rs))], alpha=0.8)
-        ax.errorbar(range(len(rs)), v, yerr=[v - lo, hi - v], fmt="none", ecolor="k", capsize=4)
-        ax.set_xticks(range(len(rs)), [r["model"] for r in rs]); ax.set_title(title, fontsize=10)
-        if kind == "mlm": ax.set_ylim(max(0, float(lo.min()) * 0.9), float(hi.max()) * 1.05)
+        for i in range(len(rs)):  # points, not bars: the loss axis does not start at 0
+            ax.errorbar([i], v[i:i + 1], yerr=[v[i:i + 1] - lo[i:i + 1], hi[i:i + 1] - v[i:i + 1]], fmt="o", color=f"C{i}", capsize=5)
+        ax.set_xticks(range(len(rs)), [r["model"] for r in rs]); ax.set_xlim(-0.5, len(rs) - 0.5)
+        ax.set_title(title, fontsize=10); ax.grid(axis="y", alpha=0.3)
+        if kind == "cloze": ax.set_ylim(-0.02, max(0.1, float(hi.max()) * 1.15))
     fig.tight_layout()
     if path is not None:
         with atomic_path(path) as tmp: fig.savefig(tmp, dpi=90, format="png")
