@@ -370,7 +370,7 @@ def plot_adaptation(result: dict, path=None):
         v = np.array([r[metric]["value"] for r in rs])
         lo, hi = np.array([r[metric]["ci"][0] for r in rs]), np.array([r[metric]["ci"][1] for r in rs])
         for i in range(len(rs)):  # points, not bars: the loss axis does not start at 0
-            ax.errorbar([i], v[i:i + 1], yerr=[v[i:i + 1] - lo[i:i + 1], hi[i:i + 1] - v[i:i + 1]], fmt="o", color=f"C{i}", capsize=5)
+            ax.errorbar(i, float(v[i]), yerr=[[float(v[i] - lo[i])], [float(hi[i] - v[i])]], fmt="o", color=f"C{i}", capsize=5)
         ax.set_xticks(range(len(rs)), [r["model"] for r in rs]); ax.set_xlim(-0.5, len(rs) - 0.5)
         ax.set_title(title, fontsize=10); ax.grid(axis="y", alpha=0.3)
         if kind == "cloze": ax.set_ylim(-0.02, max(0.1, float(hi.max()) * 1.15))
