@@ -10,7 +10,7 @@ import pytest
 
 from vertical_pretrain.check import check_report, disk_estimate, run_checks, stage_keys, world_size
 from vertical_pretrain.config import get_config
-from vertical_pretrain.pipeline import select_stages
+from vertical_pretrain.pipeline import STAGES, select_stages
 
 REPO = Path(__file__).resolve().parents[1]
 NBS = REPO / "nbs"
@@ -209,6 +209,16 @@ def test_batch_sizes_must_divide(tmp_path):
     only(run_checks(good_config(tmp_path, **{"finetune.batch_size": 0}), nbs_dir=NBS), "finetune.batch_size=0")
 
 
+def test_evaluate_settings_and_base_model_of_stage_07b(tmp_path):
+    "Stage 07b runs after training: bad evaluate.* values and a from-scratch run without a base are caught before it."
+    cfg = good_config(tmp_path, **{"evaluate.bootstrap_reps": 0, "evaluate.top_k": 0})
+    lines = run_checks(cfg, nbs_dir=NBS)
+    assert "fix: --set evaluate.bootstrap_reps=1000" in only(lines, "evaluate.bootstrap_reps=0")
+    assert "fix: --set evaluate.top_k=5" in only(lines, "evaluate.top_k=0")
+    scratch = good_config(tmp_path, **{"base_model.enabled": False, "model.model_name_or_path": ""})
+    only(run_checks(scratch, stages=select_stages("07b", "07b"), nbs_dir=NBS), "stage 07b has no base model")
+
+
 def test_world_size_follows_the_launcher(tmp_path):
     assert world_size(get_config("smoke", {"launch.nproc": 3})) == 3
     assert world_size(get_config("full", {"launch.devices": "0,1", "launch.nnodes": 2, "launch.master": "h:1"})) == 4
@@ -239,7 +249,7 @@ def test_nbs_dir_without_notebooks(tmp_path):
     empty = tmp_path / "empty_nbs"
     empty.mkdir()
     line = only(run_checks(good_config(tmp_path), nbs_dir=empty), "stage notebooks not found")
-    assert str(empty) in line and "VERTICAL_PRETRAIN_ROOT" in line and "13 of 13 missing" in line
+    assert str(empty) in line and "VERTICAL_PRETRAIN_ROOT" in line and f"{len(STAGES)} of {len(STAGES)} missing" in line
     assert "1 of 1 missing" in only(run_checks(good_config(tmp_path), stages=select_stages("03", "03"), nbs_dir=empty), "notebooks")
 
 

@@ -118,6 +118,18 @@ def test_replay_run_blends_and_exports(smoke_run):
     assert json.loads((run / "replay_time.json").read_text())["train_seconds"] > 0
 
 
+def test_held_out_mlm_evaluation_of_every_model(smoke_run):
+    "Stage 07b: base, domain and tapt on the same held-out masks, with the table, the plot and the term list."
+    cfg = smoke_run[0]
+    out = cfg.paths.run_dir / "adaptation"
+    res = json.loads((out / "adaptation.json").read_text(encoding="utf-8"))
+    assert list(res["models"]) == ["base", "domain", "tapt"]
+    general = [r for r in res["rows"] if r["corpus"] == "general"]
+    assert [r["model"] for r in general] == ["base", "domain", "tapt"] and all("delta_loss" in r for r in general[1:])
+    assert (out / "adaptation.md").read_text(encoding="utf-8").startswith("MLM loss in nats")
+    assert (out / "adaptation.png").stat().st_size > 0 and "Monroe" in (out / "terms.json").read_text(encoding="utf-8")
+
+
 def test_docs_from_the_executed_course_render(smoke_run, tmp_path, monkeypatch):
     "The course site of this run, used in headless Chromium: sidebar to every lesson, Chinese search, plots, API."
     from browser import CHROMIUM, NO_NETWORK, check_course_site, docstring_first_paragraph

@@ -22,10 +22,10 @@ from .config import (Config, add_config_args, base_tokenizer_dir, config_from_ar
                                       project_root, resolve_path, tokenizer_source)
 
 # %% ../nbs/09b_check.ipynb #f5e7dc8b
-PRETRAIN_STAGES = {"05", "05a", "06", "06b", "07a"}  # build samples of data.max_seq_len / train with train.*
+PRETRAIN_STAGES = {"05", "05a", "06", "06b", "07a", "07b"}  # build samples of data.max_seq_len / train with train.*
 TRAIN_STAGES = {"05a", "06", "06b", "07a"}  # start training processes (launch.*)
-MODEL_STAGES = {"06", "06b", "07a", "08"}  # load model.model_name_or_path (08: the base row)
-TOKENIZER_STAGES = {"04", "06", "06b", "07a"}  # tokenize with tokenizer_source(cfg)
+MODEL_STAGES = {"06", "06b", "07a", "07b", "08"}  # load model.model_name_or_path (07b, 08: the base row)
+TOKENIZER_STAGES = {"04", "06", "06b", "07a", "07b"}  # tokenize with tokenizer_source(cfg) (07b: reads ids written with it)
 DATA_STAGES = {"01", "02", "03", "04", "05"}  # write derived data under paths.data_root
 OFFLINE_FIX = ("a local model dir (--set model.model_name_or_path=/path/to/dir) or the offline base "
                "(--set model.model_name_or_path= --set base_model.enabled=true)")
@@ -196,7 +196,7 @@ def _hub_problems(setting: str, name: str, what: str, cached: bool, url: str | N
             f"{ppnlp_model_home() / name}; fix: {OFFLINE_FIX}"]
 
 def check_model_sources(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> list[str]:
-    """The model (stages 06/07a/08) and the tokenizer (04/06/07a) resolve: local files, PaddleNLP names, or the offline base.
+    """The model (stages 06/06b/07a/07b/08) and the tokenizer (04/06/06b/07a/07b) resolve: local files, PaddleNLP names, or the offline base.
 
     Returns one line per problem with the setting and the fix; `[]` when all is well. A hub name that is not cached
     is checked with a HEAD request to its URL (`url_problem`, a few seconds at most); nothing is downloaded."""
@@ -204,9 +204,10 @@ def check_model_sources(cfg: Config, keys: set[str], info: ModelInfo | None = No
     msetting, tsetting = "model.model_name_or_path", "pretraining_data.tokenizer_name_or_path"
     if keys & MODEL_STAGES:
         info = info or model_info(cfg)
-        if info.kind == "scratch" and "08" in keys:
-            out.append(f"{msetting} is empty and base_model.enabled=false: stage 08 has no base model to compare the domain "
-                       f"model with; fix: --set base_model.enabled=true, or a base model dir/name, or leave stage 08 out")
+        if info.kind == "scratch" and keys & {"07b", "08"}:
+            which = " and ".join(f"stage {k}" for k in sorted(keys & {"07b", "08"}))
+            out.append(f"{msetting} is empty and base_model.enabled=false: {which} has no base model to compare the domain "
+                       f"model with; fix: --set base_model.enabled=true, or a base model dir/name, or leave {which} out")
         elif info.kind == "base" and not (keys & {"05a"}) and not _has(Path(info.source), WEIGHT_FILES):
             out.append(f"{msetting} is empty (offline base): {info.source} does not exist yet and stage 05a is not selected; "
                        f"fix: run stages 03a and 05a first (vertical-pretrain pipeline --from 03a)")
@@ -342,6 +343,10 @@ def check_batches(cfg: Config, keys: set[str]) -> list[str]:
     if "06" in keys: out += step_problems(cfg.train)
     if "08" in keys and cfg.finetune.batch_size <= 0:
         out.append(f"finetune.batch_size={cfg.finetune.batch_size} must be > 0; fix: --set finetune.batch_size=16")
+    if "07b" in keys:  # the held-out evaluation runs after training: its settings are checked before it
+        e = cfg.evaluate
+        out += [f"evaluate.{k}={getattr(e, k)} must be >= 1; fix: --set evaluate.{k}={v}"
+                for k, v in (("batch_size", 16), ("bootstrap_reps", 1000), ("top_k", 5)) if getattr(e, k) < 1]
     return out
 
 def step_problems(train_cfg) -> list[str]:
@@ -504,7 +509,7 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None) -> dict:
               ("task data", lambda: check_task(cfg, keys)) if keys & {"07a", "08"} else None,
               ("corpus blend", lambda: check_blend(cfg, keys)) if keys & {"05", "06", "06b"} else None,
               ("sequence lengths", lambda: check_shapes(cfg, keys, info())) if keys & (PRETRAIN_STAGES | {"08"}) else None,
-              ("batch sizes", lambda: check_batches(cfg, keys)) if keys & (TRAIN_STAGES | {"08"}) else None,
+              ("batch sizes", lambda: check_batches(cfg, keys)) if keys & (TRAIN_STAGES | {"07b", "08"}) else None,
               ("disk space", lambda: check_disk(cfg, keys, info())),
               ("gpu", lambda: check_gpu(cfg, keys))]
     checks = [c for c in checks if c]

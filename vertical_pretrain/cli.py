@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "extend-vocab": ("vertical_pretrain.export", "extend_vocab_main", "add domain tokens to vocab + resize the model"),
     "replay": ("vertical_pretrain.replay", "main", "stage 06b: the domain run with general-corpus replay (data.blend)"),
     "tapt": ("vertical_pretrain.tapt", "main", "stage 07a: task-adaptive pretraining on the task's unlabeled text"),
+    "evaluate-mlm": ("vertical_pretrain.evaluate_mlm", "main", "stage 07b: held-out MLM loss (domain, general) and term cloze, with bootstrap CIs"),
     "build-task": ("vertical_pretrain.task", "build_task_main", "build the man-page classification task"),
     "finetune": ("vertical_pretrain.finetune", "finetune_main", "fine-tune one model on a classification task"),
     "compare": ("vertical_pretrain.finetune", "compare_main", "stage 08: base vs domain (vs random-init, tapt) fine-tune comparison over seeds"),

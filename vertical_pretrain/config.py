@@ -6,9 +6,9 @@
 __all__ = ['AUTO', 'PROFILES', 'project_root', 'resolve_path', 'PathsConfig', 'Pdf2TextConfig', 'SegmentConfig',
            'TransToJsonConfig', 'PretrainingDataConfig', 'VocabConfig', 'DataConfig', 'ModelConfig', 'TrainConfig',
            'LaunchConfig', 'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'TaptConfig', 'ReplayConfig',
-           'PipelineConfig', 'Config', 'get_config', 'base_config', 'base_run_dir', 'base_tokenizer_dir',
-           'base_model_dir', 'model_source', 'tokenizer_source', 'parse_blend', 'resolve_blend', 'is_blended',
-           'parse_set', 'add_config_args', 'config_from_args']
+           'EvaluateConfig', 'PipelineConfig', 'Config', 'get_config', 'base_config', 'base_run_dir',
+           'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source', 'parse_blend', 'resolve_blend',
+           'is_blended', 'parse_set', 'add_config_args', 'config_from_args']
 
 # %% ../nbs/00_config.ipynb #04a9bb7a
 import argparse
@@ -254,6 +254,21 @@ class ReplayConfig:
     run_name: str = ""  # output/<run_name>/; empty = "<paths.run_name>_replay"
 
 @dataclass
+class EvaluateConfig:
+    "Stage 07b: held-out MLM loss of base / domain (/ tapt) on domain and general text, and the domain-term cloze."
+    max_docs: int = 200  # held-out documents per corpus (0 = all): the cost of the evaluation grows with it
+    max_samples: int = 2000  # samples per corpus at most (a sample = consecutive sentences of one document)
+    batch_size: int = 16
+    seed: int = 1234  # masks and the bootstrap resamples
+    bootstrap_reps: int = 1000  # percentile bootstrap over documents (95% CI)
+    top_k: int = 5  # term cloze: every token of the term within the model's top-k
+    term_min_count: int = 5  # a term occurs at least this often in the domain train split
+    term_min_chars: int = 2
+    max_terms: int = 200  # the highest-scoring terms by the log-odds z-score
+    term_min_z: float = 1.96  # and only terms significantly more frequent in the domain than in the general corpus
+    term_prior: float = 1000.0  # Dirichlet prior strength alpha_0 (Monroe et al. 2008), spread by pooled word frequency
+
+@dataclass
 class PipelineConfig:
     "Stage 09: papermill over the notebooks."
     kernel: str = "python3"
@@ -282,6 +297,7 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     tapt: TaptConfig = field(default_factory=TaptConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
@@ -437,6 +453,8 @@ PROFILES: dict[str, dict] = {
         "finetune.batch_size": 16, "finetune.workers": 2,
         "tapt.enabled": True, "tapt.max_steps": 4, "tapt.max_lr": 1e-3,  # the smoke run covers stage 07a end to end
         "replay.enabled": True,  # and stage 06b
+        "evaluate.max_docs": 20, "evaluate.max_samples": 40, "evaluate.bootstrap_reps": 200, "evaluate.term_min_count": 2,
+        "evaluate.max_terms": 50,
     },
 }
 
