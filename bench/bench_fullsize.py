@@ -5,9 +5,12 @@ run by the `full` profile's code path with launch.device=cpu, gloo, 1 and 2 proc
 python bench/bench_fullsize.py [--nproc 1,2] [--seq 128] [--micro 4] [--steps 4]
 
 Seconds per step = global batch / samples/s of each logged step (metrics.jsonl), the first step (warm-up) left out.
-Peak RSS is sampled every 0.2 s with psutil over the launcher's process tree: the largest single process (a trainer)
-and the largest sum over the tree (trainers, DataLoader workers and the launcher; shared pages are counted in every
-process, so the sum is an upper bound)."""
+A watcher polls the launcher's process tree every 0.2 s with psutil:
+- peak RSS: of the largest single process (a trainer) and of the sum over the tree (trainers, DataLoader workers and
+  the launcher; pages shared between processes count in each, so the sum is an upper bound);
+- CPU seconds per step: CPU time (user + system) of the whole tree between the end of step 1 and the end of the last
+  step (seen as new lines of metrics.jsonl), divided by the steps. On a shared machine the wall time per step grows with
+  the load; the CPU time per step much less, so wall / CPU says how much of the machine the run got."""
 import argparse
 import json
 import os
@@ -34,19 +37,25 @@ def make_inputs(root: Path, lines: int = 3000):
     return standin, rep
 
 
-def watch_rss(pid: int, stop: threading.Event, peak: dict):
-    "Sample the RSS of `pid` and its descendants until `stop`: peak of the largest process and of the sum."
+def watch(pid: int, metrics: Path, stop: threading.Event, peak: dict, steps: list):
+    """Poll `pid` and its descendants until `stop`: peak RSS (largest process, sum) into `peak`, and at every new train
+    record of `metrics` a (records, wall, tree CPU seconds) tuple into `steps`."""
     import psutil
     try: root = psutil.Process(pid)
     except psutil.NoSuchProcess: return
+    cpu_seen = {}  # pid -> last CPU seconds: a process that exits keeps its share
     while not stop.is_set():
         try: procs = [root] + root.children(recursive=True)
         except psutil.NoSuchProcess: break
         rss = []
         for p in procs:
-            try: rss.append(p.memory_info().rss)
+            try:
+                with p.oneshot():
+                    rss.append(p.memory_info().rss); t = p.cpu_times(); cpu_seen[p.pid] = t.user + t.system
             except psutil.NoSuchProcess: pass
         if rss: peak["max_proc"], peak["sum"] = max(peak["max_proc"], max(rss)), max(peak["sum"], sum(rss))
+        n = sum('"split": "train"' in l for l in metrics.read_text().splitlines()) if metrics.is_file() else 0
+        if n and (not steps or n > steps[-1][0]): steps.append((n, time.time(), sum(cpu_seen.values())))
         stop.wait(0.2)
 
 
@@ -57,13 +66,16 @@ def run(root: Path, standin: Path, nproc: int, seq: int, micro: int, steps: int)
     cfg = full_profile_on_cpu(standin, max_seq_len=seq, micro_batch_size=micro, nproc=nproc, max_steps=steps, overrides={
         "paths.data_root": str(root / "data"), "paths.corpus": "c", "paths.output_root": str(root / "out"),
         "paths.run_name": f"full_{nproc}p", "data.max_repeat_epochs": 10000, "train.logging_freq": 1,
-        "train.eval_freq": 0, "train.save_steps": 0, "train.checkpoint_steps": 0, "train.continue_training": False})
+        "train.eval_freq": 0, "train.eval_iters": 1, "train.save_steps": 0, "train.checkpoint_steps": 0, "train.continue_training": False})
     path = cfg.save(root / f"full_{nproc}p.yaml")
     cmd = build_launch_command(cfg, path)
-    env = {**os.environ, **launch_env(cfg), "PYTHONPATH": str(REPO), "GLOG_minloglevel": "2"}
-    t0, peak, stop = time.time(), {"max_proc": 0, "sum": 0}, threading.Event()
+    # the threads launch_env gives when OMP_NUM_THREADS is unset: the cores shared among the processes
+    env = {**os.environ, **launch_env(cfg), "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc)),
+           "PYTHONPATH": str(REPO), "GLOG_minloglevel": "2"}
+    t0, peak, stop, marks = time.time(), {"max_proc": 0, "sum": 0}, threading.Event(), []
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
-    th = threading.Thread(target=watch_rss, args=(proc.pid, stop, peak), daemon=True); th.start()
+    th = threading.Thread(target=watch, args=(proc.pid, cfg.paths.run_dir / "metrics.jsonl", stop, peak, marks), daemon=True)
+    th.start()
     out = proc.communicate()[0]
     stop.set(); th.join()
     if proc.returncode != 0:
@@ -71,7 +83,8 @@ def run(root: Path, standin: Path, nproc: int, seq: int, micro: int, steps: int)
         raise RuntimeError(f"x{nproc} failed:\n{out[-3000:]}\n{logs}")
     recs = [r for r in read_metrics(cfg.paths.run_dir) if r["split"] == "train"][1:]  # step 1 is the warm-up
     sec = [cfg.train.global_batch_size / r["samples_per_s"] for r in recs]
-    return {"sec_per_step": sum(sec) / len(sec), "min_sec": min(sec), "tokens_per_s": sum(r["tokens_per_s"] for r in recs) / len(recs),
+    (n0, w0, c0), (n1, w1, c1) = marks[0], marks[-1]  # logging_freq 1: one train record per step
+    return {"sec_per_step": sum(sec) / len(sec), "cpu_per_step": (c1 - c0) / max(1, n1 - n0), "min_sec": min(sec), "tokens_per_s": sum(r["tokens_per_s"] for r in recs) / len(recs),
             "wall": time.time() - t0, "peak_proc_gb": peak["max_proc"] / 2 ** 30, "peak_sum_gb": peak["sum"] / 2 ** 30,
             "global": cfg.train.global_batch_size, "threads": env.get("OMP_NUM_THREADS", "")}
 
@@ -89,13 +102,13 @@ def main() -> int:
         print(f"model: {rep['name']} stand-in, {rep['parameters']:,} parameters (ErnieModel; 76,061,250 with the pretraining "
               f"heads), vocab {rep['config']['vocab_size']:,}; seq {args.seq}, micro batch {args.micro} per process; "
               f"{os.cpu_count()} cores\n")
-        print("| procs | threads/proc | global batch | s/step (mean) | s/step (best) | tokens/s | peak RSS, largest process | "
-              "peak RSS, process tree | wall (incl. startup) | load avg before / after |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| procs | threads/proc | global batch | s/step (mean) | s/step (best) | CPU s/step (all processes) | tokens/s | "
+              "peak RSS, largest process | peak RSS, process tree | wall (incl. startup) | load avg before / after |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for nproc in map(int, args.nproc.split(",")):
             before = os.getloadavg()[0]
             r = run(root, standin, nproc, args.seq, args.micro, args.steps)
-            print(f"| {nproc} | {r['threads']} | {r['global']} | {r['sec_per_step']:.1f} | {r['min_sec']:.1f} | "
+            print(f"| {nproc} | {r['threads']} | {r['global']} | {r['sec_per_step']:.1f} | {r['min_sec']:.1f} | {r['cpu_per_step']:.1f} | "
                   f"{r['tokens_per_s']:,.0f} | {r['peak_proc_gb']:.2f} GB | {r['peak_sum_gb']:.2f} GB | {r['wall']:.0f} s | "
                   f"{before:.1f} / {os.getloadavg()[0]:.1f} |", flush=True)
     print(f"\nsteps timed: {args.steps - 1} per row (step 1 is the warm-up). The machine is shared: a load average above "
