@@ -269,24 +269,29 @@ class DagCutter:
     def cut(self, text: str) -> list:
         "Cut `text` into dictionary words and characters (runs of single ASCII letters/digits glued)."
         n, pref, logtotal = len(text), self.prefixes, self.logtotal
-        dag = []
-        for head in range(n):
-            ends, end = [head], head + 1
-            word = text[head:end]
-            while end <= n and word in pref:
-                if pref[word]:
-                    ends.append(end - 1)
-                end += 1
-                word = text[head:end]
-            dag.append(ends)
-        route = [None] * (n + 1)
-        route[n] = (0, 0)
-        for idx in range(n - 1, -1, -1):
-            route[idx] = max((log(pref.get(text[idx:e + 1]) or 1) - logtotal + route[e + 1][0], e)
-                             for e in dag[idx])
+        # one right-to-left pass: the words starting at `head` are scored as soon as they are found, against the
+        # best route of the text after them (already known). Same sums, in the same order, as LAC's
+        # `log(freq or 1) - logtotal + route[end]`; ties go to the larger end index, like its tuple `max`.
+        single = log(1) - logtotal                 # a lone character: its "frequency" counts as 1
+        score, nxt = [0.0] * (n + 1), [0] * (n + 1)
+        for head in range(n - 1, -1, -1):
+            best, best_end = single + score[head + 1], head
+            if text[head] in pref:
+                end = head + 2
+                while end <= n:
+                    word = text[head:end]
+                    if word not in pref:
+                        break
+                    length = pref[word]
+                    if length:
+                        cand = log(length) - logtotal + score[end]
+                        if cand >= best:
+                            best, best_end = cand, end - 1
+                    end += 1
+            score[head], nxt[head] = best, best_end
         out, buf, i = [], '', 0
         while i < n:
-            j = route[i][1] + 1
+            j = nxt[i] + 1
             piece = text[i:j]
             if len(piece) == 1 and self._ascii_alnum.match(piece):
                 buf += piece
