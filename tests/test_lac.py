@@ -202,6 +202,26 @@ def test_gru_weight_layout_and_reverse_direction():
         np.testing.assert_allclose(got[b, :L], ref, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("variant", ["reverse_first", "origin_mode"])
+def test_onnx_graph_follows_direction_order_and_origin_mode(variant):
+    "Graph variants LAC's shipped models do not use: the ONNX engine still computes what the numpy engine computes."
+    net = BiGRUCRF(find_lac_model_dir("seg") / "model")
+    for layer in net.layers:
+        if variant == "reverse_first":
+            for key in ("w_in", "b_in", "w_gate", "w_cand"):
+                layer[key] = np.ascontiguousarray(layer[key][::-1])
+            layer["reverse"], layer["origin_mode"] = layer["reverse"][::-1], layer["origin_mode"][::-1]
+        else:
+            layer["origin_mode"] = [True, True]
+    rng = np.random.default_rng(3)
+    ids, lengths = rng.integers(0, net.embedding.shape[0], size=(5, 11)), np.array([11, 4, 1, 7, 9])
+    mask = np.arange(11)[None, :] < lengths[:, None]
+    fast = lacmod.OnnxBiGRUCRF(net).emissions(ids, lengths)
+    ref = net.emissions(ids, lengths)
+    np.testing.assert_allclose(fast[mask], ref[mask], atol=1e-4)
+    assert np.abs(ref[mask]).max() > 0.1                       # not trivially zero
+
+
 def test_lac_mode_pre_segmentation_quirks():
     cutter = DagCutter(find_lac_model_dir("lac") / "conf" / "small_seg.dic")
     assert cutter.cut("abc12 x") == ["abc12", " ", "x"]          # single ASCII letters/digits are glued
