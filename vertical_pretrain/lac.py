@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LAC_INSTALL_HINT', 'PADDLE_DTYPES', 'LACNotInstalledError', 'ModelFileError', 'lac_package_dir', 'find_lac_model_dir',
            'pb_fields', 'read_lod_tensor', 'read_program_ops', 'load_kv_dict', 'DagCutter', 'BiGRUCRF',
-           'viterbi_decode', 'Customization', 'LAC']
+           'viterbi_decode', 'gru_onnx_model', 'OnnxBiGRUCRF', 'Customization', 'LAC']
 
 # %% ../nbs/02a_lac.ipynb #b0bb7282
 import configparser
@@ -269,24 +269,29 @@ class DagCutter:
     def cut(self, text: str) -> list:
         "Cut `text` into dictionary words and characters (runs of single ASCII letters/digits glued)."
         n, pref, logtotal = len(text), self.prefixes, self.logtotal
-        dag = []
-        for head in range(n):
-            ends, end = [head], head + 1
-            word = text[head:end]
-            while end <= n and word in pref:
-                if pref[word]:
-                    ends.append(end - 1)
-                end += 1
-                word = text[head:end]
-            dag.append(ends)
-        route = [None] * (n + 1)
-        route[n] = (0, 0)
-        for idx in range(n - 1, -1, -1):
-            route[idx] = max((log(pref.get(text[idx:e + 1]) or 1) - logtotal + route[e + 1][0], e)
-                             for e in dag[idx])
+        # one right-to-left pass: the words starting at `head` are scored as soon as they are found, against the
+        # best route of the text after them (already known). Same sums, in the same order, as LAC's
+        # `log(freq or 1) - logtotal + route[end]`; ties go to the larger end index, like its tuple `max`.
+        single = log(1) - logtotal                 # a lone character: its "frequency" counts as 1
+        score, nxt = [0.0] * (n + 1), [0] * (n + 1)
+        for head in range(n - 1, -1, -1):
+            best, best_end = single + score[head + 1], head
+            if text[head] in pref:
+                end = head + 2
+                while end <= n:
+                    word = text[head:end]
+                    if word not in pref:
+                        break
+                    length = pref[word]
+                    if length:
+                        cand = log(length) - logtotal + score[end]
+                        if cand >= best:
+                            best, best_end = cand, end - 1
+                    end += 1
+            score[head], nxt[head] = best, best_end
         out, buf, i = [], '', 0
         while i < n:
-            j = route[i][1] + 1
+            j = nxt[i] + 1
             piece = text[i:j]
             if len(piece) == 1 and self._ascii_alnum.match(piece):
                 buf += piece
@@ -486,6 +491,84 @@ def viterbi_decode(emission, lengths, transitions):
             cur = np.where(active, track[k, rows, cur], cur)
     return path
 
+# %% ../nbs/02a_lac.ipynb #35025516
+def gru_onnx_model(net: BiGRUCRF) -> bytes:
+    """`net` (embedding, bi-GRU layers, emission fc; the CRF stays outside) as a serialized ONNX model, built in memory.
+
+    Inputs: `ids` int64 (T, B), time-major and zero-padded; `lengths` int32 (B,). Output: `emission` float32
+    (T, B, num_tags), undefined past each length. Follows the ONNX `GRU` operator (opset 14+, `linear_before_reset=0`,
+    gates z, r, h): LAC's update gate u is ONNX's 1 - z unless `origin_mode`, so those rows are negated. Raises
+    `ModelFileError` for a layer whose two GRUs are not one forward and one reverse."""
+    from onnx import TensorProto, helper, numpy_helper
+    inits, nodes = [], []
+
+    def const(name, arr):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        return name
+
+    nodes.append(helper.make_node('Gather', [const('embedding', net.embedding), 'ids'], ['x0'], axis=0))
+    x = 'x0'
+    for i, layer in enumerate(net.layers):
+        H = layer['H']
+        if sorted(layer['reverse']) != [False, True]:
+            raise ModelFileError(f'layer {i}: expected one forward and one reverse GRU, got reverse={layer["reverse"]}')
+        order = [layer['reverse'].index(False), layer['reverse'].index(True)]     # ONNX: forward first
+        W, R, B = [], [], []
+        for k in order:
+            sign = np.ones(3 * H, np.float32)
+            if not layer['origin_mode'][k]:
+                sign[:H] = -1.0                                   # z = 1 - u = sigmoid(-x_u)
+            W.append((layer['w_in'][k] * sign).T)                                          # (3H, D)
+            R.append((np.concatenate([layer['w_gate'][k], layer['w_cand'][k]], axis=1) * sign).T)  # (3H, H)
+            B.append(np.concatenate([layer['b_in'][k, 0] * sign, np.zeros(3 * H, np.float32)]))
+        nodes.append(helper.make_node(
+            'GRU', [x, const(f'W{i}', np.stack(W)), const(f'R{i}', np.stack(R)), const(f'B{i}', np.stack(B)), 'lengths'],
+            [f'y{i}'], direction='bidirectional', hidden_size=H, linear_before_reset=0))
+        y = f'y{i}'                                                              # (T, 2, B, H)
+        if order != [0, 1]:                                                      # concat in the model's own order
+            nodes.append(helper.make_node('Gather', [y, const(f'swap{i}', np.array([1, 0], np.int64))], [f'ys{i}'], axis=1))
+            y = f'ys{i}'
+        nodes.append(helper.make_node('Transpose', [y], [f'yt{i}'], perm=[0, 2, 1, 3]))    # (T, B, 2, H)
+        nodes.append(helper.make_node('Reshape', [f'yt{i}', const(f'shape{i}', np.array([0, 0, 2 * H], np.int64))],
+                                      [f'x{i + 1}']))
+        x = f'x{i + 1}'
+    nodes.append(helper.make_node('MatMul', [x, const('emission_w', net.emission_w)], ['mm']))
+    nodes.append(helper.make_node('Add', ['mm', const('emission_b', net.emission_b)], ['emission']))
+    graph = helper.make_graph(
+        nodes, 'lac_bigru',
+        [helper.make_tensor_value_info('ids', TensorProto.INT64, ['T', 'B']),
+         helper.make_tensor_value_info('lengths', TensorProto.INT32, ['B'])],
+        [helper.make_tensor_value_info('emission', TensorProto.FLOAT, ['T', 'B', net.num_tags])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]).SerializeToString()
+
+
+class OnnxBiGRUCRF:
+    """`BiGRUCRF` run by ONNX Runtime (CPU, `threads` intra-op threads, 1 per worker process by default): same
+    `emissions` / `decode` interface. Raises `ImportError` with the install command when onnx/onnxruntime is missing."""
+
+    def __init__(self, net: BiGRUCRF, threads: int = 1):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("LAC(engine='onnx') needs onnxruntime and onnx: pip install onnxruntime onnx "
+                              "(or use engine='numpy')") from None
+        self.net, self.num_tags, self.transitions = net, net.num_tags, net.transitions
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(gru_onnx_model(net), opts, providers=['CPUExecutionProvider'])
+
+    def emissions(self, ids, lengths):
+        "Emission scores (B, T, num_tags) for a padded (B, T) id batch with the true `lengths` (a transposed view)."
+        feed = {'ids': np.ascontiguousarray(np.asarray(ids, np.int64).T),
+                'lengths': np.asarray(lengths, np.int32)}
+        return self.session.run(None, feed)[0].transpose(1, 0, 2)
+
+    def decode(self, ids, lengths):
+        "Best tag-id path (B, T) for a padded id batch; positions past each length are 0."
+        return viterbi_decode(self.emissions(ids, lengths), lengths, self.transitions)
+
 # %% ../nbs/02a_lac.ipynb #89b7bf11
 class Customization:
     "LAC's user dictionary (`custom.Customization`): phrases that overwrite the model's per-char tags."
@@ -571,20 +654,26 @@ def _decode_bytes(data: bytes) -> str:
 
 
 class LAC:
-    """Drop-in replacement for LAC 2.1.2's `LAC` class, running its shipped models with numpy.
+    """Drop-in replacement for LAC 2.1.2's `LAC` class, running its shipped models on CPU without Paddle.
 
     `LAC(mode='seg').run(text)` returns the list of words; `LAC(mode='lac').run(text)` returns `[words, tags]`; a
     list of texts gives a list of those. Follows Baidu's LAC 2.1.2 (PyPI `LAC`, its `lac.py`; a BiGRU-CRF tagger);
-    `use_cuda` is accepted and ignored (numpy on CPU). Raises `NotImplementedError` for `mode='rank'`, `ValueError`
-    for another unknown mode, `LACNotInstalledError` when the LAC package (the model files) is missing,
+    `use_cuda` is accepted and ignored (CPU only). `engine`: 'onnx' (ONNX Runtime's fused GRU, `OnnxBiGRUCRF`, with
+    `threads` intra-op threads), 'numpy' (`BiGRUCRF`), or 'auto' (onnx when onnxruntime and onnx are installed).
+    Raises `NotImplementedError` for `mode='rank'`, `ValueError` for another unknown mode or engine, `ImportError`
+    for engine='onnx' without onnxruntime, `LACNotInstalledError` when the LAC package (the model files) is missing,
     `ModelFileError` for missing, truncated or inconsistent model files."""
 
     def __init__(self, model_path=None, mode: str = 'lac', use_cuda: bool = False,
-                 max_batch_size: int = 128, max_batch_tokens: int = 8192):
+                 max_batch_size: int = 128, max_batch_tokens: int = 8192, engine: str = 'auto', threads: int = 1):
         if mode == 'rank':
             raise NotImplementedError("mode='rank' (word importance) is not supported here; use 'seg' or 'lac'")
         if mode not in ('seg', 'lac'):
             raise ValueError(f"mode must be 'seg' or 'lac', got {mode!r}")
+        if engine not in ('auto', 'onnx', 'numpy'):
+            raise ValueError(f"engine must be 'auto', 'onnx' or 'numpy', got {engine!r}")
+        if engine == 'auto':
+            engine = 'onnx' if all(importlib.util.find_spec(m) for m in ('onnxruntime', 'onnx')) else 'numpy'
         self.mode = mode
         self.model_path = find_lac_model_dir(mode, model_path)
         conf = configparser.ConfigParser()
@@ -606,6 +695,8 @@ class LAC:
         self.cutter = DagCutter(self.model_path / 'conf' / 'small_seg.dic') if mode == 'lac' else None
         self.custom = None
         self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
+        self.engine = engine
+        self._decoder = OnnxBiGRUCRF(self.net, threads) if engine == 'onnx' else self.net
 
     def _char_table(self):
         "Code point -> model input id, with the q2b replacement applied first (per-char lookup in one gather)."
@@ -650,7 +741,7 @@ class LAC:
             ids = np.zeros((len(idx), lengths.max()), np.int64)
             for j, i in enumerate(idx):
                 ids[j, :lengths[j]] = id_seqs[i]
-            best = self.net.decode(ids, lengths)
+            best = self._decoder.decode(ids, lengths)
             for j, i in enumerate(idx):
                 paths[i] = best[j, :lengths[j]]
             s = e
