@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -26,8 +27,9 @@ __all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'MIN_CI_DOCS', 'EVAL_VERS
            'paired_delta_ci', 'log_odds_dirichlet', 'select_terms', 'token_strings', 'split_bounds', 'count_words',
            'HeldOut', 'doc_chunks', 'heldout_samples', 'term_cloze_samples', 'load_mlm_model', 'vocab_relation',
            'score_samples', 'per_doc_sums', 'few_docs_notes', 'evaluate_models', 'markdown_table', 'plot_adaptation',
-           'parse_corpus_spec', 'ids_tokenizer', 'same_tokenizer', 'run_evaluation', 'default_models',
-           'default_corpora', 'adaptation_dir', 'run_stage', 'adaptation_report', 'main']
+           'adaptation_verdict', 'parse_corpus_spec', 'ids_tokenizer', 'same_tokenizer', 'run_evaluation',
+           'default_models', 'default_corpora', 'adaptation_dir', 'run_stage', 'adaptation_report', 'main',
+           'stage_seconds', 'report_section']
 
 # %% ../nbs/07b_evaluate_mlm.ipynb #5169f7df
 CI_LEVEL = 0.95
@@ -293,28 +295,34 @@ def few_docs_notes(helds: list[HeldOut], min_docs: int = MIN_CI_DOCS) -> list[st
             f"the split more documents (data.split)" for h in helds if h.n_docs < min_docs]
 
 def evaluate_models(models: dict, helds: list[HeldOut], *, reference: str, pad_id: int, max_len: int, batch_size: int = 16,
-                    top_k: int = 5, reps: int = 1000, seed: int = 1234, progress: bool = True, log=print) -> list[dict]:
+                    top_k: int = 5, reps: int = 1000, seed: int = 1234, progress: bool = True, log=print,
+                    pairs: dict[str, str] | None = None) -> list[dict]:
     """Score every model ({name: loaded model}) on every HeldOut with the same masks; rows of metrics with 95% CIs.
 
     Each row: {"model", "corpus", "kind" ("mlm" | "cloze"), "docs", "masked_tokens", metric: {"value", "ci"}, ...,
-    "delta_<metric>" vs `reference` (paired bootstrap over the same resampled documents)}."""
+    "delta_<metric>" vs `reference` (paired bootstrap over the same resampled documents)}. `pairs` ({model: other})
+    adds "vs": {"model": other, "delta_<metric>": ...} to that model's rows: a paired comparison of two non-reference
+    models (e.g. replay vs domain-only), on the same masks and resamples."""
     if reference not in models: raise ValueError(f"reference model {reference!r} is not among {list(models)}")
+    pairs = {a: b for a, b in (pairs or {}).items() if a in models and b in models and a != b}
     order = [reference] + [m for m in models if m != reference]
     rows = []
     for held in helds:
         if not held.samples:
             log(f"{held.name}: no samples to evaluate, skipped"); continue
         w = bootstrap_weights(held.n_docs, reps, seed)
-        ref = None
+        spec = CLOZE_METRICS if held.groups is not None else MLM_METRICS
+        sums = {name: per_doc_sums(held, score_samples(models[name], held, pad_id, max_len, batch_size, top_k, progress,
+                                                       f"{name} on {held.name}")) for name in order}
         for name in order:
-            sums = per_doc_sums(held, score_samples(models[name], held, pad_id, max_len, batch_size, top_k, progress,
-                                                    f"{name} on {held.name}"))
-            spec = CLOZE_METRICS if held.groups is not None else MLM_METRICS
+            s = sums[name]
             row = {"model": name, "corpus": held.name, "kind": "cloze" if held.groups is not None else "mlm",
-                   "docs": held.n_docs, "samples": len(held.samples), "masked_tokens": int(sums["tokens"].sum()),
-                   **({"term_occurrences": int(sums["terms"].sum())} if "terms" in sums else {}),
-                   **_metrics(sums, ref, w, spec)}
-            if ref is None: ref = sums
+                   "docs": held.n_docs, "samples": len(held.samples), "masked_tokens": int(s["tokens"].sum()),
+                   **({"term_occurrences": int(s["terms"].sum())} if "terms" in s else {}),
+                   **_metrics(s, None if name == reference else sums[reference], w, spec)}
+            if name in pairs:
+                other = _metrics(s, sums[pairs[name]], w, spec)
+                row["vs"] = {"model": pairs[name], **{k: v for k, v in other.items() if k.startswith("delta_")}}
             rows.append(row)
     return rows
 
@@ -354,6 +362,12 @@ def markdown_table(result: dict) -> str:
             out.append(f"| {r['model']} | {r['term_occurrences']} | {_fmt(r['exact'], pct=True)} | "
                        f"{_delta(r.get('delta_exact'), pct=True)} | {_fmt(r['top_k'], pct=True)} | "
                        f"{_delta(r.get('delta_top_k'), pct=True)} | {_fmt(r['loss'])} |")
+    paired = [r for r in rows if r.get("vs") and r["kind"] == "mlm"]
+    if paired:
+        out += ["", "Paired comparisons besides the reference (same masks and resamples; * = CI excludes 0):", "",
+                "| model | vs | corpus | Δ loss | Δ accuracy |", "|---|---|---|---|---|"]
+        out += [f"| {r['model']} | {r['vs']['model']} | {r['corpus']} | {_delta(r['vs'].get('delta_loss'))} | "
+                f"{_delta(r['vs'].get('delta_accuracy'), pct=True)} |" for r in paired]
     if result.get("notes"): out += [""] + [f"- {line}" for line in result["notes"]]
     return "\n".join(out) + "\n"
 
@@ -378,6 +392,61 @@ def plot_adaptation(result: dict, path=None):
     if path is not None:
         with atomic_path(path) as tmp: fig.savefig(tmp, dpi=90, format="png")
     return fig
+
+# %% ../nbs/07b_evaluate_mlm.ipynb #94e5a22a
+def _row(rows: list[dict], model: str, corpus: str, kind: str = "mlm") -> dict | None:
+    return next((r for r in rows if r["model"] == model and r["corpus"] == corpus and r["kind"] == kind), None)
+
+def _ci_words(m: dict, unit: str = "nats", pct: bool = False) -> str:
+    f = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3f}")
+    return f"{f(m['value'])} {unit} (95% CI [{f(m['ci'][0])}, {f(m['ci'][1])}])"
+
+def _sign(m: dict) -> int:
+    "-1 / +1 when the 95% CI lies wholly below / above 0, else 0 (not measurable)."
+    lo, hi = m["ci"]
+    return -1 if hi < 0 else 1 if lo > 0 else 0
+
+def adaptation_verdict(result: dict, *, domain: str = "domain", general: str = "general", seconds: dict | None = None,
+                       replay_weight: float | None = None) -> list[str]:
+    """The adaptation result (`adaptation.json`) in plain sentences: did the domain run adapt (held-out domain MLM loss vs
+    the reference), what did it forget (held-out general loss), did replay help (the paired replay-vs-domain deltas), and
+    the term cloze. A claim is made only when its 95% CI excludes 0. `domain` / `general`: the corpus names of the rows;
+    `seconds`: {"domain": s, "replay": s} training wall time of the two runs (the pipeline's stage 06 / 06b); `replay_weight`:
+    the share of general text in the replay run."""
+    rows, ref, out = result["rows"], result["reference"], []
+    d_dom, d_gen = _row(rows, "domain", domain), _row(rows, "domain", general)
+    if d_dom and d_dom.get("delta_loss"):
+        m, s = d_dom["delta_loss"], _sign(d_dom["delta_loss"])
+        ppl = f"pseudo-perplexity {_row(rows, ref, domain)['ppl']['value']:.1f} -> {d_dom['ppl']['value']:.1f}"
+        out.append(f"Adapted to the domain: on held-out {domain} text the domain model's MLM loss is {_ci_words(m)} vs {ref} ({ppl})."
+                   if s < 0 else
+                   f"Worse on the domain: the domain model's held-out {domain} MLM loss is {_ci_words(m)} vs {ref}; check the "
+                   "learning rate and the number of steps (06's curves)." if s > 0 else
+                   f"No measurable domain adaptation: held-out {domain} MLM loss {_ci_words(m)} vs {ref}, the CI includes 0.")
+    if d_gen and d_gen.get("delta_loss"):
+        m, s = d_gen["delta_loss"], _sign(d_gen["delta_loss"])
+        out.append(f"Forgetting: its held-out {general} MLM loss rose by {_ci_words(m)} vs {ref}." if s > 0 else
+                   f"No forgetting shows: its held-out {general} loss fell as well ({_ci_words(m)}): the {ref} model had not "
+                   f"finished learning {general} text, so this budget cannot show what domain training costs there." if s < 0 else
+                   f"No measurable forgetting: held-out {general} loss {_ci_words(m)} vs {ref}, the CI includes 0.")
+    r_dom, r_gen = _row(rows, "replay", domain), _row(rows, "replay", general)
+    if r_gen and r_gen.get("vs") and r_dom and r_dom.get("vs"):
+        share = f" ({replay_weight:.0%} {general} text)" if replay_weight else ""
+        g, dd = r_gen["vs"]["delta_loss"], r_dom["vs"]["delta_loss"]
+        helped = ("Replay helped against forgetting" if _sign(g) < 0 else "Replay made the general loss worse" if _sign(g) > 0
+                  else "Replay made no measurable difference on general text")
+        cost = ("cost some domain adaptation" if _sign(dd) > 0 else "even lowered the domain loss" if _sign(dd) < 0
+                else "cost no measurable domain adaptation")
+        out.append(f"{helped}{share}: vs the domain-only model, held-out {general} loss {_ci_words(g)}; it {cost} "
+                   f"(held-out {domain} loss {_ci_words(dd)}).")
+        if seconds and seconds.get("replay") and seconds.get("domain"):
+            out.append(f"Time: the replay run took {seconds['replay'] / 60:.1f} min against {seconds['domain'] / 60:.1f} min for "
+                       "the domain-only run (same steps; the difference is its per-corpus evaluations).")
+    c = _row(rows, "domain", f"{domain}-terms", "cloze")
+    if c and c.get("delta_exact") and c.get("delta_loss"):
+        out.append(f"Domain terms: exact recovery of whole masked terms {_ci_words(c['delta_exact'], 'points', pct=True)}, "
+                   f"term-token loss {_ci_words(c['delta_loss'])} vs {ref} ({c['term_occurrences']} occurrences).")
+    return out
 
 # %% ../nbs/07b_evaluate_mlm.ipynb #b76ff1fb
 def _parse_pairs(items, what: str) -> dict:
@@ -410,13 +479,14 @@ EVAL_VERSION = 2  # bump when the same inputs would give other results: a finish
 
 def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data_cfg, ecfg, reference: str = "base",
                    terms_from: tuple[str, str] | None = ("domain", "general"), force: bool = False, progress: bool = True,
-                   log=print) -> dict:
+                   log=print, pairs: dict[str, str] | None = None) -> dict:
     """Held-out MLM evaluation of `models` ({name: model dir or hub name}) on `corpora` ({name: (ids prefix, split)}).
 
     Writes `adaptation.json` / `.md` / `.png` and `terms.json` to `out_dir` (atomically) and returns the result dict.
     `terms_from` = (domain corpus, general corpus): the term cloze runs on the domain corpus's held-out docs with terms
     scored from the train splits of the two. Raises ValueError for a model whose vocab differs from `tokenizer`'s,
-    FileNotFoundError for missing ids."""
+    FileNotFoundError for missing ids. `pairs` ({model: other}, e.g. {"replay": "domain"}): paired deltas of one model
+    against another besides the reference (see `evaluate_models`)."""
     from vertical_pretrain.export import load_tokenizer
     t0 = time.time()
     out_dir = Path(out_dir)
@@ -425,6 +495,7 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
     if reference not in models: raise ValueError(f"the reference model {reference!r} is not among the models {list(models)}")
     params = {"models": {k: str(v) for k, v in models.items()}, "corpora": {k: list(v) for k, v in corpora.items()},
               "tokenizer": str(tokenizer), "reference": reference, "terms_from": list(terms_from or []), "version": EVAL_VERSION,
+              "pairs": dict(pairs or {}),
               "evaluate": vars(e), "data": {k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "max_ngrams",
                                                                        "favor_longer_ngram")}}
     inputs = [f for m in models.values() for f in _model_inputs(m)] + \
@@ -479,7 +550,8 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
     for h in helds: log(f"{h.name}: {h.n_docs} documents, {len(h.samples)} samples")
     loaded = {n: load_mlm_model(p) for n, p in models.items()}
     rows = evaluate_models(loaded, helds, reference=reference, pad_id=vocab.pad_id, max_len=d.max_seq_len,
-                           batch_size=e.batch_size, top_k=e.top_k, reps=e.bootstrap_reps, seed=e.seed, progress=progress, log=log)
+                           batch_size=e.batch_size, top_k=e.top_k, reps=e.bootstrap_reps, seed=e.seed, progress=progress, log=log,
+                           pairs=pairs)
     result = {"models": params["models"], "reference": reference, "tokenizer": str(tokenizer),
               "corpora": {n: {"prefix": str(p), "split": s, "docs": h.n_docs, "samples": len(h.samples)}
                           for (n, (p, s)), h in zip(corpora.items(), helds)},
@@ -498,9 +570,15 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
 
 # %% ../nbs/07b_evaluate_mlm.ipynb #8ed12579
 def default_models(cfg: Config) -> dict:
-    "base (what the domain run started from), domain (stage 07's export), tapt (stage 07a's, when enabled): stage 08's rows without the random-init control."
+    """base (what the domain run started from), domain (stage 07's export), replay (stage 06b's, when replay.enabled and
+    exported), tapt (stage 07a's, when enabled): stage 08's rows without the random-init control, plus replay."""
     from vertical_pretrain.finetune import default_models as finetune_models
-    return finetune_models(cfg.override({"finetune.random_init": False}))
+    from vertical_pretrain.replay import replay_model_dir
+    models = finetune_models(cfg.override({"finetune.random_init": False}))
+    replay = replay_model_dir(cfg)
+    if replay is None: return models
+    order = [k for k in models if k in ("base", "domain")] + ["replay"] + [k for k in models if k not in ("base", "domain")]
+    return {k: (models[k] if k != "replay" else str(replay)) for k in order}
 
 def default_corpora(cfg: Config, log=print) -> dict:
     "domain = the test split of stage 04's ids; general = the test split of the offline base's ids (stage 05a), when they exist."
@@ -521,8 +599,10 @@ def adaptation_dir(cfg: Config) -> Path:
 
 def run_stage(cfg: Config, *, force: bool = False, progress: bool = True, log=print) -> dict:
     "Stage 07b: the default models on the default corpora (plus the term cloze) into <run>/adaptation/."
-    return run_evaluation(default_models(cfg), default_corpora(cfg, log), adaptation_dir(cfg), tokenizer=tokenizer_source(cfg),
-                          data_cfg=cfg.data, ecfg=cfg.evaluate, force=force, progress=progress, log=log)
+    models = default_models(cfg)
+    pairs = {"replay": "domain"} if {"replay", "domain"} <= set(models) else None  # did replay help, on the same masks
+    return run_evaluation(models, default_corpora(cfg, log), adaptation_dir(cfg), tokenizer=tokenizer_source(cfg),
+                          data_cfg=cfg.data, ecfg=cfg.evaluate, force=force, progress=progress, log=log, pairs=pairs)
 
 def adaptation_report(cfg_or_dir) -> str:
     "The markdown tables of a finished evaluation (for the summary / comparison page); a one-line note when there is none."
@@ -559,3 +639,27 @@ def main(argv=None) -> int:
         print(f"vertical-pretrain evaluate-mlm: {e}", file=sys.stderr); return 2
     print(markdown_table(res))
     return 0
+
+# %% ../nbs/07b_evaluate_mlm.ipynb #8d9784f5
+def stage_seconds(run_dir, *keys: str) -> dict:
+    "{stage key: wall seconds} of finished stages, from the run's pipeline_state.json (absent keys are left out)."
+    p = Path(run_dir) / "pipeline_state.json"
+    try: state = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    except json.JSONDecodeError: state = {}
+    return {k: state[k]["seconds"] for k in keys if isinstance(state.get(k), dict) and state[k].get("status") == "ok"}
+
+def report_section(cfg: Config, relative_to=None) -> tuple[list[str], list[str]]:
+    """Stage 07b's result as a report section for the comparison page (08) and the summary (10): ([markdown section with
+    the tables and the plot], [verdict sentences]); ([], []) when 07b has not run. The plot link is relative to
+    `relative_to` (the folder of the page it goes into; default the run dir)."""
+    d = adaptation_dir(cfg)
+    p = d / "adaptation.json"
+    if not p.is_file(): return [], []
+    result = json.loads(p.read_text(encoding="utf-8"))
+    t = stage_seconds(cfg.paths.run_dir, "06", "06b")
+    verdict = adaptation_verdict(result, seconds={"domain": t.get("06"), "replay": t.get("06b")},
+                                 replay_weight=cfg.replay.general_weight if cfg.replay.enabled else None)
+    img = os.path.relpath(d / "adaptation.png", Path(relative_to or cfg.paths.run_dir))
+    section = ("## Did the model learn the domain? Held-out MLM (stage 07b)\n\n" + markdown_table(result) +
+               f"\n![held-out MLM loss and term cloze per model, 95% CIs]({img})\n")
+    return [section], verdict

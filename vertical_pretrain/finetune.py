@@ -366,18 +366,25 @@ def default_models(cfg) -> dict:
     return models
 
 def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress: bool = True) -> dict:
-    "Stage 08 of the pipeline: compare `models` ({name: dir}, default base vs domain) on cfg.finetune.task_dir into <run>/finetune/."
+    """Stage 08 of the pipeline: compare `models` ({name: dir}, default base vs domain) on cfg.finetune.task_dir into
+    <run>/finetune/. Finished fine-tune runs are reused (manifest of the task, the models and the settings); the report
+    (`comparison.md/png/json`) is always rewritten, with stage 07b's held-out MLM section when it exists."""
     models = models or default_models(cfg)
     out_dir = cfg.paths.run_dir / "finetune"
     task_dir = resolve_path(cfg.finetune.task_dir)
     params = {"models": {k: str(v) for k, v in models.items()}, "finetune": vars(cfg.finetune)}
     inputs = [task_dir] + [Path(str(d)) for d in models.values() if Path(str(d)).exists()]
+    from vertical_pretrain.evaluate_mlm import report_section
     if not force and stage_is_done(out_dir, "finetune", inputs, params) and (out_dir / "comparison.json").is_file():
-        return json.loads((out_dir / "comparison.json").read_text(encoding="utf-8"))
-    summary = compare(models, task_dir, out_dir, seeds=cfg.finetune.seeds, fcfg=cfg.finetune, force=force, progress=progress,
-                      devices=finetune_devices(cfg), amp_dtype=cfg.train.amp_dtype if cfg.train.use_amp else None)
-    write_manifest(out_dir, "finetune", inputs, params, counts={n: r["n_seeds"] for n, r in summary["models"].items()},
-                   outputs=[out_dir / f"comparison.{e}" for e in ("md", "png", "json")])
+        summary = json.loads((out_dir / "comparison.json").read_text(encoding="utf-8"))
+    else:
+        summary = compare(models, task_dir, out_dir, seeds=cfg.finetune.seeds, fcfg=cfg.finetune, force=force, progress=progress,
+                          devices=finetune_devices(cfg), amp_dtype=cfg.train.amp_dtype if cfg.train.use_amp else None)
+        write_manifest(out_dir, "finetune", inputs, params, counts={n: r["n_seeds"] for n, r in summary["models"].items()},
+                       outputs=[out_dir / f"comparison.{e}" for e in ("md", "png", "json")])
+    # the report is re-rendered every time (cheap): stage 07b's held-out MLM section may be newer than the fine-tune runs
+    sections, verdict_lines = report_section(cfg, out_dir)
+    write_report(summary, out_dir, recipe(cfg.finetune), task_dir, extra_sections=sections, extra_verdict=verdict_lines)
     return summary
 
 # %% ../nbs/08_finetune.ipynb #72a6b76d

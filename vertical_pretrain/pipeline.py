@@ -97,9 +97,9 @@ STAGES: list[Stage] = [
     Stage("07a", "07a_tapt.ipynb", "TAPT：任务文本上的继续预训练（可选）", ("tapt",), ("07",), _task_inputs,
           lambda c: _manifests(_tapt, ("text_dir", "tapt_corpus"), ("jsonl_dir", "03_trans_to_json"),
                                ("ids_dir", "04_pretraining_data"))(c) if c.tapt.enabled else []),
-    Stage("07b", "07b_evaluate_mlm.ipynb", "留出集 MLM 评估：学到领域了吗、忘了多少", ("evaluate",), ("05", "05a", "07", "07a")),
-    Stage("08", "08_finetune.ipynb", "微调对比：基座 vs 领域", ("finetune",), ("05a", "07", "07a"), _task_inputs),
-    Stage("10", "10_summary.ipynb", "总结：产物、统计、曲线、对比", (), ("01", "04", "05a", "06", "07", "07a", "08")),
+    Stage("07b", "07b_evaluate_mlm.ipynb", "留出集 MLM 评估：学到领域了吗、忘了多少", ("evaluate",), ("05", "05a", "06b", "07", "07a")),
+    Stage("08", "08_finetune.ipynb", "微调对比：基座 vs 领域", ("finetune",), ("05a", "07", "07a", "07b"), _task_inputs),
+    Stage("10", "10_summary.ipynb", "总结：产物、统计、曲线、对比", (), ("01", "04", "05a", "06", "06b", "07", "07a", "07b", "08")),
 ]
 
 def stage_deps(st: Stage, cfg: Config) -> tuple:
