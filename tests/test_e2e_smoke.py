@@ -123,9 +123,14 @@ def test_held_out_mlm_evaluation_of_every_model(smoke_run):
     cfg = smoke_run[0]
     out = cfg.paths.run_dir / "adaptation"
     res = json.loads((out / "adaptation.json").read_text(encoding="utf-8"))
-    assert list(res["models"]) == ["base", "domain", "tapt"]
+    assert list(res["models"]) == ["base", "domain", "replay", "tapt"]
     general = [r for r in res["rows"] if r["corpus"] == "general"]
-    assert [r["model"] for r in general] == ["base", "domain", "tapt"] and all("delta_loss" in r for r in general[1:])
+    assert [r["model"] for r in general] == ["base", "domain", "replay", "tapt"] and all("delta_loss" in r for r in general[1:])
+    assert [r["vs"]["model"] for r in res["rows"] if r.get("vs")] == ["domain"] * 3  # replay paired with domain-only, per corpus
+    cmp_md = (cfg.paths.run_dir / "finetune" / "comparison.md").read_text(encoding="utf-8")
+    assert "## Did the model learn the domain? Held-out MLM (stage 07b)" in cmp_md and "](../adaptation/adaptation.png)" in cmp_md
+    verdict = cmp_md.split("## Verdict")[1].split("\n## ")[0]
+    assert "held-out domain" in verdict and "Replay" in verdict, verdict
     assert (out / "adaptation.md").read_text(encoding="utf-8").startswith("MLM loss in nats")
     assert (out / "adaptation.png").stat().st_size > 0 and "Monroe" in (out / "terms.json").read_text(encoding="utf-8")
 

@@ -260,7 +260,9 @@ def test_resume_lines_say_where_training_started_and_why_it_started_over(tmp_pat
              " and training starts from step 0")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("train()", outputs=[
         nbformat.v4.new_output("stream", name="stdout", text=" > resuming from /o/demo/checkpoints/model_last at step 50; 2 process(es)\n"),
-        nbformat.v4.new_output("stream", name="stderr", text=moved + "\n  warnings.warn(\n"),
+        # Python echoes the warning's source line after it: not a second message
+        nbformat.v4.new_output("stream", name="stderr", text=moved + "\n  warnings.warn(f\"{stale}; the old checkpoints were "
+                               "moved to {aside} and training starts from step 0\")\n"),
         nbformat.v4.new_output("stream", name="stdout", text="unrelated line\n")])])
     path = tmp_path / "06.ipynb"
     nbformat.write(nb, str(path))

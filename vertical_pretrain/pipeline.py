@@ -179,7 +179,7 @@ def _kernel_manager(log_file: Path):
     return _KernelToLog
 
 _RESUME_RE = re.compile(r"resuming from \S+ at step \d+|\S+ is already at step \d+"
-                        r"|(?:\S+:\d+: \w*Warning: )?([^\n]*the old checkpoints were moved to \S+ and training starts from step 0)")
+                        r"|(?:\S+:\d+: \w*Warning: )?([^\n]*the old checkpoints were moved to (?!\{)\S+ and training starts from step 0)")
 
 def resume_lines(executed_nb) -> list[str]:
     """The trainer's lines on where training started, in an executed notebook's outputs (shown in the pipeline's log):
