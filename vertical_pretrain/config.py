@@ -55,23 +55,41 @@ class PathsConfig:
     run_name: str = "demo"  # output/<run_name>/
 
     @property
-    def corpus_dir(self) -> Path: return resolve_path(self.data_root) / self.corpus
+    def corpus_dir(self) -> Path:
+        "`<data_root>/<corpus>/`, absolute (a relative data_root is taken from the project root)."
+        return resolve_path(self.data_root) / self.corpus
     @property
-    def raw_dir(self) -> Path: return self.corpus_dir / "raw"
+    def raw_dir(self) -> Path:
+        "`<corpus_dir>/raw/`: the user's books (stage 01's input)."
+        return self.corpus_dir / "raw"
     @property
-    def text_dir(self) -> Path: return self.corpus_dir / "text"
+    def text_dir(self) -> Path:
+        "`<corpus_dir>/text/`: stage 01's one-sentence-a-line text (and the general corpus / TAPT text of their producers)."
+        return self.corpus_dir / "text"
     @property
-    def seg_dir(self) -> Path: return self.corpus_dir / "seg"
+    def seg_dir(self) -> Path:
+        "`<corpus_dir>/seg/`: stage 02's space-separated words."
+        return self.corpus_dir / "seg"
     @property
-    def jsonl_dir(self) -> Path: return self.corpus_dir / "jsonl"
+    def jsonl_dir(self) -> Path:
+        "`<corpus_dir>/jsonl/`: stage 03's one `{\"text\": doc}` per line."
+        return self.corpus_dir / "jsonl"
     @property
-    def ids_dir(self) -> Path: return self.corpus_dir / "ids"
+    def ids_dir(self) -> Path:
+        "`<corpus_dir>/ids/`: stage 04's `_ids.npy` / `_idx.npz` / stats.json and stage 05's cached index maps."
+        return self.corpus_dir / "ids"
     @property
-    def run_dir(self) -> Path: return resolve_path(self.output_root) / self.run_name
+    def run_dir(self) -> Path:
+        "`<output_root>/<run_name>/`: the run's config.yaml, metrics, logs, checkpoints, exports and reports."
+        return resolve_path(self.output_root) / self.run_name
     @property
-    def checkpoint_dir(self) -> Path: return self.run_dir / "checkpoints"
+    def checkpoint_dir(self) -> Path:
+        "`<run_dir>/checkpoints/`: `model_<step>/` and the resumable `model_last/`."
+        return self.run_dir / "checkpoints"
     @property
-    def notebooks_dir(self) -> Path: return self.run_dir / "notebooks"
+    def notebooks_dir(self) -> Path:
+        "`<run_dir>/notebooks/`: the executed stage notebooks papermill writes."
+        return self.run_dir / "notebooks"
 
 # %% ../nbs/00_config.ipynb #80e8c8e5
 @dataclass
@@ -300,8 +318,11 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
-    def to_dict(self) -> dict: return dataclasses.asdict(self)
+    def to_dict(self) -> dict:
+        "Every value as nested plain dicts (section -> key -> value), in declaration order."
+        return dataclasses.asdict(self)
     def to_yaml(self) -> str:
+        "The config as YAML (UTF-8 text, Chinese kept as is, keys in declaration order): what `save` writes."
         return yaml.safe_dump(self.to_dict(), allow_unicode=True, sort_keys=False)
 
     def save(self, path) -> Path:
@@ -310,11 +331,17 @@ class Config:
         return atomic_write_text(path, self.to_yaml())
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config": return _build(cls, d or {}, "")
+    def from_dict(cls, d: dict) -> "Config":
+        """A Config from nested dicts; missing keys keep their defaults, values are coerced to the field types.
+        Raises ValueError naming the dotted key for an unknown key or a value of the wrong type."""
+        return _build(cls, d or {}, "")
     @classmethod
-    def from_yaml(cls, text: str) -> "Config": return cls.from_dict(yaml.safe_load(text) or {})
+    def from_yaml(cls, text: str) -> "Config":
+        "A Config from YAML text (see `from_dict` for defaults, coercion and errors)."
+        return cls.from_dict(yaml.safe_load(text) or {})
     @classmethod
     def load(cls, path) -> "Config":
+        "A Config from a YAML file (e.g. a run's config.yaml). Raises FileNotFoundError when it does not exist."
         p = Path(path)
         if not p.is_file(): raise FileNotFoundError(f"config file not found: {p}")
         return cls.from_yaml(p.read_text(encoding="utf-8"))
@@ -479,6 +506,7 @@ def base_config(cfg: Config) -> Config:
     })
 
 def base_run_dir(cfg: Config) -> Path:
+    "`<output_root>/<base_model.run_name or '<profile>_base'>/`: the offline base model's pretraining run."
     # by profile, not by run: your own books (--set paths.run_name=my_book) reuse the demo's offline base model
     return resolve_path(cfg.paths.output_root) / (cfg.base_model.run_name or f"{cfg.profile}_base")
 

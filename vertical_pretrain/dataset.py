@@ -57,9 +57,13 @@ class IndexedCorpus:
         if bad: raise ValueError(f"corrupt pretraining data: {bad}; {STAGE04_HINT}")
 
     @property
-    def num_docs(self) -> int: return len(self.docs) - 1
+    def num_docs(self) -> int:
+        "Documents in the corpus (`len(docs) - 1`: `docs` holds cumulative sentence offsets starting at 0)."
+        return len(self.docs) - 1
     def __len__(self) -> int: return len(self.sizes)
-    def sentence(self, i: int) -> np.ndarray: return self.ids[self.pointers[i]:self.pointers[i + 1]]
+    def sentence(self, i: int) -> np.ndarray:
+        "Token ids of sentence `i` (a view of `_ids.npy`, its dtype: uint16 or int32)."
+        return self.ids[self.pointers[i]:self.pointers[i + 1]]
     def sentences(self, start: int, end: int) -> list[np.ndarray]:
         "Sentences [start, end) as int64 arrays (one read from the mmap)."
         flat = np.asarray(self.ids[self.pointers[start]:self.pointers[end]], dtype=np.int64)
@@ -199,7 +203,9 @@ class MaskingVocab:
     random_ids: np.ndarray  # ids that random replacement may draw
 
     @property
-    def size(self) -> int: return len(self.to_char)
+    def size(self) -> int:
+        "The vocab size (tokens); every id in the corpus must be below it."
+        return len(self.to_char)
 
 def masking_vocab(tokenizer) -> MaskingVocab:
     "Lookup tables from a PaddleNLP tokenizer (ErnieTokenizer / AutoTokenizer)."
@@ -219,6 +225,7 @@ def masking_vocab(tokenizer) -> MaskingVocab:
 
 # %% ../nbs/05_dataset.ipynb #5531142d
 class MaskResult(NamedTuple):
+    "What `mask_whole_words` returns: the masked input and the MLM targets (BERT's 80/10/10 rule on whole-word n-grams)."
     input_ids: np.ndarray  # int64, '##X' mapped to 'X', masked positions replaced
     positions: np.ndarray  # int64, sorted masked positions
     labels: np.ndarray  # int64, original ids at `positions` ('##X' mapped to 'X')
@@ -274,6 +281,8 @@ def mask_whole_words(tokens, vocab: MaskingVocab, rng: np.random.Generator, mask
 
 # %% ../nbs/05_dataset.ipynb #9c0725f0
 class Sample(NamedTuple):
+    """One pretraining example (`build_sample`): `input_ids` / `token_type_ids` int64[seq] ([CLS] A [SEP] B [SEP]),
+    `masked_positions` / `masked_labels` int64[n_masked], `sop_label` 1 when A and B were swapped (SOP), else 0."""
     input_ids: np.ndarray
     token_type_ids: np.ndarray
     masked_positions: np.ndarray

@@ -40,13 +40,18 @@ __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_s
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
 class DistEnv:
+    """This process's place in the data-parallel job: global `rank`, `world_size` (processes on all machines) and
+    `local_rank` on this machine; the defaults are a single process (`init_distributed` fills it)."""
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
 
     @property
-    def is_main(self) -> bool: return self.rank == 0
+    def is_main(self) -> bool:
+        "Rank 0: the process that logs, evaluates the unigram line and writes checkpoints."
+        return self.rank == 0
     def barrier(self):
+        "Wait until every process gets here (`paddle.distributed.barrier`); nothing to wait for with one process."
         if self.world_size > 1:
             import paddle.distributed as dist
             dist.barrier()
@@ -147,6 +152,8 @@ def lr_at(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_step
     return min_lr + coeff * (max_lr - min_lr)
 
 def schedule_args(train_cfg) -> dict:
+    """`lr_at`'s keyword arguments from `train.*`: max/min lr, warmup steps = ceil(warmup_rate x max_steps), decay over
+    max_steps, the decay style (PaddleNLP ernie-1.0's `--warmup_rate` / `--lr_decay_style`)."""
     t = train_cfg
     return dict(max_lr=t.max_lr, min_lr=t.min_lr, warmup_steps=int(math.ceil(t.warmup_rate * t.max_steps)),
                 decay_steps=t.max_steps, style=t.lr_decay_style)
@@ -187,6 +194,7 @@ def forward_loss(model, batch: dict, n_mask_total: float, n_samples_total: float
     return (lm + sop) * world_size, lm.detach(), sop.detach()
 
 def to_tensors(batch: dict) -> dict:
+    "A collated batch (numpy arrays, `collate_batch`) as Paddle tensors on the current device; tensors are kept as they are."
     import paddle
     return {k: v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v) for k, v in batch.items()}
 
@@ -314,7 +322,9 @@ def find_resume_checkpoint(checkpoint_dir) -> Path | None:
     cands = [d / "model_last"] + sorted(d.glob(".model_last.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
     return next((p for p in cands if (p / "trainer_state.json").is_file()), None)
 
-def read_trainer_state(ckpt) -> dict: return json.loads((Path(ckpt) / "trainer_state.json").read_text(encoding="utf-8"))
+def read_trainer_state(ckpt) -> dict:
+    "A checkpoint's `trainer_state.json` (see `trainer_state`). Raises FileNotFoundError when the checkpoint has none."
+    return json.loads((Path(ckpt) / "trainer_state.json").read_text(encoding="utf-8"))
 
 def checkpoint_vocab_mismatch(ckpt, tokenizer_src) -> str | None:
     "Why `ckpt` cannot be resumed with the run's tokenizer (its vocab.txt differs), or None when it can (or we cannot tell)."
@@ -382,6 +392,8 @@ def check_resumable(state: dict, cfg, ckpt) -> None:
                           "the train index map and lr schedule change with it")
 
 def load_optimizer_state(ckpt, optimizer, sched, state: dict, model):
+    """Restore AdamW's moments (`model_state.pdopt`, keyed by parameter structure so a rebuilt model matches) and the lr
+    scheduler (`state["lr_scheduler"]`) from a checkpoint, for an exact resume."""
     import paddle
     saved = paddle.load(str(Path(ckpt) / "model_state.pdopt"))
     optimizer.set_state_dict(optimizer_state_from_structure(saved, model))
@@ -404,6 +416,8 @@ class MetricsLogger:
             warnings.warn(f"VisualDL disabled: {e}")
 
     def log(self, record: dict):
+        """Append one record ({"split", "step", metric: value, ...; "corpus" for a blended run's per-corpus evaluation})
+        to metrics.jsonl, mirror its numbers to VisualDL and print one line. No-op on ranks other than 0."""
         if not self.enabled: return
         with open(self.path, "a", encoding="utf-8") as f: f.write(json.dumps(record) + "\n")
         split, step = record["split"], record["step"]
@@ -415,6 +429,7 @@ class MetricsLogger:
         print(f"[{split}] step {step} " + " ".join(f"{k} {record[k]:.4g}" for k in keys), flush=True)
 
     def close(self):
+        "Flush and close the VisualDL writer (metrics.jsonl is appended line by line and needs no closing)."
         if self.vdl is not None: self.vdl.close()
 
 def read_metrics(path) -> list[dict]:
@@ -528,6 +543,9 @@ def scaler_step(scaler, opt) -> bool:
     return not found
 
 def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None) -> dict:
+    """What `trainer_state.json` holds for a resume at `step`: consumed samples, batch split, lr scheduler state, the
+    training recipe (`training_recipe`), the dropout-seed rule, the data position (`next_sample`, the blend) and, under
+    float16 AMP, the loss scaler."""
     t = cfg.train
     return {"step": step, "consumed_samples": step * t.global_batch_size, "global_batch_size": t.global_batch_size,
             "micro_batch_size": t.micro_batch_size, "accumulate_steps": acc, "world_size": env.world_size,
