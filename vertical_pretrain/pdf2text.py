@@ -767,32 +767,33 @@ def text_encoding(path) -> str:
     raise _codec_error(path)
 
 def _text_lines(path, encoding: str, on_bytes=None):
-    "(page, line) of a text file one at a time, split exactly as `text_to_pages` splits the whole text."
+    "(page, line, False) of a text file one at a time, split exactly as `text_to_pages` splits the whole text."
     page, last_nl, n, pos = 0, True, 0, 0
     with open(path, encoding=encoding, newline=None) as f:
         for raw in f:
             last_nl = raw.endswith("\n")
             parts = (raw[:-1] if last_nl else raw).split("\f")
-            yield page, parts[0]
+            yield page, parts[0], False
             for part in parts[1:]:
                 page += 1
-                yield page, part
+                yield page, part, False
             n += 1
             if on_bytes is not None and n % 4096 == 0:
                 p = f.buffer.tell(); on_bytes(p - pos); pos = p
         if on_bytes is not None: on_bytes(f.buffer.tell() - pos)
-    if last_nl: yield page, ""
+    if last_nl: yield page, "", False
 
-def _scan_text(path, encoding: str, on_bytes=None) -> dict:
+def _scan_text(lines) -> dict:
     """First pass: pages, and per page its non-blank lines, its dot-leader lines and the keys of its edge lines
     (`mark_edges`); with 3 or more pages a second pass counts the candidate running-header keys everywhere
-    (`drop_headers_footers`). Returns {"pages", "nonblank", "toc_hits", "keys"}."""
+    (`drop_headers_footers`). `lines()` gives a fresh iterator of (page, text, whole) each call. Returns {"pages",
+    "nonblank", "toc_hits", "keys"}."""
     nonblank, hits, edge_pages = [0], [0], Counter()
     first, last = [], deque(maxlen=2)
     def end_page():
         edge_pages.update({_edge_key(t) for t in first + list(last)})
     cur = 0
-    for page, text in _text_lines(path, encoding, on_bytes):
+    for page, text, _ in lines():
         while page > cur:
             end_page(); first.clear(); last.clear(); nonblank.append(0); hits.append(0); cur += 1
         if not text.strip(): continue
@@ -807,14 +808,14 @@ def _scan_text(path, encoding: str, on_bytes=None) -> dict:
         cand = {k for k, c in edge_pages.items() if c >= min_pages and k}
         if cand:
             anywhere = Counter()
-            for _, text in _text_lines(path, encoding):
+            for _, text, _ in lines():
                 if text.strip():
                     k = _edge_key(text)
                     if k in cand: anywhere[k] += 1
             keys = {k for k in cand if edge_pages[k] >= 0.8 * anywhere[k]}
     return {"pages": n, "nonblank": nonblank, "toc_hits": hits, "keys": keys}
 
-def _classified_text_lines(path, encoding: str, scan: dict, batch: int = 4096, on_bytes=None):
+def _classified_text_lines(lines, scan: dict, batch: int = 4096, on_bytes=None):
     """The Lines of a text file with their kinds set as `clean_pages` sets them, one at a time. With 3 or more pages
     one page is held at a time (the page rules run on it with the keys of `_scan_text`); otherwise batches of lines."""
     if scan["pages"] >= 3:
@@ -823,16 +824,16 @@ def _classified_text_lines(path, encoding: str, scan: dict, batch: int = 4096, o
             mark_edges([page]); _mark_running([page], scan["keys"]); drop_page_numbers([page]); drop_toc([page])
             classify_lines([page])
             return page
-        for i, text in _text_lines(path, encoding, on_bytes):
+        for i, text, w in lines(on_bytes):
             if i != cur:
                 yield from run(page); page, cur = [], i
-            page.append(Line(text=text, page=i))
+            page.append(Line(text=text, page=i, whole=w))
         yield from run(page)
         return
     whole = [n >= 4 and h >= 0.3 * n for n, h in zip(scan["nonblank"], scan["toc_hits"])]  # drop_toc's page rule
     buf = []
-    for i, text in _text_lines(path, encoding, on_bytes):
-        l = Line(text=text, page=i)
+    for i, text, w in lines(on_bytes):
+        l = Line(text=text, page=i, whole=w)
         if text.strip() and (whole[i] or _LEADER_RE.search(text)): l.kind = "toc"
         buf.append(l)
         if len(buf) >= batch:
@@ -844,16 +845,20 @@ _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
 
 def clean_text_file(path, out, *, encoding: str | None = None, keep_code: bool = False, keep_tables: bool = False,
                     min_sentence_chars: int = 2, min_doc_sentences: int = 1, heading_splits_docs: bool = True,
-                    show_progress: bool = False) -> dict:
+                    show_progress: bool = False, lines=None) -> dict:
     """`clean_pages(text_to_pages(text))` for a `.txt` file of any size, streamed: the documents are written to the open
     text file `out` as they are made (`format_text`'s layout), so memory does not grow with the file.
 
     Reads the file three or four times (`_scan_text`, kinds and width/hyphen statistics, then assembly; the kinds are
     kept as one byte a line in between); the output and the counts equal the in-memory path's. Returns the counts (as `clean_pages`) plus encoding, pages, docs,
-    sentences and chars_out. Raises `Pdf2TextError` for binary or undecodable input (`text_encoding`)."""
+    sentences and chars_out. Raises `Pdf2TextError` for binary or undecodable input (`text_encoding`).
+
+    `lines`: another line source read the same way, a callable `lines(on_bytes=None)` giving a fresh iterator of
+    `(page, text, whole)` each call (JSONL: `formats.iter_jsonl_lines`); then `encoding` is only reported."""
     path = Path(path)
     enc = encoding or text_encoding(path)
-    scan = _scan_text(path, enc)
+    if lines is None: lines = lambda on_bytes=None: _text_lines(path, enc, on_bytes)
+    scan = _scan_text(lines)
     bar = None
     if show_progress:
         from tqdm import tqdm
@@ -861,7 +866,7 @@ def clean_text_file(path, out, *, encoding: str | None = None, keep_code: bool =
     upd = bar.update if bar is not None else None
     kinds, widths, vocab, chars_in = Counter(), Counter(), set(), 0
     codes = bytearray()  # each line's kind, one byte a line: the last pass need not classify again
-    for l in _classified_text_lines(path, enc, scan, on_bytes=upd):
+    for l in _classified_text_lines(lines, scan, on_bytes=upd):
         codes.append(_KIND_CODE[l.kind])
         if not l.text.strip(): continue
         kinds[l.kind] += 1; chars_in += len(l.text)
@@ -871,8 +876,8 @@ def clean_text_file(path, out, *, encoding: str | None = None, keep_code: bool =
     width_em, wrapped = _width_rule(widths, geometry=False)
     st = {"pitch": 0.0, "left": 0.0, "right": 0.0, "width_em": width_em, "wrapped": wrapped}  # `_layout_stats` of .txt lines
     para, c, n_docs, n_before, n_sent, chars_out = Counter(), Counter(), 0, 0, 0, 0
-    lines = (Line(text=t, page=i, kind=_KINDS[k]) for (i, t), k in zip(_text_lines(path, enc, upd), codes))
-    for doc in _assemble(lines, st, vocab, para, keep_code=keep_code, keep_tables=keep_tables,
+    kinded = (Line(text=t, page=i, kind=_KINDS[k], whole=w) for (i, t, w), k in zip(lines(upd), codes))
+    for doc in _assemble(kinded, st, vocab, para, keep_code=keep_code, keep_tables=keep_tables,
                          heading_splits_docs=heading_splits_docs):
         n_before += 1
         sents, dc = documents_to_sentences([doc], min_sentence_chars, min_doc_sentences)
@@ -932,12 +937,17 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
     info = {"format": kind}
     params = dict(keep_code=keep_code, keep_tables=keep_tables, min_sentence_chars=min_sentence_chars,
                   min_doc_sentences=min_doc_sentences, heading_splits_docs=heading_splits_docs)
-    if kind == "text":  # streamed: any size (see `clean_text_file`)
+    if kind in ("text", "jsonl"):  # streamed: any size (see `clean_text_file`)
+        src, js = None, {}
+        if kind == "jsonl":
+            from vertical_pretrain.formats import iter_jsonl_lines, jsonl_info
+            src = lambda on_bytes=None: iter_jsonl_lines(input_path, json_key, js, on_bytes)
         with new_dirs(output_path.parent), atomic_path(output_path) as tmp:
             with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-                r = clean_text_file(input_path, out, **params, show_progress=show_progress)
+                r = clean_text_file(input_path, out, **params, show_progress=show_progress, lines=src)
             if not r["docs"]: _nothing_left(input_path, r)
-        info.update({"encoding": r["encoding"], "pages": r["pages"], "pages_total": r["pages"], "pages_without_text": 0})
+        if kind == "jsonl": info.update(jsonl_info(js, json_key))
+        else: info.update({"encoding": r["encoding"], "pages": r["pages"], "pages_total": r["pages"], "pages_without_text": 0})
         counts = {k: v for k, v in r.items() if k not in ("encoding", "pages", "docs", "sentences", "chars_out")}
         return _write_report(input_path, output_path, info, counts, r["chars_out"], r["docs"], r["sentences"], params,
                              max_pages, json_key, t0)
