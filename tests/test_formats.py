@@ -398,3 +398,25 @@ def test_whole_lines_are_never_joined():
     docs, st = assemble_documents(pages)
     assert docs == [[("para", "这一段没有句号"), ("para", "下一段"), ("para", "折行的段落第一行，第二行。")]]
     assert st["paragraphs"] == 3
+
+
+def test_jsonl_is_streamed_and_equals_the_in_memory_rules(tmp_path, monkeypatch):
+    "Stage 01 reads JSONL line by line (never the whole file) and writes what `clean_pages` makes of `read_jsonl`'s pages."
+    import vertical_pretrain.formats as fm
+    import vertical_pretrain.pdf2text as p2t
+    rows = [{"text": f"第{i}篇第一段，讲安装。\n  \n$ sudo apt-get update\n名称    版本    说明\n第二段。还有一句！"} for i in range(3000)]
+    rows[7] = {"text": "   "}
+    src = tmp_path / "docs.jsonl"
+    src.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n", encoding="utf-8")
+    pages, info = fm.read_jsonl(src)
+    docs, counts = p2t.clean_pages(pages, keep_code=True)
+    orig = p2t.decode_text
+    def head_only(data, *a, **k):  # sniffing decodes the first 64 KiB; nothing may decode the whole file
+        assert len(data) <= 65536, "read whole"
+        return orig(data, *a, **k)
+    monkeypatch.setattr(fm, "decode_text", head_only); monkeypatch.setattr(p2t, "decode_text", head_only)
+    rep = p2t.pdf_to_text(src, tmp_path / "out.txt", keep_code=True, show_progress=False)
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == p2t.format_text(docs)
+    assert {k: rep[k] for k in counts} == counts and {k: rep[k] for k in info} == info
+    assert src.stat().st_size > 4 * 65536
+    assert rep["json_docs"] == 2999 and rep["json_docs_empty"] == 1 and counts["lines_dropped"]["table"] == 2999

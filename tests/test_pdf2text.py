@@ -304,3 +304,41 @@ def test_split_sentences():
         "Mr. Smith uses Debian, i.e. a distro.", "Dr. Who uses vim etc. and so on.", "Fig. 3 shows it."]
     assert split_sentences("安装 Debian 11.6 后运行 apt.  然后重启。") == ["安装 Debian 11.6 后运行 apt.", "然后重启。"]
     assert split_sentences("") == []
+
+
+def _book_as_text(first=0, n_pages=40):
+    "Pages of the demo book as a pdftotext-style .txt: form feeds between pages, running headers, a table of contents."
+    r = pypdf.PdfReader(str(DEMO_PDF))
+    return "\f".join(r.pages[i].extract_text() for i in range(first, first + n_pages))
+
+
+@pytest.mark.parametrize("form_feeds", [True, False])
+def test_streamed_txt_equals_the_in_memory_rules(tmp_path, form_feeds):
+    "A .txt is cleaned in passes over the file (`clean_text_file`); text and counts equal `clean_pages` on the whole text."
+    from vertical_pretrain.pdf2text import clean_pages, format_text, text_to_pages
+    text = _book_as_text() if form_feeds else _book_as_text(30, 40).replace("\f", "\n")  # one page: no contents pages
+    src = tmp_path / "book.txt"; src.write_bytes(text.replace("\n", "\r\n").encode("gb18030"))
+    for kw in ({}, {"keep_code": True, "keep_tables": True, "heading_splits_docs": False}):
+        rep = pdf_to_text(src, tmp_path / "out.txt", show_progress=False, **kw)
+        docs, counts = clean_pages(text_to_pages(text), **kw)
+        assert (tmp_path / "out.txt").read_text(encoding="utf-8") == format_text(docs)
+        assert {k: rep[k] for k in counts} == counts and rep["encoding"] == "gb18030"
+        assert rep["pages"] == (40 if form_feeds else 1)
+    if form_feeds: assert counts["lines_dropped"]["header_footer"] > 30 and counts["lines_dropped"]["toc"] > 100
+
+
+def test_txt_is_never_read_whole(tmp_path, monkeypatch):
+    """The .txt path never holds the file: neither the whole-text decoder nor the page builder runs, and the kinds pass
+    holds at most one batch of Lines of a one-page file."""
+    import vertical_pretrain.pdf2text as p2t
+    def whole(*a, **k): raise AssertionError("read whole")
+    monkeypatch.setattr(p2t, "decode_text", whole)
+    monkeypatch.setattr(p2t, "text_to_pages", whole)
+    batches = []
+    orig = p2t.classify_lines
+    monkeypatch.setattr(p2t, "classify_lines", lambda pages: batches.append(sum(map(len, pages))) or orig(pages))
+    src = tmp_path / "big.txt"
+    src.write_text("".join(f"第{i}篇文档的第一句话。第二句话在这里！\n\n" for i in range(5000)), encoding="utf-8")
+    rep = pdf_to_text(src, tmp_path / "out.txt", show_progress=False)
+    assert rep["docs"] == 5000 and rep["sentences"] == 10000
+    assert len(batches) >= 3 and max(batches) <= 4096

@@ -355,3 +355,63 @@ def test_self_check_catches_tokens_that_are_not_the_tokenizers(wordpiece_dir):
     bad = WordByWord(EncoderSpec(**{**spec.__dict__}))
     with pytest.raises(RuntimeError, match="not ErnieTokenizer.tokenize|not BertTokenizer.tokenize|tokens are not"):
         _self_check(bad, MIXED, log=None)
+
+
+def _in_memory_reference(jsonl, prefix, tok_dir, **kw):
+    "What stage 04 wrote before it streamed: every chunk's ids kept, concatenated, then np.save/np.savez once."
+    from vertical_pretrain.pretraining_data import _encoder_spec, read_jsonl_lines
+    tok = load_tokenizer(tok_dir)
+    spec = _encoder_spec(tok, tok_dir, split_sentences=True, cn_whole_word_segment=True, cn_seg_func="jieba",
+                         user_dict=None, max_word_length=6, append_eos=False, log=None, **kw)
+    enc = DocEncoder(spec); enc._tok = tok
+    r = enc.encode_lines((str(jsonl), "text", list(read_jsonl_lines(jsonl))))
+    nsent = r["nsent"][r["nsent"] > 0]
+    docs = np.zeros(len(nsent) + 1, dtype=np.int64); np.cumsum(nsent, out=docs[1:])
+    dtype = np.uint16 if max(spec.vocab.values()) + 1 < 2 ** 16 else np.int32
+    Path(prefix).parent.mkdir(parents=True)
+    np.save(f"{prefix}_ids.npy", r["ids"].astype(dtype))
+    np.savez(f"{prefix}_idx.npz", lens=r["lens"].astype(np.int32), docs=docs)
+    return r
+
+
+def test_streamed_output_equals_the_in_memory_reference(corpus, tmp_path):
+    "The ids go to disk chunk by chunk (NpyAppender), in small chunks and with a pool: the bytes equal one np.save of everything."
+    ref = _in_memory_reference(corpus["dir"] / "seg.jsonl", tmp_path / "ref" / "x", corpus["tok"], cn_splited=True)
+    want = [(tmp_path / "ref" / n).read_bytes() for n in ("x_ids.npy", "x_idx.npz")]
+    for k, (w, c) in enumerate([(1, 3), (2, 5)]):
+        st = create_pretraining_data(corpus["dir"] / "seg.jsonl", tmp_path / f"s{k}" / "x", corpus["tok"], cn_splited=True,
+                                     workers=w, chunk_size=c, min_parallel_bytes=0, progress=False, log=None)
+        assert [(tmp_path / f"s{k}" / n).read_bytes() for n in ("x_ids.npy", "x_idx.npz")] == want
+        counts = np.bincount(ref["ids"])
+        assert st["tokens"] == len(ref["ids"]) and st["unk_count"] == int(counts[load_tokenizer(corpus["tok"]).unk_token_id])
+        assert st["top_tokens"][0][2] == int(counts.max())
+
+
+def test_a_bad_line_late_in_the_stream_leaves_no_file_and_no_folder(corpus, tmp_path):
+    "The ids are already on their way to disk when the bad line comes: the temp file and the new folder are removed."
+    good = (corpus["dir"] / "seg.jsonl").read_text(encoding="utf-8")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text(good, encoding="utf-8")
+    (tmp_path / "in" / "b.jsonl").write_text(good + '{"text": 3}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"b.jsonl:\d+: 'text' must be a string"):
+        create_pretraining_data(tmp_path / "in", tmp_path / "out" / "deep" / "x", corpus["tok"], cn_splited=True,
+                                chunk_size=4, progress=False, log=None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_pool_keeps_a_bounded_number_of_chunks_in_flight(corpus, tmp_path, monkeypatch):
+    "Pool.imap would read the whole input into its task queue; the stage submits at most 4 x workers chunks ahead."
+    import vertical_pretrain.pretraining_data as pd
+    made, written = [0], [0]
+    orig_chunks, orig_append = pd._chunks, pd.NpyAppender.append
+    def chunks(it, n):
+        for c in orig_chunks(it, n): made[0] += 1; yield c
+    def append(self, a):
+        written[0] += 1
+        assert made[0] <= written[0] + 4 * 2, (made[0], written[0])  # 2 workers
+        return orig_append(self, a)
+    monkeypatch.setattr(pd, "_chunks", chunks)
+    monkeypatch.setattr(pd.NpyAppender, "append", append)
+    create_pretraining_data(corpus["dir"] / "seg.jsonl", tmp_path / "x" / "x", corpus["tok"], cn_splited=True, workers=2,
+                            chunk_size=2, min_parallel_bytes=0, progress=False, log=None)
+    assert written[0] == made[0] == -(-len(corpus["seg_docs"]) // 2)

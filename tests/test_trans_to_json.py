@@ -139,3 +139,44 @@ def test_cli_with_paddlenlp_argument_names(books, tmp_path):
     assert main(["--input_path", str(books), "--output_path", str(tmp_path / "nm"), "--no-merge", "--seed", "5", "--min_doc_length", "5"]) == 0
     assert (tmp_path / "nm" / "sub" / "b.jsonl").exists()
     assert main(["--input_path", str(tmp_path / "nope"), "--output_path", str(out)]) == 1
+
+
+def test_streamed_output_equals_shuffling_all_lines_in_memory(tmp_path):
+    """Documents go to temp part files and are read back by offset in `random.Random(seed).shuffle` order of their
+    indices: the output is what shuffling the list of all jsonl lines gave (the pre-streaming behaviour), byte for byte,
+    merged or per file, with one or two workers; no temp file is left."""
+    import random
+    d = tmp_path / "text"; d.mkdir()
+    rng = random.Random(5)
+    books = {}
+    for k in range(3):
+        docs = ["\n".join(f"文件{k}文档{i}第{j}句，长度足够。" for j in range(rng.randint(1, 4))) for i in range(rng.randint(50, 120))]
+        books[f"b{k}.txt"] = docs
+        (d / f"b{k}.txt").write_text("\n\n\n".join(docs) + "\n", encoding="utf-8")
+    line = lambda doc: json.dumps({"text": doc}, ensure_ascii=False) + "\n"
+    for workers in (1, 2):
+        rep = trans_to_json(d, tmp_path / f"m{workers}.jsonl", seed=11, workers=workers, progress=False, log=None)
+        want = [line(x) for f in sorted(books) for x in books[f]]
+        random.Random(11).shuffle(want)
+        assert (tmp_path / f"m{workers}.jsonl").read_text(encoding="utf-8") == "".join(want)
+        assert rep["docs_written"] == len(want)
+        trans_to_json(d, tmp_path / f"per{workers}", merge=False, seed=11, workers=workers, progress=False, log=None)
+        r = random.Random(11)
+        for f in sorted(books):
+            want = [line(x) for x in books[f]]; r.shuffle(want)
+            assert (tmp_path / f"per{workers}" / f.replace(".txt", ".jsonl")).read_text(encoding="utf-8") == "".join(want)
+    assert not list(tmp_path.glob(".trans_to_json-*")) and not list(tmp_path.rglob("*.part"))
+
+
+def test_documents_are_read_one_at_a_time(tmp_path):
+    "iter_docs is a generator: a file of any size is never read whole; a bad byte late in the file names its offset."
+    from vertical_pretrain.trans_to_json import iter_docs
+    p = tmp_path / "big.txt"
+    p.write_bytes(("一句话。\n\n" * 1000).encode("utf-8") + b"\xff\n")
+    it = iter_docs(p)
+    assert next(it) == ["一句话。"]
+    with pytest.raises(ValueError, match=f"byte {len(('一句话。' + chr(10) * 2).encode()) * 1000}"):
+        list(it)
+    with pytest.raises(ValueError, match="big.txt: not UTF-8"):
+        trans_to_json(p, tmp_path / "out" / "x.jsonl", progress=False, log=None)
+    assert not (tmp_path / "out").exists()

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['SUPPORTED_FORMATS', 'SUPPORTED_LIST', 'XHTML_ROLES', 'TRAFILATURA_ROLES', 'unsupported', 'sniff_format',
-           'walk_blocks', 'read_docx', 'read_epub', 'read_html', 'read_markdown', 'read_jsonl', 'read_document']
+           'walk_blocks', 'read_docx', 'read_epub', 'read_html', 'read_markdown', 'iter_jsonl_lines', 'jsonl_info',
+           'read_jsonl', 'read_document']
 
 # %% ../nbs/01a_formats.ipynb #5aa188d9
 import json
@@ -437,35 +438,71 @@ def read_markdown(source) -> tuple[list[list[Line]], dict]:
     return out.result("markdown", front_matter=bool(m), **extra)
 
 # %% ../nbs/01a_formats.ipynb #6f39b721
-def read_jsonl(path, json_key: str = "text") -> tuple[list[list[Line]], dict]:
-    """JSON lines as stage-01 pages: each line `{json_key: "document text", ...}` is one document (PaddleNLP's
-    `trans_to_json.py` contract); newlines inside the text separate paragraphs (or sentences). Blank lines are
-    skipped; documents are separated by blank Lines. Raises one Pdf2TextError naming file:line of the first bad
-    line (not JSON, not an object, no `json_key`, not a string) and how many lines are bad."""
+def iter_jsonl_lines(path, json_key: str = "text", stats: dict | None = None, on_bytes=None):
+    """The stage-01 lines of a JSONL file one at a time, without reading it whole: `(0, paragraph, True)` for each
+    non-blank paragraph (newlines inside the text separate paragraphs), then `(0, "", False)` after each document.
+
+    Lines are split at `\n` only (JSON strings may hold U+2028 etc.); the encoding is `pdf2text.text_encoding`'s.
+    `stats` (a dict, reset on each call) gets encoding, json_docs, json_docs_empty and paragraphs. `on_bytes(n)` is
+    called with the bytes read. After the last line, raises one Pdf2TextError naming file:line of the first bad line
+    (not JSON, not an object, no `json_key`, not a string) and how many lines are bad."""
+    from vertical_pretrain.pdf2text import text_encoding
     path = Path(path)
-    text, enc = decode_text(path.read_bytes(), str(path))
-    out, bad, first, docs, empty = _Pages(), 0, None, 0, 0
-    for no, raw in enumerate(text.split("\n"), 1):  # not splitlines(): JSON strings may hold U+2028 etc.
-        if not raw.strip(): continue
-        try:
-            obj = json.loads(raw)
-            if not isinstance(obj, dict): why = f"a JSON {type(obj).__name__}, not an object"
-            elif json_key not in obj: why = f"no \"{json_key}\" key (keys: {', '.join(list(obj)[:8]) or 'none'})"
-            elif not isinstance(obj[json_key], str): why = f"\"{json_key}\" is a {type(obj[json_key]).__name__}, not a string"
-            else: why = None
-        except json.JSONDecodeError as e: why = f"not valid JSON ({e.msg} at column {e.colno})"
-        if why:
-            bad += 1; first = first or f"{path}:{no}: {why}"
-            continue
-        doc = obj[json_key]
-        if not doc.strip(): empty += 1; continue
-        for para in doc.split("\n"): out.add("body", para)
-        out.boundary(); docs += 1
+    st = stats if stats is not None else {}
+    st.clear()
+    st.update(encoding=text_encoding(path), json_docs=0, json_docs_empty=0, paragraphs=0)
+    bad, first, no, pos = 0, None, 0, 0
+    def rows(f):
+        nonlocal pos
+        rest = ""
+        for chunk in iter(lambda: f.read(1 << 20), ""):
+            parts = (rest + chunk).split("\n"); rest = parts.pop()
+            yield from parts
+            if on_bytes is not None: p = f.buffer.tell(); on_bytes(p - pos); pos = p
+        yield rest
+    with open(path, encoding=st["encoding"], newline="") as f:
+        for raw in rows(f):
+            no += 1
+            if not raw.strip(): continue
+            try:
+                obj = json.loads(raw)
+                if not isinstance(obj, dict): why = f"a JSON {type(obj).__name__}, not an object"
+                elif json_key not in obj: why = f"no \"{json_key}\" key (keys: {', '.join(list(obj)[:8]) or 'none'})"
+                elif not isinstance(obj[json_key], str): why = f"\"{json_key}\" is a {type(obj[json_key]).__name__}, not a string"
+                else: why = None
+            except json.JSONDecodeError as e: why = f"not valid JSON ({e.msg} at column {e.colno})"
+            if why:
+                bad += 1; first = first or f"{path}:{no}: {why}"
+                continue
+            doc = obj[json_key]
+            if not doc.strip(): st["json_docs_empty"] += 1; continue
+            for para in doc.split("\n"):
+                if para.strip(): st["paragraphs"] += 1; yield 0, para.strip(), True
+            yield 0, "", False
+            st["json_docs"] += 1
     if bad:
         raise Pdf2TextError(f"{first}; expected one JSON object a line with the text under \"{json_key}\" "
                             f"({bad} bad line{'s' if bad > 1 else ''} in all). Fix the file, or set "
                             f"pdf2text.json_key to the field that holds the text.")
-    return out.result("jsonl", encoding=enc, json_key=json_key, json_docs=docs, json_docs_empty=empty)
+
+def jsonl_info(stats: dict, json_key: str) -> dict:
+    "The reader's info dict (as `read_jsonl` returns it) from the `stats` of `iter_jsonl_lines`."
+    blocks = dict.fromkeys(("paragraphs", "headings", "table_rows", "code_lines", "captions", "toc_lines"), 0)
+    blocks["paragraphs"] = stats["paragraphs"]
+    return {"format": "jsonl", "pages": 1, "pages_total": 1, "pages_without_text": 0 if stats["paragraphs"] else 1,
+            "blocks": blocks, "encoding": stats["encoding"], "json_key": json_key, "json_docs": stats["json_docs"],
+            "json_docs_empty": stats["json_docs_empty"]}
+
+def read_jsonl(path, json_key: str = "text") -> tuple[list[list[Line]], dict]:
+    """JSON lines as stage-01 pages: each line `{json_key: "document text", ...}` is one document (PaddleNLP's
+    `trans_to_json.py` contract); newlines inside the text separate paragraphs (or sentences). Blank lines are
+    skipped; documents are separated by blank Lines. Raises one Pdf2TextError naming file:line of the first bad
+    line (not JSON, not an object, no `json_key`, not a string) and how many lines are bad. The lines come from
+    `iter_jsonl_lines` (stage 01 streams them instead of building these pages)."""
+    stats, lines = {}, []
+    for _, text, whole in iter_jsonl_lines(path, json_key, stats):
+        lines.append(Line(text=text, page=0, kind="body", whole=whole))
+    return [lines], jsonl_info(stats, json_key)
 
 # %% ../nbs/01a_formats.ipynb #bd2c596c
 def read_document(path, fmt: str | None = None, *, json_key: str = "text", max_pages: int = 0,

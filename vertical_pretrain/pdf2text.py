@@ -7,8 +7,8 @@ __all__ = ['DROP_RULES', 'STAGE', 'Pdf2TextError', 'is_cjk', 'em_width', 'normal
            'Line', 'pdf_page_count', 'read_pdf_lines', 'text_to_pages', 'mark_edges', 'drop_headers_footers',
            'drop_page_numbers', 'drop_toc', 'looks_like_code', 'looks_like_table_row', 'classify_lines', 'is_heading',
            'join_lines', 'hyphen_vocab', 'split_sentences', 'assemble_documents', 'documents_to_sentences',
-           'clean_pages', 'format_text', 'sniff_input', 'report_path', 'pdf_to_text', 'format_report', 'list_inputs',
-           'plan_outputs', 'folder_to_text', 'run_stage', 'main']
+           'clean_pages', 'format_text', 'text_encoding', 'clean_text_file', 'sniff_input', 'report_path',
+           'pdf_to_text', 'format_report', 'list_inputs', 'plan_outputs', 'folder_to_text', 'run_stage', 'main']
 
 # %% ../nbs/01_pdf2text.ipynb #5f7316aa
 import argparse
@@ -19,12 +19,12 @@ import re
 import sys
 import time
 import unicodedata
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import add_config_args, config_from_args, resolve_path
-from .fileio import StageInputError, atomic_write_text, run_per_file
+from .fileio import StageInputError, atomic_path, atomic_write_text, new_dirs, run_per_file
 
 class Pdf2TextError(ValueError):
     "Bad input for stage 01 (empty, binary, scanned, encrypted, nothing left); the message says what to do."
@@ -75,14 +75,19 @@ def decode_text(data: bytes, name: str = "<bytes>") -> tuple[str, str]:
     and for bytes that decode as neither UTF-8 nor GB18030 plausible text (with an `iconv` fix)."""
     if data.startswith(b"\xef\xbb\xbf"): return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")): return data.decode("utf-16"), "utf-16"
-    if _looks_binary(data):
-        raise Pdf2TextError(f"{name}: binary data, neither text nor PDF. Give a .pdf book or a UTF-8/GBK .txt file.")
+    if _looks_binary(data): raise _binary_error(name)
     for enc in ("utf-8", "gb18030"):
         try: text = data.decode(enc)
         except UnicodeDecodeError: continue
         if _plausible_text(text): return text, enc
-    raise Pdf2TextError(f"{name}: not UTF-8 or GB18030/GBK text. Convert it first, e.g. "
-                        f"`iconv -f BIG5 -t UTF-8 in.txt > out.txt`.")
+    raise _codec_error(name)
+
+def _binary_error(name) -> Pdf2TextError:
+    return Pdf2TextError(f"{name}: binary data, neither text nor PDF. Give a .pdf book or a UTF-8/GBK .txt file.")
+
+def _codec_error(name) -> Pdf2TextError:
+    return Pdf2TextError(f"{name}: not UTF-8 or GB18030/GBK text. Convert it first, e.g. "
+                         f"`iconv -f BIG5 -t UTF-8 in.txt > out.txt`.")
 
 def read_text_file(path) -> str:
     """Read a text file as str, detecting UTF-8 (with/without BOM), UTF-16 (BOM) or GB18030/GBK (`decode_text`).
@@ -408,10 +413,14 @@ def drop_headers_footers(pages: list[list[Line]], min_pages: int | None = None) 
             anywhere[k] += 1
             if l.edge and k not in seen: edge_pages[k] += 1; seen.add(k)
     keys = {k for k, c in edge_pages.items() if c >= min_pages and c >= 0.8 * anywhere[k] and k}
+    _mark_running(pages, keys)
+    return keys
+
+def _mark_running(pages: list[list[Line]], keys: set) -> None:
+    "Mark body edge lines whose number-blind text is one of the running-header `keys` as header_footer."
     for lines in pages:
         for l in lines:
             if l.kind == "body" and l.edge and l.text.strip() and _edge_key(l.text) in keys: l.kind = "header_footer"
-    return keys
 
 def drop_page_numbers(pages: list[list[Line]]) -> None:
     "Mark bare page numbers at page edges: `12`, `- 12 -`, `xiv`, `第 12 页`, `Page 3 of 9`, `3 / 223`."
@@ -602,12 +611,21 @@ def _layout_stats(pages: list[list[Line]]) -> dict:
             if l.geometry and len(l.text.strip()) >= 10: lefts.append(l.x0); rights.append(l.x1)
             widths.append(em_width(l.text.strip()))
     q = lambda xs, f: sorted(xs)[min(len(xs) - 1, int(f * len(xs)))] if xs else 0.0
-    wrapped = False  # .txt: hard-wrapped (most lines as wide as the widest) or one paragraph/sentence a line?
-    if widths and not any(l.geometry for p in pages for l in p):
-        w90 = q(widths, 0.9)
-        wrapped = sum(1 for w in widths if w >= 0.85 * w90) >= 0.4 * len(widths)
+    width_em, wrapped = _width_rule(Counter(widths), geometry=any(l.geometry for p in pages for l in p))
     pitch = Counter(round(g * 2) / 2 for g in gaps).most_common(1)[0][0] if gaps else 0.0  # the usual line step
-    return {"pitch": pitch, "left": q(lefts, 0.1), "right": q(rights, 0.9), "width_em": q(widths, 0.9), "wrapped": wrapped}
+    return {"pitch": pitch, "left": q(lefts, 0.1), "right": q(rights, 0.9), "width_em": width_em, "wrapped": wrapped}
+
+def _width_rule(widths: Counter, geometry: bool) -> tuple[float, bool]:
+    """(90th percentile of the body lines' widths in em, hard-wrapped .txt?) from a histogram {width: lines}.
+    Hard-wrapped: at least 40% of the lines are 85% as wide as that percentile (never for PDF lines)."""
+    n = sum(widths.values())
+    if not n: return 0.0, False
+    idx, cum, w90 = min(n - 1, int(0.9 * n)), 0, 0.0
+    for w in sorted(widths):
+        cum += widths[w]
+        if cum > idx: w90 = w; break
+    wrapped = not geometry and sum(c for w, c in widths.items() if w >= 0.85 * w90) >= 0.4 * n
+    return w90, wrapped
 
 _CONTINUES = tuple("，、：；,:（(“‘《「『-")
 
@@ -627,8 +645,15 @@ def assemble_documents(pages: list[list[Line]], *, keep_code: bool = False, keep
     blank lines in .txt input end a document."""
     st = _layout_stats(pages)
     vocab = hyphen_vocab(l for p in pages for l in p if l.kind == "body")
-    docs, doc, para, prev = [], [], [], None
     counts = Counter()
+    docs = list(_assemble((l for p in pages for l in p), st, vocab, counts, keep_code=keep_code, keep_tables=keep_tables,
+                          heading_splits_docs=heading_splits_docs))
+    return docs, {"paragraphs": counts["paragraphs"], **st}
+
+def _assemble(lines, st: dict, vocab: set, counts: Counter, *, keep_code: bool, keep_tables: bool,
+              heading_splits_docs: bool):
+    "`assemble_documents`' rules over a stream of classified lines: yields each document as soon as it ends."
+    doc, para, prev = [], [], None
     def end_para():
         nonlocal para, prev
         if para:
@@ -639,31 +664,36 @@ def assemble_documents(pages: list[list[Line]], *, keep_code: bool = False, keep
     def end_doc():
         nonlocal doc
         end_para()
-        if doc: docs.append(doc)
-        doc = []
-    for lines in pages:
-        for l in lines:
-            if not l.text.strip():
-                if not l.geometry: end_doc()  # .txt: a blank line is a document boundary
-                continue
-            t = normalize_line(l.text)
-            if l.kind in ("header_footer", "page_number", "toc"): continue  # invisible: paragraphs run on
-            if l.kind == "heading":
-                end_doc() if heading_splits_docs else end_para(); continue
-            if l.kind in ("code", "table", "caption"):
-                end_para()
-                keep = keep_code if l.kind == "code" else keep_tables
-                if keep: doc.append(("code" if l.kind == "code" else "table", t))
-                continue
-            new = (prev is None or l.whole or prev.whole or _BULLET_RE.match(t) or _ENUM_RE.match(t)
-                   or _ends_paragraph(prev, st)
-                   or (l.geometry and prev.geometry and l.page == prev.page and st["pitch"]
-                       and prev.y - l.y > 1.3 * st["pitch"]))
-            if new: end_para()
-            para.append(_BULLET_RE.sub("", t, count=1).strip() or t)
-            prev = l
-    end_doc()
-    return docs, {"paragraphs": counts["paragraphs"], **st}
+        out, doc = doc, []
+        return out
+    for l in lines:
+        if not l.text.strip():
+            if not l.geometry:  # .txt: a blank line is a document boundary
+                d = end_doc()
+                if d: yield d
+            continue
+        t = normalize_line(l.text)
+        if l.kind in ("header_footer", "page_number", "toc"): continue  # invisible: paragraphs run on
+        if l.kind == "heading":
+            if heading_splits_docs:
+                d = end_doc()
+                if d: yield d
+            else: end_para()
+            continue
+        if l.kind in ("code", "table", "caption"):
+            end_para()
+            keep = keep_code if l.kind == "code" else keep_tables
+            if keep: doc.append(("code" if l.kind == "code" else "table", t))
+            continue
+        new = (prev is None or l.whole or prev.whole or _BULLET_RE.match(t) or _ENUM_RE.match(t)
+               or _ends_paragraph(prev, st)
+               or (l.geometry and prev.geometry and l.page == prev.page and st["pitch"]
+                   and prev.y - l.y > 1.3 * st["pitch"]))
+        if new: end_para()
+        para.append(_BULLET_RE.sub("", t, count=1).strip() or t)
+        prev = l
+    d = end_doc()
+    if d: yield d
 
 def documents_to_sentences(docs, min_sentence_chars: int = 2, min_doc_sentences: int = 1) -> tuple[list[list[str]], dict]:
     """Split paragraphs into sentences (code/table blocks stay one line each); drop and count what is too short.
@@ -703,20 +733,174 @@ def clean_pages(pages: list[list[Line]], *, keep_code: bool = False, keep_tables
                                   heading_splits_docs=heading_splits_docs)
     sents, c = documents_to_sentences(docs, min_sentence_chars, min_doc_sentences)
     lines = [l for p in pages for l in p if l.text.strip()]
-    kinds = Counter(l.kind for l in lines)
+    return sents, _clean_counts(Counter(l.kind for l in lines), sum(len(l.text) for l in lines), body_size, st["pitch"],
+                                st["paragraphs"], len(docs), c, keep_code=keep_code, keep_tables=keep_tables)
+
+def _clean_counts(kinds: Counter, chars_in: int, body_size: float, pitch: float, paragraphs: int, docs_before: int,
+                  c: dict, *, keep_code: bool, keep_tables: bool) -> dict:
+    "The cleaning report's counts from the kinds of the non-blank lines and the assembly's counts."
     kept_kinds = {"body"} | ({"code"} if keep_code else set()) | ({"table", "caption"} if keep_tables else set())
-    counts = {"lines_in": len(lines), "lines_kept": sum(v for k, v in kinds.items() if k in kept_kinds),
-              "lines_dropped": {r: (0 if r in kept_kinds else kinds.get(r, 0)) for r in DROP_RULES},
-              "lines_kept_by_kind": {k: kinds.get(k, 0) for k in sorted(kept_kinds)},
-              "chars_in": sum(len(l.text) for l in lines), "body_font_size": body_size,
-              "paragraphs": st["paragraphs"], "line_pitch": st["pitch"],
-              "docs_before_filter": len(docs), **c}
-    return sents, counts
+    return {"lines_in": sum(kinds.values()), "lines_kept": sum(v for k, v in kinds.items() if k in kept_kinds),
+            "lines_dropped": {r: (0 if r in kept_kinds else kinds.get(r, 0)) for r in DROP_RULES},
+            "lines_kept_by_kind": {k: kinds.get(k, 0) for k in sorted(kept_kinds)},
+            "chars_in": chars_in, "body_font_size": body_size, "paragraphs": paragraphs, "line_pitch": pitch,
+            "docs_before_filter": docs_before, **c}
 
 def format_text(docs: list[list[str]]) -> str:
     """The stage-01 contract: one sentence a line, a blank line between documents; the text ends with a newline (empty for no
     documents)."""
     return "\n\n".join("\n".join(d) for d in docs) + ("\n" if docs else "")
+
+# %% ../nbs/01_pdf2text.ipynb #bcc81b41
+def text_encoding(path) -> str:
+    """The encoding `decode_text` picks for a text file, found without reading it into memory: 'utf-8-sig' | 'utf-16' |
+    'utf-8' | 'gb18030' (BOM; else the first codec that decodes the whole file, read 1 MiB at a time, into plausible text).
+
+    Raises `Pdf2TextError` naming the file for binary data and for text in neither UTF-8 nor GB18030."""
+    import codecs
+    path = Path(path)
+    with open(path, "rb") as f: head = f.read(65536)
+    if head.startswith(b"\xef\xbb\xbf"): return "utf-8-sig"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")): return "utf-16"
+    if _looks_binary(head): raise _binary_error(path)
+    for enc in ("utf-8", "gb18030"):
+        dec, first = codecs.getincrementaldecoder(enc)(), ""
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    t = dec.decode(block)
+                    if len(first) < 65536: first += t[:65536 - len(first)]
+                dec.decode(b"", final=True)
+        except UnicodeDecodeError: continue
+        if _plausible_text(first): return enc
+    raise _codec_error(path)
+
+def _text_lines(path, encoding: str, on_bytes=None):
+    "(page, line, False) of a text file one at a time, split exactly as `text_to_pages` splits the whole text."
+    page, last_nl, n, pos = 0, True, 0, 0
+    with open(path, encoding=encoding, newline=None) as f:
+        for raw in f:
+            last_nl = raw.endswith("\n")
+            parts = (raw[:-1] if last_nl else raw).split("\f")
+            yield page, parts[0], False
+            for part in parts[1:]:
+                page += 1
+                yield page, part, False
+            n += 1
+            if on_bytes is not None and n % 4096 == 0:
+                p = f.buffer.tell(); on_bytes(p - pos); pos = p
+        if on_bytes is not None: on_bytes(f.buffer.tell() - pos)
+    if last_nl: yield page, "", False
+
+def _scan_text(lines) -> dict:
+    """First pass: pages, and per page its non-blank lines, its dot-leader lines and the keys of its edge lines
+    (`mark_edges`); with 3 or more pages a second pass counts the candidate running-header keys everywhere
+    (`drop_headers_footers`). `lines()` gives a fresh iterator of (page, text, whole) each call. Returns {"pages",
+    "nonblank", "toc_hits", "keys"}."""
+    nonblank, hits, edge_pages = [0], [0], Counter()
+    first, last = [], deque(maxlen=2)
+    def end_page():
+        edge_pages.update({_edge_key(t) for t in first + list(last)})
+    cur = 0
+    for page, text, _ in lines():
+        while page > cur:
+            end_page(); first.clear(); last.clear(); nonblank.append(0); hits.append(0); cur += 1
+        if not text.strip(): continue
+        nonblank[-1] += 1
+        if _LEADER_RE.search(text): hits[-1] += 1
+        if len(first) < 2: first.append(text)
+        else: last.append(text)  # the first two lines are edges already; `last` keeps the two after them
+    end_page()
+    n, keys = len(nonblank), set()
+    if n >= 3:
+        min_pages = max(3, math.ceil(0.05 * n))
+        cand = {k for k, c in edge_pages.items() if c >= min_pages and k}
+        if cand:
+            anywhere = Counter()
+            for _, text, _ in lines():
+                if text.strip():
+                    k = _edge_key(text)
+                    if k in cand: anywhere[k] += 1
+            keys = {k for k in cand if edge_pages[k] >= 0.8 * anywhere[k]}
+    return {"pages": n, "nonblank": nonblank, "toc_hits": hits, "keys": keys}
+
+def _classified_text_lines(lines, scan: dict, batch: int = 4096, on_bytes=None):
+    """The Lines of a text file with their kinds set as `clean_pages` sets them, one at a time. With 3 or more pages
+    one page is held at a time (the page rules run on it with the keys of `_scan_text`); otherwise batches of lines."""
+    if scan["pages"] >= 3:
+        page, cur = [], 0
+        def run(page):
+            mark_edges([page]); _mark_running([page], scan["keys"]); drop_page_numbers([page]); drop_toc([page])
+            classify_lines([page])
+            return page
+        for i, text, w in lines(on_bytes):
+            if i != cur:
+                yield from run(page); page, cur = [], i
+            page.append(Line(text=text, page=i, whole=w))
+        yield from run(page)
+        return
+    whole = [n >= 4 and h >= 0.3 * n for n, h in zip(scan["nonblank"], scan["toc_hits"])]  # drop_toc's page rule
+    buf = []
+    for i, text, w in lines(on_bytes):
+        l = Line(text=text, page=i, whole=w)
+        if text.strip() and (whole[i] or _LEADER_RE.search(text)): l.kind = "toc"
+        buf.append(l)
+        if len(buf) >= batch:
+            classify_lines([buf]); yield from buf; buf = []
+    classify_lines([buf]); yield from buf
+
+_KINDS = ("body", *DROP_RULES)
+_KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
+
+def clean_text_file(path, out, *, encoding: str | None = None, keep_code: bool = False, keep_tables: bool = False,
+                    min_sentence_chars: int = 2, min_doc_sentences: int = 1, heading_splits_docs: bool = True,
+                    show_progress: bool = False, lines=None) -> dict:
+    """`clean_pages(text_to_pages(text))` for a `.txt` file of any size, streamed: the documents are written to the open
+    text file `out` as they are made (`format_text`'s layout), so memory does not grow with the file.
+
+    Reads the file three or four times (`_scan_text`, kinds and width/hyphen statistics, then assembly; the kinds are
+    kept as one byte a line in between); the output and the counts equal the in-memory path's. Returns the counts (as `clean_pages`) plus encoding, pages, docs,
+    sentences and chars_out. Raises `Pdf2TextError` for binary or undecodable input (`text_encoding`).
+
+    `lines`: another line source read the same way, a callable `lines(on_bytes=None)` giving a fresh iterator of
+    `(page, text, whole)` each call (JSONL: `formats.iter_jsonl_lines`); then `encoding` is only reported."""
+    path = Path(path)
+    enc = encoding or text_encoding(path)
+    if lines is None: lines = lambda on_bytes=None: _text_lines(path, enc, on_bytes)
+    scan = _scan_text(lines)
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+        bar = tqdm(total=2 * path.stat().st_size, desc=f"pdf2text {path.name}", unit="B", unit_scale=True, mininterval=1.0)
+    upd = bar.update if bar is not None else None
+    kinds, widths, vocab, chars_in = Counter(), Counter(), set(), 0
+    codes = bytearray()  # each line's kind, one byte a line: the last pass need not classify again
+    for l in _classified_text_lines(lines, scan, on_bytes=upd):
+        codes.append(_KIND_CODE[l.kind])
+        if not l.text.strip(): continue
+        kinds[l.kind] += 1; chars_in += len(l.text)
+        if l.kind == "body":
+            widths[em_width(l.text.strip())] += 1
+            if "-" in l.text: vocab |= hyphen_vocab([l])
+    width_em, wrapped = _width_rule(widths, geometry=False)
+    st = {"pitch": 0.0, "left": 0.0, "right": 0.0, "width_em": width_em, "wrapped": wrapped}  # `_layout_stats` of .txt lines
+    para, c, n_docs, n_before, n_sent, chars_out = Counter(), Counter(), 0, 0, 0, 0
+    kinded = (Line(text=t, page=i, kind=_KINDS[k], whole=w) for (i, t, w), k in zip(lines(upd), codes))
+    for doc in _assemble(kinded, st, vocab, para, keep_code=keep_code, keep_tables=keep_tables,
+                         heading_splits_docs=heading_splits_docs):
+        n_before += 1
+        sents, dc = documents_to_sentences([doc], min_sentence_chars, min_doc_sentences)
+        c.update(dc)
+        for d in sents:
+            text = "\n".join(d)
+            out.write(("\n\n" if n_docs else "") + text)
+            n_docs += 1; n_sent += len(d); chars_out += len(text) - text.count("\n")
+    if n_docs: out.write("\n")
+    if bar is not None: bar.close()
+    c = {k: c[k] for k in ("sentences_dropped_short", "docs_dropped_short", "sentences_in_dropped_docs")}
+    counts = _clean_counts(kinds, chars_in, 0.0, 0.0, para["paragraphs"], n_before, c, keep_code=keep_code,
+                           keep_tables=keep_tables)
+    return {"encoding": enc, "pages": scan["pages"], **counts, "docs": n_docs, "sentences": n_sent, "chars_out": chars_out}
 
 # %% ../nbs/01_pdf2text.ipynb #5c11aaf5
 def _from_formats(fn, *args, **kwargs):
@@ -760,31 +944,48 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
         raise Pdf2TextError(f"{input_path}: the output path is the input file; choose another output.")
     kind = sniff_input(input_path)
     info = {"format": kind}
+    params = dict(keep_code=keep_code, keep_tables=keep_tables, min_sentence_chars=min_sentence_chars,
+                  min_doc_sentences=min_doc_sentences, heading_splits_docs=heading_splits_docs)
+    if kind in ("text", "jsonl"):  # streamed: any size (see `clean_text_file`)
+        src, js = None, {}
+        if kind == "jsonl":
+            from vertical_pretrain.formats import iter_jsonl_lines, jsonl_info
+            src = lambda on_bytes=None: iter_jsonl_lines(input_path, json_key, js, on_bytes)
+        with new_dirs(output_path.parent), atomic_path(output_path) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+                r = clean_text_file(input_path, out, **params, show_progress=show_progress, lines=src)
+            if not r["docs"]: _nothing_left(input_path, r)
+        if kind == "jsonl": info.update(jsonl_info(js, json_key))
+        else: info.update({"encoding": r["encoding"], "pages": r["pages"], "pages_total": r["pages"], "pages_without_text": 0})
+        counts = {k: v for k, v in r.items() if k not in ("encoding", "pages", "docs", "sentences", "chars_out")}
+        return _write_report(input_path, output_path, info, counts, r["chars_out"], r["docs"], r["sentences"], params,
+                             max_pages, json_key, t0)
     if kind == "pdf":
         pages, meta = read_pdf_lines(input_path, max_pages=max_pages, show_progress=show_progress, ocr=ocr)
         info.update(meta)
-    elif kind == "text":
-        text, enc = decode_text(input_path.read_bytes(), str(input_path))
-        pages = text_to_pages(text)
-        info.update({"encoding": enc, "pages": len(pages), "pages_total": len(pages), "pages_without_text": 0})
     else:  # docx, epub, html, markdown, jsonl: whole-paragraph Lines from their readers (01a)
         from vertical_pretrain.formats import read_document
         pages, meta = _from_formats(read_document, input_path, kind, json_key=json_key)
         info.update(meta)
-    params = dict(keep_code=keep_code, keep_tables=keep_tables, min_sentence_chars=min_sentence_chars,
-                  min_doc_sentences=min_doc_sentences, heading_splits_docs=heading_splits_docs)
     docs, counts = clean_pages(pages, **params)
-    if not docs:
-        raise Pdf2TextError(f"{input_path}: no document left after cleaning ({counts['lines_in']} lines read, "
-                            f"{counts['docs_dropped_short']} documents too short). Lower min_doc_sentences/"
-                            f"min_sentence_chars, or check the input.")
+    if not docs: _nothing_left(input_path, counts)
     out_text = format_text(docs)
+    atomic_write_text(output_path, out_text)
+    return _write_report(input_path, output_path, info, counts, len(out_text) - out_text.count("\n"), len(docs),
+                         sum(len(d) for d in docs), params, max_pages, json_key, t0)
+
+def _nothing_left(input_path, counts: dict):
+    raise Pdf2TextError(f"{input_path}: no document left after cleaning ({counts['lines_in']} lines read, "
+                        f"{counts['docs_dropped_short']} documents too short). Lower min_doc_sentences/"
+                        f"min_sentence_chars, or check the input.")
+
+def _write_report(input_path, output_path, info, counts, chars_out, docs, sentences, params, max_pages, json_key, t0) -> dict:
+    "Write `<name>.report.json` (atomic) beside the text and return the report."
     secs = time.perf_counter() - t0
     report = {"input": str(input_path), "output": str(output_path), **info, **counts,
-              "chars_out": len(out_text) - out_text.count("\n"), "docs": len(docs),
-              "sentences": sum(len(d) for d in docs), "params": {**params, "max_pages": max_pages, "json_key": json_key},
+              "chars_out": chars_out, "docs": docs, "sentences": sentences,
+              "params": {**params, "max_pages": max_pages, "json_key": json_key},
               "seconds": round(secs, 3), "pages_per_s": round(info["pages"] / secs, 1) if secs else None}
-    atomic_write_text(output_path, out_text)
     atomic_write_text(report_path(output_path), json.dumps(report, ensure_ascii=False, indent=1))
     return report
 

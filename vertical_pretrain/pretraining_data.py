@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['ENCODER_VERSION', 'STAGE', 'split_sentences', 'load_segmenter', 'load_tokenizer', 'EncoderSpec', 'DocEncoder',
-           'list_jsonl_files', 'read_jsonl_lines', 'read_jsonl_docs', 'corpus_stats', 'format_summary',
+           'list_jsonl_files', 'read_jsonl_lines', 'read_jsonl_docs', 'corpus_stats', 'format_summary', 'NpyAppender',
            'create_pretraining_data', 'cjk_font', 'plot_corpus_stats', 'run_stage', 'main']
 
 # %% ../nbs/04_pretraining_data.ipynb #f96970ae
@@ -19,6 +19,7 @@ import time
 import unicodedata
 import warnings
 from dataclasses import asdict, dataclass, field
+from collections import deque
 from itertools import chain
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import add_config_args, config_from_args, resolve_path, tokenizer_source
-from .fileio import atomic_path, atomic_write_text, file_fingerprint, read_manifest, required_files, stage_is_done, write_manifest
+from .fileio import atomic_path, atomic_write_text, new_dirs, file_fingerprint, read_manifest, required_files, stage_is_done, write_manifest
 from .segment import BLANK, get_segmenter, read_segmented_line, words_with_blanks
 
 # %% ../nbs/04_pretraining_data.ipynb #82ac6719
@@ -410,20 +411,25 @@ def _pow2_hist(x: np.ndarray) -> dict:
     p = np.percentile(x, [50, 90, 99])
     return {"edges": edges, "counts": counts.tolist(), "p50": float(p[0]), "p90": float(p[1]), "p99": float(p[2]), "max": int(x.max())}
 
-def corpus_stats(ids: np.ndarray, lens: np.ndarray, docs: np.ndarray, id_to_token: dict, unk_id: int,
-                 marked: int = 0, fallback: int = 0, top_k: int = 30) -> dict:
+def corpus_stats(ids: np.ndarray | None, lens: np.ndarray, docs: np.ndarray, id_to_token: dict, unk_id: int,
+                 marked: int = 0, fallback: int = 0, top_k: int = 30, token_counts: np.ndarray | None = None) -> dict:
     """The summary printed at the end of stage 04 (and saved as stats.json).
 
     `ids`: flat token ids [tokens]; `lens`: tokens per sentence [sentences]; `docs`: int64 sentence offsets [docs +
     1] (`docs[0] == 0`, `docs[-1] == len(lens)`). Returns counts (sentences, documents, tokens), averages in tokens,
     `unk_count`/`unk_rate` (share of tokens), ## marks, the `top_k` tokens `[token, id, count]`, and power-of-two
     histograms (edges, counts, p50/p90/p99, max) of tokens per sentence, tokens per document and sentences per
-    document."""
-    n_tok, n_sent, n_doc = int(len(ids)), int(len(lens)), int(len(docs) - 1)
-    counts = np.bincount(ids.astype(np.int64), minlength=unk_id + 1) if n_tok else np.zeros(unk_id + 1, dtype=np.int64)
+    document. `token_counts` (int64 [vocab], how often each id occurs) replaces `ids` when the ids were streamed to disk
+    (`ids` may then be None)."""
+    n_tok = int(len(ids)) if token_counts is None else int(token_counts.sum())
+    n_sent, n_doc = int(len(lens)), int(len(docs) - 1)
+    if token_counts is not None:
+        counts = np.zeros(max(len(token_counts), unk_id + 1), dtype=np.int64); counts[:len(token_counts)] = token_counts
+    else:
+        counts = np.bincount(ids.astype(np.int64), minlength=unk_id + 1) if n_tok else np.zeros(unk_id + 1, dtype=np.int64)
     unk = int(counts[unk_id])
     top = np.argsort(-counts, kind="stable")[:top_k]
-    doc_tokens = np.add.reduceat(lens.astype(np.int64), docs[:-1]) if n_doc else np.zeros(0, dtype=np.int64)
+    doc_tokens = np.add.reduceat(lens, docs[:-1], dtype=np.int64) if n_doc else np.zeros(0, dtype=np.int64)
     return {
         "sentences": n_sent, "documents": n_doc, "tokens": n_tok,
         "avg_tokens_per_sentence": round(n_tok / max(n_sent, 1), 2), "avg_tokens_per_document": round(n_tok / max(n_doc, 1), 2),
@@ -445,6 +451,45 @@ def format_summary(stats: dict) -> str:
         f"UNK tokens: {stats['unk_count']} ({stats['unk_rate']:.4%})",
         f"Whole-word ## marks: {stats['wwm_marked_tokens']} (fallback to plain char: {stats['wwm_fallback_tokens']})",
     ])
+
+# %% ../nbs/04_pretraining_data.ipynb #b75595d6
+class NpyAppender:
+    """Write a 1-D `.npy` file piece by piece: `append` arrays as they come, `close` fixes the length in the header.
+
+    The header is numpy's format 1.0 header (`np.lib.format.write_array_header_1_0`), which numpy pads so that the
+    length can grow in place; the file is byte-identical to `np.save(path, np.concatenate(parts).astype(dtype))`.
+    `append` casts to `dtype` (C order) and raises `ValueError` for a non-1-D array. Use as a context manager: on an
+    exception the file is closed with the header unpatched (the caller's `atomic_path` discards it)."""
+    def __init__(self, path, dtype):
+        self.path, self.dtype, self.n = Path(path), np.dtype(dtype), 0
+        self._f = open(self.path, "wb")
+        self._header(0)
+        self._start = self._f.tell()
+
+    def _header(self, n: int):
+        np.lib.format.write_array_header_1_0(
+            self._f, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (int(n),)})
+
+    def append(self, a) -> None:
+        "Append the items of the 1-D array `a` (cast to the file's dtype)."
+        a = np.asarray(a)
+        if a.ndim != 1: raise ValueError(f"NpyAppender takes 1-D arrays, got shape {a.shape}")
+        self._f.write(np.ascontiguousarray(a, dtype=self.dtype).data)
+        self.n += len(a)
+
+    def close(self) -> None:
+        "Rewrite the header with the final length and close the file."
+        if self._f.closed: return
+        self._f.seek(0)
+        self._header(self.n)
+        if self._f.tell() != self._start:  # cannot happen with numpy's padding; never leave a shifted file
+            raise RuntimeError(f"{self.path}: the .npy header changed size")
+        self._f.close()
+
+    def __enter__(self): return self
+    def __exit__(self, et, ev, tb):
+        if et is None: self.close()
+        else: self._f.close()
 
 # %% ../nbs/04_pretraining_data.ipynb #818cd4ab
 def _encoder_spec(tok, name_or_path, *, split_sentences, cn_whole_word_segment, cn_seg_func, cn_splited, user_dict,
@@ -486,6 +531,53 @@ def _self_check(enc: DocEncoder, sample_docs: list[str], log) -> None:
         if log: log(f"warning: fast tokenizer differs from {type(enc.tok).__name__} on {len(bad)}/{len(sents)} sample "
                     f"sentences (first: {sents[bad[0]][:60]!r}); using the Python tokenizer (slower, same output as PaddleNLP)")
 
+def _encode_stream(enc: DocEncoder, files, json_key: str, chunk_size: int, workers: int, writer: NpyAppender,
+                   vocab_size: int, bar) -> tuple:
+    """Encode every document of `files` in chunks and append the ids to `writer` in input order.
+
+    Returns (lens int32 [sentences], nsent int32 [documents, 0 for a document without tokens], token counts int64
+    [vocab_size], totals: docs/chars/marked/fallback). At most `4 * workers` chunks are in flight with a pool."""
+    def chunks():
+        for f in files:
+            for c in _chunks(read_jsonl_lines(f), max(1, int(chunk_size))):
+                yield (str(f), json_key, c), sum(len(l.encode("utf-8")) for _, l in c)
+    lens_parts, nsent_parts = [], []
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    tot = {"docs": 0, "chars": 0, "marked": 0, "fallback": 0}
+    def collect(r, nbytes):
+        ids = r["ids"]
+        if len(ids):
+            if ids.max() >= vocab_size or ids.min() < 0: raise AssertionError("token id outside the vocab")
+            bc = np.bincount(ids); counts[:len(bc)] += bc
+        writer.append(ids)
+        lens_parts.append(r["lens"]); nsent_parts.append(r["nsent"])
+        for k in tot: tot[k] += r[k]
+        bar.update(nbytes)
+    try:
+        if workers > 1:
+            # HF tokenizers warns (and turns threads off) in forked children unless the setting is explicit
+            old_env = os.environ.get("TOKENIZERS_PARALLELISM")
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+            try:
+                with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(enc, workers)) as pool:
+                    pending = deque()  # bounded: Pool.imap would read the whole input into its task queue
+                    for c, nbytes in chunks():
+                        pending.append((pool.apply_async(_encode_chunk, (c,)), nbytes))
+                        if len(pending) >= 4 * workers:
+                            a, nb = pending.popleft(); collect(a.get(), nb)
+                    while pending:
+                        a, nb = pending.popleft(); collect(a.get(), nb)
+            finally:
+                if old_env is None: os.environ.pop("TOKENIZERS_PARALLELISM", None)
+                else: os.environ["TOKENIZERS_PARALLELISM"] = old_env
+        else:
+            for c, nbytes in chunks(): collect(enc.encode_lines(c), nbytes)
+    finally:
+        bar.close()
+    cat = lambda parts: np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, dtype=np.int32)
+    lens = cat(lens_parts); del lens_parts[:]
+    return lens, cat(nsent_parts), counts, tot
+
 def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *, split_sentences: bool = True,
                             cn_whole_word_segment: bool = True, cn_seg_func: str = "jieba", cn_splited: bool = False,
                             user_dict=None, max_word_length: int = 6, append_eos: bool = False, json_key: str = "text",
@@ -499,8 +591,11 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
     len(lens)`). Documents are split into sentences (`split_sentences`); with `cn_whole_word_segment` Chinese words
     (from the `cn_seg_func` segmenter, or the spaces of `cn_splited` input) get ## marks (`DocEncoder`). Empty
     sentences and documents are dropped, as PaddleNLP does. `workers` > 1 uses a process pool for corpora of
-    `min_parallel_bytes` or more. Every input line is read before anything is written; all three files are written
-    atomically.
+    `min_parallel_bytes` or more, with at most `4 * workers` chunks of `chunk_size` documents in flight. The ids are
+    streamed to a temporary `.npy` as the chunks come back (`NpyAppender`), so memory does not grow with the corpus
+    (only `lens`, 4 bytes a sentence, and the sentence counts per document are kept); all three files are written
+    atomically, so a failure (e.g. a bad line near the end) leaves none of them and no new folder. The progress bar
+    counts input bytes.
 
     Returns the stats dict (also printed, and saved as stats.json). Raises `FileNotFoundError` (missing input,
     tokenizer dir), `ValueError` (a bad jsonl line naming file:line, an empty file, no tokens at all), `RuntimeError`
@@ -517,11 +612,9 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
     vocab_size = max(spec.vocab.values()) + 1
     dtype = np.uint16 if vocab_size < 2 ** 16 else np.int32
 
-    if workers > 1 and sum(f.stat().st_size for f in files) < min_parallel_bytes:
+    total_bytes = sum(f.stat().st_size for f in files)
+    if workers > 1 and total_bytes < min_parallel_bytes:
         workers = 1  # a small corpus is done before a pool has started: not worth the fork and the pickling
-    def _count(f):  # non-blank lines, for the progress bar (bytes, no decoding)
-        with open(f, "rb") as fh: return sum(1 for l in fh if l.strip())
-    n_docs_in = sum(_count(f) for f in files)
     sample = [d for _, d in zip(range(50), read_jsonl_docs(files[0], json_key))]  # also fails fast on an empty first file
     if cn_splited and cn_whole_word_segment:
         cjk = [x for d in sample for x in d.split("\n") if sum(map(_is_cjk_char, x)) > 20]
@@ -530,58 +623,34 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
                 "without word boundaries no ## marks are made")
     _self_check(enc, sample, log)
 
-    # raw lines go to the workers (JSON is parsed there); nothing is written before every line was read fine
-    chunks = ((str(f), json_key, c) for f in files for c in _chunks(read_jsonl_lines(f), max(1, int(chunk_size))))
-    bar = tqdm(total=n_docs_in, desc="create_pretraining_data", unit="doc", disable=not progress)
-    ids_parts, lens_parts, nsent_parts, tot = [], [], [], {"chars": 0, "marked": 0, "fallback": 0}
-    def _collect(r):
-        ids_parts.append(r["ids"]); lens_parts.append(r["lens"]); nsent_parts.append(r["nsent"])
-        for k in tot: tot[k] += r[k]
-        bar.update(r["docs"])
-    if workers > 1:
-        # HF tokenizers warns (and turns threads off) in forked children unless the setting is explicit
-        old_env = os.environ.get("TOKENIZERS_PARALLELISM")
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        try:
-            with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(enc, workers)) as pool:
-                for r in pool.imap(_encode_chunk, chunks): _collect(r)
-        finally:
-            if old_env is None: os.environ.pop("TOKENIZERS_PARALLELISM", None)
-            else: os.environ["TOKENIZERS_PARALLELISM"] = old_env
-    else:
-        for c in chunks: _collect(enc.encode_lines(c))
-    bar.close()
-
-    ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, dtype=np.int32)
-    lens = np.concatenate(lens_parts) if lens_parts else np.zeros(0, dtype=np.int32)
-    nsent = np.concatenate(nsent_parts) if nsent_parts else np.zeros(0, dtype=np.int32)
+    prefix = Path(str(output_prefix))
+    out_dir = prefix.parent
+    ids_path, idx_path, stats_path = Path(f"{prefix}_ids.npy"), Path(f"{prefix}_idx.npz"), out_dir / "stats.json"
+    with new_dirs(out_dir), atomic_path(ids_path) as tmp, NpyAppender(tmp, dtype) as writer:
+        lens, nsent, counts, tot = _encode_stream(enc, files, json_key, chunk_size, workers, writer, vocab_size,
+                                                  tqdm(total=total_bytes, desc="create_pretraining_data", unit="B",
+                                                       unit_scale=True, disable=not progress))
+        if len(lens) == 0: raise ValueError(f"{input_path}: no tokens at all after tokenization; is the text empty?")
+    n_docs_in = tot["docs"]
     nsent = nsent[nsent > 0]  # documents without any token are dropped, as PaddleNLP does
     docs = np.zeros(len(nsent) + 1, dtype=np.int64); np.cumsum(nsent, out=docs[1:])
-    if len(lens) == 0: raise ValueError(f"{input_path}: no tokens at all after tokenization; is the text empty?")
-    assert docs[-1] == len(lens) and lens.sum() == len(ids)
-    if ids.max() >= vocab_size or ids.min() < 0: raise AssertionError("token id outside the vocab")
+    assert docs[-1] == len(lens) and int(lens.sum(dtype=np.int64)) == writer.n == int(counts.sum())
 
     id_to_token = {i: t for t, i in spec.vocab.items()}
-    stats = corpus_stats(ids, lens, docs, id_to_token, spec.vocab[spec.unk_token], marked=tot["marked"], fallback=tot["fallback"])
+    stats = corpus_stats(None, lens, docs, id_to_token, spec.vocab[spec.unk_token], marked=tot["marked"],
+                         fallback=tot["fallback"], token_counts=counts)
     stats.update({"documents_in": n_docs_in, "documents_empty": int(n_docs_in - (len(docs) - 1)), "chars": int(tot["chars"]),
                   "vocab_size": int(vocab_size), "dtype": np.dtype(dtype).name, "tokenizer": str(tokenizer_name_or_path),
                   "fast_tokenizer": bool(spec.fast), "cn_whole_word_segment": cn_whole_word_segment,
                   "input_files": [str(f) for f in files]})
-
-    prefix = Path(str(output_prefix))
-    out_dir = prefix.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ids_path, idx_path, stats_path = Path(f"{prefix}_ids.npy"), Path(f"{prefix}_idx.npz"), out_dir / "stats.json"
-    with atomic_path(ids_path) as tmp:
-        with open(tmp, "wb") as fh: np.save(fh, ids.astype(dtype))
     with atomic_path(idx_path) as tmp:
-        with open(tmp, "wb") as fh: np.savez(fh, lens=lens.astype(np.int32), docs=docs)
+        with open(tmp, "wb") as fh: np.savez(fh, lens=lens, docs=docs)
     atomic_write_text(stats_path, json.dumps(stats, ensure_ascii=False, indent=1))
     secs = time.time() - t0
     if log:
         log(format_summary(stats))
         log(f"saved {ids_path.name} ({np.dtype(dtype).name}), {idx_path.name}, stats.json in {out_dir} "
-            f"[{secs:.1f}s, {len(ids) / max(secs, 1e-9):,.0f} tokens/s, {'fast' if spec.fast else 'python'} tokenizer, {workers} worker(s)]")
+            f"[{secs:.1f}s, {writer.n / max(secs, 1e-9):,.0f} tokens/s, {'fast' if spec.fast else 'python'} tokenizer, {workers} worker(s)]")
     if stats["unk_rate"] > unk_warn_rate:
         msg = (f"{stats['unk_rate']:.1%} of the tokens are {spec.unk_token} (threshold {unk_warn_rate:.0%}): the tokenizer "
                f"{tokenizer_name_or_path!s} does not cover this corpus; build a vocab on it (`vertical-pretrain build-vocab`) "
