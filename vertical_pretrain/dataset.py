@@ -461,17 +461,24 @@ def build_datasets(cfg, tokenizer, is_builder: bool = True, barrier: Callable | 
     return out
 
 # %% ../nbs/05_dataset.ipynb #8042e645
-def unigram_reference(corpus: IndexedCorpus, bounds: list[int], vocab: MaskingVocab, eval_split: int = 1) -> float | None:
+def unigram_reference(corpus: IndexedCorpus, bounds: list[int], vocab: MaskingVocab, eval_split: int = 1,
+                      chunk: int = 1 << 22) -> float | None:
     """MLM loss (nats/token) of a context-free model: split `eval_split`'s tokens scored by the train split's token frequencies.
 
     `bounds` are document boundaries from `split_documents`; add-half smoothing keeps unseen tokens finite.
-    None when either split has no tokens."""
+    None when either split has no tokens. Reads the memory-mapped ids in chunks of `chunk` tokens and keeps only token
+    counts (float64[vocab]): memory does not grow with the corpus."""
     p, d = corpus.pointers, corpus.docs
-    def tokens(k): return vocab.to_char[np.asarray(corpus.ids[p[d[bounds[k]]]:p[d[bounds[k + 1]]]], dtype=np.int64)]
-    train, held_out = tokens(0), tokens(eval_split)
-    if not len(train) or not len(held_out): return None
-    counts = np.bincount(train, minlength=vocab.size).astype(np.float64) + 0.5
-    return float(-np.log(counts / counts.sum())[held_out].mean())
+    def counts(k) -> np.ndarray:
+        lo, hi = int(p[d[bounds[k]]]), int(p[d[bounds[k + 1]]])
+        c = np.zeros(vocab.size, dtype=np.float64)
+        for s in range(lo, hi, chunk):
+            c += np.bincount(vocab.to_char[np.asarray(corpus.ids[s:min(s + chunk, hi)], dtype=np.int64)], minlength=vocab.size)
+        return c
+    train, held_out = counts(0), counts(eval_split)
+    if not train.sum() or not held_out.sum(): return None
+    train += 0.5
+    return float((held_out * -np.log(train / train.sum())).sum() / held_out.sum())
 
 # %% ../nbs/05_dataset.ipynb #1922418f
 BLEND_MARGIN = 1.005  # Megatron's per-corpus sample margin
