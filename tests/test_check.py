@@ -397,3 +397,12 @@ def test_bad_blend_one_line_each(tmp_path):
     assert "fix:" in only(run_checks(good_config(tmp_path, **{"replay.general_weight": 0}), nbs_dir=NBS), "replay.general_weight")
     r = cli(["--profile", "smoke", "--set", "data.blend=0.8 debian_reference,0.2 nowhere"], cwd=REPO)
     assert r.returncode == 1 and "'nowhere' has no stage-04 ids" in r.stderr
+
+
+def test_steps_from_data_pass_the_preflight_with_replay_on(tmp_path):
+    "Newcomer report: `check --set train.max_steps=auto --set train.epochs=2` died in the disk estimate (replay's steps)."
+    cfg = good_config(tmp_path, **{"train.max_steps": "auto", "train.epochs": 2.0, "replay.enabled": True})
+    lines = run_checks(cfg, nbs_dir=NBS)
+    assert lines == [], lines
+    est = disk_estimate(cfg, stage_keys())
+    assert est["output"] > 0

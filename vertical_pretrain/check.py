@@ -427,7 +427,7 @@ def disk_estimate(cfg: Config, keys: set[str], info: ModelInfo | None = None) ->
     steps = _domain_steps(cfg)
     if "06" in keys: runs.append(("domain", kept(steps, t.save_steps) if steps else 1, 1 if "07" in keys else 0))
     if "05a" in keys and info.kind == "base": runs.append(("base", kept(cfg.base_model.max_steps, cfg.base_model.max_steps), 1))
-    if "06b" in keys and cfg.replay.enabled: runs.append(("replay", kept(t.max_steps, t.save_steps), 1))
+    if "06b" in keys and cfg.replay.enabled: runs.append(("replay", kept(steps, t.save_steps) if steps else 1, 1))
     if "07a" in keys and cfg.tapt.enabled: runs.append(("tapt", kept(cfg.tapt.max_steps, t.save_steps), 1))
     raw = _input_bytes(cfg)
     data = DERIVED_FACTOR * raw if keys & DATA_STAGES else 0
