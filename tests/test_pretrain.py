@@ -504,3 +504,21 @@ def test_max_steps_auto_in_process_schedule_checkpoint_and_resume(corpus_root, c
     train(cfg)  # a rerun: the same resolved number, nothing left to train
     assert "already at step 2 >= train.max_steps=2" in capsys.readouterr().out
     assert not [w for w in recwarn if "max_steps changed" in str(w.message)]
+
+
+def test_a_start_model_rewritten_at_the_same_path_is_another_recipe(tmp_path, char_tokenizer_dir):
+    "Newcomer report: TAPT resumed on top of a retrained domain export (same path, new weights) without a word."
+    from vertical_pretrain.config import get_config
+    from vertical_pretrain.pretrain import checkpoint_recipe_mismatch, training_recipe
+    start = tmp_path / "model_ernie_6"
+    start.mkdir()
+    (start / "model_state.pdparams").write_bytes(b"weights of the first domain run")
+    cfg = get_config("smoke", {"model.model_name_or_path": str(start), "paths.data_root": str(tmp_path / "data"),
+                               "paths.output_root": str(tmp_path / "out")})
+    state = {"recipe": json.loads(json.dumps(training_recipe(cfg)))}
+    assert len(state["recipe"]["start_sha256"]) == 16 and checkpoint_recipe_mismatch(state, cfg) is None
+    (start / "model_state.pdparams").write_bytes(b"weights of the retrained domain run, after a book was added")
+    why = checkpoint_recipe_mismatch(state, cfg)
+    assert why and f"start model {start} has other weights now" in why, why
+    old = {"recipe": {k: v for k, v in state["recipe"].items() if k != "start_sha256"}}  # saved before digests
+    assert checkpoint_recipe_mismatch(old, cfg) is None

@@ -32,10 +32,11 @@ __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_s
            'all_reduce_sum', 'global_count', 'evaluate', 'step_seed', 'die_with_parent', 'quiet_paddlenlp',
            'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
            'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
-           'training_recipe', 'amp_recipe', 'checkpoint_recipe_mismatch', 'check_resumable', 'load_optimizer_state',
-           'MetricsLogger', 'read_metrics', 'setup_run', 'check_amp', 'make_scaler', 'scaler_state',
-           'load_scaler_state', 'scaler_step', 'trainer_state', 'maybe_checkpoint', 'remove_stale_checkpoint_dirs',
-           'train_step', 'evaluate_per_corpus', 'train', 'main', 'plot_metrics', 'context_gain', 'context_report']
+           'training_recipe', 'amp_recipe', 'start_digest', 'checkpoint_recipe_mismatch', 'check_resumable',
+           'load_optimizer_state', 'MetricsLogger', 'read_metrics', 'setup_run', 'check_amp', 'make_scaler',
+           'scaler_state', 'load_scaler_state', 'scaler_step', 'trainer_state', 'maybe_checkpoint',
+           'remove_stale_checkpoint_dirs', 'train_step', 'evaluate_per_corpus', 'train', 'main', 'plot_metrics',
+           'context_gain', 'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -354,10 +355,12 @@ def training_recipe(cfg) -> dict:
     """What a checkpoint's weights and optimizer state depend on besides the step count: the start model (and, from scratch,
     the architecture), the sample stream (the corpus's content included: a book added or removed is another stream) and
     the lr schedule, and the AMP settings (fp32 / O1 / O2 keep different optimizer states). `train.max_steps` is not in it:
-    extending a run is a resume."""
+    extending a run is a resume. A local start model is also identified by the content of its weights (`start_sha256`):
+    TAPT starts from the domain export at the same path, which a retrained domain run rewrites."""
     d, t = cfg.data, cfg.train
     src = model_source(cfg)
     return {"start": src or {k: v for k, v in vars(cfg.model).items() if k != "model_name_or_path"},
+            **({"start_sha256": start_digest(src)} if src and start_digest(src) else {}),
             "data": {**{k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "short_seq_prob", "max_ngrams",
                                                    "favor_longer_ngram", "binary_head", "seed")},
                      "corpus_sha256": corpus_digest(cfg)},
@@ -369,6 +372,15 @@ def amp_recipe(train_cfg) -> dict:
     t = train_cfg
     return {"use_amp": True, "amp_level": t.amp_level, "amp_dtype": t.amp_dtype} if t.use_amp else {"use_amp": False}
 
+def start_digest(src) -> str | None:
+    "SHA-256 (first 16 hex) of a local start model's weight files (`*.pdparams`, `*.safetensors`); None for a hub name."
+    from vertical_pretrain.fileio import content_hash
+    d = Path(str(src))
+    files = sorted([*d.glob("*.pdparams"), *d.glob("*.safetensors")]) if d.is_dir() else []
+    if not files: return None
+    import hashlib
+    return hashlib.sha256("".join(content_hash(f) for f in files).encode()).hexdigest()[:16]
+
 def checkpoint_recipe_mismatch(state: dict, cfg) -> str | None:
     "Why a checkpoint was trained under another recipe than cfg's (see `training_recipe`), or None (same, or saved before recipes)."
     old = state.get("recipe")
@@ -378,6 +390,8 @@ def checkpoint_recipe_mismatch(state: dict, cfg) -> str | None:
     changed = [f"{sec}.{k}: {old[sec].get(k)!r} -> {v!r}" for sec in ("data", "schedule", "amp") for k, v in new[sec].items()
                if old.get(sec, {}).get(k) != v]
     if old.get("start") != new["start"]: changed.append(f"start model: {old.get('start')!r} -> {new['start']!r}")
+    elif "start_sha256" in old and old["start_sha256"] != new.get("start_sha256"):  # checkpoints saved before: not compared
+        changed.append(f"start model {new['start']} has other weights now ({old['start_sha256']} -> {new.get('start_sha256')})")
     return f"the checkpoint was trained with another recipe ({'; '.join(changed)})" if changed else None
 
 def check_resumable(state: dict, cfg, ckpt) -> None:
