@@ -23,13 +23,13 @@ from .dataset import (SPLIT_NAMES, IndexedCorpus, MaskingVocab, Sample, build_sa
 from .fileio import atomic_path, atomic_write_text, stage_is_done, write_manifest
 
 # %% auto #0
-__all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'MIN_CI_DOCS', 'EVAL_VERSION', 'bootstrap_weights', 'ratio_ci',
-           'paired_delta_ci', 'log_odds_dirichlet', 'select_terms', 'token_strings', 'split_bounds', 'count_words',
-           'HeldOut', 'doc_chunks', 'heldout_samples', 'term_cloze_samples', 'load_mlm_model', 'vocab_relation',
-           'score_samples', 'per_doc_sums', 'few_docs_notes', 'evaluate_models', 'markdown_table', 'plot_adaptation',
-           'adaptation_verdict', 'parse_corpus_spec', 'ids_tokenizer', 'same_tokenizer', 'run_evaluation',
-           'default_models', 'default_corpora', 'adaptation_dir', 'run_stage', 'adaptation_report', 'main',
-           'stage_seconds', 'report_section']
+__all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'MIN_CI_DOCS', 'MIN_CLAIM_DOCS', 'EVAL_VERSION', 'bootstrap_weights',
+           'ratio_ci', 'paired_delta_ci', 'log_odds_dirichlet', 'select_terms', 'token_strings', 'split_bounds',
+           'count_words', 'HeldOut', 'doc_chunks', 'heldout_samples', 'term_cloze_samples', 'load_mlm_model',
+           'vocab_relation', 'score_samples', 'per_doc_sums', 'few_docs_notes', 'evaluate_models', 'markdown_table',
+           'plot_adaptation', 'adaptation_verdict', 'parse_corpus_spec', 'ids_tokenizer', 'same_tokenizer',
+           'run_evaluation', 'default_models', 'default_corpora', 'adaptation_dir', 'run_stage', 'adaptation_report',
+           'main', 'stage_seconds', 'report_section']
 
 # %% ../nbs/07b_evaluate_mlm.ipynb #5169f7df
 CI_LEVEL = 0.95
@@ -288,11 +288,14 @@ def _metrics(sums: dict, ref: dict | None, weights: np.ndarray, spec) -> dict:
     return out
 
 MIN_CI_DOCS = 10
+MIN_CLAIM_DOCS = 5  # below this, a bootstrap over documents cannot support a claim (1 document: a zero-width "CI")
 
 def few_docs_notes(helds: list[HeldOut], min_docs: int = MIN_CI_DOCS) -> list[str]:
     "One note per corpus with fewer than `min_docs` held-out documents: a bootstrap over so few documents is rough."
-    return [f"{h.name}: only {h.n_docs} held-out documents, so its bootstrap CIs are rough; raise evaluate.max_docs or give "
-            f"the split more documents (data.split)" for h in helds if h.n_docs < min_docs]
+    return [f"{h.name}: only {h.n_docs} held-out document(s), so its bootstrap CIs are "
+            + (f"no evidence at all (below {MIN_CLAIM_DOCS} documents nothing is marked or claimed)" if h.n_docs < MIN_CLAIM_DOCS
+               else "rough") + "; raise evaluate.max_docs or give the split more documents (data.split)"
+            for h in helds if h.n_docs < min_docs]
 
 def evaluate_models(models: dict, helds: list[HeldOut], *, reference: str, pad_id: int, max_len: int, batch_size: int = 16,
                     top_k: int = 5, reps: int = 1000, seed: int = 1234, progress: bool = True, log=print,
@@ -332,10 +335,10 @@ def _fmt(m: dict | None, digits: int = 3, pct: bool = False) -> str:
     f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.{digits}f}")
     return f"{f(m['value'])} [{f(m['ci'][0])}, {f(m['ci'][1])}]"
 
-def _delta(m: dict | None, pct: bool = False) -> str:
+def _delta(m: dict | None, pct: bool = False, claim: bool = True) -> str:
     if not m: return ""
     lo, hi = m["ci"]
-    sig = "" if lo <= 0 <= hi else " *"
+    sig = "" if lo <= 0 <= hi or not claim else " *"
     f = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3f}")
     return f"{f(m['value'])} [{f(lo)}, {f(hi)}]{sig}"
 
@@ -350,8 +353,8 @@ def markdown_table(result: dict) -> str:
            "|---|---|---:|---:|---|---|---|---|---|"]
     for r in (r for r in rows if r["kind"] == "mlm"):
         out.append(f"| {r['model']} | {r['corpus']} | {r['docs']} | {r['masked_tokens']} | {_fmt(r['loss'])} | "
-                   f"{_delta(r.get('delta_loss'))} | {_fmt(r['ppl'], 2)} | {_fmt(r['accuracy'], pct=True)} | "
-                   f"{_delta(r.get('delta_accuracy'), pct=True)} |")
+                   f"{_delta(r.get('delta_loss'), claim=_claim(r))} | {_fmt(r['ppl'], 2)} | {_fmt(r['accuracy'], pct=True)} | "
+                   f"{_delta(r.get('delta_accuracy'), pct=True, claim=_claim(r))} |")
     cloze = [r for r in rows if r["kind"] == "cloze"]
     if cloze:
         k = result.get("settings", {}).get("top_k", 5)
@@ -360,14 +363,14 @@ def markdown_table(result: dict) -> str:
                 f"| model | occurrences | exact % | Δ exact | top-{k} % | Δ top-{k} | term-token loss |", "|---|---:|---|---|---|---|---|"]
         for r in cloze:
             out.append(f"| {r['model']} | {r['term_occurrences']} | {_fmt(r['exact'], pct=True)} | "
-                       f"{_delta(r.get('delta_exact'), pct=True)} | {_fmt(r['top_k'], pct=True)} | "
-                       f"{_delta(r.get('delta_top_k'), pct=True)} | {_fmt(r['loss'])} |")
+                       f"{_delta(r.get('delta_exact'), pct=True, claim=_claim(r))} | {_fmt(r['top_k'], pct=True)} | "
+                       f"{_delta(r.get('delta_top_k'), pct=True, claim=_claim(r))} | {_fmt(r['loss'])} |")
     paired = [r for r in rows if r.get("vs") and r["kind"] == "mlm"]
     if paired:
         out += ["", "Paired comparisons besides the reference (same masks and resamples; * = CI excludes 0):", "",
                 "| model | vs | corpus | Δ loss | Δ accuracy |", "|---|---|---|---|---|"]
-        out += [f"| {r['model']} | {r['vs']['model']} | {r['corpus']} | {_delta(r['vs'].get('delta_loss'))} | "
-                f"{_delta(r['vs'].get('delta_accuracy'), pct=True)} |" for r in paired]
+        out += [f"| {r['model']} | {r['vs']['model']} | {r['corpus']} | {_delta(r['vs'].get('delta_loss'), claim=_claim(r))} | "
+                f"{_delta(r['vs'].get('delta_accuracy'), pct=True, claim=_claim(r))} |" for r in paired]
     if result.get("notes"): out += [""] + [f"- {line}" for line in result["notes"]]
     return "\n".join(out) + "\n"
 
@@ -401,8 +404,13 @@ def _ci_words(m: dict, unit: str = "nats", pct: bool = False) -> str:
     f = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3f}")
     return f"{f(m['value'])} {unit} (95% CI [{f(m['ci'][0])}, {f(m['ci'][1])}])"
 
-def _sign(m: dict) -> int:
-    "-1 / +1 when the 95% CI lies wholly below / above 0, else 0 (not measurable)."
+def _claim(row: dict) -> bool:
+    "Enough held-out documents in this row for its CI to support a claim (`MIN_CLAIM_DOCS`)."
+    return row.get("docs", 0) >= MIN_CLAIM_DOCS
+
+def _sign(m: dict, row: dict | None = None) -> int:
+    "-1 / +1 when the 95% CI lies wholly below / above 0, else 0 (not measurable; also when `row` has too few documents)."
+    if row is not None and not _claim(row): return 0
     lo, hi = m["ci"]
     return -1 if hi < 0 else 1 if lo > 0 else 0
 
@@ -416,15 +424,18 @@ def adaptation_verdict(result: dict, *, domain: str = "domain", general: str = "
     rows, ref, out = result["rows"], result["reference"], []
     d_dom, d_gen = _row(rows, "domain", domain), _row(rows, "domain", general)
     if d_dom and d_dom.get("delta_loss"):
-        m, s = d_dom["delta_loss"], _sign(d_dom["delta_loss"])
+        m, s = d_dom["delta_loss"], _sign(d_dom["delta_loss"], d_dom)
         ppl = f"pseudo-perplexity {_row(rows, ref, domain)['ppl']['value']:.1f} -> {d_dom['ppl']['value']:.1f}"
         out.append(f"Adapted to the domain: on held-out {domain} text the domain model's MLM loss is {_ci_words(m)} vs {ref} ({ppl})."
                    if s < 0 else
                    f"Worse on the domain: the domain model's held-out {domain} MLM loss is {_ci_words(m)} vs {ref}; check the "
                    "learning rate and the number of steps (06's curves)." if s > 0 else
-                   f"No measurable domain adaptation: held-out {domain} MLM loss {_ci_words(m)} vs {ref}, the CI includes 0.")
+                   f"No measurable domain adaptation: held-out {domain} MLM loss {_ci_words(m)} vs {ref}, the CI includes 0."
+                   if _claim(d_dom) else
+                   f"Cannot tell whether the model adapted: only {d_dom['docs']} held-out {domain} document(s) (Δ {_ci_words(m)} "
+                   f"vs {ref} is no evidence); give the test split more documents (data.split) or more books.")
     if d_gen and d_gen.get("delta_loss"):
-        m, s = d_gen["delta_loss"], _sign(d_gen["delta_loss"])
+        m, s = d_gen["delta_loss"], _sign(d_gen["delta_loss"], d_gen)
         out.append(f"Forgetting: its held-out {general} MLM loss rose by {_ci_words(m)} vs {ref}." if s > 0 else
                    f"No forgetting shows: its held-out {general} loss fell as well ({_ci_words(m)}): the {ref} model had not "
                    f"finished learning {general} text, so this budget cannot show what domain training costs there." if s < 0 else
@@ -433,9 +444,11 @@ def adaptation_verdict(result: dict, *, domain: str = "domain", general: str = "
     if r_gen and r_gen.get("vs") and r_dom and r_dom.get("vs"):
         share = f" ({replay_weight:.0%} {general} text)" if replay_weight else ""
         g, dd = r_gen["vs"]["delta_loss"], r_dom["vs"]["delta_loss"]
-        helped = ("Replay helped against forgetting" if _sign(g) < 0 else "Replay made the general loss worse" if _sign(g) > 0
+        forgot = d_gen is not None and d_gen.get("delta_loss") is not None and _sign(d_gen["delta_loss"], d_gen) > 0
+        helped = (("Replay helped against forgetting" if forgot else "Replay lowered the general loss") if _sign(g, r_gen) < 0
+                  else "Replay made the general loss worse" if _sign(g, r_gen) > 0
                   else "Replay made no measurable difference on general text")
-        cost = ("cost some domain adaptation" if _sign(dd) > 0 else "even lowered the domain loss" if _sign(dd) < 0
+        cost = ("cost some domain adaptation" if _sign(dd, r_dom) > 0 else "even lowered the domain loss" if _sign(dd, r_dom) < 0
                 else "cost no measurable domain adaptation")
         out.append(f"{helped}{share}: vs the domain-only model, held-out {general} loss {_ci_words(g)}; it {cost} "
                    f"(held-out {domain} loss {_ci_words(dd)}).")
