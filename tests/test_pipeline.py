@@ -263,12 +263,14 @@ def test_resume_lines_say_where_training_started_and_why_it_started_over(tmp_pat
         # Python echoes the warning's source line after it: not a second message
         nbformat.v4.new_output("stream", name="stderr", text=moved + "\n  warnings.warn(f\"{stale}; the old checkpoints were "
                                "moved to {aside} and training starts from step 0\")\n"),
-        nbformat.v4.new_output("stream", name="stdout", text="unrelated line\n")])])
+        nbformat.v4.new_output("stream", name="stdout", text="unrelated line\n$ python -m paddle.distributed.launch ...\n"
+                               "train.max_steps=auto -> 15 = ceil(2 epochs x 58 train samples per epoch / global batch 8)\n")])])
     path = tmp_path / "06.ipynb"
     nbformat.write(nb, str(path))
     assert resume_lines(path) == [
         "resuming from /o/demo/checkpoints/model_last at step 50",
         "the checkpoint was trained with another recipe (data.corpus_sha256: 'aa' -> 'bb'); the old checkpoints were moved "
-        "to /o/demo/checkpoints.config-changed-20261130-0700 and training starts from step 0"]
+        "to /o/demo/checkpoints.config-changed-20261130-0700 and training starts from step 0",
+        "train.max_steps=auto -> 15 = ceil(2 epochs x 58 train samples per epoch / global batch 8)"]
     nbformat.write(nbformat.v4.new_notebook(), str(path))
     assert resume_lines(path) == []
