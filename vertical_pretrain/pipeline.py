@@ -362,10 +362,24 @@ def main(argv=None) -> int:
             return 128 + signum
     return 0
 
+_STOPPING: list[int] = []  # the signal that is stopping this pipeline run, once one came
+
+class _QuietWhileStopping(logging.Filter):
+    """Drops nbclient's 'Kernel died while waiting for execute reply.' (logged through papermill's logger) once Ctrl-C or
+    SIGTERM is stopping the run: the kernel died because the user stopped it, and the one-line message says so."""
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_STOPPING and "Kernel died" in record.getMessage())
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    "SIGTERM raises _Terminated (a KeyboardInterrupt) in the main thread while the pipeline runs."
-    def _raise(signum, frame): raise _Terminated()
-    old = signal.signal(signal.SIGTERM, _raise)
+    """SIGTERM raises _Terminated (a KeyboardInterrupt) in the main thread while the pipeline runs; SIGINT raises
+    KeyboardInterrupt as usual. Both first note that the run is stopping (`_QuietWhileStopping`)."""
+    def _term(signum, frame): _STOPPING.append(signum); raise _Terminated()
+    def _int(signum, frame): _STOPPING.append(signum); raise KeyboardInterrupt()
+    quiet, pm_log = _QuietWhileStopping(), logging.getLogger("papermill")
+    old = signal.signal(signal.SIGTERM, _term), signal.signal(signal.SIGINT, _int)
+    pm_log.addFilter(quiet)
     try: yield
-    finally: signal.signal(signal.SIGTERM, old)
+    finally:
+        signal.signal(signal.SIGTERM, old[0]); signal.signal(signal.SIGINT, old[1])
+        pm_log.removeFilter(quiet)
