@@ -78,12 +78,12 @@ def test_cli_says_what_is_missing(tmp_path, capsys):
 
 
 def test_readme_figures_come_from_the_demo_run(tmp_path):
-    run = tmp_path / "out" / "demo"; (run / "finetune").mkdir(parents=True)
+    run = tmp_path / "out" / "demo"; (run / "finetune").mkdir(parents=True); (run / "adaptation").mkdir()
     import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
-    for f in (run / "finetune" / "comparison.png", run / "loss_curves.png"):
+    for f in (run / "finetune" / "comparison.png", run / "loss_curves.png", run / "adaptation" / "adaptation.png"):
         plt.figure(); plt.plot([1, 2]); plt.savefig(f); plt.close()
     (run / "config.yaml").write_text("profile: demo\n")
     out = docs.readme_figures(run, tmp_path / "figs", log=lambda s: None)
-    assert [p.name for p in out] == ["demo_comparison.png", "demo_loss_curves.png", "demo_run.json"]
+    assert [p.name for p in out] == ["demo_comparison.png", "demo_loss_curves.png", "demo_adaptation.png", "demo_run.json"]
     assert (tmp_path / "figs" / "demo_loss_curves.png").read_bytes() == (run / "loss_curves.png").read_bytes()
     assert '"profile": "demo"' in (tmp_path / "figs" / "demo_run.json").read_text(encoding="utf-8")

@@ -240,10 +240,11 @@ def build_readme(nb_path=None, out_path=None) -> Path:
     out = Path(out_path) if out_path else project_root() / "README.md"
     return atomic_write_text(out, render_readme(nb_path, out.parent))
 
-README_FIGURES = {"demo_comparison.png": "finetune/comparison.png", "demo_loss_curves.png": "loss_curves.png"}
+README_FIGURES = {"demo_comparison.png": "finetune/comparison.png", "demo_loss_curves.png": "loss_curves.png",
+                  "demo_adaptation.png": "adaptation/adaptation.png"}
 
 def readme_figures(run_dir=None, dest=None, log=print) -> list[Path]:
-    """Copy the demo run's comparison plot and loss curves to `docs/figures/` (committed, shown by README.md), with
+    """Copy the demo run's comparison plot, loss curves and held-out MLM plot to `docs/figures/` (committed, shown by README.md), with
     `demo_run.json` saying which run and when. Returns the written paths; `[]` (and a line saying so) when the run has not
     made them yet, leaving committed figures as they are.
 
