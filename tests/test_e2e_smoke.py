@@ -227,7 +227,9 @@ def test_ctrl_c_during_training_stops_cleanly_and_the_rerun_resumes_from_the_che
     longer = base + ["--set", "train.max_steps=2000"]  # more steps: stage 06 reruns (config) and resumes at step 6
     metrics = cfg.paths.run_dir / "metrics.jsonl"
     steps = lambda: [json.loads(l).get("step", 0) for l in metrics.read_text().splitlines() if l.strip()]
-    p = subprocess.Popen(longer, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT's default disposition in the child, as in a terminal (a background job of a CI script inherits it ignored)
+    p = subprocess.Popen(longer, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while max(steps()) < 12:  # checkpoint_steps=3 in smoke: step 9 (or later) is on disk
         assert p.poll() is None and time.time() - t0 < 600, p.communicate()

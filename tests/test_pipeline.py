@@ -166,6 +166,13 @@ def _slow_stage_cli(mini_pipeline, tmp_path, stage_02_body: str):
     return [sys.executable, str(script)], {**os.environ, "VERTICAL_PRETRAIN_ROOT": str(nbs.parent)}, nbs.parent, log
 
 
+def _terminal_sigint():
+    """In the child: SIGINT's default disposition, as a terminal user's shell gives it. A test run started as a background
+    job of a non-interactive shell (CI scripts do this) inherits SIGINT ignored, and the child would never see Ctrl-C."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_a_second_pipeline_on_the_same_run_fails_fast_and_the_first_finishes(mini_pipeline, tmp_path):
     import subprocess, time
     cmd, env, cwd, log = _slow_stage_cli(mini_pipeline, tmp_path, "import time; time.sleep(6)\n")
@@ -198,7 +205,7 @@ def test_ctrl_c_stops_with_one_line_exit_130_and_marks_the_stage(mini_pipeline, 
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         log.unlink(missing_ok=True)
         p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=_terminal_sigint)
         while "02" not in _ran(log):
             assert p.poll() is None, p.communicate()
             time.sleep(0.2)

@@ -377,7 +377,9 @@ def _sigterm_as_interrupt():
     def _term(signum, frame): _STOPPING.append(signum); raise _Terminated()
     def _int(signum, frame): _STOPPING.append(signum); raise KeyboardInterrupt()
     quiet, pm_log = _QuietWhileStopping(), logging.getLogger("papermill")
-    old = signal.signal(signal.SIGTERM, _term), signal.signal(signal.SIGINT, _int)
+    # SIGINT ignored by whoever started us (a background job of a non-interactive shell) stays ignored
+    keep_int = signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    old = signal.signal(signal.SIGTERM, _term), signal.getsignal(signal.SIGINT) if keep_int else signal.signal(signal.SIGINT, _int)
     pm_log.addFilter(quiet)
     try: yield
     finally:
