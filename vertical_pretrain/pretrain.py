@@ -359,8 +359,9 @@ def training_recipe(cfg) -> dict:
     TAPT starts from the domain export at the same path, which a retrained domain run rewrites."""
     d, t = cfg.data, cfg.train
     src = model_source(cfg)
+    digest = start_digest(src) if src else None
     return {"start": src or {k: v for k, v in vars(cfg.model).items() if k != "model_name_or_path"},
-            **({"start_sha256": start_digest(src)} if src and start_digest(src) else {}),
+            **({"start_sha256": digest} if digest else {}),
             "data": {**{k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "short_seq_prob", "max_ngrams",
                                                    "favor_longer_ngram", "binary_head", "seed")},
                      "corpus_sha256": corpus_digest(cfg)},
