@@ -13,6 +13,13 @@ DEMO_PDF = REPO / "data_file" / "debian_reference" / "raw" / "debian-reference.z
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+# As the pipeline does (06a `use_fast_cpu_math`): on an AMD CPU, MKL's AVX2 kernels in this process (before its first
+# matmul) and in every process the tests start, so in-process and launched runs use the same kernels.
+try:
+    from vertical_pretrain.launch import use_fast_cpu_math
+except ImportError:  # an old checkout on PYTHONPATH (test_blend.py's fixture recording): set MKL_DEBUG_CPU_TYPE yourself
+    use_fast_cpu_math = dict
+use_fast_cpu_math()
 
 SPECIAL_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 

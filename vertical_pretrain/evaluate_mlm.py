@@ -638,6 +638,8 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    from vertical_pretrain.launch import use_fast_cpu_math
+    use_fast_cpu_math(echo=print)  # before any matmul of this process: MKL's AVX2 kernels on AMD
     try:
         cfg = config_from_args(a)
         models = _parse_pairs(a.models, "models") if a.models else default_models(cfg)

@@ -310,6 +310,9 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     devices = devices or ["cpu"]
     gpus = [d for d in devices if d.startswith("gpu")]
     workers = min(len(gpus) if gpus else max(1, fcfg.workers), len(todo))
+    if not gpus and todo:  # AMD: MKL's AVX2 kernels, here (before this process's first matmul) and in spawned workers
+        from vertical_pretrain.launch import use_fast_cpu_math
+        use_fast_cpu_math(echo=print if progress else None)
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed

@@ -254,6 +254,8 @@ def run_pipeline(cfg: Config, *, from_stage=None, to_stage=None, force: bool = F
     if missing:
         raise PipelineError(f"stage notebooks not found in {nbs_dir}: {', '.join(missing)}. Run from the vertical_pretrain "
                             f"checkout, or set VERTICAL_PRETRAIN_ROOT to it.")
+    from vertical_pretrain.launch import use_fast_cpu_math
+    use_fast_cpu_math(echo=log)  # AMD: MKL's AVX2 kernels for every kernel and process the stages start (06a)
     if check: _preflight(cfg, todo, nbs_dir, log)
     with contextlib.ExitStack() as locks:
         for d in locked_dirs(cfg, todo): locks.enter_context(dir_lock(d, wait=wait, log=log))
