@@ -79,17 +79,25 @@ def test_unsupported_file_in_raw(tmp_path):
     assert not [l for l in lines if "book.txt" in l]
 
 
-def test_pdf_header_on_a_truncated_or_corrupt_file_fails_the_preflight(tmp_path):
-    "A download cut short keeps its %PDF- header: check opens the xref/page tree as stage 01 would, instead of passing it."
+def test_pdf_header_on_a_truncated_or_corrupt_file_fails_the_preflight(tmp_path, capfd):
+    """A download cut short keeps its %PDF- header: check opens the xref/page tree as stage 01 would, instead of passing it.
+    The one line per file is all the user sees: pypdf's own "EOF marker not found" log lines are not printed before it.
+    An empty file gets a fix that fits it (not "convert it to a supported format")."""
     from vertical_pretrain.pdf2text import pdf_page_count
     demo = Path(__file__).resolve().parents[1] / "data_file" / "debian_reference" / "raw" / "debian-reference.zh-cn.pdf"
     cfg = good_config(tmp_path)
     (cfg.paths.raw_dir / "手册 v2.pdf").write_bytes(demo.read_bytes()[:150_000])  # the first 150 kB of a real book
     (cfg.paths.raw_dir / "scan.pdf").write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 50)
+    (cfg.paths.raw_dir / "空.pdf").write_bytes(b"")
+    capfd.readouterr()
     lines = run_checks(cfg, nbs_dir=NBS)
     for name in ("手册 v2.pdf", "scan.pdf"):
         line = only(lines, name)
         assert "not a readable PDF" in line and "Fix: get an intact copy" in line, line
+        assert "RecursionError" not in line, line
+    empty = only(lines, "空.pdf")
+    assert "the file is empty" in empty and "Fix: copy it again" in empty and "supported format" not in empty, empty
+    assert "EOF marker" not in "".join(capfd.readouterr()), "pypdf's log lines leaked around the one-line error"
     assert not [l for l in lines if "book.txt" in l]
     assert pdf_page_count(demo) > 200  # an intact book passes and its pages are counted
 

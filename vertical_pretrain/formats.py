@@ -14,7 +14,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from .pdf2text import Line, Pdf2TextError, _looks_binary, decode_text
+from .pdf2text import Line, Pdf2TextError, _looks_binary, decode_text, empty_file_error
 
 SUPPORTED_FORMATS = {
     "pdf": "PDF with a text layer (pypdf)",
@@ -107,7 +107,7 @@ def sniff_format(path) -> str:
     path = Path(path)
     if not path.is_file(): raise Pdf2TextError(f"{path}: no such file.")
     with open(path, "rb") as f: head = f.read(_HEAD)
-    if not head.strip(): raise Pdf2TextError(f"{path}: the file is empty.")
+    if not head.strip(): raise empty_file_error(path)
     suffix = path.suffix.lower()
     if b"%PDF-" in head[:1024]: return "pdf"
     if head.startswith(b"PK\x03\x04"): return _zip_format(path)
