@@ -237,7 +237,9 @@ def test_disk_estimate_larger_than_free_space(tmp_path):
     cfg = good_config(tmp_path, **{"train.max_steps": 10 ** 9, "train.save_steps": 1})
     line = only(run_checks(cfg, nbs_dir=NBS), "disk:")
     assert "paths.data_root and paths.output_root" in line and "train.save_steps" in line
-    assert "1000000001 checkpoints" in line and "4 x raw inputs" in line
+    assert "1000000001 checkpoints" in line and "4 x raw inputs" in line and "train.save_total_limit" in line
+    capped = good_config(tmp_path, **{"train.max_steps": 10 ** 9, "train.save_steps": 1, "train.save_total_limit": 3})
+    assert "domain: 4 checkpoints" in "; ".join(disk_estimate(capped, stage_keys())["parts"])  # 3 model_<step>/ + model_last/
     est = disk_estimate(good_config(tmp_path), stage_keys())
     book = (tmp_path / "data" / "book" / "raw" / "book.txt").stat().st_size
     assert est["data"] == 4 * book and est["output"] > est["params"] * 4 * 3  # checkpoints of 06 and the base run

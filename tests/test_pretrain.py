@@ -237,7 +237,8 @@ def test_checkpoint_of_another_recipe_is_moved_aside_not_resumed(corpus_root, ch
     assert read_trainer_state(ck / "model_last")["step"] == 4 and not list(ck.parent.glob("checkpoints.config-changed-*"))
     other = base_cfg(corpus_root, char_tokenizer_dir, "recipe", **{**over, "train.max_steps": 4, "data.max_seq_len": 32,
                                                                     "train.max_lr": 5e-4})
-    with pytest.warns(UserWarning, match=r"another recipe \(data.max_seq_len: 64 -> 32; schedule.max_lr: 0.001 -> 0.0005\)"):
+    with pytest.warns(UserWarning, match=r"another recipe \(data.max_seq_len: 64 -> 32; schedule.max_lr: 0.001 -> 0.0005\)"
+                                         r".*old checkpoints \(\d+\.\d [KMG]B\) were moved to .*delete that folder"):
         train(other)
     aside = list(ck.parent.glob("checkpoints.config-changed-*"))
     assert len(aside) == 1 and read_trainer_state(aside[0] / "model_last")["step"] == 4  # kept, not deleted
@@ -522,3 +523,18 @@ def test_a_start_model_rewritten_at_the_same_path_is_another_recipe(tmp_path, ch
     assert why and f"start model {start} has other weights now" in why, why
     old = {"recipe": {k: v for k, v in state["recipe"].items() if k != "start_sha256"}}  # saved before digests
     assert checkpoint_recipe_mismatch(old, cfg) is None
+
+
+def test_save_total_limit_keeps_the_newest_numbered_checkpoints(corpus_root, char_tokenizer_dir, capsys):
+    "train.save_total_limit (PaddleNLP Trainer's): disk stays bounded on long runs; model_last/ stays and resumes."
+    cfg = base_cfg(corpus_root, char_tokenizer_dir, "limit", **{"train.max_steps": 6, "train.save_steps": 1,
+                                                                 "train.checkpoint_steps": 2, "train.save_total_limit": 2})
+    train(cfg)
+    ck = cfg.paths.checkpoint_dir
+    assert sorted(p.name for p in ck.glob("model_*")) == ["model_5", "model_6", "model_last"]
+    assert "removed model_1 (train.save_total_limit=2" in capsys.readouterr().out
+    more = cfg.override({"train.max_steps": 7})
+    with pytest.warns(UserWarning, match="max_steps changed"):
+        train(more)  # a resume from model_last/, with the limit still applied
+    assert sorted(p.name for p in ck.glob("model_*")) == ["model_6", "model_7", "model_last"]
+    assert read_trainer_state(ck / "model_last")["step"] == 7

@@ -422,7 +422,8 @@ def disk_estimate(cfg: Config, keys: set[str], info: ModelInfo | None = None) ->
     params = ernie_param_count(conf)
     ckpt, weights = params * 4 * 3, params * 4
     t = cfg.train
-    kept = lambda steps, every: (steps // every if every > 0 else 0) + 1  # model_<step>/ dirs + model_last/
+    limit = t.save_total_limit if t.save_total_limit > 0 else float("inf")
+    kept = lambda steps, every: min(steps // every if every > 0 else 0, limit) + 1  # model_<step>/ dirs + model_last/
     runs = []  # (name, checkpoints kept, exported models)
     steps = _domain_steps(cfg)
     if "06" in keys: runs.append(("domain", kept(steps, t.save_steps) if steps else 1, 1 if "07" in keys else 0))
@@ -454,7 +455,7 @@ def check_disk(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> li
         if need > free:
             out.append(f"disk: {' and '.join(settings)} need about {fmt_bytes(need)} but {d} has {fmt_bytes(free)} free "
                        f"(estimate: {'; '.join(est['parts'])}; {est['params']:,} parameters); fix: free space, point "
-                       f"{' / '.join(settings)} at a bigger disk, or keep fewer checkpoints (raise train.save_steps)")
+                       f"{' / '.join(settings)} at a bigger disk, or keep fewer checkpoints (set train.save_total_limit, or raise train.save_steps)")
     return out
 
 # %% ../nbs/09b_check.ipynb #b7d18214

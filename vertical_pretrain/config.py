@@ -197,6 +197,7 @@ class TrainConfig:
     eval_iters: int = 10
     save_steps: int = 50  # model_<step>/
     checkpoint_steps: int = 50  # model_last/ (resumable)
+    save_total_limit: int = 0  # keep only the newest N model_<step>/ dirs (0 = all), as PaddleNLP Trainer's; model_last/ stays
     continue_training: bool = True  # resume from model_last when it exists
     use_amp: bool = False
     amp_level: str = "O1"  # O1 (autocast) | O2 (float16/bfloat16 weights + fp32 master weights)

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['TEXT_PRODUCERS', 'atomic_write_text', 'atomic_write_bytes', 'atomic_path', 'atomic_dir', 'new_dirs', 'content_hash',
-           'file_fingerprint', 'manifest_path', 'write_manifest', 'read_manifest', 'stage_is_done', 'StageInputError',
-           'run_per_file', 'produced_files', 'required_files', 'LockedError', 'DiskFullError', 'disk_full_error',
-           'dir_lock']
+           'file_fingerprint', 'dir_bytes', 'manifest_path', 'write_manifest', 'read_manifest', 'stage_is_done',
+           'StageInputError', 'run_per_file', 'produced_files', 'required_files', 'LockedError', 'DiskFullError',
+           'disk_full_error', 'dir_lock']
 
 # %% ../nbs/00a_fileio.ipynb #47b659da
 import contextlib
@@ -130,6 +130,10 @@ def file_fingerprint(path) -> dict:
         return {str(f.relative_to(p)): file_fingerprint(f) for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".")}
     if not p.exists(): return {"missing": True}
     return {"size": p.stat().st_size, "sha256": content_hash(p)}
+
+def dir_bytes(path) -> int:
+    "Bytes of all files under a folder (recursive, symlinks not followed); 0 when it does not exist."
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
 
 def _jsonable(x): return json.loads(json.dumps(x, default=str))
 

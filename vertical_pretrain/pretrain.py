@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .check import ModelInfo, require_seq_len
+from .check import ModelInfo, fmt_bytes, require_seq_len
 from .config import (Config, add_config_args, config_from_args, is_blended, model_source, resolve_blend,
                                       tokenizer_source)
 from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, resolve_max_steps, split_documents,
                                        unigram_reference)
-from .fileio import atomic_dir, atomic_path, atomic_write_text
+from .fileio import atomic_dir, atomic_path, atomic_write_text, dir_bytes
 
 # %% auto #0
 __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_step', 'accumulate_steps', 'load_tokenizer',
@@ -34,7 +34,7 @@ __all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_s
            'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
            'training_recipe', 'amp_recipe', 'start_digest', 'checkpoint_recipe_mismatch', 'check_resumable',
            'load_optimizer_state', 'MetricsLogger', 'read_metrics', 'setup_run', 'check_amp', 'make_scaler',
-           'scaler_state', 'load_scaler_state', 'scaler_step', 'trainer_state', 'maybe_checkpoint',
+           'scaler_state', 'load_scaler_state', 'scaler_step', 'trainer_state', 'maybe_checkpoint', 'prune_checkpoints',
            'remove_stale_checkpoint_dirs', 'train_step', 'evaluate_per_corpus', 'train', 'main', 'plot_metrics',
            'context_gain', 'context_report']
 
@@ -477,7 +477,8 @@ def setup_run(cfg):
         if env.is_main:
             aside = ckpt_dir.with_name(f"{ckpt_dir.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(ckpt_dir, aside)
-            warnings.warn(f"{stale}; the old checkpoints were moved to {aside} and training starts from step 0")
+            warnings.warn(f"{stale}; the old checkpoints ({fmt_bytes(dir_bytes(aside))}) were moved to {aside} and training "
+                          "starts from step 0; delete that folder when you no longer need them")
         env.barrier()
         resume, state = None, {"step": 0}
     if resume: check_resumable(state, cfg, resume)
@@ -574,15 +575,29 @@ def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None) ->
             **({"scaler": scaler_state(scaler)} if scaler is not None else {})}
 
 def maybe_checkpoint(cfg, r: dict, step: int, final: bool = False):
-    "model_<step>/ every save_steps, model_last/ every checkpoint_steps and at the end (rank 0)."
+    """model_<step>/ every save_steps (only the newest `train.save_total_limit` kept when > 0), model_last/ every
+    checkpoint_steps and at the end (rank 0)."""
     t, env = cfg.train, r["env"]
     if not env.is_main: return
     state = trainer_state(cfg, step, r["sched"], env, r["acc"], r["scaler"])
     if t.save_steps and step % t.save_steps == 0:
         save_checkpoint(cfg.paths.checkpoint_dir / f"model_{step}", r["model"], r["tokenizer"], r["opt"], state)
+        prune_checkpoints(cfg.paths.checkpoint_dir, t.save_total_limit)
     if final or (t.checkpoint_steps and step % t.checkpoint_steps == 0):
         save_checkpoint(cfg.paths.checkpoint_dir / "model_last", r["model"], r["tokenizer"], r["opt"], state)
         remove_stale_checkpoint_dirs(cfg.paths.checkpoint_dir)
+
+def prune_checkpoints(checkpoint_dir, limit: int, echo=print) -> list[Path]:
+    """Delete all but the newest `limit` model_<step>/ dirs (by step; `limit` 0 keeps all), as PaddleNLP Trainer's
+    `save_total_limit`; model_last/ is never touched. Says which it removed; returns them."""
+    import shutil
+    if limit <= 0: return []
+    numbered = sorted((p for p in Path(checkpoint_dir).glob("model_*") if p.name[6:].isdigit()), key=lambda p: int(p.name[6:]))
+    old = numbered[:-limit]
+    for p in old: shutil.rmtree(p)
+    if old and echo:
+        echo(f" > removed {', '.join(p.name for p in old)} (train.save_total_limit={limit} keeps the newest model_<step>/)")
+    return old
 
 def remove_stale_checkpoint_dirs(checkpoint_dir):
     "Temp dirs of checkpoints torn by a kill, and old model_last copies, once a new model_last is in place."
