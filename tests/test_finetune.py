@@ -409,6 +409,13 @@ def test_compare_writes_one_row_per_model_and_all_seeds(smoke_task, tiny_models,
     extra = "## Held-out MLM loss\n\n| model | loss |\n|---|---|\n| base | 5.1 |\n"
     md2 = rp.comparison_markdown(j, ft.recipe(fc), task_dir, extra_sections=[extra], extra_verdict=["domain adapted."])
     assert md2.index("| majority class |") < md2.index("## Held-out MLM loss") < md2.index("## Verdict") < md2.index("- domain adapted.")
+    # a model no better than always answering the most frequent class is named in the verdict (real rows, then one forced)
+    floor = [n for n, r in j["models"].items() if r["test_accuracy_mean"] <= j["baseline"]["accuracy"]]
+    assert any("most frequent class" in v for v in rp.verdict(j)) == bool(floor)
+    stuck = json.loads(json.dumps(j))
+    stuck["models"]["domain"]["test_accuracy_mean"] = j["baseline"]["accuracy"]
+    line = next(v for v in rp.verdict(stuck) if "most frequent class" in v)
+    assert line.startswith("WARNING: domain") and f"{j['baseline']['accuracy'] * 100:.2f}" in line
     # a rerun reuses the finished runs (same inputs and params): metrics files are not rewritten
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed_*/metrics.json")}
     ft.compare(tiny_models, task_dir, out, seeds=2, fcfg=fc, progress=False)
@@ -474,3 +481,15 @@ def test_finetune_and_compare_stop_before_training_when_max_seq_len_exceeds_posi
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "finetune.max_seq_len=64 > max_position_embeddings=32" in err[0], err
     assert not (tmp_path / "cmp").exists()
+
+
+def test_default_demo_task_on_a_users_corpus_is_flagged():
+    "A user's own book fine-tuned on the demo's default task: the report says those rows are not about their domain."
+    demo = get_config("demo")
+    assert ft.task_relevance(demo) == []  # the demo book and its own task
+    mine = demo.override({"paths.corpus": "my_manuals"})
+    (line,) = ft.task_relevance(mine)
+    assert line.startswith("WARNING") and "my_manuals" in line and "finetune.task_dir" in line
+    assert ft.task_relevance(mine.override({"finetune.task_dir": "data_file/my_task"})) == []  # their own task
+    blend = demo.override({"data.blend": ["0.8 my_manuals", "0.2 general"]})
+    assert "corpus is my_manuals:" in ft.task_relevance(blend)[0]  # general text is replay, not a domain

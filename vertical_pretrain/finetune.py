@@ -6,7 +6,8 @@
 __all__ = ['THRESHOLD_GRID', 'WARMUP_RATE', 'WEIGHT_DECAY', 'GRAD_CLIP', 'EVAL_BATCH_SIZE', 'multiclass_metrics',
            'multilabel_metrics', 'tune_thresholds', 'linear_baseline', 'majority_baseline', 'load_classifier', 'encode',
            'predict_logits', 'score', 'set_seed', 'finetune', 'run_params', 'recipe', 'finetune_devices', 'compare',
-           'random_init_model', 'default_models', 'run_stage', 'finetune_main', 'parse_models', 'compare_main']
+           'random_init_model', 'default_models', 'run_stage', 'task_relevance', 'finetune_main', 'parse_models',
+           'compare_main']
 
 # %% ../nbs/08_finetune.ipynb #c63ccdba
 import argparse
@@ -387,8 +388,24 @@ def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress:
                        outputs=[out_dir / f"comparison.{e}" for e in ("md", "png", "json")])
     # the report is re-rendered every time (cheap): stage 07b's held-out MLM section may be newer than the fine-tune runs
     sections, verdict_lines = report_section(cfg, out_dir)
-    write_report(summary, out_dir, recipe(cfg.finetune), task_dir, extra_sections=sections, extra_verdict=verdict_lines)
+    write_report(summary, out_dir, recipe(cfg.finetune), task_dir, extra_sections=sections,
+                 extra_verdict=[*task_relevance(cfg), *verdict_lines])
     return summary
+
+def task_relevance(cfg) -> list[str]:
+    """One warning when the run trains on the user's own corpus but fine-tunes on the default demo task: then stage 08's
+    rows measure the demo's domain, not the user's. [] when the task or the corpus is the profile's own."""
+    from vertical_pretrain.config import PROFILES, FinetuneConfig, get_config, parse_blend
+    default_task = FinetuneConfig().task_dir
+    if resolve_path(cfg.finetune.task_dir) != resolve_path(default_task): return []
+    corpora = [n for _, n in parse_blend(cfg.data.blend)] if cfg.data.blend else [cfg.paths.corpus]
+    demo_corpus = get_config(cfg.profile if cfg.profile in PROFILES else "demo").paths.corpus
+    mine = [c for c in corpora if c not in (demo_corpus, cfg.base_model.corpus)]  # the general corpus is nobody's domain
+    if not mine: return []
+    return [f"WARNING: the fine-tune task is the default one ({default_task}, built for the demo book), while the domain "
+            f"corpus is {', '.join(mine)}: these fine-tune rows say how the models do on "
+            "the demo's domain, not on yours. Point finetune.task_dir at your own labelled train/dev/test files "
+            "(format: nbs/08a_task.ipynb) for evidence about your domain; stage 07b's held-out MLM rows are on your corpus."]
 
 # %% ../nbs/08_finetune.ipynb #72a6b76d
 @_cli_errors

@@ -69,6 +69,14 @@ RANDOM_INIT = "random-init"  # name of the control row: the base architecture wi
 def verdict(summary: dict) -> list[str]:
     "The comparison in plain words: each model's Δ against the seed spread, and whether the base's pretraining helped at all."
     P, base, out = summary["primary"], summary["base"], []
+    bl = summary.get("baseline")
+    if bl and summary["secondary"] == "accuracy":  # single-label: guessing the most frequent class is the floor
+        floor = [n for n, r in summary["models"].items() if r["test_accuracy_mean"] <= bl["accuracy"]]
+        if floor:
+            out.append(f"WARNING: {', '.join(floor)} {'is' if len(floor) == 1 else 'are'} no better than always answering the "
+                       f"most frequent class (test accuracy {bl['accuracy'] * 100:.2f}): fine-tuning learned nothing usable "
+                       "there, so comparisons involving it measure noise. Check the task (labels, train size, "
+                       "finetune.max_seq_len) and the fine-tune settings (learning rate, epochs) before reading the rows.")
     for name, r in summary["models"].items():
         if "vs_base" not in r: continue
         v = r["vs_base"][P]
