@@ -179,6 +179,39 @@ def test_newcomer_pdf_made_with_matplotlib(tmp_path):
     assert rep["lines_dropped"]["heading"] == 1
 
 
+def test_chapter_title_as_running_header_still_splits_chapters(tmp_path):
+    """Newcomer finding: a book that prints the chapter title at the top of every page lost it as a running header, and
+    with it every chapter break (one document). The first line of each such header is the chapter's heading now; the
+    repeats are still dropped. Both the PDF path and the streaming .txt path (form feeds between pages)."""
+    if not CJK_FONT.exists(): pytest.skip("no CJK font to typeset a test PDF")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+    from matplotlib.font_manager import FontProperties
+    fp = FontProperties(fname=str(CJK_FONT))
+    chapters = [("第1章 安装", 0), ("第2章 网络配置", 3), ("第3章 备份与恢复", 6)]
+    text_pages = []
+    with matplotlib.rc_context({"pdf.fonttype": 42}), PdfPages(tmp_path / "manual.pdf") as pdf:
+        for title, first in chapters:
+            for k in range(3):
+                fig = plt.figure(figsize=(8.27, 11.69))
+                fig.text(0.1, 0.96, title, fontproperties=fp, fontsize=9)  # the same size on every page: a running header
+                body = [SCIENCE[(first + k + j) % len(SCIENCE)] for j in range(2)]
+                for j, line in enumerate(body): fig.text(0.1, 0.85 - 0.03 * j, line, fontproperties=fp, fontsize=11)
+                fig.text(0.5, 0.03, str(first + k + 1), fontsize=9)
+                pdf.savefig(fig); plt.close(fig)
+                text_pages.append("\n".join([title, *body, str(first + k + 1)]))
+    (tmp_path / "manual.txt").write_text("\f".join(text_pages), encoding="utf-8")
+    for name in ("manual.pdf", "manual.txt"):
+        rep = pdf_to_text(tmp_path / name, tmp_path / f"out_{name}.txt", show_progress=False)
+        docs = _docs(tmp_path / f"out_{name}.txt")
+        assert len(docs) == 3, (name, len(docs))  # was 1
+        assert [d[0] for d in docs] == [SCIENCE[0], SCIENCE[3], SCIENCE[6]], name
+        assert not any(title in s for d in docs for s in d for title, _ in chapters), name
+        assert rep["lines_dropped"]["header_footer"] == 6 and rep["lines_dropped"]["heading"] == 3, (name, rep["lines_dropped"])
+
+
 @pytest.mark.parametrize("name,data,match", [
     ("empty.txt", b"", "empty"),
     ("blank.txt", b"  \n\n ", "empty"),

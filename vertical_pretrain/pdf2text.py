@@ -412,6 +412,9 @@ _PAGE_NUM_RE = re.compile(
     rf"^(?:[-–—]\s*)?(?:\d{{1,4}}|{_ROMAN})(?:\s*[-–—])?$|^第\s*\d+\s*页(?:\s*[/／共]\s*\d+\s*页?)?$"
     rf"|^(?:page|p\.)\s*\d+(?:\s*(?:of|/)\s*\d+)?$|^\d{{1,4}}\s*[/／]\s*\d{{1,4}}$", re.I)
 
+# a chapter title: also how a running header that names the chapter is recognised (`_mark_running`), so defined here
+_CHAPTER_RE = re.compile(r"^(?:第\s*[\d一二三四五六七八九十百零〇两]+\s*[章节篇部卷回]|(?:Chapter|CHAPTER|Part|PART|Appendix|附录)\s*[\dA-Z]*\b)")
+
 def _edge_key(text: str) -> str:
     "Running-header key: the text without numbers (arabic, or roman at either end), spaces and separators."
     t = re.sub(rf"^{_ROMAN}\b|\b{_ROMAN}$", "", text.strip(), flags=re.I)
@@ -437,14 +440,24 @@ def drop_headers_footers(pages: list[list[Line]], min_pages: int | None = None) 
             anywhere[k] += 1
             if l.edge and k not in seen: edge_pages[k] += 1; seen.add(k)
     keys = {k for k, c in edge_pages.items() if c >= min_pages and c >= 0.8 * anywhere[k] and k}
-    _mark_running(pages, keys)
+    _mark_running(pages, keys, set())
     return keys
 
-def _mark_running(pages: list[list[Line]], keys: set) -> None:
-    "Mark body edge lines whose number-blind text is one of the running-header `keys` as header_footer."
+def _mark_running(pages: list[list[Line]], keys: set, chapters_seen: set | None = None) -> None:
+    """Mark body edge lines whose number-blind text is one of the running-header `keys` as header_footer.
+
+    With `chapters_seen` (the keys already met, kept across calls when pages come one at a time): the first line of a
+    key that reads as a chapter title (`第3章 …`, `Chapter 3 …`) is a heading instead, so the document ends there.
+    Books that print the chapter title at the top of every page of the chapter would otherwise lose all their
+    chapter breaks with the running header, and become one document."""
     for lines in pages:
         for l in lines:
-            if l.kind == "body" and l.edge and l.text.strip() and _edge_key(l.text) in keys: l.kind = "header_footer"
+            if l.kind != "body" or not l.edge or not l.text.strip(): continue
+            k = _edge_key(l.text)
+            if k not in keys: continue
+            if chapters_seen is not None and k not in chapters_seen and _CHAPTER_RE.match(normalize_line(l.text)):
+                chapters_seen.add(k); l.kind = "heading"
+            else: l.kind = "header_footer"
 
 def drop_page_numbers(pages: list[list[Line]]) -> None:
     "Mark bare page numbers at page edges: `12`, `- 12 -`, `xiv`, `第 12 页`, `Page 3 of 9`, `3 / 223`."
@@ -519,7 +532,6 @@ def _refine_tables(lines: list[Line]) -> None:
         if l.kind == "body" and prev is not None and prev.kind == "table" and tab(nxt): l.kind = "table"
 
 # %% ../nbs/01_pdf2text.ipynb #73855b5d
-_CHAPTER_RE = re.compile(r"^(?:第\s*[\d一二三四五六七八九十百零〇两]+\s*[章节篇部卷回]|(?:Chapter|CHAPTER|Part|PART|Appendix|附录)\s*[\dA-Z]*\b)")
 _SECTION_RE = re.compile(r"^(?:\d+(?:\.\d+){1,4}|[一二三四五六七八九十]+、|[A-Z](?:\.\d+)+)\s*\S")
 _END_PUNCT = "。！？；!?;：:，,、"
 
@@ -852,9 +864,9 @@ def _classified_text_lines(lines, scan: dict, batch: int = 4096, on_bytes=None):
     """The Lines of a text file with their kinds set as `clean_pages` sets them, one at a time. With 3 or more pages
     one page is held at a time (the page rules run on it with the keys of `_scan_text`); otherwise batches of lines."""
     if scan["pages"] >= 3:
-        page, cur = [], 0
+        page, cur, chapters_seen = [], 0, set()
         def run(page):
-            mark_edges([page]); _mark_running([page], scan["keys"]); drop_page_numbers([page]); drop_toc([page])
+            mark_edges([page]); _mark_running([page], scan["keys"], chapters_seen); drop_page_numbers([page]); drop_toc([page])
             classify_lines([page])
             return page
         for i, text, w in lines(on_bytes):
