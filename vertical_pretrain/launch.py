@@ -17,9 +17,9 @@ from .config import add_config_args, config_from_args, is_blended, resolve_blend
 from .dataset import blend_problems, corpus_prefix, resolve_max_steps
 
 # %% auto #0
-__all__ = ['num_processes', 'visible_device_ids', 'run_log_dir', 'master_address', 'local_ip_toward', 'build_launch_command',
-           'cpu_vendor', 'cpu_math_env', 'use_fast_cpu_math', 'missing_data_message', 'launch_env', 'log_tails',
-           'run_command', 'fit_micro_batch', 'launch', 'main']
+__all__ = ['CPU_MATH_NOTE', 'num_processes', 'visible_device_ids', 'run_log_dir', 'master_address', 'local_ip_toward',
+           'build_launch_command', 'cpu_vendor', 'cpu_math_env', 'use_fast_cpu_math', 'missing_data_message',
+           'launch_env', 'log_tails', 'run_command', 'fit_micro_batch', 'launch', 'main']
 
 # %% ../nbs/06a_launch.ipynb #e4d9518e
 def num_processes(cfg) -> int:
@@ -124,6 +124,9 @@ def cpu_math_env(environ=None, cpuinfo="/proc/cpuinfo") -> dict:
     if "MKL_DEBUG_CPU_TYPE" in environ or cpu_vendor(cpuinfo) != "AuthenticAMD": return {}
     return {"MKL_DEBUG_CPU_TYPE": "5"}
 
+CPU_MATH_NOTE = ("CPU math: AMD CPU with Paddle's Intel MKL -> MKL_DEBUG_CPU_TYPE=5 (AVX2 kernels, ~1.9x training speed; "
+                 "results differ only by float rounding). `MKL_DEBUG_CPU_TYPE=` (empty) keeps MKL's default.")
+
 def use_fast_cpu_math(echo=None) -> dict:
     """Put `cpu_math_env()` into this process's environment, so that it and every process it starts get MKL's AVX2 kernels
     on AMD; says so with `echo` when it set something. Returns what it set ({} on Intel, or when the user chose).
@@ -132,9 +135,7 @@ def use_fast_cpu_math(echo=None) -> dict:
     multiply; child processes (launcher, notebook kernels, fine-tune workers) always get it."""
     env = cpu_math_env()
     os.environ.update(env)
-    if env and echo:
-        echo("CPU math: AMD CPU with Paddle's Intel MKL -> MKL_DEBUG_CPU_TYPE=5 (AVX2 kernels, ~1.9x training speed; "
-             "results differ only by float rounding). `MKL_DEBUG_CPU_TYPE=` (empty) keeps MKL's default.")
+    if env and echo: echo(CPU_MATH_NOTE)
     return env
 
 # %% ../nbs/06a_launch.ipynb #630c5147
@@ -212,8 +213,7 @@ def launch(cfg, echo=print) -> int:
     cmd = build_launch_command(cfg, config_path)
     echo("$ " + " ".join(cmd))
     env = launch_env(cfg)
-    if "MKL_DEBUG_CPU_TYPE" in env: echo(f"note: AMD CPU: the workers get MKL_DEBUG_CPU_TYPE={env['MKL_DEBUG_CPU_TYPE']} "
-                                         "(MKL's AVX2 kernels; `MKL_DEBUG_CPU_TYPE=` keeps MKL's default)")
+    if "MKL_DEBUG_CPU_TYPE" in env: echo(CPU_MATH_NOTE)  # the workers get it (the pipeline has said so already)
     return run_command(cmd, run_log_dir(cfg) if "paddle.distributed.launch" in cmd else None, env=env, echo=echo)
 
 def main(argv=None) -> int:
