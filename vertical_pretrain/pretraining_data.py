@@ -724,7 +724,8 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     if not force and stage_is_done(out_dir, STAGE, inputs, params):
         m = read_manifest(out_dir, STAGE)
         if log: log(f"stage 04: up to date ({m['counts'].get('tokens')} tokens in {out_dir}), skipped")
-        return {**m["counts"], "skipped": True}
+        stats = out_dir / "stats.json"  # the full stats of the run that wrote the ids (format_summary needs them all)
+        return {**m["counts"], **(json.loads(stats.read_text(encoding="utf-8")) if stats.is_file() else {}), "skipped": True}
     mp = out_dir / f"manifest_{STAGE}.json"
     if mp.exists(): mp.unlink()
     prefix = out_dir / c.output_prefix
