@@ -244,7 +244,11 @@ def test_run_stage_uses_the_config_skips_reruns_and_reruns_when_the_vocab_change
     write_manifest(cfg.paths.jsonl_dir, "03_trans_to_json", [], {}, outputs=[cfg.paths.jsonl_dir / "pd.jsonl"])
     r = run_stage(cfg, progress=False, log=None)
     assert not r["skipped"] and (cfg.paths.ids_dir / "pd_ids.npy").exists() and (cfg.paths.ids_dir / "stats.json").exists()
-    assert run_stage(cfg, progress=False, log=None)["skipped"]
+    again = run_stage(cfg, progress=False, log=None)
+    assert again["skipped"]
+    # the stage notebook prints format_summary of what run_stage returns, skipped or not (a rerun after an upstream
+    # notebook changed and the jsonl did not crashed there with KeyError)
+    assert format_summary(again) == format_summary(r)
     stale = cfg.paths.ids_dir / "pd_train_indexmap_8mns_61msl_0.10ssp_1234s.npy"
     np.save(stale, np.zeros((8, 3), dtype=np.int64))  # an index map of these ids (stage 05)
     with open(tok / "vocab.txt", "a", encoding="utf-8") as f: f.write("新词\n")
