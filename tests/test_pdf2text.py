@@ -179,10 +179,12 @@ def test_newcomer_pdf_made_with_matplotlib(tmp_path):
     assert rep["lines_dropped"]["heading"] == 1
 
 
-def test_chapter_title_as_running_header_still_splits_chapters(tmp_path):
-    """Newcomer finding: a book that prints the chapter title at the top of every page lost it as a running header, and
-    with it every chapter break (one document). The first line of each such header is the chapter's heading now; the
-    repeats are still dropped. Both the PDF path and the streaming .txt path (form feeds between pages)."""
+@pytest.mark.parametrize("big_title", [False, True])
+def test_chapter_title_as_running_header_still_splits_chapters(tmp_path, big_title):
+    """Newcomer findings: a book that prints the chapter title at the top of every page lost it as a running header, and
+    with it every chapter break (one document). With the title also set large on each chapter's first page, chapters of
+    3 pages were not seen as running headers at all, and every page became a document of its own. Either way: one
+    document per chapter, no title text left. Both the PDF path and the streaming .txt path (form feeds between pages)."""
     if not CJK_FONT.exists(): pytest.skip("no CJK font to typeset a test PDF")
     import matplotlib
     matplotlib.use("Agg")
@@ -197,19 +199,21 @@ def test_chapter_title_as_running_header_still_splits_chapters(tmp_path):
             for k in range(3):
                 fig = plt.figure(figsize=(8.27, 11.69))
                 fig.text(0.1, 0.96, title, fontproperties=fp, fontsize=9)  # the same size on every page: a running header
+                if big_title and k == 0: fig.text(0.1, 0.90, title, fontproperties=fp, fontsize=20)
                 body = [SCIENCE[(first + k + j) % len(SCIENCE)] for j in range(2)]
                 for j, line in enumerate(body): fig.text(0.1, 0.85 - 0.03 * j, line, fontproperties=fp, fontsize=11)
                 fig.text(0.5, 0.03, str(first + k + 1), fontsize=9)
                 pdf.savefig(fig); plt.close(fig)
-                text_pages.append("\n".join([title, *body, str(first + k + 1)]))
+                text_pages.append("\n".join([title, *([title] if big_title and k == 0 else []), *body, str(first + k + 1)]))
     (tmp_path / "manual.txt").write_text("\f".join(text_pages), encoding="utf-8")
     for name in ("manual.pdf", "manual.txt"):
         rep = pdf_to_text(tmp_path / name, tmp_path / f"out_{name}.txt", show_progress=False)
         docs = _docs(tmp_path / f"out_{name}.txt")
-        assert len(docs) == 3, (name, len(docs))  # was 1
+        assert len(docs) == 3, (name, len(docs))  # was 1 (small header only) or 9 (with the big title)
         assert [d[0] for d in docs] == [SCIENCE[0], SCIENCE[3], SCIENCE[6]], name
         assert not any(title in s for d in docs for s in d for title, _ in chapters), name
-        assert rep["lines_dropped"]["header_footer"] == 6 and rep["lines_dropped"]["heading"] == 3, (name, rep["lines_dropped"])
+        dropped = rep["lines_dropped"]
+        assert dropped["header_footer"] + dropped["heading"] == 9 + 3 * big_title, (name, dropped)
 
 
 @pytest.mark.parametrize("name,data,match", [

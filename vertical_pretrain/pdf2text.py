@@ -688,8 +688,12 @@ def assemble_documents(pages: list[list[Line]], *, keep_code: bool = False, keep
 
 def _assemble(lines, st: dict, vocab: set, counts: Counter, *, keep_code: bool, keep_tables: bool,
               heading_splits_docs: bool):
-    "`assemble_documents`' rules over a stream of classified lines: yields each document as soon as it ends."
-    doc, para, prev = [], [], None
+    """`assemble_documents`' rules over a stream of classified lines: yields each document as soon as it ends.
+
+    A heading with the same number-blind text (`_edge_key`) as the heading before it is that heading printed again (a
+    chapter title repeated at the top of every page, which `drop_headers_footers` misses in chapters of 3 pages or
+    fewer): it neither ends the document nor shows."""
+    doc, para, prev, last_heading = [], [], None, None
     def end_para():
         nonlocal para, prev
         if para:
@@ -711,6 +715,9 @@ def _assemble(lines, st: dict, vocab: set, counts: Counter, *, keep_code: bool, 
         t = normalize_line(l.text)
         if l.kind in ("header_footer", "page_number", "toc"): continue  # invisible: paragraphs run on
         if l.kind == "heading":
+            key = _edge_key(t)
+            if key and key == last_heading: continue  # the same chapter title again, on the next page
+            last_heading = key
             if heading_splits_docs:
                 d = end_doc()
                 if d: yield d
