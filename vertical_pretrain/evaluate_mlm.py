@@ -29,7 +29,7 @@ __all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'MIN_CI_DOCS', 'MIN_CLAIM
            'vocab_relation', 'score_samples', 'per_doc_sums', 'few_docs_notes', 'evaluate_models', 'markdown_table',
            'plot_adaptation', 'adaptation_verdict', 'parse_corpus_spec', 'ids_tokenizer', 'same_tokenizer',
            'run_evaluation', 'default_models', 'default_corpora', 'adaptation_dir', 'run_stage', 'adaptation_report',
-           'main', 'stage_seconds', 'report_section']
+           'main', 'train_seconds', 'stage_seconds', 'report_section']
 
 # %% ../nbs/07b_evaluate_mlm.ipynb #5169f7df
 CI_LEVEL = 0.95
@@ -419,7 +419,7 @@ def adaptation_verdict(result: dict, *, domain: str = "domain", general: str = "
     """The adaptation result (`adaptation.json`) in plain sentences: did the domain run adapt (held-out domain MLM loss vs
     the reference), what did it forget (held-out general loss), did replay help (the paired replay-vs-domain deltas), and
     the term cloze. A claim is made only when its 95% CI excludes 0. `domain` / `general`: the corpus names of the rows;
-    `seconds`: {"domain": s, "replay": s} training wall time of the two runs (the pipeline's stage 06 / 06b); `replay_weight`:
+    `seconds`: {"domain": s, "replay": s} time in training steps of the two runs (`train_seconds`); `replay_weight`:
     the share of general text in the replay run."""
     rows, ref, out = result["rows"], result["reference"], []
     d_dom, d_gen = _row(rows, "domain", domain), _row(rows, "domain", general)
@@ -453,8 +453,8 @@ def adaptation_verdict(result: dict, *, domain: str = "domain", general: str = "
         out.append(f"{helped}{share}: vs the domain-only model, held-out {general} loss {_ci_words(g)}; it {cost} "
                    f"(held-out {domain} loss {_ci_words(dd)}).")
         if seconds and seconds.get("replay") and seconds.get("domain"):
-            out.append(f"Time: the replay run took {seconds['replay'] / 60:.1f} min against {seconds['domain'] / 60:.1f} min for "
-                       "the domain-only run (same steps; the difference is its per-corpus evaluations).")
+            out.append(f"Time: the replay run's training steps took {seconds['replay'] / 60:.1f} min against "
+                       f"{seconds['domain'] / 60:.1f} min for the domain-only run (same steps; evaluations not counted).")
     c = _row(rows, "domain", f"{domain}-terms", "cloze")
     if c and c.get("delta_exact") and c.get("delta_loss"):
         out.append(f"Domain terms: exact recovery of whole masked terms {_ci_words(c['delta_exact'], 'points', pct=True)}, "
@@ -656,6 +656,23 @@ def main(argv=None) -> int:
     return 0
 
 # %% ../nbs/07b_evaluate_mlm.ipynb #8d9784f5
+def train_seconds(run_dir) -> float | None:
+    """Wall seconds a pretraining run spent in its optimizer steps, from its metrics.jsonl: each train record covers the
+    steps since the record before at its logged samples/s (evaluations, checkpoints and start-up are not in it). A
+    resumed run counts every step once (the last record of a step wins), so a rerun that only resumed at max_steps does
+    not replace the training time, as the pipeline's stage time would. None without train records."""
+    from vertical_pretrain.pretrain import read_metrics
+    p = Path(run_dir)
+    if not (p / "metrics.jsonl").is_file(): return None
+    recs = {r["step"]: r for r in read_metrics(p)
+            if r.get("split") == "train" and r.get("samples_per_s") and r.get("consumed_samples")}
+    total, prev = 0.0, 0
+    for step in sorted(recs):
+        r = recs[step]
+        total += (step - prev) * (r["consumed_samples"] / step) / r["samples_per_s"]
+        prev = step
+    return total or None
+
 def stage_seconds(run_dir, *keys: str) -> dict:
     "{stage key: wall seconds} of finished stages, from the run's pipeline_state.json (absent keys are left out)."
     p = Path(run_dir) / "pipeline_state.json"
@@ -671,8 +688,9 @@ def report_section(cfg: Config, relative_to=None) -> tuple[list[str], list[str]]
     p = d / "adaptation.json"
     if not p.is_file(): return [], []
     result = json.loads(p.read_text(encoding="utf-8"))
-    t = stage_seconds(cfg.paths.run_dir, "06", "06b")
-    verdict = adaptation_verdict(result, seconds={"domain": t.get("06"), "replay": t.get("06b")},
+    from vertical_pretrain.replay import replay_run_dir
+    seconds = {"domain": train_seconds(cfg.paths.run_dir), "replay": train_seconds(replay_run_dir(cfg))}
+    verdict = adaptation_verdict(result, seconds=seconds,
                                  replay_weight=cfg.replay.general_weight if cfg.replay.enabled else None)
     img = os.path.relpath(d / "adaptation.png", Path(relative_to or cfg.paths.run_dir))
     section = ("## Did the model learn the domain? Held-out MLM (stage 07b)\n\n" + markdown_table(result) +
