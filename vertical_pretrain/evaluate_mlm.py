@@ -436,8 +436,8 @@ def adaptation_verdict(result: dict, *, domain: str = "domain", general: str = "
                    f"vs {ref} is no evidence); give the test split more documents (data.split) or more books.")
     if d_gen and d_gen.get("delta_loss"):
         m, s = d_gen["delta_loss"], _sign(d_gen["delta_loss"], d_gen)
-        out.append(f"Forgetting: its held-out {general} MLM loss rose by {_ci_words(m)} vs {ref}." if s > 0 else
-                   f"No forgetting shows: its held-out {general} loss fell as well ({_ci_words(m)}): the {ref} model had not "
+        out.append(f"Forgetting: the domain model's held-out {general} MLM loss rose by {_ci_words(m)} vs {ref}." if s > 0 else
+                   f"No forgetting shows: the domain model's held-out {general} loss fell as well ({_ci_words(m)}): the {ref} model had not "
                    f"finished learning {general} text, so this budget cannot show what domain training costs there." if s < 0 else
                    f"No measurable forgetting: held-out {general} loss {_ci_words(m)} vs {ref}, the CI includes 0.")
     r_dom, r_gen = _row(rows, "replay", domain), _row(rows, "replay", general)
@@ -449,7 +449,8 @@ def adaptation_verdict(result: dict, *, domain: str = "domain", general: str = "
                   else "Replay made the general loss worse" if _sign(g, r_gen) > 0
                   else "Replay made no measurable difference on general text")
         cost = ("cost some domain adaptation" if _sign(dd, r_dom) > 0 else "even lowered the domain loss" if _sign(dd, r_dom) < 0
-                else "cost no measurable domain adaptation")
+                else "cost no measurable domain adaptation" if _claim(r_dom)
+                else f"cannot be judged on the domain side: only {r_dom['docs']} held-out {domain} document(s)")
         out.append(f"{helped}{share}: vs the domain-only model, held-out {general} loss {_ci_words(g)}; it {cost} "
                    f"(held-out {domain} loss {_ci_words(dd)}).")
         if seconds and seconds.get("replay") and seconds.get("domain"):

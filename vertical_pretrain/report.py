@@ -73,12 +73,16 @@ def verdict(summary: dict) -> list[str]:
     if bl and summary["secondary"] == "accuracy":  # single-label: guessing the most frequent class is the floor
         floor = [n for n, r in summary["models"].items() if r["test_accuracy_mean"] <= bl["accuracy"]]
         if floor:
-            out.append(f"WARNING: {', '.join(floor)} {'is' if len(floor) == 1 else 'are'} no better than always answering the "
+            one = len(floor) == 1
+            out.append(f"WARNING: {', '.join(floor)} {'is' if one else 'are'} no better than always answering the "
                        f"most frequent class (test accuracy {bl['accuracy'] * 100:.2f}): fine-tuning learned nothing usable "
-                       "there, so comparisons involving it measure noise. Check the task (labels, train size, "
-                       "finetune.max_seq_len) and the fine-tune settings (learning rate, epochs) before reading the rows.")
+                       f"there, so comparisons with {'it' if one else 'them'} measure noise and are not read out below. Check "
+                       "the task (labels, train size, finetune.max_seq_len) and the fine-tune settings (learning rate, "
+                       "epochs) before reading the rows.")
+    else:
+        floor = []
     for name, r in summary["models"].items():
-        if "vs_base" not in r: continue
+        if "vs_base" not in r or name in floor or base in floor: continue
         v = r["vs_base"][P]
         d, s = v["delta"] * 100, None if v["spread"] is None else v["spread"] * 100
         p = "" if v["welch_p"] is None else f"; Welch p = {v['welch_p']:.3f}" + (" (not significant at 0.05 with this many seeds)" if v["welch_p"] >= 0.05 else "")
