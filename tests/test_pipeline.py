@@ -263,21 +263,26 @@ def test_resume_lines_say_where_training_started_and_why_it_started_over(tmp_pat
     "The pipeline log repeats the trainer's resume point, and a restart from step 0 with the reason (issue 12 leftover)."
     from vertical_pretrain.pipeline import resume_lines
     moved = ("/x/vertical_pretrain/pretrain.py:447: UserWarning: the checkpoint was trained with another recipe "
-             "(data.corpus_sha256: 'aa' -> 'bb'); the old checkpoints were moved to /o/demo/checkpoints.config-changed-20261130-0700"
-             " and training starts from step 0")
+             "(data.corpus_sha256: 'aa' -> 'bb'); the old checkpoints (1.2 GB) were moved to "
+             "/o/demo/checkpoints.config-changed-20261130-0700 and training starts from step 0; delete that folder when you no "
+             "longer need them")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("train()", outputs=[
         nbformat.v4.new_output("stream", name="stdout", text=" > resuming from /o/demo/checkpoints/model_last at step 50; 2 process(es)\n"),
         # Python echoes the warning's source line after it: not a second message
-        nbformat.v4.new_output("stream", name="stderr", text=moved + "\n  warnings.warn(f\"{stale}; the old checkpoints were "
-                               "moved to {aside} and training starts from step 0\")\n"),
+        nbformat.v4.new_output("stream", name="stderr", text=moved + "\n  warnings.warn(f\"{stale}; the old checkpoints "
+                               "({fmt_bytes(dir_bytes(aside))}) were moved to {aside} and training \"\n"),
+        nbformat.v4.new_output("stream", name="stdout", text=" > removed model_100, model_150 (train.save_total_limit=2 keeps "
+                               "the newest model_<step>/)\n"),
         nbformat.v4.new_output("stream", name="stdout", text="unrelated line\n$ python -m paddle.distributed.launch ...\n"
                                "train.max_steps=auto -> 15 = ceil(2 epochs x 58 train samples per epoch / global batch 8)\n")])])
     path = tmp_path / "06.ipynb"
     nbformat.write(nb, str(path))
     assert resume_lines(path) == [
         "resuming from /o/demo/checkpoints/model_last at step 50",
-        "the checkpoint was trained with another recipe (data.corpus_sha256: 'aa' -> 'bb'); the old checkpoints were moved "
-        "to /o/demo/checkpoints.config-changed-20261130-0700 and training starts from step 0",
+        "the checkpoint was trained with another recipe (data.corpus_sha256: 'aa' -> 'bb'); the old checkpoints (1.2 GB) "
+        "were moved to /o/demo/checkpoints.config-changed-20261130-0700 and training starts from step 0; delete that folder "
+        "when you no longer need them",
+        "removed model_100, model_150 (train.save_total_limit=2 keeps the newest model_<step>/)",
         "train.max_steps=auto -> 15 = ceil(2 epochs x 58 train samples per epoch / global batch 8)"]
     nbformat.write(nbformat.v4.new_notebook(), str(path))
     assert resume_lines(path) == []

@@ -179,11 +179,14 @@ def _kernel_manager(log_file: Path):
     return _KernelToLog
 
 _RESUME_RE = re.compile(r"resuming from \S+ at step \d+|\S+ is already at step \d+|train\.max_steps=auto -> \d+ = [^\n]*"
-                        r"|(?:\S+:\d+: \w*Warning: )?([^\n]*the old checkpoints were moved to (?!\{)\S+ and training starts from step 0)")
+                        r"|removed model_\d+[^\n]* \(train\.save_total_limit=\d+[^\n]*"
+                        r"|(?:\S+:\d+: \w*Warning: )?([^\n]*the old checkpoints(?: \([^)\n]*\))? were moved to (?!\{)\S+ and training "
+                        r"starts from step 0[^\n]*)")
 
 def resume_lines(executed_nb) -> list[str]:
     """The trainer's lines on where training started, in an executed notebook's outputs (shown in the pipeline's log):
-    'resuming from ... at step N', '... is already at step N', the step count `train.max_steps=auto` resolved to, and why a run started over from step 0 with its old
+    'resuming from ... at step N', '... is already at step N', the step count `train.max_steps=auto` resolved to, the
+    model_<step>/ dirs `train.save_total_limit` removed, and why a run started over from step 0 with its old
     checkpoints moved aside (another corpus, recipe or vocab; see `pretrain.setup_run`)."""
     import nbformat
     try: nb = nbformat.read(str(executed_nb), as_version=4)
