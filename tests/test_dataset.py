@@ -296,3 +296,19 @@ def test_max_steps_auto_equals_a_hand_count(tmp_path, tokenizer):
         resolve_max_steps(cfg.override({"train.epochs": 0}))
     with pytest.raises(FileNotFoundError, match="run stage 04 first"):
         resolve_max_steps(cfg.override({"paths.corpus": "none"}))
+
+
+def test_id_chunks_read_the_same_ids_without_mapping_the_file(tmp_path):
+    "Full passes over the ids (the vocab check, the unigram line) read the file in chunks: same ids, any bounds."
+    from vertical_pretrain.dataset import IndexedCorpus, write_indexed_corpus
+    rng = np.random.default_rng(0)
+    docs = [[list(rng.integers(5, 3000, size=int(rng.integers(1, 40)))) for _ in range(int(rng.integers(1, 6)))]
+            for _ in range(200)]
+    write_indexed_corpus(tmp_path / "c", docs, vocab_size=3000)
+    c = IndexedCorpus(tmp_path / "c")
+    ids = np.asarray(c.ids)
+    for lo, hi, chunk in ((0, None, 7), (13, 1000, 64), (len(ids) - 5, len(ids), 3), (10, 10, 4)):
+        parts = list(c.id_chunks(lo, hi, chunk))
+        assert all(len(p) <= chunk for p in parts) and all(p.dtype == ids.dtype for p in parts)
+        got = np.concatenate(parts) if parts else np.array([], ids.dtype)
+        np.testing.assert_array_equal(got, ids[lo:hi])

@@ -69,6 +69,16 @@ class IndexedCorpus:
         flat = np.asarray(self.ids[self.pointers[start]:self.pointers[end]], dtype=np.int64)
         return np.split(flat, self.pointers[start + 1:end] - self.pointers[start])
 
+    def id_chunks(self, lo: int = 0, hi: int | None = None, chunk: int = 1 << 22):
+        """Token ids [lo, hi) in arrays of at most `chunk` ids, read from the file with plain reads. A whole pass over the
+        memory map would leave every page of `_ids.npy` mapped into this process: its RSS would grow by 2 bytes a token
+        (uint16), which a corpus of 1 GB of text (~350M tokens) turns into ~700 MB (bench/bench_scale.py, stage 05)."""
+        hi = len(self.ids) if hi is None else hi
+        with open(self.prefix + "_ids.npy", "rb") as f:
+            f.seek(self.ids.offset + lo * self.ids.itemsize)
+            for s in range(lo, hi, chunk):
+                yield np.fromfile(f, dtype=self.ids.dtype, count=min(chunk, hi - s))
+
 def write_indexed_corpus(prefix, docs: list[list[list[int]]], vocab_size: int = 65536) -> Path:
     """Write docs (lists of sentences of token ids) in the stage-04 format, atomically.
 
@@ -400,7 +410,7 @@ def corpus_prefix(cfg, corpus: str | None = None) -> Path:
 def open_corpus(prefix, vocab: MaskingVocab, is_builder: bool = True) -> IndexedCorpus:
     "Stage 04's corpus at `prefix`; ValueError when it holds a token id the tokenizer lacks (checked on the builder)."
     corpus = IndexedCorpus(prefix)
-    top = int(corpus.ids.max()) if is_builder and len(corpus.ids) else 0  # one full read, on the builder only
+    top = max((int(a.max()) for a in corpus.id_chunks() if a.size), default=0) if is_builder else 0  # one full read, on the builder only
     if top >= vocab.size:
         raise ValueError(f"{corpus.prefix}_ids.npy holds token id {top} but the tokenizer has {vocab.size} tokens: "
                          "stage 04 used another vocab; rebuild it with this tokenizer")
@@ -466,14 +476,14 @@ def unigram_reference(corpus: IndexedCorpus, bounds: list[int], vocab: MaskingVo
     """MLM loss (nats/token) of a context-free model: split `eval_split`'s tokens scored by the train split's token frequencies.
 
     `bounds` are document boundaries from `split_documents`; add-half smoothing keeps unseen tokens finite.
-    None when either split has no tokens. Reads the memory-mapped ids in chunks of `chunk` tokens and keeps only token
-    counts (float64[vocab]): memory does not grow with the corpus."""
+    None when either split has no tokens. Reads the ids in chunks of `chunk` tokens (`IndexedCorpus.id_chunks`) and
+    keeps only token counts (float64[vocab]): memory does not grow with the corpus."""
     p, d = corpus.pointers, corpus.docs
     def counts(k) -> np.ndarray:
         lo, hi = int(p[d[bounds[k]]]), int(p[d[bounds[k + 1]]])
         c = np.zeros(vocab.size, dtype=np.float64)
-        for s in range(lo, hi, chunk):
-            c += np.bincount(vocab.to_char[np.asarray(corpus.ids[s:min(s + chunk, hi)], dtype=np.int64)], minlength=vocab.size)
+        for a in corpus.id_chunks(lo, hi, chunk):
+            c += np.bincount(vocab.to_char[a.astype(np.int64)], minlength=vocab.size)
         return c
     train, held_out = counts(0), counts(eval_split)
     if not train.sum() or not held_out.sum(): return None
