@@ -379,3 +379,12 @@ def test_txt_is_never_read_whole(tmp_path, monkeypatch):
     rep = pdf_to_text(src, tmp_path / "out.txt", show_progress=False)
     assert rep["docs"] == 5000 and rep["sentences"] == 10000
     assert len(batches) >= 3 and max(batches) <= 4096
+
+
+def test_chapters_with_the_same_title_are_still_two_chapters(tmp_path):
+    "The repeat rule compares the whole title: '第1章 新闻选读' then '第2章 新闻选读' are two chapters, not a repeat."
+    text = "\n".join(["第1章 新闻选读", SCIENCE[0], SCIENCE[1], "第2章 新闻选读", SCIENCE[2], SCIENCE[3],
+                      "第2章 新闻选读 15", SCIENCE[4]])  # the last title again with a page number: a repeat
+    (tmp_path / "digest.txt").write_text(text, encoding="utf-8")
+    pdf_to_text(tmp_path / "digest.txt", tmp_path / "out.txt", show_progress=False)
+    assert _docs(tmp_path / "out.txt") == [[SCIENCE[0], SCIENCE[1]], [SCIENCE[2], SCIENCE[3], SCIENCE[4]]]

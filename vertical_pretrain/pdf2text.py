@@ -690,9 +690,11 @@ def _assemble(lines, st: dict, vocab: set, counts: Counter, *, keep_code: bool, 
               heading_splits_docs: bool):
     """`assemble_documents`' rules over a stream of classified lines: yields each document as soon as it ends.
 
-    A heading with the same number-blind text (`_edge_key`) as the heading before it is that heading printed again (a
-    chapter title repeated at the top of every page, which `drop_headers_footers` misses in chapters of 3 pages or
-    fewer): it neither ends the document nor shows."""
+    On a page (PDF, or .txt with form feeds), a heading with the same text as the heading before it, a page number at
+    either end aside, is that heading printed again (a chapter title repeated at the top of every page, which
+    `drop_headers_footers` misses in chapters of 3 pages or fewer): it neither ends the document nor shows. The chapter
+    number counts: "第1章 新闻选读" and "第2章 新闻选读" are two chapters. Whole paragraphs (DOCX, EPUB, HTML, Markdown)
+    carry their own structure and are not compared."""
     doc, para, prev, last_heading = [], [], None, None
     def end_para():
         nonlocal para, prev
@@ -715,7 +717,7 @@ def _assemble(lines, st: dict, vocab: set, counts: Counter, *, keep_code: bool, 
         t = normalize_line(l.text)
         if l.kind in ("header_footer", "page_number", "toc"): continue  # invisible: paragraphs run on
         if l.kind == "heading":
-            key = _edge_key(t)
+            key = None if l.whole else re.sub(r"^\d{1,4}\s+|\s+\d{1,4}$", "", t)
             if key and key == last_heading: continue  # the same chapter title again, on the next page
             last_heading = key
             if heading_splits_docs:
