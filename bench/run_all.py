@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 ORDER = ["bench_lac.py", "bench_pdf2text.py", "bench_ocr.py", "bench_data.py", "bench_indexmap.py", "bench_scale.py",
-         "bench_train.py", "bench_fullsize.py"]
+         "bench_matmul.py", "bench_train.py", "bench_fullsize.py"]
 
 
 def machine() -> str:
