@@ -70,17 +70,15 @@ def verdict(summary: dict) -> list[str]:
     "The comparison in plain words: each model's Δ against the seed spread, and whether the base's pretraining helped at all."
     P, base, out = summary["primary"], summary["base"], []
     bl = summary.get("baseline")
-    if bl and summary["secondary"] == "accuracy":  # single-label: guessing the most frequent class is the floor
-        floor = [n for n, r in summary["models"].items() if r["test_accuracy_mean"] <= bl["accuracy"]]
-        if floor:
-            one = len(floor) == 1
-            out.append(f"WARNING: {', '.join(floor)} {'is' if one else 'are'} no better than always answering the "
-                       f"most frequent class (test accuracy {bl['accuracy'] * 100:.2f}): fine-tuning learned nothing usable "
-                       f"there, so comparisons with {'it' if one else 'them'} measure noise and are not read out below. Check "
-                       "the task (labels, train size, finetune.max_seq_len) and the fine-tune settings (learning rate, "
-                       "epochs) before reading the rows.")
-    else:
-        floor = []
+    single_label = bl and summary["secondary"] == "accuracy"  # guessing the most frequent class is the floor
+    floor = [n for n, r in summary["models"].items() if r["test_accuracy_mean"] <= bl["accuracy"]] if single_label else []
+    if floor:
+        one = len(floor) == 1
+        out.append(f"WARNING: {', '.join(floor)} {'is' if one else 'are'} no better than always answering the "
+                   f"most frequent class (test accuracy {bl['accuracy'] * 100:.2f}): fine-tuning learned nothing usable "
+                   f"there, so comparisons with {'it' if one else 'them'} measure noise and are not read out below. Check "
+                   "the task (labels, train size, finetune.max_seq_len) and the fine-tune settings (learning rate, "
+                   "epochs) before reading the rows.")
     for name, r in summary["models"].items():
         if "vs_base" not in r or name in floor or base in floor: continue
         v = r["vs_base"][P]
