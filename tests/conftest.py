@@ -74,3 +74,19 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="slow (minutes): run with --runslow")
     for item in items:
         if "slow" in item.keywords: item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def foreign_python3_kernel(tmp_path_factory):
+    """A JUPYTER_PATH whose `python3` kernelspec points at another environment's Python, one without ipykernel (a user's
+    old ~/.local/share/jupyter/kernels/python3; papermill #251, #761). Set it with monkeypatch.setenv("JUPYTER_PATH", ...)."""
+    import json
+    import subprocess
+    root = tmp_path_factory.mktemp("foreign_kernel")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "env")], check=True)
+    spec = root / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(root / "env" / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3", "language": "python"}))
+    return str(root / "jupyter")

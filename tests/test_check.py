@@ -49,7 +49,7 @@ def test_good_config_passes(tmp_path):
     rep = check_report(good_config(tmp_path), nbs_dir=NBS)
     assert rep["problems"] == []
     assert rep["checks"] == ["notebooks", "inputs", "model and tokenizer", "task data", "corpus blend", "sequence lengths",
-                             "batch sizes", "disk space", "gpu"]
+                             "batch sizes", "disk space", "gpu", "kernel"]
     assert rep["seconds"] < 10
 
 
@@ -416,3 +416,22 @@ def test_steps_from_data_pass_the_preflight_with_replay_on(tmp_path):
     assert lines == [], lines
     est = disk_estimate(cfg, stage_keys())
     assert est["output"] > 0
+
+
+# ---------------------------------------------------------------- 8. kernel
+def test_a_python3_kernelspec_from_another_environment_is_caught_by_the_cli(foreign_python3_kernel, tmp_path):
+    env = {**os.environ, "JUPYTER_PATH": foreign_python3_kernel}
+    cmd = [sys.executable, "-m", "vertical_pretrain.cli", "check", "--profile", "smoke", "--from", "01", "--to", "01"]
+    bad = subprocess.run(cmd + ["--set", "pipeline.kernel=python3"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    line = only(bad.stderr.splitlines(), "pipeline.kernel='python3' did not start")
+    assert "No module named ipykernel_launcher" in line and "leave pipeline.kernel empty" in line
+    # the default kernel is this Python, whatever `python3` means in the user's Jupyter dirs
+    good = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert good.returncode == 0 and "check: ok" in good.stdout, good.stderr
+
+
+def test_an_unknown_kernel_name_is_one_line(tmp_path):
+    lines = run_checks(good_config(tmp_path, **{"pipeline.kernel": "no-such-kernel"}), stages=select_stages("01", "01"),
+                       nbs_dir=NBS)
+    assert "no such Jupyter kernel" in only(lines, "pipeline.kernel='no-such-kernel'")

@@ -173,6 +173,23 @@ def _terminal_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def test_a_foreign_python3_kernelspec_does_not_matter_and_a_kernel_that_dies_is_one_line(
+        mini_pipeline, foreign_python3_kernel, monkeypatch):
+    from vertical_pretrain.pipeline import KernelDied
+    nbs, stages, cfg, log = mini_pipeline
+    monkeypatch.setenv("JUPYTER_PATH", foreign_python3_kernel)
+    run_pipeline(cfg, nbs_dir=nbs, stages=stages, progress=False, check=False)  # pipeline.kernel "": this Python
+    assert _ran(log) == ["01", "02", "03"]
+    with pytest.raises(KernelDied) as e:  # a user who names that kernel: the cause in one line, not in the kernel log
+        run_pipeline(cfg.override({"pipeline.kernel": "python3"}), nbs_dir=nbs, stages=stages, force=True, progress=False,
+                     check=False)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("stage 01 (01_a.ipynb): its kernel exited with status 1")
+    assert "No module named ipykernel_launcher" in msg and "kernel_01.log" in msg
+    state = json.loads((cfg.paths.run_dir / "pipeline_state.json").read_text())
+    assert state["01"]["status"] == "failed"
+
+
 def test_a_second_pipeline_on_the_same_run_fails_fast_and_the_first_finishes(mini_pipeline, tmp_path):
     import subprocess, time
     cmd, env, cwd, log = _slow_stage_cli(mini_pipeline, tmp_path, "import time; time.sleep(6)\n")

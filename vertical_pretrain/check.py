@@ -8,7 +8,8 @@ __all__ = ['PRETRAIN_STAGES', 'TRAIN_STAGES', 'MODEL_STAGES', 'TOKENIZER_STAGES'
            'local_path', 'ppnlp_model_home', 'hub_model', 'hub_tokenizer', 'url_problem', 'model_info', 'source_info',
            'check_model_sources', 'check_blend', 'check_task', 'SeqLenError', 'seq_len_problem', 'require_seq_len',
            'check_shapes', 'world_size', 'check_batches', 'step_problems', 'ernie_param_count', 'fmt_bytes',
-           'disk_estimate', 'check_disk', 'check_gpu', 'check_notebooks', 'check_report', 'run_checks', 'main']
+           'disk_estimate', 'check_disk', 'check_gpu', 'check_notebooks', 'check_kernel', 'check_report', 'run_checks',
+           'main']
 
 # %% ../nbs/09b_check.ipynb #4cd83f3b
 import argparse
@@ -494,9 +495,18 @@ def check_notebooks(stages=None, nbs_dir=None) -> list[str]:
     return [f"stage notebooks not found: looked in {nbs} (from {how}) for {shown} ({len(missing)} of {len(stages)} missing); "
             f"fix: run from the vertical_pretrain repo checkout, or set VERTICAL_PRETRAIN_ROOT=/path/to/vertical_pretrain"]
 
+# %% ../nbs/09b_check.ipynb #c05b20df
+def check_kernel(kernel: str) -> list[str]:
+    """The Jupyter kernel the pipeline will run the stages in (`pipeline.kernel`; "" is this Python) starts and imports
+    this vertical_pretrain (`pipeline.probe_kernel`). Returns `[]` or one line with the fix."""
+    from vertical_pretrain.pipeline import probe_kernel
+    msg = probe_kernel(kernel)
+    return [msg] if msg else []
+
 # %% ../nbs/09b_check.ipynb #5d936b16
-def check_report(cfg: Config, *, stages=None, nbs_dir=None) -> dict:
-    """{'problems': [line, ...], 'checks': [names run], 'seconds': float} for the selected stages (default: all).
+def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None = None) -> dict:
+    """{'problems': [line, ...], 'checks': [names run], 'seconds': float} for the selected stages (default: all), run in
+    the Jupyter kernel `kernel` (default `cfg.pipeline.kernel`).
 
     Runs only the checks that the selected stages need; `seconds` is wall-clock time. Never raises: a check that
     crashes becomes a problem line naming the exception. Writes nothing."""
@@ -513,7 +523,8 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None) -> dict:
               ("sequence lengths", lambda: check_shapes(cfg, keys, info())) if keys & (PRETRAIN_STAGES | {"08"}) else None,
               ("batch sizes", lambda: check_batches(cfg, keys)) if keys & (TRAIN_STAGES | {"07b", "08"}) else None,
               ("disk space", lambda: check_disk(cfg, keys, info())),
-              ("gpu", lambda: check_gpu(cfg, keys))]
+              ("gpu", lambda: check_gpu(cfg, keys)),
+              ("kernel", lambda: check_kernel(cfg.pipeline.kernel if kernel is None else kernel))]
     checks = [c for c in checks if c]
     problems = []
     for name, fn in checks:
@@ -522,12 +533,12 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None) -> dict:
             problems.append(f"{name} check could not run: {type(e).__name__}: {e}")
     return {"problems": problems, "checks": [n for n, _ in checks], "seconds": time.perf_counter() - t0}
 
-def run_checks(cfg: Config, *, stages=None, nbs_dir=None) -> list[str]:
+def run_checks(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None = None) -> list[str]:
     "One line per problem (setting, value, fix) for the selected pipeline stages; an empty list means all good."
-    return check_report(cfg, stages=stages, nbs_dir=nbs_dir)["problems"]
+    return check_report(cfg, stages=stages, nbs_dir=nbs_dir, kernel=kernel)["problems"]
 
 def main(argv=None) -> int:
-    "vertical-pretrain check: the preflight of a run (inputs, model, lengths, batches, disk, GPU, notebooks); writes nothing."
+    "vertical-pretrain check: the preflight of a run (inputs, model, lengths, batches, disk, GPU, notebooks, kernel); writes nothing."
     p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain check", description=main.__doc__))
     p.add_argument("--from", dest="from_stage", default=None, help="first stage to check, e.g. 03 (default: all)")
     p.add_argument("--to", dest="to_stage", default=None, help="last stage to check, e.g. 06")

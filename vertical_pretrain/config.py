@@ -290,7 +290,7 @@ class EvaluateConfig:
 @dataclass
 class PipelineConfig:
     "Stage 09: papermill over the notebooks."
-    kernel: str = "python3"
+    kernel: str = ""  # Jupyter kernel of the stage notebooks; empty: the Python running the pipeline; a name: that kernelspec
     from_stage: str = "00"
     to_stage: str = "99"
     force: bool = False

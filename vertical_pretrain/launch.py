@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 from .check import check_shapes
 from .config import add_config_args, config_from_args, is_blended, resolve_blend
 from .dataset import blend_problems, corpus_prefix, resolve_max_steps
+from .fileio import LockedError, die_with_parent
+from .pretrain import trainer_lock
 
 # %% auto #0
 __all__ = ['CPU_MATH_NOTE', 'num_processes', 'visible_device_ids', 'run_log_dir', 'master_address', 'local_ip_toward',
@@ -169,9 +172,12 @@ def log_tails(log_dir, lines: int = 30) -> str:
     return "\n".join(out)
 
 def run_command(cmd: list[str], log_dir=None, env: dict | None = None, echo=print) -> int:
-    "Run `cmd` streaming its output line by line; on failure print the worker log tails."
+    """Run `cmd` streaming its output line by line; on failure print the worker log tails. The child runs in its own
+    session and is SIGKILLed by the OS when this process (this thread, precisely) ends for any reason
+    (`fileio.die_with_parent`); Ctrl-C ends its process group and re-raises KeyboardInterrupt."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+                            env={**os.environ, **(env or {})}, start_new_session=True,
+                            preexec_fn=functools.partial(die_with_parent, parent=os.getpid()))
     try:
         for line in proc.stdout: echo(line.rstrip("\n"))
         rc = proc.wait()
@@ -208,6 +214,9 @@ def launch(cfg, echo=print) -> int:
     cfg = fit_micro_batch(cfg, echo)
     try: cfg = resolve_max_steps(cfg, world=num_processes(cfg) * max(1, cfg.launch.nnodes), echo=echo)  # before config.yaml
     except ValueError as e: echo(f"vertical-pretrain pretrain: {e}"); return 2
+    try:  # a trainer still writing this run's checkpoints: refuse before any process starts (the worker checks again)
+        with trainer_lock(cfg, log=None): pass
+    except LockedError as e: echo(f"vertical-pretrain pretrain: {e}"); return 2
     run_dir = cfg.paths.run_dir
     config_path = cfg.save(run_dir / "config.yaml")
     cmd = build_launch_command(cfg, config_path)

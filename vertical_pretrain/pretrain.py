@@ -24,19 +24,20 @@ from .config import (Config, add_config_args, config_from_args, is_blended, mode
                                       tokenizer_source)
 from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, resolve_max_steps, split_documents,
                                        unigram_reference)
-from .fileio import atomic_dir, atomic_path, atomic_write_text, dir_bytes
+from .fileio import (LockedError, atomic_dir, atomic_path, atomic_write_text, die_with_parent, dir_bytes,
+                                      dir_lock)
 
 # %% auto #0
-__all__ = ['MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_step', 'accumulate_steps', 'load_tokenizer',
-           'build_model', 'enable_recompute', 'lr_at', 'schedule_args', 'build_optimizer', 'forward_loss', 'to_tensors',
-           'all_reduce_sum', 'global_count', 'evaluate', 'step_seed', 'die_with_parent', 'quiet_paddlenlp',
-           'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
+__all__ = ['TRAINER_LOCK_GRACE', 'TRAINER_LOCK_FIX', 'MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_step',
+           'accumulate_steps', 'load_tokenizer', 'build_model', 'enable_recompute', 'lr_at', 'schedule_args',
+           'build_optimizer', 'forward_loss', 'to_tensors', 'all_reduce_sum', 'global_count', 'evaluate', 'step_seed',
+           'quiet_paddlenlp', 'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
            'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
            'training_recipe', 'amp_recipe', 'start_digest', 'checkpoint_recipe_mismatch', 'check_resumable',
-           'load_optimizer_state', 'MetricsLogger', 'read_metrics', 'setup_run', 'check_amp', 'make_scaler',
-           'scaler_state', 'load_scaler_state', 'scaler_step', 'trainer_state', 'maybe_checkpoint', 'prune_checkpoints',
-           'remove_stale_checkpoint_dirs', 'train_step', 'evaluate_per_corpus', 'train', 'main', 'plot_metrics',
-           'context_gain', 'context_report']
+           'load_optimizer_state', 'MetricsLogger', 'read_metrics', 'trainer_lock', 'trainer_running', 'setup_run',
+           'check_amp', 'make_scaler', 'scaler_state', 'load_scaler_state', 'scaler_step', 'trainer_state',
+           'maybe_checkpoint', 'prune_checkpoints', 'remove_stale_checkpoint_dirs', 'train_step', 'evaluate_per_corpus',
+           'train', 'main', 'plot_metrics', 'context_gain', 'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 @dataclass
@@ -243,13 +244,6 @@ def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0, amp: bool =
 def step_seed(seed: int, step: int, micro: int) -> int:
     "Dropout seed of the `micro`-th micro-batch (0-based over the whole global batch, all ranks) of update `step`."
     return (seed + 100003 * step + micro) % (2 ** 31)
-
-def die_with_parent(worker_id: int = 0):
-    """DataLoader `worker_init_fn`: on Linux, have the kernel kill this worker when its trainer dies, even by SIGKILL
-    (otherwise a killed run leaves idle orphan workers behind). A no-op where prctl is unavailable."""
-    import ctypes, signal
-    try: ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError): pass
 
 @contextlib.contextmanager
 def quiet_paddlenlp(level: str = "WARNING"):
@@ -458,6 +452,26 @@ def read_metrics(path) -> list[dict]:
         except json.JSONDecodeError: pass
     return out
 
+# %% ../nbs/06_pretrain.ipynb #a4df945a
+TRAINER_LOCK_GRACE = 10.0  # seconds a new trainer waits for a dying one (killed a moment ago) to release the run dir
+
+def trainer_lock(cfg, log=print):
+    """The lock rank 0 holds on `cfg.paths.run_dir` while it trains (`fileio.dir_lock`, name `trainer`, beside the
+    pipeline's own lock on that folder); other ranks hold nothing. Raises LockedError naming the live trainer's pid
+    when another trainer keeps it for more than `TRAINER_LOCK_GRACE` seconds."""
+    if os.environ.get("PADDLE_TRAINER_ID", "0") != "0": return contextlib.nullcontext()
+    return dir_lock(cfg.paths.run_dir, name="trainer", timeout=TRAINER_LOCK_GRACE, log=log, fix=TRAINER_LOCK_FIX)
+
+TRAINER_LOCK_FIX = "another trainer is writing this run's checkpoints: let it finish, or stop that process"
+
+def trainer_running(run_dir) -> str | None:
+    """None when no trainer holds `run_dir` (after waiting `TRAINER_LOCK_GRACE` s for one that is dying), else the
+    line naming it (pid, command, since). Creates nothing in a run dir that does not exist."""
+    if not Path(run_dir).is_dir(): return None
+    try:
+        with dir_lock(run_dir, name="trainer", timeout=TRAINER_LOCK_GRACE, log=None, fix=TRAINER_LOCK_FIX): return None
+    except LockedError as e: return str(e)
+
 # %% ../nbs/06_pretrain.ipynb #8dbed630
 def setup_run(cfg):
     "Everything the loop needs: env, resume point, tokenizer, data, model, optimizer, loader, logger."
@@ -656,48 +670,54 @@ def train(cfg) -> dict:
     import paddle
     cfg = resolve_blend(cfg)  # a one-entry blend is that corpus alone
     cfg = resolve_max_steps(cfg, echo=print if os.environ.get("PADDLE_TRAINER_ID", "0") == "0" else None)
-    r = setup_run(cfg)
-    env, acc, t, logger, data = r["env"], r["acc"], cfg.train, r["logger"], r["data"]
-    step, last = r["state"]["step"], {}
-    win = dict(lm=0.0, sop=0.0, tokens=0.0, wait=0.0, time=0.0, steps=0)
-    while step < t.max_steps:
-        t0 = time.perf_counter()
-        micro = [next(r["loader"]) for _ in range(acc)]                      # this rank's share of the global batch
-        win["wait"] += time.perf_counter() - t0
-        lr = float(r["sched"].get_lr())
-        lm, sop, tokens = train_step(r, micro, cfg, step)
-        step += 1
-        for k, v in (("lm", lm), ("sop", sop), ("tokens", tokens), ("time", time.perf_counter() - t0), ("steps", 1)): win[k] += v
-        if step % t.logging_freq == 0 or step == t.max_steps:
-            lm, sop, tokens = all_reduce_sum([win["lm"], win["sop"], win["tokens"]], env)
-            n, sec = win["steps"], win["time"]
-            last["train"] = {"split": "train", "step": step, "loss": (lm + sop) / n, "lm_loss": lm / n, "sop_loss": sop / n,
-                             "lr": lr, "tokens_per_s": tokens / sec, "samples_per_s": n * t.global_batch_size / sec,
-                             "data_wait": win["wait"] / sec, "consumed_samples": step * t.global_batch_size}
-            if r["scaler"] is not None: last["train"]["loss_scale"] = scaler_state(r["scaler"])["scale"]
-            if paddle.get_device().startswith("gpu"):  # an allocator statistic: no device sync
-                last["train"]["max_mem_allocated_mb"] = paddle.device.cuda.max_memory_allocated() / 2 ** 20
-            logger.log(last["train"]); win = dict.fromkeys(win, 0.0)
-        if t.eval_freq and step % t.eval_freq == 0 and data["valid"] is not None:
-            last["valid"] = {"split": "valid", "step": step, **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq, r["amp"])}
-            logger.log(last["valid"])
-            evaluate_per_corpus(r, data["valid"], cfg, step, step // t.eval_freq)
-        maybe_checkpoint(cfg, r, step, final=step == t.max_steps)
-    for _ in r["loader"]: pass  # the sampler is used up: this ends the DataLoader's workers and prefetch thread cleanly
-    if data["test"] is not None:
-        last["test"] = {"split": "test", "step": step, **evaluate(r["model"], data["test"], cfg, env, 0, r["amp"])}
-        logger.log(last["test"])
-        evaluate_per_corpus(r, data["test"], cfg, step, 0)
-    logger.close()
-    env.barrier()  # no rank leaves (and tears down gloo) while another is still in a collective
-    return last
+    with trainer_lock(cfg):  # one trainer per checkpoint folder, whoever started it
+        r = setup_run(cfg)
+        env, acc, t, logger, data = r["env"], r["acc"], cfg.train, r["logger"], r["data"]
+        step, last = r["state"]["step"], {}
+        win = dict(lm=0.0, sop=0.0, tokens=0.0, wait=0.0, time=0.0, steps=0)
+        while step < t.max_steps:
+            t0 = time.perf_counter()
+            micro = [next(r["loader"]) for _ in range(acc)]                      # this rank's share of the global batch
+            win["wait"] += time.perf_counter() - t0
+            lr = float(r["sched"].get_lr())
+            lm, sop, tokens = train_step(r, micro, cfg, step)
+            step += 1
+            for k, v in (("lm", lm), ("sop", sop), ("tokens", tokens), ("time", time.perf_counter() - t0), ("steps", 1)):
+                win[k] += v
+            if step % t.logging_freq == 0 or step == t.max_steps:
+                lm, sop, tokens = all_reduce_sum([win["lm"], win["sop"], win["tokens"]], env)
+                n, sec = win["steps"], win["time"]
+                last["train"] = {"split": "train", "step": step, "loss": (lm + sop) / n, "lm_loss": lm / n, "sop_loss": sop / n,
+                                 "lr": lr, "tokens_per_s": tokens / sec, "samples_per_s": n * t.global_batch_size / sec,
+                                 "data_wait": win["wait"] / sec, "consumed_samples": step * t.global_batch_size}
+                if r["scaler"] is not None: last["train"]["loss_scale"] = scaler_state(r["scaler"])["scale"]
+                if paddle.get_device().startswith("gpu"):  # an allocator statistic: no device sync
+                    last["train"]["max_mem_allocated_mb"] = paddle.device.cuda.max_memory_allocated() / 2 ** 20
+                logger.log(last["train"]); win = dict.fromkeys(win, 0.0)
+            if t.eval_freq and step % t.eval_freq == 0 and data["valid"] is not None:
+                last["valid"] = {"split": "valid", "step": step,
+                                 **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq, r["amp"])}
+                logger.log(last["valid"])
+                evaluate_per_corpus(r, data["valid"], cfg, step, step // t.eval_freq)
+            maybe_checkpoint(cfg, r, step, final=step == t.max_steps)
+        for _ in r["loader"]: pass  # the sampler is used up: this ends the DataLoader's workers and prefetch thread cleanly
+        if data["test"] is not None:
+            last["test"] = {"split": "test", "step": step, **evaluate(r["model"], data["test"], cfg, env, 0, r["amp"])}
+            logger.log(last["test"])
+            evaluate_per_corpus(r, data["test"], cfg, step, 0)
+        logger.close()
+        env.barrier()  # no rank leaves (and tears down gloo) while another is still in a collective
+        return last
 
 # %% ../nbs/06_pretrain.ipynb #da76bef7
 def main(argv=None) -> int:
     "Run the pretraining job of a config in this process (paddle.distributed.launch starts one per device)."
     p = add_config_args(argparse.ArgumentParser(prog="python -m vertical_pretrain.pretrain", description=main.__doc__))
     args = p.parse_args(argv)
-    train(config_from_args(args))
+    die_with_parent()  # launched: end with the launcher, whatever kills it (00a); Paddle gives each worker its own session
+    try: train(config_from_args(args))
+    except LockedError as e:
+        print(f"vertical-pretrain pretrain: {e}", file=sys.stderr, flush=True); return 3
     return 0
 
 # %% ../nbs/06_pretrain.ipynb #d20db9f8
