@@ -302,7 +302,7 @@ def test_cli_repo_profiles_pass(profile):
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True, text=True).stdout
     r = cli(["--profile", profile], cwd=REPO)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("check: ok (9 checks, ") and r.stderr == ""
+    assert r.stdout.startswith("check: ok (10 checks, ") and r.stderr == ""
     assert subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True,
                           text=True).stdout == status
 

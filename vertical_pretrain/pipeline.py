@@ -352,7 +352,7 @@ def kernel_death_message(st: Stage, cfg: Config, died: str, kernel_log: Path) ->
     from vertical_pretrain.pretrain import trainer_running
     cause = {"was killed by SIGKILL": " (by the OS's out-of-memory killer? `dmesg | grep -i oom` tells)"}.get(died, "")
     tail = _log_tail(kernel_log) if "killed" not in died else ""
-    live = [m for d in locked_dirs(cfg, [st]) if (m := trainer_running(d))]
+    live = [m for d in locked_dirs(cfg, [st]) if (d / "checkpoints").is_dir() and (m := trainer_running(d))]  # run dirs
     return (f"stage {st.key} ({st.notebook}): its kernel {died}{cause}{f' ({tail})' if tail else ''}; kernel log: {kernel_log}; "
             + ("; ".join(live) if live else "no training process it started is left running"))
 
