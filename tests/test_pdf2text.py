@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import pypdf
 
+from conftest import cjk_font
 from vertical_pretrain.config import get_config
 from vertical_pretrain.fileio import read_manifest
 from vertical_pretrain.pdf2text import (Pdf2TextError, folder_to_text, main, pdf_to_text, read_text_file, report_path,
@@ -13,7 +14,6 @@ from vertical_pretrain.pdf2text import (Pdf2TextError, folder_to_text, main, pdf
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_PDF = REPO / "data_file" / "debian_reference" / "raw" / "debian-reference.zh-cn.pdf"
-CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
 TERMINAL = "。！？；!?.”’」』）)】》\"'"
 
 
@@ -149,13 +149,13 @@ def test_txt_with_form_feed_pages_loses_its_running_headers(tmp_path):
 
 def test_newcomer_pdf_made_with_matplotlib(tmp_path):
     "A real PDF with a different layout: running header, page-number footer, big chapter title, monospace command."
-    if not CJK_FONT.exists(): pytest.skip("no CJK font to typeset a test PDF")
+    font = cjk_font()  # any CJK font: the checks are on layout and the text layer, not on glyph shapes
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
     from matplotlib.font_manager import FontProperties
-    fp = FontProperties(fname=str(CJK_FONT))
+    fp = FontProperties(fname=str(font))
     wrapped = ["量子比特是量子信息的基本单位，它可以处于两个基态的任意叠加之中，这是经典比特没有的", "性质。测量会使叠加态坍缩。"]
     with matplotlib.rc_context({"pdf.fonttype": 42}), PdfPages(tmp_path / "mine.pdf") as pdf:
         for i in range(5):
@@ -185,13 +185,13 @@ def test_chapter_title_as_running_header_still_splits_chapters(tmp_path, big_tit
     with it every chapter break (one document). With the title also set large on each chapter's first page, chapters of
     3 pages were not seen as running headers at all, and every page became a document of its own. Either way: one
     document per chapter, no title text left. Both the PDF path and the streaming .txt path (form feeds between pages)."""
-    if not CJK_FONT.exists(): pytest.skip("no CJK font to typeset a test PDF")
+    font = cjk_font()  # any CJK font: the checks are on layout and the text layer, not on glyph shapes
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
     from matplotlib.font_manager import FontProperties
-    fp = FontProperties(fname=str(CJK_FONT))
+    fp = FontProperties(fname=str(font))
     chapters = [("第1章 安装", 0), ("第2章 网络配置", 3), ("第3章 备份与恢复", 6)]
     text_pages = []
     with matplotlib.rc_context({"pdf.fonttype": 42}), PdfPages(tmp_path / "manual.pdf") as pdf:
