@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .config import add_config_args, config_from_args, get_config, project_root
 from .fileio import atomic_dir, atomic_path, atomic_write_text, file_fingerprint
+from .stages import STAGES
 
 # %% ../nbs/09c_docs.ipynb #53edaf97
 COURSE_DIR = "docs/course"  # published course notebooks (relative to the project root): the site's and nbdev_docs' source
@@ -79,7 +80,6 @@ def _run_info(run_dir: Path) -> dict:
 
 def _stale_notebooks(state: dict, nbs_dir: Path) -> list[str]:
     "Executed notebooks whose source in nbs/ changed after the run (their outputs may not match the code shown)."
-    from vertical_pretrain.pipeline import STAGES
     out = []
     for st in STAGES:
         rec = state.get(st.key) or {}
