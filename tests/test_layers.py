@@ -31,7 +31,6 @@ KNOWN_UPWARD = {
     ("pretrain", "check"),
     ("launch", "check"),
     ("tapt", "check"),
-    ("evaluate_mlm", "finetune"),
     ("finetune", "check"),
 }
 
