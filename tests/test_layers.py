@@ -28,8 +28,6 @@ ORDER = [
 
 # (importer, imported): upward imports still to be removed (issue 24). Do not add to this list.
 KNOWN_UPWARD = {
-    ("formats", "pdf2text"),
-    ("lac", "segment"),
     ("pretrain", "check"),
     ("launch", "check"),
     ("tapt", "check"),

@@ -83,7 +83,7 @@ def test_gbk_input_and_bad_encoding(tmp_path):
     gbk_safe = text.encode("gbk", errors="replace").decode("gbk")
     if gbk_safe == text:
         assert (tmp_path / "g.out").read_bytes() == (tmp_path / "u.out").read_bytes()
-    (tmp_path / "bad.txt").write_bytes("好".encode("utf-16"))
+    (tmp_path / "bad.txt").write_bytes("好".encode() + b"\xff\xfe\n")  # UTF-16 with a BOM is text (textio's rule)
     with pytest.raises(UnicodeError, match="neither UTF-8 nor GBK"):
         segment_corpus(tmp_path / "bad.txt", tmp_path / "bad.out", show_progress=False)
     assert not (tmp_path / "bad.out").exists()
@@ -235,7 +235,7 @@ def test_user_dict_foreign_lines_unmatched_entries_and_bad_encoding(tmp_path, ba
 
     # neither UTF-8 nor GB18030: one line naming the file from the CLI, no output
     bad = tmp_path / "bad.dic"
-    bad.write_bytes(b"\xff\xfe\x00\x81\x00abc")
+    bad.write_bytes("容器".encode() + b"\xff\xfe abc\n")
     assert main(["--input_path", str(FIELD_INPUT), "--output_path", str(tmp_path / "out3.txt"), "--backend", backend,
                  "--user_dict", str(bad), "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
