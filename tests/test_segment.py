@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from vertical_pretrain import segment as segmod
-from vertical_pretrain.segment import detect_encoding, get_segmenter, main, run_segment_stage, segment_corpus
+from vertical_pretrain.segment import get_segmenter, main, run_segment_stage, segment_corpus
+from vertical_pretrain.textio import scan_text_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEXTS = [json.loads(l)["text"] for l in open(FIXTURES / "lac_golden_dev.jsonl", encoding="utf-8")]
@@ -76,7 +77,7 @@ def test_gbk_input_and_bad_encoding(tmp_path):
     text = "\n".join(lines) + "\n"
     (tmp_path / "u.txt").write_text(text, encoding="utf-8")
     (tmp_path / "g.txt").write_bytes(text.encode("gbk", errors="replace"))
-    assert detect_encoding(tmp_path / "g.txt")[0] == "gb18030"
+    assert scan_text_file(tmp_path / "g.txt")[0] == "gb18030"
     rep = segment_corpus(tmp_path / "g.txt", tmp_path / "g.out", backend="lac", show_progress=False)
     assert rep["encoding"] == "gb18030"
     segment_corpus(tmp_path / "u.txt", tmp_path / "u.out", backend="lac", show_progress=False)
