@@ -80,11 +80,11 @@ def run_one_stage(stage: str, root: Path, tokenizer: Path) -> dict:
     quiet = lambda *a, **k: None
     if stage == "01":
         from vertical_pretrain.pdf2text import run_stage
-        r = run_stage(cfg, show_progress=False, log=quiet)
+        r = run_stage(cfg, progress=False, log=quiet)
         return {"docs": r["docs"], "sentences": r["sentences"]}
     if stage == "02":
-        from vertical_pretrain.segment import run_segment_stage
-        r = run_segment_stage(cfg, show_progress=False, log=quiet)
+        from vertical_pretrain.segment import run_stage as run_segment_stage
+        r = run_segment_stage(cfg, progress=False, log=quiet)
         return {"words": r["words"]}
     if stage == "03":
         from vertical_pretrain.trans_to_json import run_stage

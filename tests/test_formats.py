@@ -292,7 +292,7 @@ def test_jsonl_custom_key_through_the_config(tmp_path):
     src.write_text('{"content": "客户反映登录很慢。", "u": "a"}\n{"content": "客户询问发票抬头能否修改。\\u2028谢谢。"}\n',
                    encoding="gb18030")
     cfg = cfg.override({"pdf2text.input_path": str(src)})
-    res = run_stage(cfg, show_progress=False)
+    res = run_stage(cfg, progress=False)
     out = cfg.paths.text_dir / "tickets.txt"
     assert out.read_text(encoding="utf-8") == "客户反映登录很慢。\n\n客户询问发票抬头能否修改。\n谢谢。\n"
     assert res["reports"][str(src)]["format"] == "jsonl" and res["reports"][str(src)]["encoding"] == "gb18030"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from vertical_pretrain import segment as segmod
-from vertical_pretrain.segment import get_segmenter, main, run_segment_stage, segment_corpus
+from vertical_pretrain.segment import get_segmenter, main, run_stage, segment_corpus
 from vertical_pretrain.textio import scan_text_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -142,25 +142,25 @@ def test_stage_mirrors_stage_01_outputs(tmp_path):
     cfg = get_config("smoke", {"paths.data_root": str(tmp_path), "paths.corpus": "corpus",
                                "segment.backend": "cn_splited", "segment.workers": 1})
     with pytest.raises(FileNotFoundError, match="run stage 01"):
-        run_segment_stage(cfg, show_progress=False, log=None)
-    pdf2text.run_stage(cfg, show_progress=False, log=None)
+        run_stage(cfg, progress=False, log=None)
+    pdf2text.run_stage(cfg, progress=False, log=None)
     (cfg.paths.text_dir / "stray.txt").write_text("不是 第 01 阶段 写的\n", encoding="utf-8")  # not in the manifest
     logs = []
-    counts = run_segment_stage(cfg, show_progress=False, log=logs.append)
+    counts = run_stage(cfg, progress=False, log=logs.append)
     assert (counts["docs"], counts["files"], counts["ran"]) == (3, 2, 2)
     seg = tmp_path / "corpus" / "seg"
     assert (seg / "book.txt").read_text(encoding="utf-8") == "第一句。\n\n第二句。\n"
     assert sorted(p.name for p in seg.glob("*.txt")) == ["book.txt", "手册.txt"]  # stray.txt is not read
-    again = run_segment_stage(cfg, show_progress=False, log=logs.append)
+    again = run_stage(cfg, progress=False, log=logs.append)
     assert (again["ran"], again["reused"], again["docs"]) == (0, 2, 3)
     (raw / "手册.txt").unlink()
-    pdf2text.run_stage(cfg, show_progress=False, log=None)
-    after = run_segment_stage(cfg, show_progress=False, log=logs.append)
+    pdf2text.run_stage(cfg, progress=False, log=None)
+    after = run_stage(cfg, progress=False, log=logs.append)
     assert (after["files"], after["removed"], after["docs"]) == (1, 1, 2)
     assert sorted(p.name for p in seg.glob("*.txt")) == ["book.txt"]
     assert any("removed" in l and "手册.txt" in l for l in logs)
     off = cfg.override({"segment.enabled": False})
-    assert run_segment_stage(off, log=logs.append) == {"skipped": "disabled"}
+    assert run_stage(off, log=logs.append) == {"skipped": "disabled"}
 
 
 def test_worker_error_reaches_the_caller(tmp_path):
@@ -268,9 +268,9 @@ def test_stage_reports_user_dictionary_matches_over_all_books(tmp_path):
     d.write_bytes("容器编排平台\tn\t100\n服务网格\tn\t100\n量子纠缠\tn\t5\n".encode("gbk"))
     cfg = get_config("smoke", {"paths.data_root": str(tmp_path), "paths.corpus": "c", "segment.backend": "jieba",
                                "segment.workers": 1, "segment.user_dict": str(d)})
-    pdf2text.run_stage(cfg, show_progress=False, log=None)
+    pdf2text.run_stage(cfg, progress=False, log=None)
     logs = []
-    totals = run_segment_stage(cfg, show_progress=False, log=logs.append)
+    totals = run_stage(cfg, progress=False, log=logs.append)
     assert (totals["user_dict"]["entries"], totals["user_dict"]["matched"]) == (3, 2)
     assert any("2 of 3 entries occur in the corpus" in l for l in logs), logs
     assert "容器编排平台" in (tmp_path / "c" / "seg" / "a.txt").read_text(encoding="utf-8").split()

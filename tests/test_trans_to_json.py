@@ -99,8 +99,8 @@ def test_run_stage_reads_what_stage_02_listed_skips_reruns_and_removes_stale_jso
                             "trans_to_json.min_doc_length": 1})
     cfg.paths.raw_dir.mkdir(parents=True)
     (cfg.paths.raw_dir / "book.txt").write_text("分词 后 的 文本。\n\n第二 个 文档。\n", encoding="utf-8")
-    pdf2text.run_stage(cfg, show_progress=False, log=None)
-    segment.run_segment_stage(cfg, show_progress=False, log=None)
+    pdf2text.run_stage(cfg, progress=False, log=None)
+    segment.run_stage(cfg, progress=False, log=None)
     (cfg.paths.seg_dir / "extra.txt").write_text("没有 列 在 清单 里 。\n", encoding="utf-8")  # never read
     cfg.paths.jsonl_dir.mkdir(parents=True)
     (cfg.paths.jsonl_dir / "stale.jsonl").write_text('{"text": "old"}\n', encoding="utf-8")

@@ -185,8 +185,8 @@ def _sum_numbers(files: dict) -> dict:
     return {k: sum(r[k] for r in results) for k in keys if all(isinstance(r.get(k), (int, float)) for r in results)}
 
 def run_per_file(out_dir, stage: str, jobs: dict, params: dict, work: Callable, *, owned: Iterable[str] = ("*.txt",),
-                 errors: tuple = (), log=print) -> dict:
-    """Run a per-file stage that mirrors its inputs (see above).
+                 errors: tuple = (), force: bool = False, log=print) -> dict:
+    """Run a per-file stage that mirrors its inputs (see above); `force` redoes every input.
 
     `jobs`: {input path: [output paths]} in processing order, the first output being the primary one;
     `work(input, outputs) -> dict` is called for new or changed inputs only and must write `outputs` atomically;
@@ -195,7 +195,7 @@ def run_per_file(out_dir, stage: str, jobs: dict, params: dict, work: Callable, 
     Raises `StageInputError` listing every failed input (after the others were processed and the manifest written)."""
     out_dir = Path(out_dir)
     old = read_manifest(out_dir, stage) or {}
-    old_files = old.get("files", {}) if old.get("params") == _jsonable(params) else {}
+    old_files = old.get("files", {}) if old.get("params") == _jsonable(params) and not force else {}
     res = {"results": {}, "ran": [], "reused": [], "removed": [], "failed": {}}
     files = {}
     for inp, outs in jobs.items():

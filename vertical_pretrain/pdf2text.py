@@ -995,21 +995,21 @@ def _stage_options(cfg) -> dict:
     "The pdf_to_text keywords a config gives (every cfg.pdf2text field but input_path)."
     return {k: v for k, v in dataclasses.asdict(cfg.pdf2text).items() if k != "input_path"}
 
-def run_stage(cfg, show_progress: bool = True, log=print) -> dict:
+def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 01 from the config: every input under cfg.pdf2text.input_path (or paths.raw_dir) -> paths.text_dir.
 
     Each input gives `<relative path>.txt` and `<relative path>.report.json` (`plan_outputs`, written atomically by
     `pdf_to_text`). Unchanged books are reused, outputs of removed books are deleted (`fileio.run_per_file`, manifest
-    `manifest_pdf2text.json`). Returns {"reports": {input: report}, "ran", "reused", "removed", "skipped",
+    `manifest_pdf2text.json`; `force` converts every book again). Returns {"reports": {input: report}, "ran", "reused", "removed", "skipped",
     "output_dir", and summed pages/docs/sentences/chars_out}. Raises `Pdf2TextError` for a missing or empty input
     folder and for clashing outputs, `StageInputError` (one line per bad book) after converting the good ones."""
     src = resolve_path(cfg.pdf2text.input_path) if cfg.pdf2text.input_path else cfg.paths.raw_dir
     out_dir = cfg.paths.text_dir
     plan = plan_outputs(src, out_dir)
-    opts = {**_stage_options(cfg), "show_progress": show_progress}
+    opts = {**_stage_options(cfg), "show_progress": progress}
     r = run_per_file(out_dir, STAGE, plan, dataclasses.asdict(cfg.pdf2text),
                      lambda f, outs: pdf_to_text(f, outs[0], **opts),
-                     owned=("**/*.txt", "**/*.report.json"), errors=(Pdf2TextError,), log=log)
+                     owned=("**/*.txt", "**/*.report.json"), errors=(Pdf2TextError,), force=force, log=log)
     reports = {str(f): rep for f, rep in r["results"].items()}
     counts = {k: sum(rep[k] for rep in reports.values()) for k in ("pages", "docs", "sentences", "chars_out")}
     return {"skipped": not r["ran"] and not r["removed"], "output_dir": str(out_dir), "reports": reports,

@@ -6,7 +6,7 @@
 __all__ = ['BACKENDS', 'BLANK', 'LINE_FORMAT', 'words_with_blanks', 'read_segmented_line', 'Segmenter', 'JiebaSegmenter',
            'LacSegmenter', 'PreSplitSegmenter', 'check_segmenter_args', 'get_segmenter', 'UserDictError', 'DictEntry',
            'UserDict', 'parse_dict_line', 'read_user_dict', 'user_dict_matches', 'segment_corpus', 'stage_text_files',
-           'run_segment_stage', 'main']
+           'run_stage', 'main']
 
 # %% ../nbs/02_segment.ipynb #638fd2a8
 import argparse
@@ -481,7 +481,7 @@ def stage_text_files(cfg) -> list:
     return required_files(cfg.paths.text_dir, TEXT_PRODUCERS, '.txt', producer='stage 01 (pdf2text)',
                           check=str(cfg.paths.raw_dir))
 
-def run_segment_stage(cfg, show_progress: bool = True, log=print) -> dict:
+def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 02: every text file stage 01 listed -> `seg/<same relative path>`, with `cfg.segment`.
 
     Unchanged files are reused and outputs whose text is gone are deleted (`fileio.run_per_file`, manifest
@@ -501,13 +501,13 @@ def run_segment_stage(cfg, show_progress: bool = True, log=print) -> dict:
 
     def work(src, outs):
         rep = segment_corpus(src, outs[0], backend=s.backend, user_dict=user_dict,
-                             workers=s.workers, show_progress=show_progress, log=log)
+                             workers=s.workers, show_progress=progress, log=log)
         ud = f", user dictionary entries found {rep['user_dict']['matched']}" if rep.get('user_dict') else ''
         log(f"segment: {src.name}: {rep['docs']} docs, {rep['sentences']} sentences, {rep['words']} words, "
             f"{rep['chars_per_second']} chars/s{ud}")
         return {k: rep[k] for k in ('docs', 'sentences', 'words', 'chars', 'seconds')}
 
-    r = run_per_file(seg_dir, 'segment', jobs, params, work, owned=('**/*.txt',), log=log)
+    r = run_per_file(seg_dir, 'segment', jobs, params, work, owned=('**/*.txt',), force=force, log=log)
     totals = dict(files=len(jobs), ran=len(r['ran']), reused=len(r['reused']), removed=len(r['removed']))
     for k in ('docs', 'sentences', 'words', 'chars', 'seconds'):
         totals[k] = sum(res[k] for res in r['results'].values())
@@ -537,7 +537,7 @@ def main(argv=None) -> int:
         overrides = {f'segment.{k}': getattr(args, k) for k in ('backend', 'user_dict', 'workers')
                      if getattr(args, k) is not None}
         cfg = config_from_args(args).override(overrides)
-        print(json.dumps(run_segment_stage(cfg, show_progress=not args.quiet), ensure_ascii=False))
+        print(json.dumps(run_stage(cfg, progress=not args.quiet), ensure_ascii=False))
         return 0
     if not args.output_path:
         p.error('--output_path is required with --input_path')

@@ -77,7 +77,7 @@ def run_tapt(cfg: Config, *, progress: bool = True, log=print) -> dict:
     require_seq_len("data.max_seq_len", tcfg.data.max_seq_len, tcfg.model.model_name_or_path)  # before any stage runs
     text = tapt_corpus(cfg.finetune.task_dir, tcfg.paths.corpus_dir, name=tcfg.paths.corpus)
     log(f"tapt: corpus {text}; start model {tcfg.model.model_name_or_path}; run {tcfg.paths.run_dir}")
-    segment.run_segment_stage(tcfg, show_progress=progress, log=log)
+    segment.run_stage(tcfg, progress=progress, log=log)
     trans_to_json.run_stage(tcfg, progress=progress, log=log)
     stats = pretraining_data.run_stage(tcfg, progress=progress, log=log)
     rc = launch(tcfg, echo=log)
