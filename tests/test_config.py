@@ -116,3 +116,18 @@ def test_cli_explain_one_section_and_unknown_section(tmp_path):
     assert bad.stderr.strip().splitlines() == [
         "vertical-pretrain config: unknown section 'trian'; known sections: " + ", ".join(
             f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.type)) + " (or a dotted key)"]
+
+
+def test_preflight_and_runtime_give_the_same_line(tmp_path):
+    "The launcher (06a), the training (06) and stage 07b raise the line the preflight's settings check lists."
+    from vertical_pretrain.check import run_checks
+    from vertical_pretrain.evaluate_mlm import run_evaluation
+    from vertical_pretrain.launch import build_launch_command
+    from vertical_pretrain.pretrain import check_amp
+    cfg = get_config("smoke", {"launch.device": "tpu", "train.amp_dtype": "fp16", "evaluate.bootstrap_reps": 0})
+    lines = cfg.validate()
+    assert len(lines) == 3 and set(lines) <= set(run_checks(cfg, stages=[]))
+    for call, line in ((lambda: build_launch_command(cfg, "run.yaml"), lines[1]), (lambda: check_amp(cfg.train), lines[0]),
+                       (lambda: run_evaluation({}, {}, tmp_path, tokenizer="", data_cfg=cfg.data, ecfg=cfg.evaluate), lines[2])):
+        with pytest.raises(ValueError) as e: call()
+        assert str(e.value) == line
