@@ -1,11 +1,13 @@
 "Config tree, profiles and the CLI entry point."
+import dataclasses
+import json
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from vertical_pretrain.config import PROFILES, Config, get_config, model_source, project_root
+from vertical_pretrain.config import PROFILES, Config, get_config, model_source, project_root, settings
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -58,3 +60,74 @@ def test_max_steps_auto_from_the_cli_and_yaml(tmp_path):
     assert get_config("smoke").train.epochs == 0.0  # unused by default
     bad = subprocess.run(exe + ["config", "--set", "train.max_steps=many"], capture_output=True, text=True)
     assert bad.returncode != 0 and "train.max_steps: expected an integer or 'auto', got 'many'" in bad.stderr
+
+
+# ---------------------------------------------------------------- help text and value checks in the dataclasses
+PROFILES_FIXTURE = project_root() / "tests" / "fixtures" / "config_profiles.json"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "full"])
+def test_profiles_unchanged(profile):
+    "Moving the help into the dataclasses changed no default and no profile: every value as recorded before the move."
+    assert get_config(profile).to_dict() == json.loads(PROFILES_FIXTURE.read_text(encoding="utf-8"))[profile]
+
+
+def test_every_setting_has_help_and_the_profiles_are_valid():
+    assert [r["key"] for r in settings() if len(r["help"]) < 10] == []
+    for p in PROFILES: assert get_config(p).validate() == []
+
+
+def test_validate_one_line_per_bad_value():
+    cfg = get_config("smoke", {"launch.device": "tpu", "segment.backend": "thulac", "pdf2text.ocr": "sometimes",
+                               "train.lr_decay_style": "step", "train.amp_level": "o2", "train.amp_dtype": "fp16",
+                               "tapt.start_from": "scratch", "export.checkpoint": "best", "evaluate.top_k": 0,
+                               "data.split": "98,1,1,1", "pretraining_data.cn_seg_func": "pkuseg"})
+    lines = cfg.validate()
+    assert len(lines) == 11, lines
+    want = ["pdf2text.ocr='sometimes' must be auto, never or always; fix: --set pdf2text.ocr=auto",
+            "segment.backend='thulac' must be jieba, lac or cn_splited; fix: --set segment.backend=jieba",
+            "data.split='98,1,1,1' must be up to three train,valid,test weights",
+            "train.lr_decay_style='step' must be cosine, linear or none; fix: --set train.lr_decay_style=cosine",
+            "train.amp_dtype='fp16' must be float16 or bfloat16; fix: --set train.amp_dtype=float16",
+            "launch.device='tpu' must be cpu or gpu; fix: --set launch.device=cpu",
+            "tapt.start_from='scratch' must be domain or base; fix: --set tapt.start_from=domain",
+            "export.checkpoint='best' must be last or a step number",
+            "evaluate.top_k=0 must be >= 1; fix: --set evaluate.top_k=5"]
+    for w in want: assert sum(l.startswith(w) for l in lines) == 1, (w, lines)
+    with pytest.raises(ValueError, match=r"^launch.device='tpu' must be cpu or gpu"):
+        cfg.launch.require_valid("device")
+    cfg.launch.require_valid("nproc")  # only the named fields
+
+
+def test_cli_explain_one_section_and_unknown_section(tmp_path):
+    exe = [sys.executable, "-m", "vertical_pretrain.cli", "config"]
+    out = subprocess.run(exe + ["--explain", "launch", "--profile", "full"], capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("launch: ") and all(l.startswith(("launch", "  ")) for l in lines)
+    assert '  launch.device (str) = "cpu"    full: "gpu"' in lines and "Allowed: cpu or gpu." in out
+    assert '  launch.nnodes (int) = 1' in lines  # same in full and the defaults: no profile value
+    plain = subprocess.run(exe + ["--explain", "evaluate"], capture_output=True, text=True, check=True).stdout
+    assert "evaluate.top_k (int) = 5\n" in plain and "At least 1." in plain and "smoke:" not in plain
+    everything = subprocess.run(exe + ["--explain"], capture_output=True, text=True, check=True).stdout
+    assert all(f"  {r['key']} (" in everything for r in settings())
+    bad = subprocess.run(exe + ["--explain", "trian"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == [
+        "vertical-pretrain config: unknown section 'trian'; known sections: " + ", ".join(
+            f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.type)) + " (or a dotted key)"]
+
+
+def test_preflight_and_runtime_give_the_same_line(tmp_path):
+    "The launcher (06a), the training (06) and stage 07b raise the line the preflight's settings check lists."
+    from vertical_pretrain.check import run_checks
+    from vertical_pretrain.evaluate_mlm import run_evaluation
+    from vertical_pretrain.launch import build_launch_command
+    from vertical_pretrain.pretrain import check_amp
+    cfg = get_config("smoke", {"launch.device": "tpu", "train.amp_dtype": "fp16", "evaluate.bootstrap_reps": 0})
+    lines = cfg.validate()
+    assert len(lines) == 3 and set(lines) <= set(run_checks(cfg, stages=[]))
+    for call, line in ((lambda: build_launch_command(cfg, "run.yaml"), lines[1]), (lambda: check_amp(cfg.train), lines[0]),
+                       (lambda: run_evaluation({}, {}, tmp_path, tokenizer="", data_cfg=cfg.data, ecfg=cfg.evaluate), lines[2])):
+        with pytest.raises(ValueError) as e: call()
+        assert str(e.value) == line

@@ -410,9 +410,9 @@ def test_amp_settings_validated_evaluate_autocasts_bf16_unscaled(corpus_root, ch
     from vertical_pretrain.dataset import build_datasets
     cfg = base_cfg(corpus_root, char_tokenizer_dir, "amp10", **{"train.use_amp": True, "train.amp_level": "O2",
                                                               "train.amp_dtype": "bfloat16", "train.max_steps": 1})
-    with pytest.raises(ValueError, match="train.amp_level must be O1 or O2, got 'o2'"):
+    with pytest.raises(ValueError, match="train.amp_level='o2' must be O1 or O2; fix: --set train.amp_level=O1"):
         train(cfg.override({"train.amp_level": "o2"}))  # was: O2 autocast of an undecorated model
-    with pytest.raises(ValueError, match="train.amp_dtype must be float16 or bfloat16, got 'fp16'"):
+    with pytest.raises(ValueError, match="train.amp_dtype='fp16' must be float16 or bfloat16; fix: --set train.amp_dtype=float16"):
         train(cfg.override({"train.amp_dtype": "fp16"}))
     assert P.make_scaler(cfg, True) is None and P.make_scaler(cfg.override({"train.amp_dtype": "float16"}), True) is not None
     assert P.training_recipe(cfg)["amp"] == {"use_amp": True, "amp_level": "O2", "amp_dtype": "bfloat16"}

@@ -344,10 +344,6 @@ def check_batches(cfg: Config, keys: set[str]) -> list[str]:
     if "06" in keys: out += step_problems(cfg.train)
     if "08" in keys and cfg.finetune.batch_size <= 0:
         out.append(f"finetune.batch_size={cfg.finetune.batch_size} must be > 0; fix: --set finetune.batch_size=16")
-    if "07b" in keys:  # the held-out evaluation runs after training: its settings are checked before it
-        e = cfg.evaluate
-        out += [f"evaluate.{k}={getattr(e, k)} must be >= 1; fix: --set evaluate.{k}={v}"
-                for k, v in (("batch_size", 16), ("bootstrap_reps", 1000), ("top_k", 5)) if getattr(e, k) < 1]
     return out
 
 def step_problems(train_cfg) -> list[str]:
@@ -461,11 +457,11 @@ def check_disk(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> li
 
 # %% ../nbs/09b_check.ipynb #b7d18214
 def check_gpu(cfg: Config, keys: set[str]) -> list[str]:
-    """launch.device is cpu|gpu; for gpu, a CUDA build of Paddle that sees every id in launch.devices.
+    """For launch.device=gpu, a CUDA build of Paddle that sees every id in launch.devices (cpu|gpu itself: `Config.validate`).
 
     Returns one line per problem with the fix; `[]` when all is well (always for cpu, or without training stages)."""
     dev = cfg.launch.device
-    if dev not in ("cpu", "gpu"): return [f"launch.device={dev!r} must be cpu or gpu; fix: --set launch.device=cpu"]
+    if cfg.launch.validate("device"): return []  # neither cpu nor gpu: the "settings" check has its line
     if dev != "gpu" or not (keys & TRAIN_STAGES): return []
     paddle = _quiet_import("paddle")
     if not paddle.device.is_compiled_with_cuda():
@@ -515,7 +511,8 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None =
     def info():  # one model_info per report (hub names import PaddleNLP once)
         if "info" not in cache: cache["info"] = model_info(cfg)
         return cache["info"]
-    checks = [("notebooks", lambda: check_notebooks(stages, nbs_dir)),
+    checks = [("settings", cfg.validate),  # every value its field allows (config: the runtime checks the same)
+              ("notebooks", lambda: check_notebooks(stages, nbs_dir)),
               ("inputs", lambda: check_inputs(cfg)) if "01" in keys else None,
               ("model and tokenizer", lambda: check_model_sources(cfg, keys, info())) if keys & (MODEL_STAGES | TOKENIZER_STAGES) else None,
               ("task data", lambda: check_task(cfg, keys)) if keys & {"07a", "08"} else None,

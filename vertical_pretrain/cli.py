@@ -10,12 +10,12 @@ import argparse
 import importlib
 import sys
 
-from .config import add_config_args, config_from_args
+from .config import add_config_args, config_from_args, explain
 
 # %% ../nbs/09a_cli.ipynb #d63812a1
 # subcommand -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "config": ("vertical_pretrain.cli", "config_main", "print the resolved YAML of a profile (+ --set overrides)"),
+    "config": ("vertical_pretrain.cli", "config_main", "print the resolved YAML of a profile (+ --set overrides); --explain [SECTION]: every setting's type, default and help"),
     "pdf2text": ("vertical_pretrain.pdf2text", "main", "stage 01: PDF/TXT -> one sentence a line, docs split by blank lines"),
     "segment": ("vertical_pretrain.segment", "main", "stage 02: word segmentation (jieba | lac | cn_splited), keeps docs"),
     "trans-to-json": ("vertical_pretrain.trans_to_json", "main", "stage 03: text -> jsonl, one {'text': doc} a line"),
@@ -41,10 +41,19 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 def config_main(argv=None):
-    "Print the resolved config as YAML (save it with `> run.yaml` or --output)."
+    """Print the resolved config as YAML (save it with `> run.yaml` or --output); with --explain [SECTION], every
+    setting's type, default, help and allowed values instead (exit 2 for an unknown section)."""
     p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain config", description=config_main.__doc__))
     p.add_argument("--output", "-o", default=None, help="write the YAML here instead of stdout")
+    p.add_argument("--explain", nargs="?", const="", default=None, metavar="SECTION",
+                   help="print every setting (or one section's, or one dotted key's): type, default, help and allowed "
+                        "values; with --profile/--config/--set also the value where it differs from the default")
     args = p.parse_args(argv)
+    if args.explain is not None:
+        cfg = config_from_args(args) if (args.config or args.profile or args.overrides) else None
+        try: text = explain(cfg, args.explain or None)
+        except ValueError as e: print(f"vertical-pretrain config: {e}", file=sys.stderr); return 2
+        sys.stdout.write(text); return 0
     cfg = config_from_args(args)
     if args.output: cfg.save(args.output); print(f"wrote {args.output}", file=sys.stderr)
     else: sys.stdout.write(cfg.to_yaml())

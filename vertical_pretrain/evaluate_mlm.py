@@ -509,7 +509,7 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
     t0 = time.time()
     out_dir = Path(out_dir)
     e, d = ecfg, data_cfg
-    if e.top_k < 1 or e.bootstrap_reps < 1: raise ValueError("evaluate.top_k and evaluate.bootstrap_reps must be >= 1")
+    e.require_valid()  # top_k, bootstrap_reps, batch_size >= 1, as the preflight checks them (config)
     if reference not in models: raise ValueError(f"the reference model {reference!r} is not among the models {list(models)}")
     params = {"models": {k: str(v) for k, v in models.items()}, "corpora": {k: list(v) for k, v in corpora.items()},
               "tokenizer": str(tokenizer), "reference": reference, "terms_from": list(terms_from or []), "version": EVAL_VERSION,

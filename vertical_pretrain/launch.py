@@ -89,7 +89,7 @@ def build_launch_command(cfg, config_path, python: str = sys.executable) -> list
     the others cannot reach. Raises ValueError for a bad `launch.device`, `launch.devices` or `launch.master`, and when
     `launch.nnodes` > 1 has no `launch.master`."""
     l = cfg.launch
-    if l.device not in ("cpu", "gpu"): raise ValueError(f"launch.device must be cpu or gpu, got {l.device!r}")
+    l.require_valid("device")  # cpu | gpu, as the preflight checks it (config)
     if l.nnodes > 1 and not l.master:
         raise ValueError(f"launch.nnodes={l.nnodes} needs launch.master=<ip>:<port> of the first machine (the same on every "
                          "machine), e.g. --set launch.master=10.0.0.1:8090")

@@ -539,11 +539,8 @@ def setup_run(cfg):
                 sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger)
 
 def check_amp(train_cfg):
-    "train.amp_level is O1 | O2 and train.amp_dtype float16 | bfloat16, or ValueError (`o2` would autocast O2 without `decorate`)."
-    t = train_cfg
-    if t.amp_level not in ("O1", "O2"): raise ValueError(f"train.amp_level must be O1 or O2, got {t.amp_level!r}")
-    if t.amp_dtype not in ("float16", "bfloat16"):
-        raise ValueError(f"train.amp_dtype must be float16 or bfloat16, got {t.amp_dtype!r}")
+    "train.amp_level is O1 | O2 and train.amp_dtype float16 | bfloat16 (the config's one check), or ValueError (`o2` would autocast O2 without `decorate`)."
+    train_cfg.require_valid("amp_level", "amp_dtype")
 
 def make_scaler(cfg, amp: bool):
     """The float16 loss scaler of the run (PaddleNLP's initial scale 2^15), or None: without AMP, and for bfloat16,
