@@ -109,7 +109,8 @@ def test_replay_run_blends_and_exports(smoke_run):
     "Stage 06b (on in smoke): the domain run with 20% general text, per-corpus evaluation, exported model, measured time."
     cfg, _, _, _ = smoke_run
     from paddlenlp.transformers import AutoModel
-    from vertical_pretrain.replay import replay_model_dir, replay_run_dir
+    from vertical_pretrain.config import replay_run_dir
+    from vertical_pretrain.replay import replay_model_dir
     run = replay_run_dir(cfg)
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
     assert {r.get("corpus") for r in rows if r["split"] == "valid"} == {None, cfg.paths.corpus, cfg.base_model.corpus}

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from .config import (Config, add_config_args, base_config, config_from_args, model_source, parse_set,
-                                      tokenizer_source)
+                                      replay_run_dir, tokenizer_source)
 from .dataset import (SPLIT_NAMES, IndexedCorpus, MaskingVocab, Sample, build_sample, collate_batch,
                                        corpus_prefix, masking_vocab, split_documents, word_spans)
 from .export import exported_model_dir
 from .fileio import atomic_path, atomic_write_text, stage_is_done, write_manifest
-from .replay import replay_model_dir, replay_run_dir
+from .replay import replay_model_dir
 from .tapt import tapt_model_dir
 
 # %% auto #0

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Callable
 
 from .check import run_checks
-from .config import Config, add_config_args, config_from_args, get_config, parse_set, project_root, resolve_path
+from .config import (Config, add_config_args, config_from_args, get_config, parse_set, project_root, replay_run_dir,
+                                      resolve_path)
 from .fileio import LockedError, atomic_write_text, dir_lock, file_fingerprint
 from .launch import use_fast_cpu_math
 from .pretrain import trainer_running
-from .replay import replay_run_dir
 from .stages import (STAGES, THIS_PYTHON, Stage, how_it_died, kernel_manager, last_log_line, select_stages,
                                       stage_config_hashes, stage_deps, stage_inputs, stage_products, tapt_paths)
 
