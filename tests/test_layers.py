@@ -12,6 +12,8 @@ PKG = Path(__file__).resolve().parents[1] / "vertical_pretrain"
 ORDER = [
     # 0 foundation (config reads and writes its YAML atomically, so fileio is below it)
     "fileio", "config",
+    # 1 shared readers: model/tokenizer dirs (file names, local-path rule, config.json, loaders, sequence-length checks)
+    "modeldir",
     # 2 data stages 01-05 (each imports only the ones before it)
     "ocr", "formats", "pdf2text", "lac", "segment", "trans_to_json", "pretraining_data", "vocab", "dataset",
     # 3 training: the loop, then the launcher that starts it
@@ -28,11 +30,7 @@ ORDER = [
 KNOWN_UPWARD = {
     ("formats", "pdf2text"),
     ("lac", "segment"),
-    ("pretrain", "check"),
-    ("launch", "check"),
-    ("tapt", "check"),
     ("evaluate_mlm", "finetune"),
-    ("finetune", "check"),
     ("check", "pipeline"),
 }
 
