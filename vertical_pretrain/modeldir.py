@@ -31,7 +31,7 @@ TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 WEIGHT_FILES = (WEIGHTS_NAME, "*.safetensors")  # patterns: either holds a model's weights
 CONFIG_FILES = (CONFIG_NAME, LEGACY_CONFIG_NAME)
 TOKENIZER_FILES = (VOCAB_NAME, TOKENIZER_CONFIG_NAME, "special_tokens_map.json")  # what ErnieTokenizer.save_pretrained writes
-TOKENIZER_CLASS = "ErnieTokenizer"  # the class of a tokenizer dir whose tokenizer_config.json does not name one
+TOKENIZER_CLASS = "ErnieTokenizer"  # ERNIE's tokenizer: what an exported dir names, and what a dir with vocab.txt alone loads as
 
 class ModelDirError(ValueError):
     "A model or tokenizer dir we cannot read, repair or load; the message names the file and the reason."
@@ -200,7 +200,7 @@ def require_seq_len(setting: str, value: int, model) -> ModelInfo:
 
 # %% ../nbs/00c_modeldir.ipynb #d53c9a76
 def load_tokenizer(name_or_path, **kwargs):
-    """The tokenizer of a local dir (class from its tokenizer_config.json, else ErnieTokenizer) or of a PaddleNLP name.
+    """The tokenizer of a local dir (the class its tokenizer_config.json names, else ErnieTokenizer) or of a PaddleNLP name.
 
     `kwargs` go to `from_pretrained`. Raises `ValueError` for an empty name, `ModelDirMissing` (a `FileNotFoundError`)
     for a local path that is not a dir or has no tokenizer files, `RuntimeError` when PaddleNLP cannot load a name
@@ -208,7 +208,6 @@ def load_tokenizer(name_or_path, **kwargs):
     name = str(name_or_path)
     if not name: raise ValueError("no tokenizer given: set pretraining_data.tokenizer_name_or_path or model.model_name_or_path")
     from paddlenlp.transformers import AutoTokenizer, ErnieTokenizer  # slow import: PaddleNLP
-    from paddlenlp.transformers.auto.tokenizer import tokenizer_class_from_name
     p = local_path(name)
     if p is None:
         try: return AutoTokenizer.from_pretrained(name, **kwargs)
@@ -219,8 +218,9 @@ def load_tokenizer(name_or_path, **kwargs):
     if not has_tokenizer(p):
         raise ModelDirMissing(f"no tokenizer files ({' or '.join(TOKENIZER_FILES[:2])}) in {p}; build one with "
                               "`vertical-pretrain build-vocab` or point to a model dir")
-    klass = tokenizer_class_from_name((read_json(p / TOKENIZER_CONFIG_NAME) or {}).get("tokenizer_class") or TOKENIZER_CLASS)
-    return (klass or ErnieTokenizer).from_pretrained(str(p), **kwargs)
+    if (read_json(p / TOKENIZER_CONFIG_NAME) or {}).get("tokenizer_class"):
+        return AutoTokenizer.from_pretrained(str(p), **kwargs)  # the class it names, exactly as PaddleNLP loads it
+    return ErnieTokenizer.from_pretrained(str(p), **kwargs)  # vocab.txt alone: ERNIE's WordPiece, never a guess from the dir name
 
 @contextlib.contextmanager
 def quiet_paddlenlp(level: str = "WARNING"):
