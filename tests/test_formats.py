@@ -410,11 +410,11 @@ def test_jsonl_is_streamed_and_equals_the_in_memory_rules(tmp_path, monkeypatch)
     src.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n", encoding="utf-8")
     pages, info = fm.read_jsonl(src)
     docs, counts = p2t.clean_pages(pages, keep_code=True)
-    orig = p2t.decode_text
+    orig = fm.decode_text
     def head_only(data, *a, **k):  # sniffing decodes the first 64 KiB; nothing may decode the whole file
         assert len(data) <= 65536, "read whole"
         return orig(data, *a, **k)
-    monkeypatch.setattr(fm, "decode_text", head_only); monkeypatch.setattr(p2t, "decode_text", head_only)
+    monkeypatch.setattr(fm, "decode_text", head_only)  # stage 01 itself holds no bytes decoder (textio's is in formats)
     rep = p2t.pdf_to_text(src, tmp_path / "out.txt", keep_code=True, show_progress=False)
     assert (tmp_path / "out.txt").read_text(encoding="utf-8") == p2t.format_text(docs)
     assert {k: rep[k] for k in counts} == counts and {k: rep[k] for k in info} == info

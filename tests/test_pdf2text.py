@@ -369,7 +369,7 @@ def test_txt_is_never_read_whole(tmp_path, monkeypatch):
     holds at most one batch of Lines of a one-page file."""
     import vertical_pretrain.pdf2text as p2t
     def whole(*a, **k): raise AssertionError("read whole")
-    monkeypatch.setattr(p2t, "decode_text", whole)
+    monkeypatch.setattr(p2t, "read_text_file", whole)  # the whole-file decoder (textio) stage 01 imports
     monkeypatch.setattr(p2t, "text_to_pages", whole)
     batches = []
     orig = p2t.classify_lines

@@ -7,7 +7,8 @@ import pytest
 
 from vertical_pretrain.config import get_config
 from vertical_pretrain.docs import render_readme
-from vertical_pretrain.pipeline import PipelineError, Stage, run_pipeline
+from vertical_pretrain.pipeline import PipelineError, run_pipeline
+from vertical_pretrain.stages import Stage
 from vertical_pretrain.config import project_root
 
 PARAMS = 'profile = "demo"\nconfig_path = None\noverrides = {}'
@@ -160,8 +161,8 @@ def _slow_stage_cli(mini_pipeline, tmp_path, stage_02_body: str):
     argv = ["--profile", "smoke", "-p", "paths.output_root", str(tmp_path / "out"), "-p", "paths.run_name", "t",
             "--skip-check", "--no-progress"]
     script = tmp_path / "drive.py"
-    script.write_text("import sys\nfrom vertical_pretrain import pipeline\nfrom vertical_pretrain.pipeline import Stage\n"
-                      f"pipeline.STAGES[:] = {stages}\n"
+    script.write_text("import sys\nfrom vertical_pretrain import pipeline, stages\nfrom vertical_pretrain.stages import Stage\n"
+                      f"stages.STAGES[:] = {stages}\n"
                       f"sys.exit(pipeline.main({argv!r}))\n", encoding="utf-8")
     return [sys.executable, str(script)], {**os.environ, "VERTICAL_PRETRAIN_ROOT": str(nbs.parent)}, nbs.parent, log
 
@@ -242,7 +243,7 @@ def test_ctrl_c_stops_with_one_line_exit_130_and_marks_the_stage(mini_pipeline, 
 
 def test_another_profile_rewriting_the_general_corpus_is_detected_and_rebuilt(tmp_path):
     "Issue 19: a smoke run after a demo run rewrote data_file/general; the demo's next run must rebuild, not read it."
-    from vertical_pretrain.pipeline import STAGES
+    from vertical_pretrain.stages import STAGES
     common = {"paths.data_root": str(tmp_path / "data"), "paths.output_root": str(tmp_path / "out"),
               "vocab.vocab_size": 800}
     demo = get_config("smoke", {**common, "paths.run_name": "demo_like", "vocab.general_max_lines": 300})
@@ -262,7 +263,8 @@ def test_another_profile_rewriting_the_general_corpus_is_detected_and_rebuilt(tm
 
 def test_a_fresh_run_knows_the_folders_it_will_write_before_anything_exists(tmp_path):
     "The locks are taken before stage 01: nothing (no domain model for TAPT, no corpus) may be required to name them."
-    from vertical_pretrain.pipeline import STAGES, locked_dirs
+    from vertical_pretrain.pipeline import locked_dirs
+    from vertical_pretrain.stages import STAGES
     cfg = get_config("smoke", {"paths.data_root": str(tmp_path / "data"), "paths.output_root": str(tmp_path / "out"),
                                "paths.corpus": "my_books"})
     got = [str(p.relative_to(tmp_path)) for p in locked_dirs(cfg, STAGES)]

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from vertical_pretrain import segment as segmod
-from vertical_pretrain.segment import detect_encoding, get_segmenter, main, run_segment_stage, segment_corpus
+from vertical_pretrain.segment import get_segmenter, main, run_segment_stage, segment_corpus
+from vertical_pretrain.textio import scan_text_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEXTS = [json.loads(l)["text"] for l in open(FIXTURES / "lac_golden_dev.jsonl", encoding="utf-8")]
@@ -76,14 +77,14 @@ def test_gbk_input_and_bad_encoding(tmp_path):
     text = "\n".join(lines) + "\n"
     (tmp_path / "u.txt").write_text(text, encoding="utf-8")
     (tmp_path / "g.txt").write_bytes(text.encode("gbk", errors="replace"))
-    assert detect_encoding(tmp_path / "g.txt")[0] == "gb18030"
+    assert scan_text_file(tmp_path / "g.txt")[0] == "gb18030"
     rep = segment_corpus(tmp_path / "g.txt", tmp_path / "g.out", backend="lac", show_progress=False)
     assert rep["encoding"] == "gb18030"
     segment_corpus(tmp_path / "u.txt", tmp_path / "u.out", backend="lac", show_progress=False)
     gbk_safe = text.encode("gbk", errors="replace").decode("gbk")
     if gbk_safe == text:
         assert (tmp_path / "g.out").read_bytes() == (tmp_path / "u.out").read_bytes()
-    (tmp_path / "bad.txt").write_bytes("好".encode("utf-16"))
+    (tmp_path / "bad.txt").write_bytes("好".encode() + b"\xff\xfe\n")  # UTF-16 with a BOM is text (textio's rule)
     with pytest.raises(UnicodeError, match="neither UTF-8 nor GBK"):
         segment_corpus(tmp_path / "bad.txt", tmp_path / "bad.out", show_progress=False)
     assert not (tmp_path / "bad.out").exists()
@@ -235,7 +236,7 @@ def test_user_dict_foreign_lines_unmatched_entries_and_bad_encoding(tmp_path, ba
 
     # neither UTF-8 nor GB18030: one line naming the file from the CLI, no output
     bad = tmp_path / "bad.dic"
-    bad.write_bytes(b"\xff\xfe\x00\x81\x00abc")
+    bad.write_bytes("容器".encode() + b"\xff\xfe abc\n")
     assert main(["--input_path", str(FIELD_INPUT), "--output_path", str(tmp_path / "out3.txt"), "--backend", backend,
                  "--user_dict", str(bad), "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

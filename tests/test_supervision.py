@@ -77,8 +77,8 @@ def _stage_06_pipeline(tmp_path, cfg_path) -> list[str]:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(nbs / "06_t.ipynb"))
     script = tmp_path / "drive.py"
-    script.write_text("import sys\nfrom vertical_pretrain import pipeline\nfrom vertical_pretrain.pipeline import Stage\n"
-                      "pipeline.STAGES[:] = [Stage('06', '06_t.ipynb', 'pretrain', ('train',))]\n"
+    script.write_text("import sys\nfrom vertical_pretrain import pipeline, stages\nfrom vertical_pretrain.stages import Stage\n"
+                      "stages.STAGES[:] = [Stage('06', '06_t.ipynb', 'pretrain', ('train',))]\n"
                       f"sys.exit(pipeline.main(['--config', {str(cfg_path)!r}, '--skip-check', '--no-progress']))\n")
     return [sys.executable, str(script)]
 

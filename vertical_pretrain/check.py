@@ -33,7 +33,7 @@ OFFLINE_FIX = ("a local model dir (--set model.model_name_or_path=/path/to/dir) 
 
 def all_stages() -> list:
     "The pipeline's STAGES, imported when needed: the pipeline can then import this module without a cycle."
-    from vertical_pretrain.pipeline import STAGES
+    from vertical_pretrain.stages import STAGES
     return list(STAGES)
 
 def stage_keys(stages=None) -> set[str]:
@@ -371,8 +371,8 @@ def check_notebooks(stages=None, nbs_dir=None) -> list[str]:
 # %% ../nbs/09b_check.ipynb #c05b20df
 def check_kernel(kernel: str) -> list[str]:
     """The Jupyter kernel the pipeline will run the stages in (`pipeline.kernel`; "" is this Python) starts and imports
-    this vertical_pretrain (`pipeline.probe_kernel`). Returns `[]` or one line with the fix."""
-    from vertical_pretrain.pipeline import probe_kernel
+    this vertical_pretrain (`stages.probe_kernel`). Returns `[]` or one line with the fix."""
+    from vertical_pretrain.stages import probe_kernel
     msg = probe_kernel(kernel)
     return [msg] if msg else []
 
@@ -417,7 +417,7 @@ def main(argv=None) -> int:
     p.add_argument("--to", dest="to_stage", default=None, help="last stage to check, e.g. 06")
     p.add_argument("--nbs_dir", default=None, help="folder of the stage notebooks (default: <project root>/nbs)")
     args = p.parse_args(argv)
-    from vertical_pretrain.pipeline import select_stages
+    from vertical_pretrain.stages import select_stages
     try:
         cfg = config_from_args(args)
         stages = select_stages(args.from_stage, args.to_stage)

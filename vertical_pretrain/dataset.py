@@ -18,6 +18,7 @@ import numpy as np
 
 from .config import is_blended, parse_blend, resolve_blend, resolve_path
 from .fileio import atomic_path
+from .textio import is_han
 
 # %% auto #0
 __all__ = ['STAGE04_HINT', 'SPLIT_NAMES', 'LONG_SENTENCE_LEN', 'BLEND_MARGIN', 'IndexedCorpus', 'write_indexed_corpus',
@@ -198,8 +199,6 @@ def build_index_map(corpus: IndexedCorpus, doc_range: tuple[int, int], name: str
     return np.load(path, mmap_mode="r")
 
 # %% ../nbs/05_dataset.ipynb #71adbd43
-_CJK = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]$")
-
 @dataclass
 class MaskingVocab:
     "Per-token-id lookup tables for whole-word masking."
@@ -228,7 +227,7 @@ def masking_vocab(tokenizer) -> MaskingVocab:
     is_subword = np.array([t.startswith("##") for t in toks], dtype=bool)
     to_char = np.arange(n, dtype=np.int64)
     for i, t in enumerate(toks):
-        if t.startswith("##") and _CJK.match(t[2:]) and t[2:] in vocab: to_char[i] = vocab[t[2:]]
+        if t.startswith("##") and is_han(t[2:]) and t[2:] in vocab: to_char[i] = vocab[t[2:]]
     random_ok = ~is_special & (to_char == np.arange(n)) & np.array([bool(t) and not t.startswith("[unused") for t in toks])
     return MaskingVocab(tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id, tokenizer.pad_token_id,
                         is_special, is_subword, to_char, np.flatnonzero(random_ok).astype(np.int64))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from .config import add_config_args, config_from_args, get_config, project_root
 from .fileio import atomic_dir, atomic_path, atomic_write_text, file_fingerprint
+from .stages import STAGES
+from .textio import HAN_RANGES, char_class
 
 # %% ../nbs/09c_docs.ipynb #53edaf97
 COURSE_DIR = "docs/course"  # published course notebooks (relative to the project root): the site's and nbdev_docs' source
@@ -79,7 +81,6 @@ def _run_info(run_dir: Path) -> dict:
 
 def _stale_notebooks(state: dict, nbs_dir: Path) -> list[str]:
     "Executed notebooks whose source in nbs/ changed after the run (their outputs may not match the code shown)."
-    from vertical_pretrain.pipeline import STAGES
     out = []
     for st in STAGES:
         rec = state.get(st.key) or {}
@@ -162,7 +163,10 @@ def publish(run_dir=None, dest=None, nbs_dir=None, log=print) -> dict:
     return info
 
 # %% ../nbs/09c_docs.ipynb #99ba8264
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# textio's Han ideographs, BMP part only: the browser's query split below counts UTF-16 code units, so a supplementary
+# character would be cut in half there (and then never match the index)
+_HAN_BMP = tuple(r for r in HAN_RANGES if r[1] <= 0xFFFF)
+_CJK = char_class(_HAN_BMP)
 _CJK_RUN = re.compile(f"[{_CJK}]+")
 
 def cjk_bigrams(text: str) -> list[str]:
@@ -178,9 +182,9 @@ def cjk_bigrams(text: str) -> list[str]:
 # The same split in the browser: Sphinx puts this `splitQuery` into language_data.js.
 _JS_SPLIT_QUERY = r"""
 function splitQuery(query) {
-  const cjk = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+/u, out = [];
+  const cjk = /[@HAN@]+/u, out = [];
   for (const tok of query.split(/[^\p{Letter}\p{Number}_]+/u)) {
-    for (const part of tok.split(/([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)/u)) {
+    for (const part of tok.split(/([@HAN@]+)/u)) {
       if (!part) continue;
       if (!cjk.test(part) || part.length === 1) { out.push(part); continue; }
       for (let i = 0; i + 1 < part.length; i++) out.push(part.slice(i, i + 2));
@@ -188,7 +192,7 @@ function splitQuery(query) {
   }
   return out;
 }
-"""
+""".replace("@HAN@", char_class(_HAN_BMP, js=True))
 
 def _search_language():
     "Sphinx's Chinese search language with CJK bigram terms instead of jieba words (see the prose above)."

@@ -17,10 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config, add_config_args, base_config, config_from_args, parse_set, tokenizer_source
+from .config import (Config, add_config_args, base_config, config_from_args, model_source, parse_set,
+                                      tokenizer_source)
 from .dataset import (SPLIT_NAMES, IndexedCorpus, MaskingVocab, Sample, build_sample, collate_batch,
                                        corpus_prefix, masking_vocab, split_documents, word_spans)
+from .export import exported_model_dir
 from .fileio import atomic_path, atomic_write_text, stage_is_done, write_manifest
+from .replay import replay_model_dir, replay_run_dir
+from .tapt import tapt_model_dir
 
 # %% auto #0
 __all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'MIN_CI_DOCS', 'MIN_CLAIM_DOCS', 'EVAL_VERSION', 'bootstrap_weights',
@@ -583,16 +587,19 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
     return result
 
 # %% ../nbs/07b_evaluate_mlm.ipynb #8ed12579
-def default_models(cfg: Config) -> dict:
-    """base (what the domain run started from), domain (stage 07's export), replay (stage 06b's, when replay.enabled and
-    exported), tapt (stage 07a's, when enabled): stage 08's rows without the random-init control, plus replay."""
-    from vertical_pretrain.finetune import default_models as finetune_models
-    from vertical_pretrain.replay import replay_model_dir
-    models = finetune_models(cfg.override({"finetune.random_init": False}))
-    replay = replay_model_dir(cfg)
-    if replay is None: return models
-    order = [k for k in models if k in ("base", "domain")] + ["replay"] + [k for k in models if k not in ("base", "domain")]
-    return {k: (models[k] if k != "replay" else str(replay)) for k in order}
+def default_models(cfg: Config, replay: bool = True) -> dict:
+    """The pretrained models stage 07b evaluates and stage 08 fine-tunes, {name: model dir or hub name} in report order:
+    base (what the domain run started from: a hub name, a local dir or the offline base model), domain (stage 07's
+    export), replay (stage 06b's export, when `replay`, replay.enabled and it was exported), tapt (stage 07a's export,
+    when tapt.enabled). Stage 08 adds its random-init control (`finetune.default_models`). Raises ValueError when the
+    domain model was trained from scratch: there is no base to compare with."""
+    base = model_source(cfg)
+    if not base: raise ValueError("the domain model was trained from scratch: there is no base model to compare with")
+    models = {"base": base, "domain": str(exported_model_dir(cfg))}
+    replay_dir = replay_model_dir(cfg) if replay else None
+    if replay_dir is not None: models["replay"] = str(replay_dir)
+    if cfg.tapt.enabled: models["tapt"] = str(tapt_model_dir(cfg))
+    return models
 
 def default_corpora(cfg: Config, log=print) -> dict:
     "domain = the test split of stage 04's ids; general = the test split of the offline base's ids (stage 05a), when they exist."
@@ -689,7 +696,6 @@ def report_section(cfg: Config, relative_to=None) -> tuple[list[str], list[str]]
     p = d / "adaptation.json"
     if not p.is_file(): return [], []
     result = json.loads(p.read_text(encoding="utf-8"))
-    from vertical_pretrain.replay import replay_run_dir
     seconds = {"domain": train_seconds(cfg.paths.run_dir), "replay": train_seconds(replay_run_dir(cfg))}
     verdict = adaptation_verdict(result, seconds=seconds,
                                  replay_weight=cfg.replay.general_weight if cfg.replay.enabled else None)

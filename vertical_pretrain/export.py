@@ -29,6 +29,7 @@ from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
 from .modeldir import (CONFIG_NAME, LEGACY_CONFIG_NAME, TOKENIZER_CLASS, TOKENIZER_CONFIG_NAME,
                                         TOKENIZER_FILES, VOCAB_NAME, WEIGHTS_NAME, ModelDirError, ModelDirMissing,
                                         flat_config, load_tokenizer, local_path, read_json, read_model_configs)
+from .textio import is_han
 
 # %% ../nbs/07_export.ipynb #b7a01b92
 ERNIE_TASKS = ("Model", "ForPretraining", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification",
@@ -601,12 +602,6 @@ def repair(model_dir, dry_run: bool = False, *, architecture: str | None = None,
     return report
 
 # %% ../nbs/07_export.ipynb #64d2c93f
-def _is_cjk(ch: str) -> bool:
-    cp = ord(ch)
-    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2CEAF
-            or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
-
-
 def _is_punct(ch: str) -> bool:
     return unicodedata.category(ch).startswith("P") or (ch.isascii() and not ch.isalnum())
 
@@ -665,7 +660,7 @@ def propose_tokens(tokenizer, words: Counter, *, user_terms=(), max_new_tokens: 
             new.append(tok); why[tok] = reason
     def add_char(ch, reason):
         add(ch, reason)
-        if _is_cjk(ch): add("##" + ch, reason)  # whole-word masking writes word-inner CJK chars as ##X
+        if is_han(ch): add("##" + ch, reason)  # whole-word masking writes word-inner CJK chars as ##X
     # 1. user terms: a word WordPiece sees whole -> itself; a term BasicTokenizer splits -> its missing parts
     for term in user_terms:
         parts = tokenizer.basic_tokenizer.tokenize(term)
@@ -680,20 +675,20 @@ def propose_tokens(tokenizer, words: Counter, *, user_terms=(), max_new_tokens: 
     need = Counter()
     for w, f in words.items():
         for i, ch in enumerate(w):
-            if _is_cjk(ch): need[ch] += f
+            if is_han(ch): need[ch] += f
             else:
                 tok = ch if i == 0 else "##" + ch
                 if tok not in vocab: need[tok] += f
     for tok, f in sorted(need.items(), key=lambda x: (-x[1], x[0])):
         if f < min_freq: break
-        if _is_cjk(tok):
+        if is_han(tok):
             if tok not in vocab: add_char(tok, "unknown character")
             elif "##" + tok not in vocab: add("##" + tok, "whole-word piece")
         else: add(tok, "unknown character")
     # 3. non-CJK words (commands, package names, English) that WordPiece cuts into >= 3 pieces or maps to [UNK]
     scored = []
     for w, f in words.items():
-        if f < min_freq or len(w) < 2 or w in vocab or w.isdigit() or any(_is_cjk(ch) or _is_punct(ch) for ch in w): continue
+        if f < min_freq or len(w) < 2 or w in vocab or w.isdigit() or any(is_han(ch) or _is_punct(ch) for ch in w): continue
         pieces = tokenizer.wordpiece_tokenizer.tokenize(w)
         if len(pieces) >= 3 or unk in pieces: scored.append((f * (len(pieces) - 1), f, w))
     for _, _, w in sorted(scored, key=lambda x: (-x[0], -x[1], x[2])): add(w, "fragmented word")

@@ -24,6 +24,7 @@ from .config import FinetuneConfig, add_config_args, config_from_args, resolve_p
 from .export import load_model
 from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
 from .modeldir import ModelInfo, load_tokenizer, local_path, quiet_paddlenlp, require_seq_len
+from . import evaluate_mlm  # the pretrained rows and 07b's report section
 from .report import RANDOM_INIT, summarize, write_report
 from .task import _cli_errors, cap_per_class, load_task, targets  # the task's reading side (08a)
 
@@ -345,17 +346,11 @@ def random_init_model(base, out_dir, seed: int = 0) -> Path:
     return out_dir
 
 def default_models(cfg) -> dict:
-    """The rows of stage 08: base = what the domain pretraining started from (hub name or offline base model);
-    domain = stage 07's export; tapt = stage 07a's export (when tapt.enabled); random-init = the control (finetune.random_init)."""
-    from vertical_pretrain.config import model_source
-    from vertical_pretrain.export import exported_model_dir
-    base = model_source(cfg)
-    if not base: raise ValueError("the domain model was trained from scratch: there is no base model to compare with")
-    models = {"base": base, "domain": str(exported_model_dir(cfg))}
-    if cfg.tapt.enabled:
-        from vertical_pretrain.tapt import tapt_model_dir
-        models["tapt"] = str(tapt_model_dir(cfg))
-    if cfg.finetune.random_init: models[RANDOM_INIT] = str(random_init_model(base, cfg.paths.run_dir / "model_random_init"))
+    """The rows of stage 08: the pretrained models of stage 07b without replay (`evaluate_mlm.default_models`: base,
+    domain, tapt), plus the random-init control when finetune.random_init."""
+    models = evaluate_mlm.default_models(cfg, replay=False)
+    if cfg.finetune.random_init:
+        models[RANDOM_INIT] = str(random_init_model(models["base"], cfg.paths.run_dir / "model_random_init"))
     return models
 
 def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress: bool = True) -> dict:
@@ -367,7 +362,6 @@ def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress:
     task_dir = resolve_path(cfg.finetune.task_dir)
     params = {"models": {k: str(v) for k, v in models.items()}, "finetune": vars(cfg.finetune)}
     inputs = [task_dir] + [Path(str(d)) for d in models.values() if Path(str(d)).exists()]
-    from vertical_pretrain.evaluate_mlm import report_section
     if not force and stage_is_done(out_dir, "finetune", inputs, params) and (out_dir / "comparison.json").is_file():
         summary = json.loads((out_dir / "comparison.json").read_text(encoding="utf-8"))
     else:
@@ -376,7 +370,7 @@ def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress:
         write_manifest(out_dir, "finetune", inputs, params, counts={n: r["n_seeds"] for n, r in summary["models"].items()},
                        outputs=[out_dir / f"comparison.{e}" for e in ("md", "png", "json")])
     # the report is re-rendered every time (cheap): stage 07b's held-out MLM section may be newer than the fine-tune runs
-    sections, verdict_lines = report_section(cfg, out_dir)
+    sections, verdict_lines = evaluate_mlm.report_section(cfg, out_dir)
     write_report(summary, out_dir, recipe(cfg.finetune), task_dir, extra_sections=sections,
                  extra_verdict=[*task_relevance(cfg), *verdict_lines])
     return summary

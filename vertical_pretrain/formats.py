@@ -14,7 +14,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from .pdf2text import Line, Pdf2TextError, _looks_binary, decode_text, empty_file_error
+from .textio import Line, Pdf2TextError, decode_text, empty_file_error, looks_binary, text_encoding
 
 SUPPORTED_FORMATS = {
     "pdf": "PDF with a text layer (pypdf)",
@@ -123,7 +123,7 @@ def sniff_format(path) -> str:
                             f"XML files); the file is damaged or renamed.")
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP": raise unsupported(path, "a WebP image", _OCR_FIX)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")): text = head.decode("utf-16", errors="ignore")  # BOM
-    elif _looks_binary(head):
+    elif looks_binary(head):
         raise unsupported(path, "binary data of an unknown format",
                           "convert it to one of these formats (e.g. `libreoffice --headless --convert-to docx x.doc`)")
     else:
@@ -442,11 +442,10 @@ def iter_jsonl_lines(path, json_key: str = "text", stats: dict | None = None, on
     """The stage-01 lines of a JSONL file one at a time, without reading it whole: `(0, paragraph, True)` for each
     non-blank paragraph (newlines inside the text separate paragraphs), then `(0, "", False)` after each document.
 
-    Lines are split at `\n` only (JSON strings may hold U+2028 etc.); the encoding is `pdf2text.text_encoding`'s.
+    Lines are split at `\n` only (JSON strings may hold U+2028 etc.); the encoding is `textio.text_encoding`'s.
     `stats` (a dict, reset on each call) gets encoding, json_docs, json_docs_empty and paragraphs. `on_bytes(n)` is
     called with the bytes read. After the last line, raises one Pdf2TextError naming file:line of the first bad line
     (not JSON, not an object, no `json_key`, not a string) and how many lines are bad."""
-    from vertical_pretrain.pdf2text import text_encoding
     path = Path(path)
     st = stats if stats is not None else {}
     st.clear()
@@ -505,25 +504,17 @@ def read_jsonl(path, json_key: str = "text") -> tuple[list[list[Line]], dict]:
     return [lines], jsonl_info(stats, json_key)
 
 # %% ../nbs/01a_formats.ipynb #bd2c596c
-def read_document(path, fmt: str | None = None, *, json_key: str = "text", max_pages: int = 0,
-                  show_progress: bool = True) -> tuple[list[list[Line]], dict]:
-    """Read any supported input as stage-01 `(pages, info)`; `fmt` from `sniff_format` when None.
+def read_document(path, fmt: str | None = None, *, json_key: str = "text") -> tuple[list[list[Line]], dict]:
+    """Read a DOCX, EPUB, HTML, Markdown or JSONL input as stage-01 `(pages, info)`; `fmt` from `sniff_format` when None.
 
-    `pages`: a list of pages, each a list of `pdf2text.Line`; `info` has at least format, pages, pages_total and
-    pages_without_text (the report's fields). `max_pages` (PDF only, 0 = all) limits the pages read. Raises
-    `Pdf2TextError` from the reader (unreadable, encrypted, scanned, bad JSONL, ...) and `ValueError` for an unknown
-    `fmt`."""
-    from vertical_pretrain.pdf2text import read_pdf_lines, text_to_pages
+    `pages`: a list of pages, each a list of `textio.Line`; `info` has at least format, pages, pages_total and
+    pages_without_text (the report's fields). PDF and plain text are read by stage 01 itself (`pdf2text.read_pdf_lines`,
+    `pdf2text.clean_text_file`). Raises `Pdf2TextError` from the reader (unreadable, DRM, bad JSONL, ...) and
+    `ValueError` for 'pdf', 'text' and unknown formats."""
     path = Path(path)
     fmt = fmt or sniff_format(path)
-    if fmt == "pdf":
-        pages, meta = read_pdf_lines(path, max_pages=max_pages, show_progress=show_progress)
-        return pages, {"format": "pdf", **meta}
-    if fmt == "text":
-        text, enc = decode_text(path.read_bytes(), str(path))
-        pages = text_to_pages(text)
-        return pages, {"format": "text", "encoding": enc, "pages": len(pages), "pages_total": len(pages),
-                       "pages_without_text": 0}
+    if fmt in ("pdf", "text"):
+        raise ValueError(f"{path}: format {fmt!r} is read by stage 01 itself (`pdf2text.pdf_to_text`), not by read_document")
     if fmt == "docx": return read_docx(path)
     if fmt == "epub": return read_epub(path)
     if fmt == "html": return read_html(path)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .textio import decode_text, text_encoding
+
 # %% ../nbs/02a_lac.ipynb #469ccbd8
 LAC_INSTALL_HINT = ('pip install "setuptools<70" && '
                     'pip install --no-deps --no-build-isolation LAC==2.1.2')
@@ -608,9 +610,8 @@ class Customization:
 
     def load_customization(self, filename, sep=None):
         """Add every line of a dictionary file (see `add_word`), decoded like the corpus: UTF-8, else GB18030/GBK
-        (`vertical_pretrain.segment.detect_encoding`); a one-line UnicodeError naming the file when it is neither."""
-        from vertical_pretrain.segment import detect_encoding
-        encoding, _ = detect_encoding(filename)
+        (`vertical_pretrain.textio.text_encoding`); a one-line UnicodeError naming the file when it is neither."""
+        encoding = text_encoding(filename)
         with open(filename, 'r', encoding=encoding) as f:
             for line in f:
                 self.add_word(line, sep)
@@ -643,16 +644,6 @@ class Customization:
         return tags
 
 # %% ../nbs/02a_lac.ipynb #c1e1459a
-def _decode_bytes(data: bytes) -> str:
-    "UTF-8, else GB18030 (a superset of GBK), else a clear error."
-    for enc in ('utf-8', 'gb18030'):
-        try:
-            return data.decode(enc)
-        except UnicodeDecodeError:
-            pass
-    raise UnicodeDecodeError('utf-8/gb18030', data, 0, len(data), 'LAC.run got bytes that are neither UTF-8 nor GBK/GB18030')
-
-
 class LAC:
     """Drop-in replacement for LAC 2.1.2's `LAC` class, running its shipped models on CPU without Paddle.
 
@@ -779,13 +770,14 @@ class LAC:
     def run(self, texts):
         """Segment (`seg`) or segment and tag (`lac`) one text, or a list of texts (batched).
 
-        Bytes are decoded (UTF-8, else GB18030); an empty text gives no words. Raises `TypeError` for anything but
-        str, bytes or a list of them, `UnicodeDecodeError` for bytes in neither encoding."""
+        Bytes are decoded by `textio.decode_text` (BOM, UTF-8, else GB18030); an empty text gives no words. Raises
+        `TypeError` for anything but str, bytes or a list of them, `UnicodeError` (`textio.TextDecodeError`) for bytes
+        that are not text."""
         single = isinstance(texts, (str, bytes))
         batch = [texts] if single else list(texts)
         for k, t in enumerate(batch):
             if isinstance(t, bytes):
-                batch[k] = _decode_bytes(t)
+                batch[k] = decode_text(t)[0]
             elif not isinstance(t, str):
                 raise TypeError(f'LAC.run expects a str or a list of str, got {type(t).__name__}')
         todo = [i for i, t in enumerate(batch) if t]

@@ -15,9 +15,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_CJK_RANGES = ("\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf"
-               "\u4e00-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef")
-_CJK_RE = re.compile(f"[{_CJK_RANGES}]")
+from .textio import CJK, CJK_RE
+
 # typographic marks that Chinese books use all the time: not evidence of a broken font
 _COMMON_PUNCT = set("“”‘’—–…·•×°")
 
@@ -36,7 +35,7 @@ class PageCheck:
     reason: str = ""
 
 _BAD_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ue000-\uf8ff\ufffd\U000f0000-\U0010ffff]")
-_SOUP_RE = re.compile(f"[^\\x00-\\x7f{_CJK_RANGES}{''.join(sorted(_COMMON_PUNCT))}]")
+_SOUP_RE = re.compile(f"[^\\x00-\\x7f{CJK}{''.join(sorted(_COMMON_PUNCT))}]")
 
 def text_facts(text: str) -> PageCheck:
     """Count the chars of one page's text layer (whitespace ignored) into a `PageCheck` (class not set yet).
@@ -46,7 +45,7 @@ def text_facts(text: str) -> PageCheck:
     if not n: return PageCheck()
     bad = len(_BAD_RE.findall(t))
     soup = len(_SOUP_RE.findall(t)) - sum(1 for c in _BAD_RE.findall(t) if c >= "\x80")
-    cjk = len(_CJK_RE.findall(t))
+    cjk = len(CJK_RE.findall(t))
     words = re.findall(r"[A-Za-z]{2,}", text) if not cjk else []  # only the no-CJK rule needs them
     vowel = sum(1 for w in words if re.search(r"[aeiouyAEIOUY]", w))
     return PageCheck(chars=n, cjk=cjk / n, bad=bad / n, soup=max(soup, 0) / n,
@@ -188,7 +187,7 @@ def write_text_pdf(path, pages: list[list[str]], *, size: float = 12.0, glyph_by
                                TextStringObject)
     from pypdf.generic._font import Font
     helv = Font.from_core_font_name("/Helvetica").character_widths
-    adv = lambda ch: 1.0 if _CJK_RE.match(ch) else helv.get(ch, helv.get("default", 500)) / 1000
+    adv = lambda ch: 1.0 if CJK_RE.match(ch) else helv.get(ch, helv.get("default", 500)) / 1000
     f1 = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
                            NameObject("/BaseFont"): NameObject("/Helvetica"),
                            NameObject("/Encoding"): NameObject("/WinAnsiEncoding")})
@@ -210,9 +209,9 @@ def write_text_pdf(path, pages: list[list[str]], *, size: float = 12.0, glyph_by
         ops, y = [], page_size[1] - 72
         for line in lines:
             x = 72.0
-            runs = re.findall(f"[{_CJK_RANGES}]+|[^{_CJK_RANGES}]+", line)
+            runs = re.findall(f"[{CJK}]+|[^{CJK}]+", line)
             for run in runs:
-                cjk = bool(_CJK_RE.match(run[0]))
+                cjk = bool(CJK_RE.match(run[0]))
                 font = "/F2" if cjk else "/F1"
                 if glyph_by_glyph:
                     for ch in run:

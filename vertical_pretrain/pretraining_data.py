@@ -30,6 +30,7 @@ from .config import add_config_args, config_from_args, resolve_path, tokenizer_s
 from .fileio import atomic_path, atomic_write_text, new_dirs, file_fingerprint, read_manifest, required_files, stage_is_done, write_manifest
 from .modeldir import load_tokenizer
 from .segment import BLANK, get_segmenter, read_segmented_line, words_with_blanks
+from .textio import is_han, list_input_files
 
 # %% ../nbs/04_pretraining_data.ipynb #82ac6719
 _SENT_END = re.compile(r"([。！？]+|[!?]+(?=\s|$))")
@@ -68,19 +69,13 @@ def _is_wordpiece(tok) -> bool:
             and not getattr(bt, "never_split", None) and getattr(wp, "max_input_chars_per_word", 100) == 100)
 
 # %% ../nbs/04_pretraining_data.ipynb #bb891405
-def _is_cjk_char(ch: str) -> bool:
-    "The CJK ranges BERT/ERNIE's BasicTokenizer splits into single characters."
-    cp = ord(ch)
-    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2CEAF
-            or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
-
 _SYMBOL_EXTRA = (0x00AD, 0x00B2, 0x00BA, 0x3007, 0x00B5, 0x00D8, 0x014B, 0x01B1)  # paddlenlp's _is_symbol extras
 _SYMBOL_SPLIT = r"[\p{S}" + "".join(map(chr, _SYMBOL_EXTRA)) + "]"  # paddlenlp BasicTokenizer also splits symbols
 
 def _stands_alone(c: str) -> bool:
     "BasicTokenizer splits around `c` wherever it is: CJK, punctuation (Unicode P*, ASCII non-alphanumerics), symbols."
     o = ord(c)
-    return (_is_cjk_char(c) or unicodedata.category(c)[0] in "PS" or 33 <= o <= 47 or 58 <= o <= 64 or 91 <= o <= 96
+    return (is_han(c) or unicodedata.category(c)[0] in "PS" or 33 <= o <= 47 or 58 <= o <= 64 or 91 <= o <= 96
             or 123 <= o <= 126 or o in _SYMBOL_EXTRA)
 
 ENCODER_VERSION = 2  # 2: pieces follow the tokenizer's own word boundaries (issue 15); in stage 04's params, so old ids are rebuilt
@@ -118,7 +113,7 @@ class DocEncoder:
         self.is_cjk = np.zeros(n, dtype=bool)
         self.hash_id = np.arange(n, dtype=np.int64)
         for t, i in spec.vocab.items():
-            if len(t) == 1 and _is_cjk_char(t):
+            if is_han(t):
                 self.is_cjk[i] = True
                 j = spec.vocab.get("##" + t)
                 if j is not None: self.hash_id[i] = j
@@ -331,20 +326,12 @@ def _encode_chunk(chunk):
     return _WORKER.encode_lines(chunk)
 
 def list_jsonl_files(input_path) -> list[Path]:
-    """A .jsonl file, every `*.jsonl` under a folder (recursive, sorted, hidden files skipped), or a list of files as given.
+    """A .jsonl file, every `*.jsonl` under a folder (recursive, sorted, hidden files and folders skipped), or a list of
+    files as given (`textio.list_input_files`, the rule of every stage).
 
     Raises `FileNotFoundError` for a missing path or list entry, an empty list, or a folder without `*.jsonl` (run
     stage 03)."""
-    if isinstance(input_path, (list, tuple)):
-        missing = [str(f) for f in input_path if not Path(f).is_file()]
-        if missing or not input_path: raise FileNotFoundError(f"jsonl input not found: {missing or 'empty list'}")
-        return [Path(f) for f in input_path]
-    p = Path(input_path)
-    if p.is_file(): return [p]
-    if not p.is_dir(): raise FileNotFoundError(f"input not found: {p}")
-    files = sorted(f for f in p.rglob("*.jsonl") if not f.name.startswith("."))
-    if not files: raise FileNotFoundError(f"no *.jsonl files under {p}; run stage 03 (trans_to_json) first")
-    return files
+    return list_input_files(input_path, "*.jsonl", hint="; run stage 03 (trans_to_json) first")
 
 def _parse_doc(path, n: int, line: str, json_key: str) -> str:
     "The text of one jsonl line; a bad line raises ValueError naming the file and line."
@@ -596,7 +583,7 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
         workers = 1  # a small corpus is done before a pool has started: not worth the fork and the pickling
     sample = [d for _, d in zip(range(50), read_jsonl_docs(files[0], json_key))]  # also fails fast on an empty first file
     if cn_splited and cn_whole_word_segment:
-        cjk = [x for d in sample for x in d.split("\n") if sum(map(_is_cjk_char, x)) > 20]
+        cjk = [x for d in sample for x in d.split("\n") if sum(map(is_han, x)) > 20]
         if cjk and sum(" " not in x for x in cjk) > 0.5 * len(cjk) and log:
             log("warning: --cn_splited but most Chinese lines have no spaces: is the input really segmented (stage 02)? "
                 "without word boundaries no ## marks are made")

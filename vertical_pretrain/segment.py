@@ -4,13 +4,12 @@
 
 # %% auto #0
 __all__ = ['BACKENDS', 'BLANK', 'LINE_FORMAT', 'words_with_blanks', 'read_segmented_line', 'Segmenter', 'JiebaSegmenter',
-           'LacSegmenter', 'PreSplitSegmenter', 'check_segmenter_args', 'get_segmenter', 'detect_encoding',
-           'UserDictError', 'DictEntry', 'UserDict', 'parse_dict_line', 'read_user_dict', 'user_dict_matches',
-           'segment_corpus', 'stage_text_files', 'run_segment_stage', 'main']
+           'LacSegmenter', 'PreSplitSegmenter', 'check_segmenter_args', 'get_segmenter', 'UserDictError', 'DictEntry',
+           'UserDict', 'parse_dict_line', 'read_user_dict', 'user_dict_matches', 'segment_corpus', 'stage_text_files',
+           'run_segment_stage', 'main']
 
 # %% ../nbs/02_segment.ipynb #638fd2a8
 import argparse
-import codecs
 import contextlib
 import dataclasses
 import json
@@ -25,6 +24,7 @@ from collections import Counter, deque
 from pathlib import Path
 
 from .fileio import TEXT_PRODUCERS, atomic_path, file_fingerprint, required_files, run_per_file
+from .textio import scan_text_file, text_encoding
 
 # %% ../nbs/02_segment.ipynb #adbab959
 BACKENDS = ('jieba', 'lac', 'cn_splited')
@@ -182,33 +182,7 @@ def get_segmenter(backend: str = "jieba", user_dict: str | None = None, lac_mode
         return PreSplitSegmenter()
     raise ValueError(f"unknown segmentation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
-# %% ../nbs/02_segment.ipynb #45c07e2e
-def detect_encoding(path) -> tuple:
-    "('utf-8' | 'utf-8-sig' | 'gb18030', line count) of a text file; a clear UnicodeError when it is neither."
-    path = Path(path)
-    with open(path, 'rb') as f:
-        bom = f.read(3) == codecs.BOM_UTF8
-    failed_at = {}
-    for enc in ('utf-8-sig' if bom else 'utf-8', 'gb18030'):
-        decoder, pos, lines = codecs.getincrementaldecoder(enc)(), 0, 0
-        try:
-            with open(path, 'rb') as f:
-                while True:
-                    block = f.read(1 << 20)
-                    if not block:
-                        break
-                    decoder.decode(block)
-                    pos += len(block)
-                    lines += block.count(b'\n')
-                decoder.decode(b'', final=True)
-            return enc, lines
-        except UnicodeDecodeError as e:
-            failed_at[enc] = max(pos + e.start, 0)
-    utf8_pos = next(iter(failed_at.values()))
-    raise UnicodeError(f"{path} is neither UTF-8 nor GBK/GB18030 text (UTF-8 decoding fails near byte {utf8_pos}); "
-                       "convert it to UTF-8 first, e.g. `iconv -f <encoding> -t UTF-8`")
-
-# %% ../nbs/02_segment.ipynb #647eb108
+# %% ../nbs/02_segment.ipynb #fbc317be
 class UserDictError(ValueError):
     "A user dictionary we cannot read; the message names the file."
 
@@ -285,13 +259,13 @@ def parse_dict_line(line: str, lineno: int = 0) -> DictEntry | None:
 
 
 def read_user_dict(path, backend: str) -> UserDict:
-    """Read a user dictionary for `backend` ('lac' | 'jieba'): decoded like the corpus (`detect_encoding`: UTF-8, then
-    GB18030), every line recognised by `parse_dict_line`. Lines the backend cannot use are left out and counted.
+    """Read a user dictionary for `backend` ('lac' | 'jieba'): decoded like the corpus (`textio.text_encoding`: BOM, UTF-8,
+    then GB18030), every line recognised by `parse_dict_line`. Lines the backend cannot use are left out and counted.
     Raises UserDictError (one line, names the file) when the file is missing or not UTF-8/GB18030 text."""
     path = Path(path)
     if not path.is_file(): raise UserDictError(f"user dictionary not found: {path}")
     try:
-        encoding, _ = detect_encoding(path)
+        encoding = text_encoding(path)
     except UnicodeError as e:
         raise UserDictError(f"user dictionary {e}") from None
     with open(path, encoding=encoding, newline=None) as f:
@@ -341,7 +315,7 @@ def user_dict_matches(user_dict, backend: str, files) -> dict:
     ud = read_user_dict(user_dict, backend)
     words, found = ud.words, set()
     for fp in [files] if isinstance(files, (str, Path)) else files:
-        enc, _ = detect_encoding(fp)
+        enc = text_encoding(fp)
         with open(fp, encoding=enc) as f:
             for lines in iter(lambda: f.readlines(1 << 20), []):  # whole lines: an entry never spans two
                 found |= _occurring(words - found, ''.join(lines))
@@ -414,7 +388,7 @@ def segment_corpus(input_path, output_path, backend="jieba", user_dict=None, wor
 
     Follows PaddleNLP's `model_zoo/ernie-1.0/preprocess/words_segmentation.py`: words joined by one space, a blank of
     the original sentence kept as three spaces (`BLANK`), so `create_pretraining_data.py --cn_splited` reads the same
-    words back (`read_segmented_line`). The input may be UTF-8 or GB18030 (`detect_encoding`); the output is UTF-8,
+    words back (`read_segmented_line`). The input may be UTF-8 or GB18030 (`textio.scan_text_file`); the output is UTF-8,
     written atomically to `output_path`. `workers` > 1 segments chunks of about `chunk_chars` characters in spawned
     processes. With a user dictionary, its messages (encoding, converted or foreign lines) go to `log` once, and the
     report's `user_dict` says how many entries occur in this corpus (a warning when none does).
@@ -427,7 +401,7 @@ def segment_corpus(input_path, output_path, backend="jieba", user_dict=None, wor
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise FileNotFoundError(f"input corpus not found: {input_path}")
-    encoding, n_lines = detect_encoding(input_path)
+    encoding, n_lines = scan_text_file(input_path)
     seg_kwargs = dict(backend=backend, user_dict=str(user_dict) if user_dict else None,
                       lac_model_dir=str(lac_model_dir) if lac_model_dir else None, lac_mode=lac_mode)
     workers = max(1, int(workers))

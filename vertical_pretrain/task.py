@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .config import FinetuneConfig, add_config_args, config_from_args, resolve_path
 from .fileio import atomic_dir, stage_is_done, write_manifest
+from .textio import CJK, HAN_RE, TextDecodeError, decode_text
 
 # %% ../nbs/08a_task.ipynb #331eddd3
 # Named glyphs (\(xx, \[xx]) and predefined strings (\*(xx) that carry text; unknown names vanish.
@@ -88,8 +89,7 @@ _INLINE = {"B", "I", "SM", "SB", "Nm", "Ar", "Fl", "Op", "Oo", "Oc", "Xr", "Pa",
            "Sx", "Dl", "Va", "Fn", "Fa", "Ft", "Fd", "Cm", "Li", "Ev", "Sy", "Er", "Ad", "Dv", "An", "Cd", "Nd", "Qq", "UR",
            "MT", "Aq", "Bq", "Brq", "Nx", "Bx", "Ux", "At", "St", "Vt", "Lk", "Mt", "Pf", "So", "Sc"}
 _MDOC_CALLABLE = _INLINE | {"No", "Ns", "Pc", "Po", "Qo", "Qc", "Ao", "Ac", "Bo", "Bc"}  # macro names inside mdoc args
-_CJK = "\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
-_CJK_GAP = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
+_CJK_GAP = re.compile(rf"(?<=[{CJK}])\s+(?=[{CJK}])")  # textio.CJK: Han, CJK punctuation, kana, full-width forms
 
 def _join_lines(parts: list[str]) -> str:
     s = re.sub(r"\s+", " ", " ".join(strip_escapes(p) for p in parts)).strip()
@@ -163,14 +163,12 @@ SECTION_DROP = ("4", "6")  # 2 pages and 1 page: too few to split by page
 LABEL_NAMES = {"1": "用户命令", "3": "编程接口（2 节系统调用 + 3 节库函数、Tcl/Tk）", "5": "文件格式与配置文件",
                "7": "杂项、概述与约定", "8": "系统管理命令"}
 _XREF = re.compile(r"\b([A-Za-z_][\w.+-]*)\s*\((\d)[a-zA-Z]*\)")
-_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
 def decode_page(data: bytes) -> tuple[str | None, str]:
-    "Text and encoding of a man page's bytes: UTF-8, else GB18030 (covers GB2312/GBK), else (None, 'undecodable')."
-    for enc in ("utf-8", "gb18030"):
-        try: return data.decode(enc), enc
-        except UnicodeDecodeError: pass
-    return None, "undecodable"
+    """Text and encoding of a man page's bytes by `textio.decode_text` (BOM, UTF-8, else plausible GB18030, which covers
+    GB2312/GBK), else (None, 'undecodable')."""
+    try: return decode_text(data)
+    except TextDecodeError: return None, "undecodable"
 
 def read_page(path) -> tuple[str | None, str]:
     "A man page file's text, or (None, why it was skipped): alias stubs that are not gzip, `.so` redirects, bad encodings."
@@ -188,7 +186,7 @@ def clean_paragraph(text: str, *, min_chars: int = 20, min_cjk_ratio: float = 0.
     text = _XREF.sub(r"\1", text).strip()
     if len(text) < min_chars: return None
     dense = re.sub(r"\s", "", text)
-    if len(_CJK_CHAR.findall(dense)) < min_cjk_ratio * len(dense): return None
+    if len(HAN_RE.findall(dense)) < min_cjk_ratio * len(dense): return None
     return text[:max_chars]
 
 def page_paragraphs(src: str, *, drop_headings: str = DROP_HEADINGS, **clean_kw) -> list[str]:
@@ -366,12 +364,9 @@ def task_files(task_dir) -> dict[str, Path]:
     return {s: split_file(task_dir, s) for s in TASK_SPLITS}
 
 def _read_task_text(path: Path) -> str:
-    "A task file as text: UTF-8 (a BOM is dropped), else GB18030 (a superset of GBK), as the corpus readers do."
-    data = path.read_bytes()
-    for enc in ("utf-8-sig", "gb18030"):
-        try: return data.decode(enc)
-        except UnicodeDecodeError: continue
-    raise ValueError(f"{path}: neither UTF-8 nor GB18030/GBK text; convert it, e.g. `iconv -f BIG5 -t UTF-8`")
+    """A task file as text by `textio.decode_text`, as the corpus readers do: BOM, UTF-8, else GB18030 (a superset of
+    GBK). Raises `textio.TextDecodeError` (a ValueError) naming the file otherwise."""
+    return decode_text(path.read_bytes(), str(path))[0]
 
 def _task_row(path, line: int, r: dict, fcfg: FinetuneConfig) -> dict:
     """One example as {'text', 'label'} (multi-class) or {'text', 'labels': [...]} (multi-label); other fields are kept.

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .config import add_config_args, config_from_args
 from .fileio import TEXT_PRODUCERS, atomic_path, new_dirs, produced_files, read_manifest, required_files, stage_is_done, write_manifest
+from .textio import list_input_files
 
 # %% ../nbs/03_trans_to_json.ipynb #dc21cc28
 def iter_docs(path, on_bytes=None):
@@ -80,21 +81,11 @@ def _file_to_part(args) -> dict:
             "sentences": n_sent, "chars": n_chars, "bytes": Path(path).stat().st_size}
 
 def list_text_files(input_path) -> list[Path]:
-    """A file, every `*.txt` under a folder (recursive, sorted, hidden files skipped), or a list of files as given.
+    """A file, every `*.txt` under a folder (recursive, sorted, hidden files and folders skipped), or a list of files as given.
 
     Raises `FileNotFoundError` for a missing path, a missing file in the list, an empty list, or a folder without
-    `*.txt`."""
-    if isinstance(input_path, (list, tuple)):
-        missing = [str(f) for f in input_path if not Path(f).is_file()]
-        if missing: raise FileNotFoundError(f"input not found: {', '.join(missing)}")
-        if not input_path: raise FileNotFoundError("no input files")
-        return [Path(f) for f in input_path]
-    p = Path(input_path)
-    if p.is_file(): return [p]
-    if not p.is_dir(): raise FileNotFoundError(f"input not found: {p}")
-    files = sorted(f for f in p.rglob("*.txt") if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts))
-    if not files: raise FileNotFoundError(f"no *.txt files under {p}")
-    return files
+    `*.txt` (`textio.list_input_files`: hidden files and folders are skipped, as in every stage)."""
+    return list_input_files(input_path, "*.txt")
 
 # %% ../nbs/03_trans_to_json.ipynb #be0d5b4b
 def _shuffled_copy(src: Path, starts: np.ndarray, out, rng: random.Random, bar=None) -> None:

