@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vertical_pretrain.check import check_report, disk_estimate, run_checks, stage_keys, world_size
+from vertical_pretrain.check import check_report, disk_estimate, run_checks, stage_keys
+from vertical_pretrain.launch import world_size
 from vertical_pretrain.config import get_config
 from vertical_pretrain.stages import STAGES, select_stages
 

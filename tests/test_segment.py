@@ -289,7 +289,8 @@ def paddlenlp_cn_splited_text(line: str) -> str:
 @pytest.mark.parametrize("backend", ["jieba", "lac"])
 def test_segmented_text_reads_back_to_the_tokens_of_the_original(tmp_path, char_tokenizer_dir, backend):
     "Stage 02's output, read as PaddleNLP reads --cn_splited input and as stage 04 reads it, gives the original text's tokens."
-    from vertical_pretrain.pretraining_data import EncoderSpec, DocEncoder, load_tokenizer
+    from vertical_pretrain.modeldir import load_tokenizer
+    from vertical_pretrain.pretraining_data import EncoderSpec, DocEncoder
     lines = ["参见 revision history 部分。", "用 apt-get update 更新，再运行 dpkg -l | grep linux。", "Debian GNU/Linux 12  发布了！",
              "第3章：Linux2.4NATHOWTO 和\tIPv6 配置"]
     (tmp_path / "t.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -94,7 +94,8 @@ def test_vocab_layout_and_loading(vocab_dir):
 
 
 def test_stage_04_with_the_built_vocab_gives_uint16_ids_and_hash_marks(vocab_dir, tmp_path):
-    from vertical_pretrain.pretraining_data import create_pretraining_data, load_tokenizer
+    from vertical_pretrain.modeldir import load_tokenizer
+    from vertical_pretrain.pretraining_data import create_pretraining_data
     d, _ = vocab_dir
     seg = general_corpus(tmp_path / "seg", kind="seg", include_reviews=False, max_lines=200, progress=False)
     from vertical_pretrain.trans_to_json import trans_to_json

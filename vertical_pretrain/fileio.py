@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['TEXT_PRODUCERS', 'PR_SET_PDEATHSIG', 'atomic_write_text', 'atomic_write_bytes', 'atomic_path', 'atomic_dir',
-           'new_dirs', 'content_hash', 'file_fingerprint', 'dir_bytes', 'manifest_path', 'write_manifest',
+           'new_dirs', 'content_hash', 'file_fingerprint', 'dir_bytes', 'fmt_bytes', 'manifest_path', 'write_manifest',
            'read_manifest', 'stage_is_done', 'StageInputError', 'run_per_file', 'produced_files', 'required_files',
            'LockedError', 'DiskFullError', 'disk_full_error', 'dir_lock', 'die_with_parent']
 
@@ -136,6 +136,12 @@ def file_fingerprint(path) -> dict:
 def dir_bytes(path) -> int:
     "Bytes of all files under a folder (recursive, symlinks not followed); 0 when it does not exist."
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
+
+def fmt_bytes(n: float) -> str:
+    "1536 -> '1.5 KB' (binary units)."
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1024 or unit == "PB": return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
 
 def _jsonable(x): return json.loads(json.dumps(x, default=str))
 

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .check import ModelInfo, require_seq_len
 from .config import FinetuneConfig, add_config_args, config_from_args, resolve_path
+from .export import load_model
 from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
+from .modeldir import ModelInfo, load_tokenizer, local_path, quiet_paddlenlp, require_seq_len
 from . import evaluate_mlm  # the pretrained rows and 07b's report section
 from .report import RANDOM_INIT, summarize, write_report
 from .task import _cli_errors, cap_per_class, load_task, targets  # the task's reading side (08a)
@@ -81,31 +82,19 @@ WARMUP_RATE, WEIGHT_DECAY, GRAD_CLIP = 0.1, 0.01, 1.0  # shared by every model c
 EVAL_BATCH_SIZE = 64  # dev/test forward passes only: larger batches, same numbers
 
 # %% ../nbs/08_finetune.ipynb #bc30d4be
-from .pretrain import quiet_paddlenlp  # one helper for both stages; from_pretrained is chatty, so ERROR here
-
-def _loaders():
-    "Stage 07's loaders (class from config/weights, never from the dir name) when present, else plain Auto classes."
-    try:
-        from vertical_pretrain.export import load_model, load_tokenizer
-        return load_tokenizer, lambda src, k, **kw: load_model(src, "ForSequenceClassification", num_labels=k, **kw)
-    except ImportError:
-        from paddlenlp.transformers import AutoModelForSequenceClassification, AutoTokenizer
-        return AutoTokenizer.from_pretrained, lambda src, k, **kw: AutoModelForSequenceClassification.from_pretrained(src, num_labels=k, **kw)
-
 def load_classifier(model_dir, num_labels: int, dropout: float | None = None):
     """Tokenizer and sequence classifier (fresh head with `num_labels` outputs) from an exported model dir or hub name.
 
     `dropout` (hidden and attention) replaces the value in the model's config: fine-tuning regularisation is a fine-tune
     setting, the same for every model compared, whatever dropout each was pretrained with."""
     src = str(model_dir)
-    if ("/" in src or src.startswith(".")) and not Path(src).exists():
-        raise FileNotFoundError(f"model dir {src} does not exist")
-    load_tok, load_cls = _loaders()
-    try:
+    p = local_path(src)
+    if p is not None and not p.exists(): raise FileNotFoundError(f"model dir {src} does not exist")
+    try:  # from_pretrained is chatty: ERROR only
         with quiet_paddlenlp("ERROR"):
-            tok = load_tok(src)
+            tok = load_tokenizer(src)
             kw = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
-            model = load_cls(src, num_labels, **kw)
+            model = load_model(src, "ForSequenceClassification", num_labels=num_labels, **kw)
     except Exception as e:
         raise RuntimeError(f"could not load a classifier from {src} ({type(e).__name__}: {e}); if it is a checkpoint "
                            f"dir, export it first or run `vertical-pretrain repair-config {src}`") from e
@@ -347,11 +336,11 @@ def random_init_model(base, out_dir, seed: int = 0) -> Path:
     out_dir = resolve_path(out_dir)
     if (out_dir / "model_state.pdparams").is_file(): return out_dir
     import paddle
-    from paddlenlp.transformers import AutoTokenizer, ErnieConfig, ErnieForPretraining
+    from paddlenlp.transformers import ErnieConfig, ErnieForPretraining
     with quiet_paddlenlp("ERROR"), atomic_dir(out_dir) as tmp:
         paddle.seed(seed)
         ErnieForPretraining(ErnieConfig.from_pretrained(str(base))).save_pretrained(str(tmp))
-        AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(tmp))
+        load_tokenizer(base).save_pretrained(str(tmp))
         atomic_write_text(tmp / "README.md", f"Random-init control for the fine-tune comparison: config and tokenizer of {base}, "
                                              f"weights initialised with paddle.seed({seed}); no pretraining.\n")
     return out_dir

@@ -13,16 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .check import check_shapes
 from .config import add_config_args, config_from_args, is_blended, resolve_blend
 from .dataset import blend_problems, corpus_prefix, resolve_max_steps
 from .fileio import LockedError, die_with_parent
+from .modeldir import model_info, seq_len_problem
 from .pretrain import trainer_lock
 
 # %% auto #0
-__all__ = ['CPU_MATH_NOTE', 'num_processes', 'visible_device_ids', 'run_log_dir', 'master_address', 'local_ip_toward',
-           'build_launch_command', 'cpu_vendor', 'cpu_math_env', 'use_fast_cpu_math', 'missing_data_message',
-           'launch_env', 'log_tails', 'run_command', 'fit_micro_batch', 'launch', 'main']
+__all__ = ['CPU_MATH_NOTE', 'num_processes', 'world_size', 'visible_device_ids', 'run_log_dir', 'master_address',
+           'local_ip_toward', 'build_launch_command', 'cpu_vendor', 'cpu_math_env', 'use_fast_cpu_math',
+           'missing_data_message', 'launch_env', 'log_tails', 'run_command', 'fit_micro_batch', 'launch', 'main']
 
 # %% ../nbs/06a_launch.ipynb #e4d9518e
 def num_processes(cfg) -> int:
@@ -32,6 +32,10 @@ def num_processes(cfg) -> int:
         devs = [d for d in l.devices.split(",") if d.strip()]
         return max(1, len(devs))
     return max(1, l.nproc)
+
+def world_size(cfg) -> int:
+    "Data-parallel processes of the training run: processes per machine (`num_processes`) x launch.nnodes."
+    return num_processes(cfg) * max(1, cfg.launch.nnodes)
 
 def visible_device_ids(devices: str, environ=None) -> str:
     """`launch.devices` (indexes among the GPUs this process sees, as `paddle.device.cuda.device_count()` counts them)
@@ -197,7 +201,7 @@ def fit_micro_batch(cfg, echo=print):
     it the recipe, stays. Says so with `echo`; otherwise returns `cfg` unchanged (a batch that does not divide is the
     workers' clear error)."""
     t = cfg.train
-    world = num_processes(cfg) * max(1, cfg.launch.nnodes)
+    world = world_size(cfg)
     if t.micro_batch_size * world <= t.global_batch_size or t.global_batch_size % world: return cfg
     micro = t.global_batch_size // world
     echo(f"note: train.micro_batch_size {t.micro_batch_size} -> {micro}: {t.micro_batch_size} x {world} processes exceeds "
@@ -209,10 +213,10 @@ def launch(cfg, echo=print) -> int:
     is what every process reads: micro batch fitted to the process count, `train.max_steps: auto` resolved to a number."""
     msg = missing_data_message(cfg)
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
-    for msg in check_shapes(cfg, {"06"}):  # before any process starts: data.max_seq_len vs the model's position table
-        echo(f"vertical-pretrain pretrain: {msg}"); return 2
+    msg = seq_len_problem("data.max_seq_len", cfg.data.max_seq_len, model_info(cfg))  # before any process starts
+    if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
     cfg = fit_micro_batch(cfg, echo)
-    try: cfg = resolve_max_steps(cfg, world=num_processes(cfg) * max(1, cfg.launch.nnodes), echo=echo)  # before config.yaml
+    try: cfg = resolve_max_steps(cfg, world=world_size(cfg), echo=echo)  # before config.yaml
     except ValueError as e: echo(f"vertical-pretrain pretrain: {e}"); return 2
     try:  # a trainer still writing this run's checkpoints: refuse before any process starts (the worker checks again)
         with trainer_lock(cfg, log=None): pass
@@ -238,7 +242,7 @@ def main(argv=None) -> int:
     if args.dry_run:
         cfg = fit_micro_batch(cfg)
         if cfg.train.max_steps == "auto" and missing_data_message(cfg) is None:
-            cfg = resolve_max_steps(cfg, world=num_processes(cfg) * max(1, cfg.launch.nnodes))
+            cfg = resolve_max_steps(cfg, world=world_size(cfg))
         elif cfg.train.max_steps == "auto":
             print("note: train.max_steps=auto is resolved from stage 04's data when the run starts (no data yet)")
         print(" ".join(build_launch_command(cfg, cfg.paths.run_dir / "config.yaml"))); return 0

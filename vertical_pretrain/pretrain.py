@@ -19,19 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .check import ModelInfo, fmt_bytes, require_seq_len
 from .config import (Config, add_config_args, config_from_args, is_blended, model_source, resolve_blend,
                                       tokenizer_source)
 from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, resolve_max_steps, split_documents,
                                        unigram_reference)
 from .fileio import (LockedError, atomic_dir, atomic_path, atomic_write_text, die_with_parent, dir_bytes,
-                                      dir_lock)
+                                      dir_lock, fmt_bytes)
+from .modeldir import ModelInfo, load_tokenizer, quiet_paddlenlp, require_seq_len
 
 # %% auto #0
 __all__ = ['TRAINER_LOCK_GRACE', 'TRAINER_LOCK_FIX', 'MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_step',
-           'accumulate_steps', 'load_tokenizer', 'build_model', 'enable_recompute', 'lr_at', 'schedule_args',
+           'accumulate_steps', 'run_tokenizer', 'build_model', 'enable_recompute', 'lr_at', 'schedule_args',
            'build_optimizer', 'forward_loss', 'to_tensors', 'all_reduce_sum', 'global_count', 'evaluate', 'step_seed',
-           'quiet_paddlenlp', 'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
+           'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
            'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
            'training_recipe', 'amp_recipe', 'start_digest', 'checkpoint_recipe_mismatch', 'check_resumable',
            'load_optimizer_state', 'MetricsLogger', 'read_metrics', 'trainer_lock', 'trainer_running', 'setup_run',
@@ -96,14 +96,9 @@ def accumulate_steps(train_cfg, world_size: int = 1) -> int:
     return train_cfg.global_batch_size // per_step
 
 # %% ../nbs/06_pretrain.ipynb #72dbe542
-def load_tokenizer(cfg, resume_dir=None):
-    "The run's tokenizer: from the checkpoint when resuming, else tokenizer_source(cfg)."
-    from paddlenlp.transformers import AutoTokenizer
-    src = str(resume_dir) if resume_dir else tokenizer_source(cfg)
-    if not src: raise ValueError("no tokenizer: set pretraining_data.tokenizer_name_or_path or model.model_name_or_path")
-    try: return AutoTokenizer.from_pretrained(src)
-    except Exception as e:
-        raise RuntimeError(f"cannot load the tokenizer from {src!r} ({e}); offline, use a local directory") from e
+def run_tokenizer(cfg, resume_dir=None):
+    "The run's tokenizer (`modeldir.load_tokenizer`): from the checkpoint when resuming, else tokenizer_source(cfg)."
+    return load_tokenizer(str(resume_dir) if resume_dir else tokenizer_source(cfg))
 
 def build_model(cfg, tokenizer, resume_dir=None):
     "ErnieForPretraining from the checkpoint, the base model, or from scratch (cfg.model)."
@@ -244,15 +239,6 @@ def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0, amp: bool =
 def step_seed(seed: int, step: int, micro: int) -> int:
     "Dropout seed of the `micro`-th micro-batch (0-based over the whole global batch, all ranks) of update `step`."
     return (seed + 100003 * step + micro) % (2 ** 31)
-
-@contextlib.contextmanager
-def quiet_paddlenlp(level: str = "WARNING"):
-    "Silence PaddleNLP's INFO lines (one per saved file) inside the block."
-    from paddlenlp.utils.log import logger
-    old = logger.logger.level
-    logger.set_level(level)
-    try: yield
-    finally: logger.logger.setLevel(old)
 
 def _param_names(model) -> list[tuple[str, str]]:
     "(runtime name, structural name) of every parameter, longest runtime name first."
@@ -505,7 +491,7 @@ def setup_run(cfg):
               f"{env.world_size} process(es) x micro {cfg.train.micro_batch_size} x accumulate {acc} = "
               f"global batch {cfg.train.global_batch_size}", flush=True)
         cfg.save(cfg.paths.run_dir / "config.yaml")
-    tokenizer = load_tokenizer(cfg, resume)
+    tokenizer = run_tokenizer(cfg, resume)
     data = build_datasets(cfg, tokenizer, is_builder=env.local_rank == 0, barrier=env.barrier, verbose=env.is_main)
     model = build_model(cfg, tokenizer, resume)
     if cfg.train.use_recompute: enable_recompute(model)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .fileio import atomic_dir
+from .modeldir import quiet_paddlenlp
 
 # %% ../nbs/05b_standin.ipynb #3c1b924d
 DEFAULT_NAME = "ernie-3.0-medium-zh"
@@ -87,7 +88,6 @@ def make_standin(out_dir, name: str = DEFAULT_NAME, *, seed: int = 0, general_ma
     `out_dir/standin.json`: name, config + its source file, parameter count, vocab build report, seconds."""
     import paddle
     from paddlenlp.transformers import AutoModel, AutoTokenizer, ErnieConfig, ErnieModel
-    from vertical_pretrain.pretrain import quiet_paddlenlp
     t0 = time.time()
     conf, src = pretrained_ernie_config(name)
     with atomic_dir(out_dir) as tmp, quiet_paddlenlp("WARNING"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import Config, model_source, resolve_path
 from .fileio import atomic_write_text, write_manifest
+from .modeldir import require_seq_len
 
 # %% ../nbs/07a_tapt.ipynb #dc9e1d53
 TAPT_START = ("domain", "base")
@@ -73,7 +74,6 @@ def run_tapt(cfg: Config, *, progress: bool = True, log=print) -> dict:
     from vertical_pretrain.export import run_export
     from vertical_pretrain.launch import launch
     tcfg = tapt_config(cfg)
-    from vertical_pretrain.check import require_seq_len
     require_seq_len("data.max_seq_len", tcfg.data.max_seq_len, tcfg.model.model_name_or_path)  # before any stage runs
     text = tapt_corpus(cfg.finetune.task_dir, tcfg.paths.corpus_dir, name=tcfg.paths.corpus)
     log(f"tapt: corpus {text}; start model {tcfg.model.model_name_or_path}; run {tcfg.paths.run_dir}")
