@@ -374,7 +374,8 @@ def test_pretrain_launcher_stops_before_starting_processes(tmp_path):
 
 
 def test_tapt_stops_before_any_stage(tmp_path, capsys):
-    from vertical_pretrain.tapt import main, tapt_config
+    from vertical_pretrain.config import tapt_config
+    from vertical_pretrain.tapt import main
     task = tmp_path / "task"
     task.mkdir()
     (task / "unlabeled.txt").write_text("第一句。\n\n第二句。\n", encoding="utf-8")

@@ -99,7 +99,7 @@ def test_models_exported_and_compared(smoke_run):
     rows = [l.split("|")[1].strip() for l in table.splitlines() if l.startswith("| ") and not l.startswith("| model")]
     assert rows == ["base", "domain", "tapt", "random-init", "char 1-3-gram TF-IDF + logistic regression", "majority class"], rows  # smoke turns stage 07a (TAPT) on
     assert "## Verdict" in md
-    from vertical_pretrain.tapt import tapt_run_dir
+    from vertical_pretrain.config import tapt_run_dir
     tapt = sorted(tapt_run_dir(cfg).glob("model_ernie_*"))  # stage 07a's export
     assert tapt and json.loads((tapt[-1] / "config.json").read_text())["architectures"] == ["ErnieForPretraining"]
     assert (cmp_dir / "comparison.png").stat().st_size > 0

@@ -187,7 +187,7 @@ def test_repair_refuses_weights_that_are_not_ernie(tmp_path, capsys):
         before = (d / "config.json").read_text()
         with pytest.raises(ex.ModelDirError, match=re.escape(msg)):
             ex.repair(d)
-        assert cli_main(["repair-config", str(d)]) == 1
+        assert cli_main(["repair-config", str(d)]) == 2
         err = capsys.readouterr().err
         assert msg in err and "model_state.pdparams" in err
         assert (d / "config.json").read_text() == before and not (d / "config.json.bak").exists()
@@ -203,7 +203,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, trained, capsys):
     for fn in (lambda: ex.export(d, tmp_path / "out"), lambda: ex.repair(d)):
         with pytest.raises(ex.ModelDirError, match=r"missing weights file .*model_10/model_state\.pdparams \(the dir holds: config\.json"):
             fn()
-    assert cli_main(["export", str(d), str(tmp_path / "out")]) == 1
+    assert cli_main(["export", str(d), str(tmp_path / "out")]) == 2
     assert "missing weights file" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
     # a vocab that does not belong to the weights: both files and both sizes in the message
@@ -293,7 +293,7 @@ def test_export_a_run_dir_from_the_cli_and_skip_when_done(tmp_path, trained, cap
     assert ex.export_run(run) == out and (out / "model_state.pdparams").stat().st_mtime_ns == mtime  # manifest: skipped
     assert cli_main(["export", str(run), "--step", "3"]) == 0
     assert (run / "model_ernie_3" / "config.json").is_file()
-    assert cli_main(["export", str(run), "--step", "9"]) == 1
+    assert cli_main(["export", str(run), "--step", "9"]) == 2
     assert "no model_9/model_state.pdparams" in capsys.readouterr().err
 
 
@@ -379,7 +379,7 @@ def test_extend_vocab_on_the_demo_book(tmp_path, trained, capsys):
 
     # bad input for extend-vocab: the missing corpus file is named, nothing is written
     assert cli_main(["extend-vocab", "--model_dir", str(base), "--corpus", str(tmp_path / "nope.txt"),
-                     "--output_dir", str(tmp_path / "x")]) == 1
+                     "--output_dir", str(tmp_path / "x")]) == 2
     assert "corpus file not found" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
@@ -530,7 +530,7 @@ def test_repair_that_would_move_the_outputs_restores_the_dir_and_fails(tmp_path,
     # 1. a wrong --num_attention_heads for a dir whose config.json says 2 (it loads before: only `architectures` is missing)
     d = write_checkpoint(tmp_path / "model_2000", trained, seed_style=True)
     snap = _snapshot(d)
-    assert cli_main(["repair-config", str(d), "--num_attention_heads", "4"]) == 1
+    assert cli_main(["repair-config", str(d), "--num_attention_heads", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "would change what the model computes" in err and str(d) in err, err
     assert _snapshot(d) == snap

@@ -72,6 +72,27 @@ def find_cycle(graph: dict) -> list | None:
     return None
 
 
+def function_level_imports(pkg: Path = PKG) -> list[str]:
+    "'module:line' of every import of another package module inside a function or method (not at module level)."
+    mods = {p.stem for p in pkg.glob("*.py") if not p.stem.startswith("_")}
+    out = []
+    for m in sorted(mods):
+        tree = ast.parse((pkg / f"{m}.py").read_text(encoding="utf-8"))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)): continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("vertical_pretrain")):
+                    sub = (node.module or "").split(".")
+                    target = sub[1] if sub[0] == "vertical_pretrain" and len(sub) > 1 else sub[0] if node.level else ""
+                    if target != m: out.append(f"{m}:{node.lineno}")
+    return out
+
+
+def test_package_imports_are_at_the_top_of_the_module():
+    "DEVELOPING.md: an import inside a function is for a slow or optional dependency; the package's modules are neither."
+    assert function_level_imports() == [], "move these imports to the module's import cell"
+
+
 def test_every_module_has_its_place_in_the_order():
     mods = set(package_imports())
     assert set(ORDER) == mods, f"not in ORDER: {sorted(mods - set(ORDER))}; gone: {sorted(set(ORDER) - mods)}"

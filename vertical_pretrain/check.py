@@ -15,12 +15,18 @@ import sys
 import time
 from pathlib import Path
 
-from .config import (Config, add_config_args, base_tokenizer_dir, config_from_args, project_root,
-                                      resolve_path, tokenizer_source)
+from .config import (Config, add_config_args, base_tokenizer_dir, config_from_args, parse_blend,
+                                      project_root, replay_config, resolve_path, tokenizer_source)
+from .dataset import blend_problems, resolve_max_steps
 from .fileio import fmt_bytes
-from .modeldir import (CONFIG_FILES, TOKENIZER_FILES, VOCAB_NAME, WEIGHT_FILES, ModelInfo, has_files,
+from .launch import fit_micro_batch, world_size
+from .modeldir import (CONFIG_FILES, ModelInfo, TOKENIZER_FILES, VOCAB_NAME, WEIGHT_FILES, has_files,
                                         hub_model, hub_tokenizer, local_path, model_info, ppnlp_model_home,
                                         quiet_import, seq_len_problem)
+from .pdf2text import Pdf2TextError, list_inputs, pdf_page_count, sniff_input
+from .pretrain import accumulate_steps
+from .stages import STAGES, probe_kernel, select_stages
+from .task import load_task
 
 # %% ../nbs/09b_check.ipynb #f5e7dc8b
 PRETRAIN_STAGES = {"05", "05a", "06", "06b", "07a", "07b"}  # build samples of data.max_seq_len / train with train.*
@@ -33,7 +39,6 @@ OFFLINE_FIX = ("a local model dir (--set model.model_name_or_path=/path/to/dir) 
 
 def all_stages() -> list:
     "The pipeline's STAGES, imported when needed: the pipeline can then import this module without a cycle."
-    from vertical_pretrain.stages import STAGES
     return list(STAGES)
 
 def stage_keys(stages=None) -> set[str]:
@@ -46,7 +51,6 @@ def check_inputs(cfg: Config) -> list[str]:
 
     Returns one line per problem (setting, file, fix); `[]` when all is well. Reads the files' first bytes, and of a PDF
     its cross-reference table and page tree (`pdf2text.pdf_page_count`): a truncated or corrupt PDF fails here, not in stage 01."""
-    from vertical_pretrain.pdf2text import Pdf2TextError, list_inputs, pdf_page_count, sniff_input
     if cfg.pdf2text.input_path: setting, src = "pdf2text.input_path", resolve_path(cfg.pdf2text.input_path)
     else: setting, src = "paths.raw_dir (paths.data_root/paths.corpus/raw)", cfg.paths.raw_dir
     if not src.exists():
@@ -151,12 +155,9 @@ def check_blend(cfg: Config, keys: set[str]) -> list[str]:
     """`data.blend` (stages 05/06) and the replay run's blend (06b, `replay.enabled`): one line per bad entry, corpus
     without stage-04 ids, or ids of another tokenizer (`dataset.blend_problems`); corpora a selected stage builds
     (04: paths.corpus, 05a: base_model.corpus) are not required yet."""
-    from vertical_pretrain.config import parse_blend
-    from vertical_pretrain.dataset import blend_problems
     runs, out = [], []
     if keys & {"05", "06"} and cfg.data.blend: runs.append(("", cfg))
     if "06b" in keys and cfg.replay.enabled:
-        from vertical_pretrain.replay import replay_config
         try: runs.append(("replay (stage 06b): ", replay_config(cfg)))
         except ValueError as e: out.append(f"{e} (fix: --set replay.general_weight=0.2, or --set replay.enabled=false)")
     built = ({cfg.paths.corpus} if "04" in keys else set()) | \
@@ -175,7 +176,6 @@ def check_task(cfg: Config, keys: set[str]) -> list[str]:
     """Stage 08's task dir loads (train/dev/test with the configured columns); stage 07a (tapt.enabled) has unlabeled.txt.
 
     Returns one line per problem with the fix; `[]` when all is well."""
-    from vertical_pretrain.task import load_task
     out = []
     if "08" in keys:
         try: load_task(cfg.finetune.task_dir, cfg.finetune)
@@ -206,8 +206,6 @@ def check_batches(cfg: Config, keys: set[str]) -> list[str]:
     fits; `[]` when all is well."""
     out = []
     if keys & TRAIN_STAGES:
-        from vertical_pretrain.pretrain import accumulate_steps
-        from vertical_pretrain.launch import fit_micro_batch, world_size
         t, w = fit_micro_batch(cfg, echo=lambda _: None).train, world_size(cfg)  # what the launcher will run (06a)
         procs = "launch.devices" if cfg.launch.device == "gpu" else "launch.nproc"
         if t.micro_batch_size <= 0 or t.global_batch_size <= 0:
@@ -276,7 +274,6 @@ def _input_bytes(cfg: Config) -> int:
 def _domain_steps(cfg: Config) -> int | None:
     "train.max_steps as a number: `auto` resolved from stage 04's data when it is there, else None (unknown before stage 04)."
     if cfg.train.max_steps != "auto": return cfg.train.max_steps
-    from vertical_pretrain.dataset import resolve_max_steps
     try: return resolve_max_steps(cfg, echo=None).train.max_steps
     except (FileNotFoundError, ValueError): return None
 
@@ -368,7 +365,6 @@ def check_notebooks(stages=None, nbs_dir=None) -> list[str]:
 def check_kernel(kernel: str) -> list[str]:
     """The Jupyter kernel the pipeline will run the stages in (`pipeline.kernel`; "" is this Python) starts and imports
     this vertical_pretrain (`stages.probe_kernel`). Returns `[]` or one line with the fix."""
-    from vertical_pretrain.stages import probe_kernel
     msg = probe_kernel(kernel)
     return [msg] if msg else []
 
@@ -414,7 +410,6 @@ def main(argv=None) -> int:
     p.add_argument("--to", dest="to_stage", default=None, help="last stage to check, e.g. 06")
     p.add_argument("--nbs_dir", default=None, help="folder of the stage notebooks (default: <project root>/nbs)")
     args = p.parse_args(argv)
-    from vertical_pretrain.stages import select_stages
     try:
         cfg = config_from_args(args)
         stages = select_stages(args.from_stage, args.to_stage)

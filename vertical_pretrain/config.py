@@ -9,8 +9,9 @@ __all__ = ['AUTO', 'PROFILES', 'INPUT_ERRORS', 'arg', 'arg_factory', 'field_defa
            'LaunchConfig', 'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'TaptConfig', 'ReplayConfig',
            'EvaluateConfig', 'PipelineConfig', 'Config', 'get_config', 'section_name', 'settings', 'explain',
            'base_config', 'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'replay_run_dir', 'replay_blend',
-           'replay_config', 'model_source', 'tokenizer_source', 'parse_blend', 'resolve_blend', 'is_blended',
-           'parse_set', 'add_config_args', 'config_from_args', 'cli_errors', 'stage_main']
+           'replay_config', 'tapt_run_dir', 'tapt_config', 'model_source', 'tokenizer_source', 'parse_blend',
+           'resolve_blend', 'is_blended', 'parse_set', 'add_config_args', 'config_from_args', 'cli_errors',
+           'stage_main']
 
 # %% ../nbs/00_config.ipynb #04a9bb7a
 import argparse
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .fileio import atomic_write_text
 
 # %% ../nbs/00_config.ipynb #1c7d1adb
 def arg(default, help: str, **checks):
@@ -429,7 +432,6 @@ class Config:
 
     def save(self, path) -> Path:
         "Write the YAML atomically."
-        from vertical_pretrain.fileio import atomic_write_text
         return atomic_write_text(path, self.to_yaml())
 
     @classmethod
@@ -695,6 +697,23 @@ def replay_config(cfg: Config) -> Config:
     return cfg.override({"data.blend": replay_blend(cfg), "paths.run_name": replay_run_dir(cfg).name,
                          "replay.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
                          "train.continue_training": True})
+
+def tapt_run_dir(cfg: Config) -> Path:
+    "output/<tapt.run_name or '<run>_tapt'>/: where the TAPT run lives (its checkpoints, metrics and exported model)."
+    return resolve_path(cfg.paths.output_root) / (cfg.tapt.run_name or f"{cfg.paths.run_name}_tapt")
+
+def tapt_config(cfg: Config, start: str | None = None) -> Config:
+    """The config of the TAPT run (stage 07a): the task's text as corpus, its own run dir and the tapt.* schedule; with
+    `start` (the start model, from `tapt.tapt_start_model`), that model and its tokenizer too. Without `start`: what the
+    pipeline needs before the domain model exists (the run's folders)."""
+    t = cfg.tapt
+    model = {} if start is None else {"model.model_name_or_path": start, "pretraining_data.tokenizer_name_or_path": start}
+    return cfg.override({
+        "paths.corpus": t.corpus, "paths.run_name": tapt_run_dir(cfg).name, **model,
+        "base_model.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
+        "train.max_steps": t.max_steps, "train.epochs": 0.0, "train.max_lr": t.max_lr, "train.min_lr": t.min_lr,
+        "train.warmup_rate": t.warmup_rate, "train.continue_training": True,
+    })
 
 def model_source(cfg: Config) -> str:
     "What the (domain) pretraining starts from: a dir or hub name, or '' for from-scratch."

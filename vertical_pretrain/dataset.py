@@ -16,8 +16,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .config import is_blended, parse_blend, resolve_blend, resolve_path
-from .fileio import atomic_path
+from .config import is_blended, parse_blend, resolve_blend, resolve_path, tokenizer_source
+from .fileio import atomic_path, read_manifest
 from .textio import is_han
 
 # %% auto #0
@@ -545,8 +545,6 @@ def _vocab_lines(src) -> list[str] | None:
 
 def blend_problems(cfg) -> list[str]:
     "One line per problem of `data.blend` (syntax, a corpus without stage-04 ids, ids of another tokenizer); [] when fine."
-    from vertical_pretrain.config import tokenizer_source
-    from vertical_pretrain.fileio import read_manifest
     try: entries = parse_blend(cfg.data.blend)
     except ValueError as e: return [str(e)]
     tok = tokenizer_source(cfg)

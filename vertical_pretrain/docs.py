@@ -20,6 +20,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from . import _modidx
 from .config import add_config_args, config_from_args, get_config, project_root
 from .fileio import atomic_dir, atomic_path, atomic_write_text, file_fingerprint
 from .stages import STAGES
@@ -308,7 +309,6 @@ exclude_patterns = ["_build"]
 
 def _api_modules() -> list[str]:
     "Modules of the package (from nbdev's _modidx.py), sorted by name."
-    from vertical_pretrain import _modidx
     mods = _modidx.d["syms"]
     return sorted(m for m in mods if m.count(".") == 1 and not m.endswith("._modidx"))
 

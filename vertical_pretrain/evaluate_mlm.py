@@ -19,10 +19,13 @@ import numpy as np
 
 from .config import (Config, add_config_args, base_config, config_from_args, model_source, parse_set,
                                       replay_run_dir, tokenizer_source)
-from .dataset import (SPLIT_NAMES, IndexedCorpus, MaskingVocab, Sample, build_sample, collate_batch,
+from .dataset import (IndexedCorpus, MaskingVocab, SPLIT_NAMES, Sample, build_sample, collate_batch,
                                        corpus_prefix, masking_vocab, split_documents, word_spans)
-from .export import exported_model_dir
-from .fileio import atomic_path, atomic_write_text, stage_is_done, write_manifest
+from .export import exported_model_dir, load_model
+from .fileio import atomic_path, atomic_write_text, read_manifest, stage_is_done, write_manifest
+from .modeldir import load_tokenizer, read_model_configs
+from .launch import use_fast_cpu_math
+from .pretrain import read_metrics, to_tensors
 from .replay import replay_model_dir
 from .tapt import tapt_model_dir
 
@@ -204,7 +207,6 @@ def load_mlm_model(path):
     paddlenlp would initialize the head at random and the loss would measure nothing."""
     import logging
     from paddlenlp.utils.log import logger
-    from vertical_pretrain.export import read_model_configs, load_model
     arch = None
     if Path(str(path)).is_dir():
         config = read_model_configs(path)[0] or {}
@@ -226,7 +228,6 @@ def load_mlm_model(path):
 
 def vocab_relation(name: str, path, ref_vocab: dict) -> str:
     """'same' or 'extends' (the model's vocab keeps every reference token at its id and adds more); ValueError otherwise."""
-    from vertical_pretrain.export import load_tokenizer
     try: mv = dict(load_tokenizer(path).get_vocab())
     except Exception as e:
         raise ValueError(f"model {name} ({path}): cannot read its tokenizer ({e}); without it its vocab cannot be checked "
@@ -245,7 +246,6 @@ def score_samples(model, held: HeldOut, pad_id: int, max_len: int, batch_size: i
     import paddle
     import paddle.nn.functional as F
     from tqdm.auto import tqdm
-    from vertical_pretrain.pretrain import to_tensors
     loss, correct, topk = [], [], []
     starts = range(0, len(held.samples), batch_size)
     with paddle.no_grad():
@@ -480,7 +480,6 @@ def parse_corpus_spec(spec: str) -> tuple[str, str]:
 
 def ids_tokenizer(prefix) -> str | None:
     "The tokenizer stage 04 wrote `<prefix>_ids.npy` with (from its manifest), or None when there is no manifest."
-    from vertical_pretrain.fileio import read_manifest
     m = read_manifest(Path(str(prefix)).parent, "04_pretraining_data") or {}
     return m.get("params", {}).get("tokenizer")
 
@@ -505,7 +504,6 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
     scored from the train splits of the two. Raises ValueError for a model whose vocab differs from `tokenizer`'s,
     FileNotFoundError for missing ids. `pairs` ({model: other}, e.g. {"replay": "domain"}): paired deltas of one model
     against another besides the reference (see `evaluate_models`)."""
-    from vertical_pretrain.export import load_tokenizer
     t0 = time.time()
     out_dir = Path(out_dir)
     e, d = ecfg, data_cfg
@@ -646,7 +644,6 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    from vertical_pretrain.launch import use_fast_cpu_math
     use_fast_cpu_math(echo=print)  # before any matmul of this process: MKL's AVX2 kernels on AMD
     try:
         cfg = config_from_args(a)
@@ -669,7 +666,6 @@ def train_seconds(run_dir) -> float | None:
     steps since the record before at its logged samples/s (evaluations, checkpoints and start-up are not in it). A
     resumed run counts every step once (the last record of a step wins), so a rerun that only resumed at max_steps does
     not replace the training time, as the pipeline's stage time would. None without train records."""
-    from vertical_pretrain.pretrain import read_metrics
     p = Path(run_dir)
     if not (p / "metrics.jsonl").is_file(): return None
     recs = {r["step"]: r for r in read_metrics(p)

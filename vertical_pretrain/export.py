@@ -6,7 +6,7 @@
 __all__ = ['ERNIE_TASKS', 'PROBE_ATOL', 'find_weights', 'load_weights', 'inspect_weights', 'merge_config', 'check_vocab_fits',
            'resolve_model_class', 'load_model', 'auto_model_class', 'resolve_checkpoint', 'fit_weights', 'save_weights',
            'probe_input', 'model_outputs', 'max_output_diff', 'export', 'repair', 'count_words', 'corpus_stats',
-           'propose_tokens', 'init_new_rows', 'extend_vocab', 'export_run', 'exported_model_dir', 'run_export',
+           'propose_tokens', 'init_new_rows', 'extend_vocab', 'export_run', 'exported_model_dir', 'run_stage',
            'export_main', 'repair_main', 'extend_vocab_main']
 
 # %% ../nbs/07_export.ipynb #d96bcc3d
@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .config import add_config_args, cli_errors, config_from_args, resolve_path
 from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
-from .modeldir import (CONFIG_NAME, LEGACY_CONFIG_NAME, TOKENIZER_CLASS, TOKENIZER_CONFIG_NAME,
-                                        TOKENIZER_FILES, VOCAB_NAME, WEIGHTS_NAME, ModelDirError, ModelDirMissing,
-                                        flat_config, load_tokenizer, local_path, read_json, read_model_configs)
+from .modeldir import (CONFIG_NAME, LEGACY_CONFIG_NAME, ModelDirError, ModelDirMissing,
+                                        TOKENIZER_CLASS, TOKENIZER_CONFIG_NAME, TOKENIZER_FILES, VOCAB_NAME,
+                                        WEIGHTS_NAME, flat_config, load_tokenizer, local_path, read_json,
+                                        read_model_configs)
 from .textio import is_han
 
 # %% ../nbs/07_export.ipynb #b7a01b92
@@ -810,17 +812,6 @@ def _print_json(d):
     print(json.dumps(d, ensure_ascii=False, indent=1, default=str))
 
 
-def _cli_errors(fn):
-    "Turn our input errors into one clear line on stderr and exit code 1 (no traceback for bad input)."
-    def run(argv=None):
-        try: return fn(argv)
-        except (ModelDirError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
-    return run
-
-
 def _checkpoint_step(ckpt: Path) -> str:
     "The training step of a checkpoint: trainer_state.json's `step`, else the N of model_N, else 'last'."
     state = read_json(ckpt / "trainer_state.json") or {}
@@ -845,14 +836,14 @@ def exported_model_dir(cfg, checkpoint: str | None = None) -> Path:
     return cfg.paths.run_dir / f"model_ernie_{_checkpoint_step(ckpt)}"
 
 
-def run_export(cfg) -> dict:
+def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 07 for a config: export the run's checkpoint; with export.extend_vocab, also extend it on the domain text.
 
-    The extended model goes to `<model dir>_vocab`, built from the `*.txt` files of `paths.text_dir`. Returns
+    The extended model goes to `<model dir>_vocab`, built from the `*.txt` files of `paths.text_dir`. An export whose
+    manifest matches is reused; `force` writes it again. `progress` is accepted for the stages' one signature. Returns
     {"model_dir", and with extend_vocab "extended_model_dir", "before", "after", "added"}. Raises `ModelDirError`
     (from `export`, or when extend_vocab finds no domain text)."""
-    from vertical_pretrain.config import resolve_path
-    out = export_run(cfg.paths.run_dir, exported_model_dir(cfg), checkpoint=cfg.export.checkpoint)
+    out = export_run(cfg.paths.run_dir, exported_model_dir(cfg), checkpoint=cfg.export.checkpoint, force=force)
     result = {"model_dir": str(out)}
     if cfg.export.extend_vocab:
         files = sorted(cfg.paths.text_dir.glob("*.txt"))
@@ -860,15 +851,15 @@ def run_export(cfg) -> dict:
         ext = out.with_name(out.name + "_vocab")
         terms = resolve_path(cfg.export.user_terms) if cfg.export.user_terms else None
         rep = extend_vocab(out, files, ext, user_terms=terms, max_new_tokens=cfg.export.extend_max_new_tokens,
-                           min_freq=cfg.export.extend_min_freq)
+                           min_freq=cfg.export.extend_min_freq, force=force)
         result.update(extended_model_dir=str(ext), before=rep["before"], after=rep["after"], added=rep["added_by_reason"])
+    if log: log(f"export: {result['model_dir']}" + (f", vocab-extended {result['extended_model_dir']}" if "extended_model_dir" in result else ""))
     return result
 
 
-@_cli_errors
+@cli_errors(ModelDirError, FileNotFoundError)
 def export_main(argv=None) -> int:
     "Export a checkpoint (or a run dir -> its model_last) to a clean model dir; without arguments, the config's run."
-    from vertical_pretrain.config import add_config_args, config_from_args
     p = argparse.ArgumentParser(prog="vertical-pretrain export", description=export_main.__doc__)
     p.add_argument("checkpoint", nargs="?", help="checkpoint dir, checkpoints/ dir or run dir")
     p.add_argument("out_dir", nargs="?", help="where to write the model dir (default <run>/model_ernie_<step>)")
@@ -880,7 +871,7 @@ def export_main(argv=None) -> int:
     add_config_args(p)
     a = p.parse_args(argv)
     if a.checkpoint is None:
-        _print_json(run_export(config_from_args(a)))
+        _print_json(run_stage(config_from_args(a), log=None))
         return 0
     kw = dict(tokenizer_dir=a.tokenizer_dir, architecture=a.architecture, num_attention_heads=a.num_attention_heads, force=a.force)
     out = export(resolve_checkpoint(a.checkpoint, a.step), a.out_dir, **kw) if a.out_dir else export_run(a.checkpoint, None, a.step, **kw)
@@ -888,9 +879,9 @@ def export_main(argv=None) -> int:
     return 0
 
 
-@_cli_errors
+@cli_errors(ModelDirError, FileNotFoundError)
 def repair_main(argv=None) -> int:
-    "Add the missing architectures/model_type to a model dir's config.json, keeping every config's fields; exit 1 if outputs would move."
+    "Add the missing architectures/model_type to a model dir's config.json, keeping every config's fields; exit 2 if outputs would move."
     p = argparse.ArgumentParser(prog="vertical-pretrain repair-config", description=repair_main.__doc__)
     p.add_argument("model_dir")
     p.add_argument("--dry_run", action="store_true", help="report what would change, write nothing")
@@ -906,7 +897,7 @@ def repair_main(argv=None) -> int:
     return 0
 
 
-@_cli_errors
+@cli_errors(ModelDirError, FileNotFoundError)
 def extend_vocab_main(argv=None) -> int:
     "Add domain characters/terms to vocab.txt and grow the model's embeddings and MLM decoder."
     p = argparse.ArgumentParser(prog="vertical-pretrain extend-vocab", description=extend_vocab_main.__doc__)

@@ -20,13 +20,16 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import FinetuneConfig, add_config_args, config_from_args, resolve_path
-from .export import load_model
-from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
-from .modeldir import ModelInfo, load_tokenizer, local_path, quiet_paddlenlp, require_seq_len
 from . import evaluate_mlm  # the pretrained rows and 07b's report section
+from .config import (FinetuneConfig, PROFILES, add_config_args, cli_errors, config_from_args,
+                                      get_config, parse_blend, resolve_path)
+from .export import load_model
+from .fileio import atomic_dir, atomic_write_text, file_fingerprint, stage_is_done, write_manifest
+from .launch import use_fast_cpu_math
+from .modeldir import ModelInfo, load_tokenizer, local_path, quiet_paddlenlp, require_seq_len
+from .pretrain import scaler_step
 from .report import RANDOM_INIT, summarize, write_report
-from .task import _cli_errors, cap_per_class, load_task, targets  # the task's reading side (08a)
+from .task import TASK_ERRORS, cap_per_class, load_task, targets  # the task's reading side (08a)
 
 # %% ../nbs/08_finetune.ipynb #da112a66
 def multiclass_metrics(y_true, y_pred, num_labels: int) -> dict:
@@ -160,7 +163,6 @@ def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: Finetune
     import paddle
     import paddle.nn.functional as F
     from paddlenlp.transformers import LinearDecayWithWarmup
-    from vertical_pretrain.pretrain import scaler_step
     if device: paddle.set_device(device)
     use_amp = bool(amp_dtype) and paddle.get_device().startswith("gpu")
     scaler = paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if use_amp and amp_dtype == "float16" else None
@@ -227,7 +229,6 @@ def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: Finetune
 # %% ../nbs/08_finetune.ipynb #010f9449
 def _run_key(model_dir, task: dict, seed: int, fcfg: FinetuneConfig) -> dict:
     "What a run's result depends on: reuse an old metrics.json only when all of it is unchanged."
-    from vertical_pretrain.fileio import file_fingerprint
     md = Path(str(model_dir))
     return {"model_dir": str(model_dir), "model_files": file_fingerprint(md) if md.exists() else str(model_dir),
             "task_files": {s: file_fingerprint(f) for s, f in task["files"].items()},
@@ -302,7 +303,6 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     gpus = [d for d in devices if d.startswith("gpu")]
     workers = min(len(gpus) if gpus else max(1, fcfg.workers), len(todo))
     if not gpus and todo:  # AMD: MKL's AVX2 kernels, here (before this process's first matmul) and in spawned workers
-        from vertical_pretrain.launch import use_fast_cpu_math
         use_fast_cpu_math(echo=print if progress else None)
     if workers > 1:
         import multiprocessing
@@ -378,7 +378,6 @@ def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress:
 def task_relevance(cfg) -> list[str]:
     """One warning when the run trains on the user's own corpus but fine-tunes on the default demo task: then stage 08's
     rows measure the demo's domain, not the user's. [] when the task or the corpus is the profile's own."""
-    from vertical_pretrain.config import PROFILES, FinetuneConfig, get_config, parse_blend
     default_task = FinetuneConfig().task_dir
     if resolve_path(cfg.finetune.task_dir) != resolve_path(default_task): return []
     corpora = [n for _, n in parse_blend(cfg.data.blend)] if cfg.data.blend else [cfg.paths.corpus]
@@ -391,7 +390,7 @@ def task_relevance(cfg) -> list[str]:
             "(format: nbs/08a_task.ipynb) for evidence about your domain; stage 07b's held-out MLM rows are on your corpus."]
 
 # %% ../nbs/08_finetune.ipynb #72a6b76d
-@_cli_errors
+@cli_errors(*TASK_ERRORS)
 def finetune_main(argv=None) -> int:
     "Fine-tune one model on a classification task (one seed); writes metrics.json."
     p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain finetune", description=finetune_main.__doc__))
@@ -421,7 +420,7 @@ def parse_models(items) -> dict:
         out[k] = v
     return out
 
-@_cli_errors
+@cli_errors(*TASK_ERRORS)
 def compare_main(argv=None) -> int:
     "Stage 08: fine-tune several models with several seeds; write comparison.{md,png,json}."
     p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain compare", description=compare_main.__doc__))

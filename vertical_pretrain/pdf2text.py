@@ -23,9 +23,11 @@ import unicodedata
 from collections import Counter, deque
 from pathlib import Path
 
+from . import ocr as ocrmod
 from .config import add_config_args, config_from_args, resolve_path
 from .fileio import StageInputError, atomic_path, atomic_write_text, new_dirs, run_per_file
 from .formats import iter_jsonl_lines, jsonl_info, read_document, sniff_format
+from .ocr import box_to_size
 from .textio import (CJK, CJK_RE, Line, Pdf2TextError, empty_file_error, is_cjk, list_input_files,
                                       read_text_file, text_encoding)
 
@@ -221,7 +223,6 @@ def _ocr_to_lines(res, page_no: int) -> list[Line]:
     """OCR boxes of one page -> Lines in reading order. Boxes whose vertical centres fall inside one another's
     band are one printed line (table cells come as separate boxes): joined left to right, a wide gap is a new cell.
     Sizes come from box heights (`vertical_pretrain.ocr.box_to_size`); y grows upwards as in PDF space."""
-    from vertical_pretrain.ocr import box_to_size
     rows = []
     for b in sorted(res.lines, key=lambda b: (b.top + b.bottom) / 2):
         mid = (b.top + b.bottom) / 2
@@ -251,7 +252,6 @@ def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True, ocr: st
     Pages without usable text are never returned as text: their lines are dropped. Raises Pdf2TextError for an
     unreadable or encrypted PDF, and when most pages have no usable text (naming them and the fix); warns on
     stderr, naming the pages, when a few do. The info dict counts pages by source: text, ocr, blank, dropped."""
-    from vertical_pretrain import ocr as ocrmod
     if ocr not in ("auto", "never", "always"):
         raise Pdf2TextError(f"pdf2text.ocr must be auto, never or always, not {ocr!r}.")
     path = Path(path)

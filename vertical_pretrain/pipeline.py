@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Callable
 
 from .check import run_checks
-from .config import (Config, add_config_args, config_from_args, get_config, parse_set, project_root, replay_run_dir,
-                                      resolve_path)
+from .config import (Config, add_config_args, config_from_args, get_config, parse_set, project_root,
+                                      replay_run_dir, resolve_path, tapt_config)
 from .fileio import LockedError, atomic_write_text, dir_lock, file_fingerprint
 from .launch import use_fast_cpu_math
 from .pretrain import trainer_running
-from .stages import (STAGES, THIS_PYTHON, Stage, how_it_died, kernel_manager, last_log_line, select_stages,
-                                      stage_config_hashes, stage_deps, stage_inputs, stage_products, tapt_paths)
+from .stages import (STAGES, Stage, THIS_PYTHON, how_it_died, kernel_manager, last_log_line,
+                                      select_stages, stage_config_hashes, stage_deps, stage_inputs, stage_products)
 
 # %% ../nbs/09_pipeline.ipynb #7d6d7da8
 class PipelineError(RuntimeError):
@@ -54,7 +54,7 @@ def locked_dirs(cfg: Config, stages) -> list[Path]:
     dirs = {cfg.paths.run_dir}
     for st in stages:
         dirs |= {Path(p).parent.parent for p in stage_products(st, cfg)}  # <corpus>/<text|seg|...>/manifest_*.json
-        if st.key == "07a" and cfg.tapt.enabled: dirs.add(tapt_paths(cfg).paths.run_dir)
+        if st.key == "07a" and cfg.tapt.enabled: dirs.add(tapt_config(cfg).paths.run_dir)
         if st.key == "06b" and cfg.replay.enabled:
             dirs.add(replay_run_dir(cfg))
     return sorted(dirs)  # one global order: two waiting runs cannot deadlock

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import (Config, add_config_args, config_from_args, is_blended, model_source, resolve_blend,
-                                      tokenizer_source)
-from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, resolve_max_steps, split_documents,
-                                       unigram_reference)
-from .fileio import (LockedError, atomic_dir, atomic_path, atomic_write_text, die_with_parent, dir_bytes,
-                                      dir_lock, fmt_bytes)
+from .config import (Config, add_config_args, config_from_args, is_blended, model_source, parse_blend,
+                                      resolve_blend, tokenizer_source)
+from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, corpus_prefix,
+                                       resolve_max_steps, split_documents, unigram_reference)
+from .fileio import (LockedError, atomic_dir, atomic_path, atomic_write_text, content_hash,
+                                      die_with_parent, dir_bytes, dir_lock, fmt_bytes)
 from .modeldir import ModelInfo, load_tokenizer, quiet_paddlenlp, require_seq_len
 
 # %% auto #0
@@ -320,9 +320,6 @@ def checkpoint_vocab_mismatch(ckpt, tokenizer_src) -> str | None:
 def corpus_digest(cfg) -> str:
     "SHA-256 (first 16 hex) over the contents of stage 04's `_ids.npy` and `_idx.npz`: which corpus the samples come from."
     import hashlib
-    from vertical_pretrain.config import parse_blend
-    from vertical_pretrain.dataset import corpus_prefix
-    from vertical_pretrain.fileio import content_hash
     cfg = resolve_blend(cfg)
     if is_blended(cfg):  # every corpus's content and its weight: another blend is another sample stream
         return hashlib.sha256(json.dumps([[w, corpus_digest(cfg.override({"paths.corpus": n, "data.blend": []}))]
@@ -355,7 +352,6 @@ def amp_recipe(train_cfg) -> dict:
 
 def start_digest(src) -> str | None:
     "SHA-256 (first 16 hex) of a local start model's weight files (`*.pdparams`, `*.safetensors`); None for a hub name."
-    from vertical_pretrain.fileio import content_hash
     d = Path(str(src))
     files = sorted([*d.glob("*.pdparams"), *d.glob("*.safetensors")]) if d.is_dir() else []
     if not files: return None

@@ -23,7 +23,9 @@ import warnings
 from collections import Counter, deque
 from pathlib import Path
 
+from .config import add_config_args, config_from_args, resolve_path
 from .fileio import TEXT_PRODUCERS, atomic_path, file_fingerprint, required_files, run_per_file
+from .lac import Customization, LAC, find_lac_model_dir
 from .textio import scan_text_file, text_encoding
 
 # %% ../nbs/02_segment.ipynb #adbab959
@@ -119,11 +121,9 @@ class LacSegmenter(Segmenter):
     backend = 'lac'
 
     def __init__(self, user_dict=None, model_dir=None, mode: str = 'seg'):
-        from vertical_pretrain.lac import LAC
         self.mode = mode
         self.lac = LAC(model_path=model_dir, mode=mode)
         if user_dict:
-            from vertical_pretrain.lac import Customization
             custom = Customization()
             for e in read_user_dict(user_dict, 'lac').entries:
                 custom.add_word(e.lac_line())
@@ -161,7 +161,6 @@ def check_segmenter_args(backend: str = "jieba", user_dict=None, lac_model_dir=N
     if user_dict and not Path(user_dict).is_file():
         raise FileNotFoundError(f"user dictionary not found: {user_dict}")
     if backend == 'lac':
-        from vertical_pretrain.lac import find_lac_model_dir
         find_lac_model_dir(lac_mode, lac_model_dir)
 
 
@@ -488,7 +487,6 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     `manifest_segment.json`). Returns totals (files, ran, reused, removed, docs, sentences, words, chars, seconds,
     and `user_dict` matches over all books), or `{'skipped': 'disabled'}` when `segment.enabled` is false. Raises
     `FileNotFoundError` naming stage 01 when it has not run; a file that fails raises what `segment_corpus` raises."""
-    from vertical_pretrain.config import resolve_path
     s, log = cfg.segment, log or (lambda *a: None)
     if not s.enabled:
         log('segment: disabled (segment.enabled=false), skipped')
@@ -521,7 +519,6 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
 
 def main(argv=None) -> int:
     "CLI: `--input_path X --output_path Y --backend lac|jieba|cn_splited [--user_dict D] [--workers N]`, or a config."
-    from vertical_pretrain.config import add_config_args, config_from_args
     p = argparse.ArgumentParser(prog='vertical-pretrain segment', description=main.__doc__)
     p.add_argument('--input_path', help='corpus file (one sentence a line, blank line between docs) or a folder of *.txt')
     p.add_argument('--output_path', help='output file (or folder when --input_path is a folder)')

@@ -19,13 +19,12 @@ from jupyter_client.manager import AsyncKernelManager, KernelManager
 from jupyter_client.utils import run_sync
 
 import vertical_pretrain
-from .config import Config, base_config, base_tokenizer_dir, resolve_path
+from .config import Config, base_config, base_tokenizer_dir, resolve_path, tapt_config
 from .fileio import file_fingerprint
 from .pdf2text import Pdf2TextError, list_inputs
-from .tapt import tapt_run_dir
 
 # %% auto #0
-__all__ = ['STAGES', 'THIS_PYTHON', 'Stage', 'tapt_paths', 'stage_deps', 'stage_inputs', 'stage_products', 'select_stages',
+__all__ = ['STAGES', 'THIS_PYTHON', 'Stage', 'stage_deps', 'stage_inputs', 'stage_products', 'select_stages',
            'stage_config_hashes', 'kernel_spec', 'kernel_manager', 'last_log_line', 'how_it_died', 'probe_kernel']
 
 # %% ../nbs/09_stages.ipynb #38b0419b
@@ -62,10 +61,6 @@ def _same(cfg): return cfg
 def _base(cfg):
     return base_config(cfg)
 
-def tapt_paths(cfg):
-    "The TAPT run's corpus and run dir (paths only: `tapt_config` needs the domain model, which may not exist yet)."
-    return cfg.override({"paths.corpus": cfg.tapt.corpus, "paths.run_name": tapt_run_dir(cfg).name})
-
 def _vocab_products(cfg) -> list:
     return _manifests(_base, ("text_dir", "general_corpus"), ("seg_dir", "general_corpus"))(cfg) + \
         [base_tokenizer_dir(cfg) / "manifest_03a_vocab.json"]
@@ -93,7 +88,7 @@ STAGES: list[Stage] = [
           ("05", "05a")),
     Stage("07", "07_export.ipynb", "导出与修复模型目录", ("export",), ("05a", "06"), lambda c: _files(c.export.user_terms)),
     Stage("07a", "07a_tapt.ipynb", "TAPT：任务文本上的继续预训练（可选）", ("tapt",), ("07",), _task_inputs,
-          lambda c: _manifests(tapt_paths, ("text_dir", "tapt_corpus"), ("jsonl_dir", "03_trans_to_json"),
+          lambda c: _manifests(tapt_config, ("text_dir", "tapt_corpus"), ("jsonl_dir", "03_trans_to_json"),
                                ("ids_dir", "04_pretraining_data"))(c) if c.tapt.enabled else []),
     Stage("07b", "07b_evaluate_mlm.ipynb", "留出集 MLM 评估：学到领域了吗、忘了多少", ("evaluate",), ("05", "05a", "06b", "07", "07a")),
     Stage("08", "08_finetune.ipynb", "微调对比：基座 vs 领域", ("finetune",), ("05a", "07", "07a", "07b"), _task_inputs),

