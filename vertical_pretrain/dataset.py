@@ -16,7 +16,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .config import is_blended, parse_blend, resolve_blend, resolve_path, tokenizer_source
+from .config import (is_blended, parse_blend, require_value, resolve_blend, resolve_path, split_weights,
+                                      tokenizer_source)
 from .fileio import atomic_path, read_manifest
 from .textio import is_han
 
@@ -100,10 +101,8 @@ SPLIT_NAMES = ("train", "valid", "test")
 
 def split_documents(split: str, num_docs: int) -> list[int]:
     "Document boundaries [0, a, b, num_docs] for train/valid/test from weights like '98,1,1'."
-    try: w = [float(s) for s in re.split(r"[,/]", str(split)) if s.strip()]
-    except ValueError: raise ValueError(f"data.split must be weights like '98,1,1', got {split!r}") from None
-    w = (w + [0.0] * 3)[:3]
-    if any(x < 0 for x in w) or sum(w) <= 0: raise ValueError(f"data.split weights must be >= 0 with a positive sum, got {split!r}")
+    require_value("data.split", split)  # the rule and its message: config.split_problem
+    w = split_weights(split)
     bounds = [0]
     for x in w: bounds.append(bounds[-1] + int(round(x / sum(w) * num_docs)))
     diff = bounds[-1] - num_docs

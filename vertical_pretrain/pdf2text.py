@@ -24,7 +24,7 @@ from collections import Counter, deque
 from pathlib import Path
 
 from . import ocr as ocrmod
-from .config import add_config_args, config_from_args, resolve_path
+from .config import add_config_args, add_legacy_flags, config_from_args, require_value, resolve_path
 from .fileio import StageInputError, atomic_path, atomic_write_text, new_dirs, run_per_file
 from .formats import iter_jsonl_lines, jsonl_info, read_document, sniff_format
 from .ocr import box_to_size
@@ -252,8 +252,7 @@ def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True, ocr: st
     Pages without usable text are never returned as text: their lines are dropped. Raises Pdf2TextError for an
     unreadable or encrypted PDF, and when most pages have no usable text (naming them and the fix); warns on
     stderr, naming the pages, when a few do. The info dict counts pages by source: text, ocr, blank, dropped."""
-    if ocr not in ("auto", "never", "always"):
-        raise Pdf2TextError(f"pdf2text.ocr must be auto, never or always, not {ocr!r}.")
+    require_value("pdf2text.ocr", ocr, Pdf2TextError)  # the allowed modes are the config field's
     path = Path(path)
     reader = _open_pdf(path)
     try: n_total = len(reader.pages)
@@ -1020,18 +1019,12 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
 def main(argv=None) -> int:
     "CLI: `vertical-pretrain pdf2text` (one file with --input_path/--output_path, else the config's stage 01)."
     ap = argparse.ArgumentParser(prog="vertical-pretrain pdf2text", description="PDF/TXT -> one sentence a line, blank line between documents")
-    ap.add_argument("--input_path", default=None, help="a .pdf/.txt file or a folder (default: cfg.pdf2text.input_path or paths.raw_dir)")
+    add_legacy_flags(ap, "pdf2text", "input_path", "keep_code", "keep_tables", "max_pages")
     ap.add_argument("--output_path", default=None, help="output .txt (file input) or folder (default: paths.text_dir)")
-    ap.add_argument("--keep_code", action="store_true", default=None, help="keep code blocks / command lines")
-    ap.add_argument("--keep_tables", action="store_true", default=None, help="keep table rows and captions")
-    ap.add_argument("--max_pages", type=int, default=None, help="read only the first N pages (0 = all)")
     add_config_args(ap)
     args = ap.parse_args(argv)
     try:
-        cfg = config_from_args(args)
-        over = {f"pdf2text.{k}": getattr(args, k) for k in ("input_path", "keep_code", "keep_tables", "max_pages")
-                if getattr(args, k) is not None}
-        cfg = cfg.override(over) if over else cfg
+        cfg = config_from_args(args)  # with the flags above that were given (config.LEGACY_FLAGS)
         if args.output_path:
             src = resolve_path(cfg.pdf2text.input_path) if cfg.pdf2text.input_path else cfg.paths.raw_dir
             opts = _stage_options(cfg)

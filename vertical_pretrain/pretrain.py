@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import (Config, add_config_args, config_from_args, is_blended, model_source, parse_blend,
-                                      resolve_blend, tokenizer_source)
+                                      require_value, resolve_blend, tokenizer_source)
 from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, corpus_prefix,
                                        resolve_max_steps, split_documents, unigram_reference)
 from .fileio import (LockedError, atomic_dir, atomic_path, atomic_write_text, content_hash,
@@ -141,11 +141,10 @@ def enable_recompute(model):
 def lr_at(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_steps: int, style: str = "cosine") -> float:
     "Learning rate of the `step`-th update (0-based): linear warmup, then cosine/linear decay to min_lr, or constant."
     if warmup_steps > 0 and step < warmup_steps: return max_lr * (step + 1) / warmup_steps
+    require_value("train.lr_decay_style", style)  # the styles are the config field's choices: cosine, linear, none
     if style == "none": return max_lr
     progress = min(1.0, (step - warmup_steps) / max(1, decay_steps - warmup_steps))
-    if style == "cosine": coeff = 0.5 * (1.0 + math.cos(math.pi * progress))
-    elif style == "linear": coeff = 1.0 - progress
-    else: raise ValueError(f"train.lr_decay_style must be cosine | linear | none, got {style!r}")
+    coeff = 0.5 * (1.0 + math.cos(math.pi * progress)) if style == "cosine" else 1.0 - progress  # cosine | linear
     return min_lr + coeff * (max_lr - min_lr)
 
 def schedule_args(train_cfg) -> dict:
@@ -159,8 +158,7 @@ def build_optimizer(cfg, model):
     "AdamW (no decay on bias/norm) + global-norm clip + the warmup/decay schedule."
     import paddle
     args = schedule_args(cfg.train)
-    if args["style"] not in ("cosine", "linear", "none"):
-        raise ValueError(f"train.lr_decay_style must be cosine | linear | none, got {args['style']!r}")
+    cfg.train.require_valid("lr_decay_style")  # before the first step, not inside lr_at at step 1
 
     class WarmupDecayLR(paddle.optimizer.lr.LRScheduler):
         def get_lr(self): return lr_at(self.last_epoch, **args)

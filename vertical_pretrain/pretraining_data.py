@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import add_config_args, config_from_args, resolve_path, tokenizer_source
+from .config import add_config_args, add_legacy_flags, config_from_args, resolve_path, tokenizer_source
 from .fileio import atomic_path, atomic_write_text, new_dirs, file_fingerprint, read_manifest, required_files, stage_is_done, write_manifest
 from .modeldir import load_tokenizer
 from .segment import BLANK, get_segmenter, read_segmented_line, words_with_blanks
@@ -713,42 +713,30 @@ def main(argv=None) -> int:
     "CLI: `vertical-pretrain create-pretraining-data` (PaddleNLP arguments, or the stage from the config)."
     p = argparse.ArgumentParser(prog="vertical-pretrain create-pretraining-data", description=main.__doc__)
     p.add_argument("--input_path", default=None, help="a .jsonl file or a folder of them (default: the config's jsonl dir)")
-    p.add_argument("--output_prefix", default=None, help="writes <prefix>_ids.npy, <prefix>_idx.npz and stats.json beside")
-    p.add_argument("--tokenizer_name_or_path", "--model_name", dest="tokenizer", default=None,
-                   help="local dir with vocab.txt, or a hub name when online (default: the config's tokenizer)")
+    add_legacy_flags(p, "pretraining_data", "output_prefix", "tokenizer_name_or_path", "split_sentences",
+                     "cn_whole_word_segment", "cn_seg_func", "cn_splited", "user_dict", "append_eos", "workers",
+                     "chunk_size")  # config.LEGACY_FLAGS: each sets its config key when given
     p.add_argument("--tokenizer_name", default=None, help="ignored (AutoTokenizer picks the class); kept for PaddleNLP commands")
     p.add_argument("--json_key", default="text")
-    p.add_argument("--split_sentences", action="store_true", help="split documents into sentences")
     p.add_argument("--chinese", action="store_true", help="ignored: sentences are split by lines and Chinese punctuation")
-    p.add_argument("--cn_whole_word_segment", action="store_true", help="mark non-initial chars of Chinese words as ##X")
-    p.add_argument("--cn_seg_func", default=None, choices=["jieba", "lac"], help="segmenter when the input is not pre-split")
-    p.add_argument("--cn_splited", action="store_true", help="input words are already space-separated (stage 02)")
-    p.add_argument("--user_dict", default=None, help="segmenter user dictionary")
     p.add_argument("--max_word_length", type=int, default=6, help="longer Chinese words get no ## marks (PaddleNLP: 6)")
-    p.add_argument("--append_eos", action="store_true")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--chunk_size", type=int, default=None, help="documents per worker task")
     p.add_argument("--data_impl", default="mmap", help="ignored: the output is the _ids.npy/_idx.npz format")
     p.add_argument("--log_interval", type=int, default=100, help="ignored: a tqdm bar shows progress")
     p.add_argument("--force", action="store_true", help="stage mode: rerun even when the manifest matches")
     add_config_args(p)
     args = p.parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = config_from_args(args)  # the flags above that were given override pretraining_data.* (and segment.user_dict)
     c = cfg.pretraining_data
     try:
         if args.input_path is None:
-            ov = {f"pretraining_data.{k}": v for k, v in {"workers": args.workers, "chunk_size": args.chunk_size,
-                                                           "cn_seg_func": args.cn_seg_func, "tokenizer_name_or_path": args.tokenizer,
-                                                           "output_prefix": args.output_prefix}.items() if v is not None}
-            run_stage(cfg.override(ov), force=args.force)
-        else:
+            run_stage(cfg, force=args.force)
+        else:  # one file, as PaddleNLP's script: a switch is on only when given
             if not args.output_prefix: p.error("--output_prefix is required with --input_path")
-            create_pretraining_data(args.input_path, args.output_prefix, args.tokenizer or tokenizer_source(cfg),
-                                    split_sentences=args.split_sentences, cn_whole_word_segment=args.cn_whole_word_segment,
-                                    cn_seg_func=args.cn_seg_func or c.cn_seg_func, cn_splited=args.cn_splited,
-                                    user_dict=args.user_dict, max_word_length=args.max_word_length, append_eos=args.append_eos,
-                                    json_key=args.json_key, workers=args.workers or c.workers,
-                                    chunk_size=args.chunk_size or c.chunk_size)
+            create_pretraining_data(args.input_path, args.output_prefix, tokenizer_source(cfg),
+                                    split_sentences=bool(args.split_sentences), cn_whole_word_segment=bool(args.cn_whole_word_segment),
+                                    cn_seg_func=c.cn_seg_func, cn_splited=bool(args.cn_splited),
+                                    user_dict=args.user_dict, max_word_length=args.max_word_length, append_eos=bool(args.append_eos),
+                                    json_key=args.json_key, workers=c.workers, chunk_size=c.chunk_size)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"create-pretraining-data: error: {e}", file=sys.stderr)
         return 1

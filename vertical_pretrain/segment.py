@@ -23,13 +23,13 @@ import warnings
 from collections import Counter, deque
 from pathlib import Path
 
-from .config import add_config_args, config_from_args, resolve_path
+from .config import add_config_args, add_legacy_flags, choices, config_from_args, resolve_path
 from .fileio import TEXT_PRODUCERS, atomic_path, file_fingerprint, required_files, run_per_file
 from .lac import Customization, LAC, find_lac_model_dir
 from .textio import scan_text_file, text_encoding
 
 # %% ../nbs/02_segment.ipynb #adbab959
-BACKENDS = ('jieba', 'lac', 'cn_splited')
+BACKENDS = choices("segment.backend")  # the allowed values are declared once, on the config field
 
 
 def _no_spaces(tokens) -> list:
@@ -522,18 +522,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='vertical-pretrain segment', description=main.__doc__)
     p.add_argument('--input_path', help='corpus file (one sentence a line, blank line between docs) or a folder of *.txt')
     p.add_argument('--output_path', help='output file (or folder when --input_path is a folder)')
-    p.add_argument('--backend', default=None, choices=BACKENDS, help='default: jieba (or segment.backend of the config)')
-    p.add_argument('--user_dict', default=None, help="user dictionary: LAC `word/tag`, jieba `word [freq] [tag]` or `word<TAB>tag<TAB>freq`, UTF-8 or GBK")
-    p.add_argument('--workers', type=int, default=None, help='processes (default 1, or segment.workers of the config)')
+    add_legacy_flags(p, 'segment', 'backend', 'user_dict', 'workers')  # config.LEGACY_FLAGS
     p.add_argument('--lac_mode', default='seg', choices=('seg', 'lac'), help="LAC model for --backend lac")
     p.add_argument('--lac_model_dir', default=None, help='a LAC model dir (conf/ + model/) instead of the installed one')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     add_config_args(p)
     args = p.parse_args(argv)
     if args.input_path is None:
-        overrides = {f'segment.{k}': getattr(args, k) for k in ('backend', 'user_dict', 'workers')
-                     if getattr(args, k) is not None}
-        cfg = config_from_args(args).override(overrides)
+        cfg = config_from_args(args)  # --backend/--user_dict/--workers override segment.* when given
         print(json.dumps(run_stage(cfg, progress=not args.quiet), ensure_ascii=False))
         return 0
     if not args.output_path:

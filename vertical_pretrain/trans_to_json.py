@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import add_config_args, config_from_args
+from .config import add_config_args, add_legacy_flags, config_from_args
 from .fileio import TEXT_PRODUCERS, atomic_path, new_dirs, produced_files, read_manifest, required_files, stage_is_done, write_manifest
 from .textio import list_input_files
 
@@ -245,29 +245,20 @@ def main(argv=None) -> int:
     p.add_argument("--input_path", default=None, help="text file or folder of *.txt (default: the config's stage input)")
     p.add_argument("--output_path", default=None, help="merged: file or prefix (+.jsonl); --no-merge: folder")
     p.add_argument("--json_key", default="text")
-    p.add_argument("--min_doc_length", type=int, default=None, help="drop docs with fewer non-space chars (counted)")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--no-merge", dest="no_merge", action="store_true", help="one jsonl per input file")
-    p.add_argument("--no-shuffle", dest="no_shuffle", action="store_true")
-    p.add_argument("--seed", type=int, default=None)
+    add_legacy_flags(p, "trans_to_json", "min_doc_length", "workers", "no-merge", "no-shuffle", "seed")  # config.LEGACY_FLAGS
     p.add_argument("--force", action="store_true", help="stage mode: rerun even when the manifest matches")
     add_config_args(p)
     args = p.parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = config_from_args(args)  # the flags above that were given override trans_to_json.*
     c = cfg.trans_to_json
-    pick = lambda v, d: d if v is None else v
     try:
         if args.input_path is None:
-            ov = {k: v for k, v in {"trans_to_json.min_doc_length": args.min_doc_length, "trans_to_json.workers": args.workers,
-                                    "trans_to_json.seed": args.seed}.items() if v is not None}
-            if args.no_merge: ov["trans_to_json.merge"] = False
-            if args.no_shuffle: ov["trans_to_json.shuffle"] = False
-            run_stage(cfg.override(ov), force=args.force)
-        else:
+            run_stage(cfg, force=args.force)
+        else:  # one file: merge and shuffle unless --no-merge / --no-shuffle, as PaddleNLP's script
             if not args.output_path: p.error("--output_path is required with --input_path")
-            trans_to_json(args.input_path, args.output_path, min_doc_length=pick(args.min_doc_length, c.min_doc_length),
-                          merge=not args.no_merge, shuffle=not args.no_shuffle, seed=pick(args.seed, c.seed),
-                          workers=pick(args.workers, c.workers), json_key=args.json_key)
+            trans_to_json(args.input_path, args.output_path, min_doc_length=c.min_doc_length,
+                          merge=args.merge is not False, shuffle=args.shuffle is not False, seed=c.seed,
+                          workers=c.workers, json_key=args.json_key)
     except (FileNotFoundError, ValueError) as e:
         print(f"trans-to-json: error: {e}", file=sys.stderr)
         return 1

