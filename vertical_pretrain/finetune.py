@@ -353,10 +353,11 @@ def default_models(cfg) -> dict:
         models[RANDOM_INIT] = str(random_init_model(models["base"], cfg.paths.run_dir / "model_random_init"))
     return models
 
-def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress: bool = True) -> dict:
+def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 08 of the pipeline: compare `models` ({name: dir}, default base vs domain) on cfg.finetune.task_dir into
     <run>/finetune/. Finished fine-tune runs are reused (manifest of the task, the models and the settings); the report
-    (`comparison.md/png/json`) is always rewritten, with stage 07b's held-out MLM section when it exists."""
+    (`comparison.md/png/json`) is always rewritten, with stage 07b's held-out MLM section when it exists. `log` gets
+    one line naming the report."""
     models = models or default_models(cfg)
     out_dir = cfg.paths.run_dir / "finetune"
     task_dir = resolve_path(cfg.finetune.task_dir)
@@ -373,6 +374,7 @@ def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress:
     sections, verdict_lines = evaluate_mlm.report_section(cfg, out_dir)
     write_report(summary, out_dir, recipe(cfg.finetune), task_dir, extra_sections=sections,
                  extra_verdict=[*task_relevance(cfg), *verdict_lines])
+    if log: log(f"finetune: {len(summary['models'])} models x {cfg.finetune.seeds} seeds -> {out_dir / 'comparison.md'}")
     return summary
 
 def task_relevance(cfg) -> list[str]:
