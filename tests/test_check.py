@@ -437,3 +437,20 @@ def test_an_unknown_kernel_name_is_one_line(tmp_path):
     lines = run_checks(good_config(tmp_path, **{"pipeline.kernel": "no-such-kernel"}), stages=select_stages("01", "01"),
                        nbs_dir=NBS)
     assert "no such Jupyter kernel" in only(lines, "pipeline.kernel='no-such-kernel'")
+
+
+def test_a_kernel_that_imports_another_checkout_is_named(tmp_path, monkeypatch):
+    "A registered kernel whose Python finds another copy of the package: the stages would run other code."
+    import json, shutil, sys
+    import vertical_pretrain
+    other = tmp_path / "other_checkout"
+    shutil.copytree(Path(vertical_pretrain.__file__).parent, other / "vertical_pretrain")
+    spec = tmp_path / "jupyter" / "kernels" / "old_checkout"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "old checkout",
+        "language": "python", "env": {"PYTHONPATH": str(other)}}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    line = only(run_checks(good_config(tmp_path, **{"pipeline.kernel": "old_checkout"}), stages=select_stages("01", "01"),
+                           nbs_dir=NBS), "pipeline.kernel='old_checkout'")
+    assert f"imports vertical_pretrain from {other / 'vertical_pretrain'}" in line and "make install registers" in line, line

@@ -207,7 +207,9 @@ def probe_kernel(name: str = "", timeout: float = 90) -> str | None:
                 return f"{label} cannot import vertical_pretrain ({c.get('ename')}: {c.get('evalue')}); {fix}"
             there, here = "".join(out).strip(), vertical_pretrain.__file__
             if there and Path(there).resolve() != Path(here).resolve():
-                return f"{label} imports vertical_pretrain from {there}, not this checkout's {here}; {fix}"
+                where = ("name a kernel of this checkout's environment (make install registers `vertical_pretrain`)" if name
+                         else "PYTHONPATH points elsewhere: unset it, or run the pipeline with this checkout's .venv")
+                return f"{label} imports vertical_pretrain from {there}, not this checkout's {here}; fix: {where}"
         except Exception as e:  # the kernel died on start, or never answered
             why = "; ".join(x for x in (how_it_died(procs[0] if procs else None), last_log_line(log_file)) if x)
             return f"{label} did not start ({why or type(e).__name__}); {fix}"
