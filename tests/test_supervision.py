@@ -161,3 +161,19 @@ def test_a_second_trainer_on_the_same_run_dir_refuses_with_the_live_pid(corpus_r
         first.kill(); first.wait()
     steps = [r["step"] for r in read_metrics(cfg.paths.run_dir) if r["split"] == "train"]
     assert steps == list(range(1, len(steps) + 1)), "only the first trainer logged steps"
+
+
+@pytest.mark.timeout(300)
+def test_a_trainer_started_by_hand_outlives_its_shell(corpus_root, char_tokenizer_dir):
+    "`nohup python -m vertical_pretrain.pretrain ... &`, then the shell ends: only launched workers die with their parent."
+    cfg, cfg_path = long_run(corpus_root, char_tokenizer_dir, "by_hand", nproc=1)
+    shell = subprocess.Popen(["bash", "-c", f"nohup {sys.executable} -m vertical_pretrain.pretrain --config {cfg_path} "
+                              ">/dev/null 2>&1 & echo $!; sleep 600"], env=SUBPROCESS_ENV, stdout=subprocess.PIPE, text=True)
+    pid = int(shell.stdout.readline())
+    try:
+        wait_for(lambda: last_step(cfg) >= 2, 240, "the trainer's first checkpoint")  # it is running, under its shell
+        shell.kill(); shell.wait()  # the terminal closes
+        time.sleep(3)
+        assert pid in procs_with(str(cfg_path)), "a trainer the user started by hand was killed with its shell"
+    finally:
+        os.kill(pid, signal.SIGKILL)

@@ -325,8 +325,8 @@ def die_with_parent(worker_id=None, *, sig: int = signal.SIGKILL, parent: int | 
     (`prctl(PR_SET_PDEATHSIG)`, inherited by no child, kept across `exec`). Call it in the child: as a `Popen`
     `preexec_fn`, first thing in a worker's entry point, or as a DataLoader `worker_init_fn` (which passes
     `worker_id`, ignored). `parent`: the pid the parent had before the fork (default: the current parent); if this
-    process has another parent by the time the signal is armed, the parent is gone, and it exits at once with status 1. Returns False where `prctl` is missing
-    (not Linux): then nothing is armed."""
+    process has another parent by the time the signal is armed, the parent is gone, and it exits at once with status 1.
+    Returns False where `prctl` is missing (not Linux): then nothing is armed."""
     parent = os.getppid() if parent is None else parent
     try: libc = ctypes.CDLL(None, use_errno=True); armed = libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
     except (OSError, AttributeError): return False

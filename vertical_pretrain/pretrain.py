@@ -691,7 +691,9 @@ def main(argv=None) -> int:
     "Run the pretraining job of a config in this process (paddle.distributed.launch starts one per device)."
     p = add_config_args(argparse.ArgumentParser(prog="python -m vertical_pretrain.pretrain", description=main.__doc__))
     args = p.parse_args(argv)
-    die_with_parent()  # launched: end with the launcher, whatever kills it (00a); Paddle gives each worker its own session
+    # started by paddle.distributed.launch (which gives each worker its own session): end with the launcher, whatever
+    # kills it (00a). A trainer a user starts by hand (`nohup python -m vertical_pretrain.pretrain ...`) is left alone.
+    if "PADDLE_TRAINER_ID" in os.environ: die_with_parent()
     try: train(config_from_args(args))
     except LockedError as e:
         print(f"vertical-pretrain pretrain: {e}", file=sys.stderr, flush=True); return 3
