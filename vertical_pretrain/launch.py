@@ -15,9 +15,9 @@ from pathlib import Path
 
 from .config import add_config_args, config_from_args, is_blended, resolve_blend
 from .dataset import blend_problems, corpus_prefix, resolve_max_steps
-from .fileio import LockedError, die_with_parent
+from .fileio import die_with_parent
 from .modeldir import model_info, seq_len_problem
-from .pretrain import trainer_lock
+from .pretrain import trainer_running
 
 # %% auto #0
 __all__ = ['CPU_MATH_NOTE', 'num_processes', 'world_size', 'visible_device_ids', 'run_log_dir', 'master_address',
@@ -218,9 +218,8 @@ def launch(cfg, echo=print) -> int:
     cfg = fit_micro_batch(cfg, echo)
     try: cfg = resolve_max_steps(cfg, world=world_size(cfg), echo=echo)  # before config.yaml
     except ValueError as e: echo(f"vertical-pretrain pretrain: {e}"); return 2
-    try:  # a trainer still writing this run's checkpoints: refuse before any process starts (the worker checks again)
-        with trainer_lock(cfg, log=None): pass
-    except LockedError as e: echo(f"vertical-pretrain pretrain: {e}"); return 2
+    msg = trainer_running(cfg.paths.run_dir)  # refuse before any process starts (the worker holds the lock itself)
+    if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
     run_dir = cfg.paths.run_dir
     config_path = cfg.save(run_dir / "config.yaml")
     cmd = build_launch_command(cfg, config_path)

@@ -434,6 +434,7 @@ def read_metrics(path) -> list[dict]:
 
 # %% ../nbs/06_pretrain.ipynb #a4df945a
 TRAINER_LOCK_GRACE = 10.0  # seconds a new trainer waits for a dying one (killed a moment ago) to release the run dir
+TRAINER_LOCK_FIX = "another trainer is writing this run's checkpoints: let it finish, or stop that process"
 
 def trainer_lock(cfg, log=print):
     """The lock rank 0 holds on `cfg.paths.run_dir` while it trains (`fileio.dir_lock`, name `trainer`, beside the
@@ -441,8 +442,6 @@ def trainer_lock(cfg, log=print):
     when another trainer keeps it for more than `TRAINER_LOCK_GRACE` seconds."""
     if os.environ.get("PADDLE_TRAINER_ID", "0") != "0": return contextlib.nullcontext()
     return dir_lock(cfg.paths.run_dir, name="trainer", timeout=TRAINER_LOCK_GRACE, log=log, fix=TRAINER_LOCK_FIX)
-
-TRAINER_LOCK_FIX = "another trainer is writing this run's checkpoints: let it finish, or stop that process"
 
 def trainer_running(run_dir) -> str | None:
     """None when no trainer holds `run_dir` (after waiting `TRAINER_LOCK_GRACE` s for one that is dying), else the

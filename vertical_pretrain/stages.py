@@ -58,11 +58,8 @@ def _manifests(cfg_of, *folder_stage) -> Callable:
 
 def _same(cfg): return cfg
 
-def _base(cfg):
-    return base_config(cfg)
-
 def _vocab_products(cfg) -> list:
-    return _manifests(_base, ("text_dir", "general_corpus"), ("seg_dir", "general_corpus"))(cfg) + \
+    return _manifests(base_config, ("text_dir", "general_corpus"), ("seg_dir", "general_corpus"))(cfg) + \
         [base_tokenizer_dir(cfg) / "manifest_03a_vocab.json"]
 
 def _task_inputs(cfg) -> list:
@@ -82,7 +79,7 @@ STAGES: list[Stage] = [
           lambda c: _files(c.segment.user_dict), _manifests(_same, ("ids_dir", "04_pretraining_data"))),
     Stage("05", "05_dataset.ipynb", "切分、index map、掩码与 SOP", ("data",), ("04",)),
     Stage("05a", "05a_base_model.ipynb", "离线基座：从零预训练小 ERNIE", ("train", "launch"), ("03a",), None,
-          _manifests(_base, ("jsonl_dir", "03_trans_to_json"), ("ids_dir", "04_pretraining_data"))),
+          _manifests(base_config, ("jsonl_dir", "03_trans_to_json"), ("ids_dir", "04_pretraining_data"))),
     Stage("06", "06_pretrain.ipynb", "领域继续预训练（多进程）", ("train", "launch"), ("05", "05a")),
     Stage("06b", "06b_replay.ipynb", "回放：领域 + 通用语料按权重混合的继续预训练", ("replay", "data", "train", "launch"),
           ("05", "05a")),
@@ -179,7 +176,7 @@ def how_it_died(process) -> str:
         except ValueError: return f"was killed by signal {-rc}"
     return f"exited with status {rc}"
 
-_PROBED: dict = {}  # kernel name -> None once it started and imported vertical_pretrain in this process
+_PROBED: set = set()  # kernel names that started and imported vertical_pretrain in this process
 
 def probe_kernel(name: str = "", timeout: float = 90) -> str | None:
     """Start the kernel the stages would run in (`kernel_spec(name)`) and import vertical_pretrain in it: None when
@@ -216,5 +213,5 @@ def probe_kernel(name: str = "", timeout: float = 90) -> str | None:
         finally:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
-    _PROBED[name] = None
+    _PROBED.add(name)
     return None
