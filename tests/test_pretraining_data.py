@@ -215,21 +215,23 @@ def test_bad_input_is_reported_clearly_and_writes_nothing(corpus, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_mostly_unk_corpus_warns_with_the_rate(corpus, tmp_path):
+def test_mostly_unk_corpus_warns_with_the_rate(corpus, tmp_path, capsys):
     (tmp_path / "ko.jsonl").write_text(json.dumps({"text": "안녕하세요   세계   여러분   반갑습니다 好"}, ensure_ascii=False) + "\n", encoding="utf-8")
-    printed = []
-    with pytest.warns(UserWarning, match=r"80\.0% of the tokens are \[UNK\]"):
-        st = create_pretraining_data(tmp_path / "ko.jsonl", tmp_path / "o", corpus["tok"], cn_splited=True, progress=False,
-                                     log=printed.append)
-    assert st["unk_rate"] == 0.8 and any(p.startswith("WARNING") for p in printed)
+    st = create_pretraining_data(tmp_path / "ko.jsonl", tmp_path / "o", corpus["tok"], cn_splited=True, progress=False,
+                                 log=None)  # a warning is not a progress line: it is said even with log=None
+    err = capsys.readouterr().err.splitlines()
+    assert st["unk_rate"] == 0.8 and [w["message"][:31] for w in st["warnings"]] == ["80.0% of the tokens are [UNK] ("]
+    assert "build-vocab" in st["warnings"][0]["fix"]
+    assert [l for l in err if l.startswith("WARNING: 80.0% of the tokens are [UNK]")], err
     assert (tmp_path / "o_ids.npy").exists()  # the data is still written: the warning is advice, not an error
+    assert json.loads((tmp_path / "stats.json").read_text())["warnings"] == st["warnings"]
 
 
-def test_cn_splited_on_unsegmented_text_warns(corpus, tmp_path):
-    printed = []
-    create_pretraining_data(corpus["dir"] / "plain.jsonl", tmp_path / "o", corpus["tok"], cn_splited=True, progress=False,
-                            log=printed.append)
-    assert any("really segmented" in p for p in printed)
+def test_cn_splited_on_unsegmented_text_warns(corpus, tmp_path, capsys):
+    st = create_pretraining_data(corpus["dir"] / "plain.jsonl", tmp_path / "o", corpus["tok"], cn_splited=True, progress=False,
+                                 log=None)
+    assert any("really segmented" in w["message"] for w in st["warnings"]), st["warnings"]
+    assert "really segmented" in capsys.readouterr().err
 
 
 def test_run_stage_uses_the_config_skips_reruns_and_reruns_when_the_vocab_changes(corpus, tmp_path):
@@ -367,7 +369,7 @@ def _in_memory_reference(jsonl, prefix, tok_dir, **kw):
     from vertical_pretrain.pretraining_data import _encoder_spec, read_jsonl_lines
     tok = load_tokenizer(tok_dir)
     spec = _encoder_spec(tok, tok_dir, split_sentences=True, cn_whole_word_segment=True, cn_seg_func="jieba",
-                         user_dict=None, max_word_length=6, append_eos=False, log=None, **kw)
+                         user_dict=None, max_word_length=6, append_eos=False, **kw)
     enc = DocEncoder(spec); enc._tok = tok
     r = enc.encode_lines((str(jsonl), "text", list(read_jsonl_lines(jsonl))))
     nsent = r["nsent"][r["nsent"] > 0]

@@ -17,7 +17,6 @@ import re
 import sys
 import time
 import unicodedata
-import warnings
 from dataclasses import asdict, dataclass, field
 from collections import deque
 from itertools import chain
@@ -27,7 +26,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import add_config_args, add_legacy_flags, config_from_args, resolve_path, tokenizer_source
-from .fileio import atomic_path, atomic_write_text, new_dirs, file_fingerprint, read_manifest, required_files, stage_is_done, write_manifest
+from .fileio import (atomic_path, atomic_write_text, new_dirs, file_fingerprint, read_manifest, required_files,
+                                      stage_is_done, stage_warning, write_manifest)
 from .modeldir import load_tokenizer
 from .segment import BLANK, get_segmenter, read_segmented_line, words_with_blanks
 from .textio import is_han, list_input_files
@@ -459,12 +459,9 @@ class NpyAppender:
 
 # %% ../nbs/04_pretraining_data.ipynb #818cd4ab
 def _encoder_spec(tok, name_or_path, *, split_sentences, cn_whole_word_segment, cn_seg_func, cn_splited, user_dict,
-                  max_word_length, append_eos, log) -> EncoderSpec:
+                  max_word_length, append_eos) -> EncoderSpec:
     vocab = dict(tok.get_vocab())
-    eos_id = None
-    if append_eos:
-        eos_id = getattr(tok, "eos_token_id", None)
-        if eos_id is None and log: log(f"warning: {type(tok).__name__} has no eos token; --append_eos ignored (as PaddleNLP does)")
+    eos_id = getattr(tok, "eos_token_id", None) if append_eos else None
     return EncoderSpec(str(name_or_path), vocab=vocab, unk_token=tok.unk_token or "[UNK]",
                        do_lower_case=bool(getattr(tok, "do_lower_case", True)), special_tokens=list(tok.all_special_tokens),
                        fast=_is_wordpiece(tok), split_sentences=split_sentences, cn_whole_word_segment=cn_whole_word_segment,
@@ -565,13 +562,17 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
 
     Returns the stats dict (also printed, and saved as stats.json). Raises `FileNotFoundError` (missing input,
     tokenizer dir), `ValueError` (a bad jsonl line naming file:line, an empty file, no tokens at all), `RuntimeError`
-    (tokenizer cannot load); warns (`UserWarning`) when more than `unk_warn_rate` of the tokens are UNK."""
+    (tokenizer cannot load). Warns (`fileio.stage_warning`; the records are in the stats' `warnings`) when more than
+    `unk_warn_rate` of the tokens are UNK, when `append_eos` finds no eos token, and when `cn_splited` text has no spaces."""
     t0 = time.time()
     files = list_jsonl_files(input_path)
     tok = load_tokenizer(tokenizer_name_or_path)
     spec = _encoder_spec(tok, tokenizer_name_or_path, split_sentences=split_sentences,
                          cn_whole_word_segment=cn_whole_word_segment, cn_seg_func=cn_seg_func, cn_splited=cn_splited,
-                         user_dict=user_dict, max_word_length=max_word_length, append_eos=append_eos, log=log)
+                         user_dict=user_dict, max_word_length=max_word_length, append_eos=append_eos)
+    warns = [] if spec.eos_id is not None or not append_eos else [stage_warning(
+        f"{type(tok).__name__} has no eos token: pretraining_data.append_eos is ignored (as PaddleNLP does)",
+        fix="leave pretraining_data.append_eos false for this tokenizer")]
     if fast is not None: spec.fast = fast and spec.fast
     enc = DocEncoder(spec)
     enc._tok = tok
@@ -584,9 +585,11 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
     sample = [d for _, d in zip(range(50), read_jsonl_docs(files[0], json_key))]  # also fails fast on an empty first file
     if cn_splited and cn_whole_word_segment:
         cjk = [x for d in sample for x in d.split("\n") if sum(map(is_han, x)) > 20]
-        if cjk and sum(" " not in x for x in cjk) > 0.5 * len(cjk) and log:
-            log("warning: --cn_splited but most Chinese lines have no spaces: is the input really segmented (stage 02)? "
-                "without word boundaries no ## marks are made")
+        if cjk and sum(" " not in x for x in cjk) > 0.5 * len(cjk):
+            warns.append(stage_warning(
+                f"{files[0]}: pretraining_data.cn_splited is on but most Chinese lines have no spaces: is the input really "
+                "segmented (stage 02)? Without word boundaries no ## marks are made",
+                fix="run stage 02 (segment.enabled=true), or set pretraining_data.cn_splited=false"))
     _self_check(enc, sample, log)
 
     prefix = Path(str(output_prefix))
@@ -611,18 +614,18 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
                   "input_files": [str(f) for f in files]})
     with atomic_path(idx_path) as tmp:
         with open(tmp, "wb") as fh: np.savez(fh, lens=lens, docs=docs)
-    atomic_write_text(stats_path, json.dumps(stats, ensure_ascii=False, indent=1))
     secs = time.time() - t0
     if log:
         log(format_summary(stats))
         log(f"saved {ids_path.name} ({np.dtype(dtype).name}), {idx_path.name}, stats.json in {out_dir} "
             f"[{secs:.1f}s, {writer.n / max(secs, 1e-9):,.0f} tokens/s, {'fast' if spec.fast else 'python'} tokenizer, {workers} worker(s)]")
     if stats["unk_rate"] > unk_warn_rate:
-        msg = (f"{stats['unk_rate']:.1%} of the tokens are {spec.unk_token} (threshold {unk_warn_rate:.0%}): the tokenizer "
-               f"{tokenizer_name_or_path!s} does not cover this corpus; build a vocab on it (`vertical-pretrain build-vocab`) "
-               "or pick a tokenizer for this language")
-        warnings.warn(msg, stacklevel=2)
-        if log: log("WARNING: " + msg)
+        warns.append(stage_warning(
+            f"{stats['unk_rate']:.1%} of the tokens are {spec.unk_token} (threshold {unk_warn_rate:.0%}): the tokenizer "
+            f"{tokenizer_name_or_path!s} does not cover this corpus (another script, traditional characters?)",
+            fix="build a vocab on it (`vertical-pretrain build-vocab`), or pick a tokenizer for this language"))
+    stats["warnings"] = warns
+    atomic_write_text(stats_path, json.dumps(stats, ensure_ascii=False, indent=1))  # with its warnings, for a rerun that skips
     stats["_seconds"], stats["_workers"] = secs, workers
     return stats
 
@@ -691,7 +694,9 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
         m = read_manifest(out_dir, STAGE)
         if log: log(f"stage 04: up to date ({m['counts'].get('tokens')} tokens in {out_dir}), skipped")
         stats = out_dir / "stats.json"  # the full stats of the run that wrote the ids (format_summary needs them all)
-        return {**m["counts"], **(json.loads(stats.read_text(encoding="utf-8")) if stats.is_file() else {}), "skipped": True}
+        stats = {**m["counts"], **(json.loads(stats.read_text(encoding="utf-8")) if stats.is_file() else {}), "skipped": True}
+        stats["warnings"] = [stage_warning(**w) for w in stats.get("warnings", [])]  # still true of these ids: say them again
+        return stats
     mp = out_dir / f"manifest_{STAGE}.json"
     if mp.exists(): mp.unlink()
     prefix = out_dir / c.output_prefix

@@ -6,7 +6,7 @@
 __all__ = ['BACKENDS', 'BLANK', 'LINE_FORMAT', 'words_with_blanks', 'read_segmented_line', 'Segmenter', 'JiebaSegmenter',
            'LacSegmenter', 'PreSplitSegmenter', 'check_segmenter_args', 'get_segmenter', 'UserDictError', 'DictEntry',
            'UserDict', 'parse_dict_line', 'read_user_dict', 'user_dict_matches', 'segment_corpus', 'stage_text_files',
-           'run_stage', 'main']
+           'run_stage', 'user_dict_warnings', 'main']
 
 # %% ../nbs/02_segment.ipynb #638fd2a8
 import argparse
@@ -24,7 +24,7 @@ from collections import Counter, deque
 from pathlib import Path
 
 from .config import add_config_args, add_legacy_flags, choices, config_from_args, resolve_path
-from .fileio import TEXT_PRODUCERS, atomic_path, file_fingerprint, required_files, run_per_file
+from .fileio import TEXT_PRODUCERS, atomic_path, file_fingerprint, required_files, run_per_file, stage_warning
 from .lac import Customization, LAC, find_lac_model_dir
 from .textio import scan_text_file, text_encoding
 
@@ -509,12 +509,24 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     totals = dict(files=len(jobs), ran=len(r['ran']), reused=len(r['reused']), removed=len(r['removed']))
     for k in ('docs', 'sentences', 'words', 'chars', 'seconds'):
         totals[k] = sum(res[k] for res in r['results'].values())
-    if user_dict and s.backend != 'cn_splited':  # over all books at once: an entry may occur in one book only
-        totals['user_dict'] = user_dict_matches(user_dict, s.backend, list(jobs))
-        m = totals['user_dict']
-        log(f"segment: user dictionary {Path(m['file']).name}: {m['matched']} of {m['entries']} entries occur in the corpus"
-            + ("" if m['matched'] else " -- warning: none does; check the dictionary is for this corpus"))
+    totals['warnings'] = user_dict_warnings(user_dict, s.backend, list(jobs), totals, log) if user_dict else []
     return totals
+
+def user_dict_warnings(user_dict, backend: str, files, totals: dict, log=print) -> list[dict]:
+    """Stage 02's warnings about its user dictionary, over all books at once (an entry may occur in one book only), as
+    `fileio.stage_warning` records: ignored by `cn_splited`, lines in no known format, no usable entry, no entry in the
+    corpus. Puts the match counts into `totals['user_dict']`."""
+    if backend == 'cn_splited':
+        return [stage_warning(f"segment.backend=cn_splited ignores the user dictionary {user_dict} (the text is already "
+                              "segmented)", fix="segment with jieba or lac to use it, or leave segment.user_dict empty")]
+    warns = [stage_warning(m.removeprefix('warning: ')) for m in read_user_dict(user_dict, backend).messages
+             if m.startswith('warning: ')]
+    m = totals['user_dict'] = user_dict_matches(user_dict, backend, files)
+    log(f"segment: user dictionary {Path(m['file']).name}: {m['matched']} of {m['entries']} entries occur in the corpus")
+    if m['entries'] and not m['matched']:
+        warns.append(stage_warning(f"user dictionary {m['file']}: none of its {m['entries']} entries occurs in the corpus",
+                                   fix="check that segment.user_dict belongs to this corpus"))
+    return warns
 
 
 def main(argv=None) -> int:
