@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import (is_blended, parse_blend, require_value, resolve_blend, resolve_path, split_weights,
                                       tokenizer_source)
-from .fileio import atomic_path, read_manifest
+from .fileio import atomic_path, read_manifest, stage_warning
 from .textio import is_han
 
 # %% auto #0
@@ -27,7 +27,7 @@ __all__ = ['STAGE04_HINT', 'SPLIT_NAMES', 'LONG_SENTENCE_LEN', 'BLEND_MARGIN', '
            'truncate_pair', 'build_sample', 'PretrainingDataset', 'collate_batch', 'GlobalBatchSampler',
            'corpus_prefix', 'open_corpus', 'live_splits', 'split_num_samples', 'build_datasets', 'unigram_reference',
            'blend_weights', 'blend_num_samples', 'blend_indices', 'BlendedDataset', 'blend_problems',
-           'build_blended_datasets', 'train_samples_per_epoch', 'resolve_max_steps']
+           'build_blended_datasets', 'train_samples_per_epoch', 'resolve_max_steps', 'data_warnings']
 
 # %% ../nbs/05_dataset.ipynb #b6505512
 STAGE04_HINT = "run stage 04 first: `vertical-pretrain create-pretraining-data --config run.yaml` (nbs/04_pretraining_data.ipynb)"
@@ -645,3 +645,42 @@ def resolve_max_steps(cfg, world: int | None = None, echo: Callable | None = pri
         echo(f"train.max_steps=auto -> {steps} = ceil({t.epochs:g} epochs x {n} train samples per epoch / global batch {G}{split}); "
              f"{steps * G} samples = {steps * G / n:.3f} passes over the train split")
     return cfg.override({"train.max_steps": steps})
+
+# %% ../nbs/05_dataset.ipynb #5f8fc109
+def _corpus_data_warnings(name: str, corpus: IndexedCorpus, d, num_samples: int) -> list[tuple[str, str]]:
+    "(message, fix) pairs for corpus `name` of a run: SOP skipping most train documents, too many passes, dead eval splits."
+    out, bounds = [], split_documents(d.split, corpus.num_docs)
+    st = document_stats(corpus, bounds[0], bounds[1], 2 if d.binary_head else 1)
+    one_epoch = samples_per_epoch(corpus, (bounds[0], bounds[1]), d.max_seq_len, d.short_seq_prob, d.seed, d.binary_head)
+    passes = (f"; the {st['usable_docs']} usable give {one_epoch} sample(s) a pass, and the run needs {num_samples}: each "
+              f"is seen {num_samples / one_epoch:.1f} times") if one_epoch else ""
+    if d.binary_head and st["short_docs"] * 2 > st["documents"]:
+        out.append((f"{name}: {st['short_docs']} of the {st['documents']} train documents have one sentence "
+                    f"and are skipped by sentence-order prediction (SOP){passes}",
+                    "set data.binary_head=false (MLM only: every document is used), or give documents several sentences "
+                    "(blank lines only between documents; pretraining_data.split_sentences=true)"))
+    elif one_epoch and num_samples > d.max_repeat_epochs * one_epoch:
+        out.append((f"{name}: the train split gives {one_epoch} samples a pass and the run needs {num_samples}: "
+                    f"{math.ceil(num_samples / one_epoch)} passes > data.max_repeat_epochs={d.max_repeat_epochs}",
+                    "lower train.max_steps or train.global_batch_size, or add text"))
+    for k, split in ((1, "valid"), (2, "test")):
+        if bounds[k + 1] > bounds[k] and document_stats(corpus, bounds[k], bounds[k + 1], 2 if d.binary_head else 1)["usable_docs"] == 0:
+            out.append((f"{name}: no document of the {split} split is usable: no {split} evaluation",
+                        "give it more documents with data.split, or set data.binary_head=false"))
+    return out
+
+def data_warnings(cfg) -> list[dict]:
+    """Problems of the run's data that do not stop training but may spoil it, said to the user (`fileio.stage_warning`)
+    and returned as records, one list for all corpora of `data.blend`: most train documents skipped by SOP, more passes
+    than `data.max_repeat_epochs`, a valid/test split without a usable document. Needs stage 04's ids and a numeric
+    `train.max_steps` (`resolve_max_steps` first); [] when either is missing (the launch says so itself)."""
+    cfg = resolve_blend(cfg)
+    if cfg.train.max_steps == "auto": return []
+    names, weights = blend_weights(cfg.data.blend) if is_blended(cfg) else ([cfg.paths.corpus], np.ones(1))
+    need = blend_num_samples(split_num_samples(cfg.train)["train"], weights) if is_blended(cfg) else [split_num_samples(cfg.train)["train"]]
+    pairs = []
+    for name, n in zip(names, need):
+        prefix = corpus_prefix(cfg, name)
+        if Path(f"{prefix}_ids.npy").is_file() and Path(f"{prefix}_idx.npz").is_file():
+            pairs += _corpus_data_warnings(name, IndexedCorpus(prefix), cfg.data, n)
+    return [stage_warning(m, fix=f) for m, f in pairs]

@@ -24,11 +24,11 @@ from . import evaluate_mlm  # the pretrained rows and 07b's report section
 from .config import (FinetuneConfig, PROFILES, add_config_args, cli_errors, config_from_args,
                                       get_config, parse_blend, resolve_path)
 from .export import load_model
-from .fileio import atomic_dir, atomic_write_text, file_fingerprint, stage_is_done, write_manifest
+from .fileio import atomic_dir, atomic_write_text, file_fingerprint, stage_is_done, stage_warning, write_manifest
 from .launch import use_fast_cpu_math
 from .modeldir import ModelInfo, load_tokenizer, local_path, quiet_paddlenlp, require_seq_len
 from .pretrain import scaler_step
-from .report import RANDOM_INIT, summarize, write_report
+from .report import RANDOM_INIT, summarize, verdict, write_report
 from .task import TASK_ERRORS, cap_per_class, load_task, targets  # the task's reading side (08a)
 
 # %% ../nbs/08_finetune.ipynb #da112a66
@@ -372,10 +372,13 @@ def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress:
                        outputs=[out_dir / f"comparison.{e}" for e in ("md", "png", "json")])
     # the report is re-rendered every time (cheap): stage 07b's held-out MLM section may be newer than the fine-tune runs
     sections, verdict_lines = evaluate_mlm.report_section(cfg, out_dir)
-    write_report(summary, out_dir, recipe(cfg.finetune), task_dir, extra_sections=sections,
-                 extra_verdict=[*task_relevance(cfg), *verdict_lines])
+    extra = [*task_relevance(cfg), *verdict_lines]
+    write_report(summary, out_dir, recipe(cfg.finetune), task_dir, extra_sections=sections, extra_verdict=extra)
     if log: log(f"finetune: {len(summary['models'])} models x {cfg.finetune.seeds} seeds -> {out_dir / 'comparison.md'}")
-    return summary
+    # the verdict's WARNING lines (a row at the majority floor, a base worse than random weights, the demo task on
+    # another domain) also go to the pipeline's console and count, not only into comparison.md
+    warns = [stage_warning(v.removeprefix("WARNING: ")) for v in [*verdict(summary), *extra] if v.startswith("WARNING: ")]
+    return {**summary, "warnings": warns}
 
 def task_relevance(cfg) -> list[str]:
     """One warning when the run trains on the user's own corpus but fine-tunes on the default demo task: then stage 08's

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .config import add_config_args, config_from_args, is_blended, resolve_blend
-from .dataset import blend_problems, corpus_prefix, resolve_max_steps
+from .dataset import blend_problems, corpus_prefix, data_warnings, resolve_max_steps
 from .fileio import die_with_parent
 from .modeldir import model_info, seq_len_problem
 from .pretrain import trainer_running
@@ -220,6 +220,7 @@ def launch(cfg, echo=print) -> int:
     except ValueError as e: echo(f"vertical-pretrain pretrain: {e}"); return 2
     msg = trainer_running(cfg.paths.run_dir)  # refuse before any process starts (the worker holds the lock itself)
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
+    data_warnings(cfg)  # most documents skipped by SOP, too many passes: said here, not only in workerlog.0
     run_dir = cfg.paths.run_dir
     config_path = cfg.save(run_dir / "config.yaml")
     cmd = build_launch_command(cfg, config_path)

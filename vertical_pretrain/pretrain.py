@@ -24,7 +24,7 @@ from .config import (Config, add_config_args, config_from_args, is_blended, mode
 from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, corpus_prefix,
                                        resolve_max_steps, split_documents, unigram_reference)
 from .fileio import (LockedError, atomic_dir, atomic_path, atomic_write_text, content_hash,
-                                      die_with_parent, dir_bytes, dir_lock, fmt_bytes)
+                                      die_with_parent, dir_bytes, dir_lock, fmt_bytes, stage_warning)
 from .modeldir import ModelInfo, load_tokenizer, quiet_paddlenlp, require_seq_len
 
 # %% auto #0
@@ -743,16 +743,19 @@ def context_gain(run_dir, last_evals: int = 3) -> dict | None:
     v = float(np.mean(val[-last_evals:]))
     return {"unigram_lm_loss": ref[-1], "valid_lm_loss": v, "gain": ref[-1] - v}
 
-def context_report(run_dir) -> str:
-    "One line on whether the run's MLM uses context (see `context_gain`), with a warning when it does not."
+def context_report(run_dir, warn: bool = False) -> str:
+    """One line on whether the run's MLM uses context (see `context_gain`), with a warning when it does not. `warn`
+    (the training stage's own cell): the warning goes out as a `fileio.stage_warning` the pipeline counts, not in the line."""
     g = context_gain(run_dir)
     if g is None: return f"{Path(run_dir).name}: no unigram reference or valid loss logged; cannot tell whether the MLM uses context"
     line = (f"{Path(run_dir).name}: valid MLM loss {g['valid_lm_loss']:.3f} vs unigram line {g['unigram_lm_loss']:.3f} nats: "
             f"context is worth {g['gain']:.2f} nats")
-    if g["gain"] < MIN_CONTEXT_GAIN:
-        line += (f" -- WARNING: under {MIN_CONTEXT_GAIN} nats, the model has learned little beyond token frequencies "
-                 "(train longer, or with a higher lr / shorter sequences); as a base model it may be worse than random weights")
-    return line
+    if g["gain"] >= MIN_CONTEXT_GAIN: return line
+    msg = (f"{Path(run_dir).name}: context is worth {g['gain']:.2f} nats, under {MIN_CONTEXT_GAIN}: the model has learned "
+           "little beyond token frequencies; as a base model it may be worse than random weights")
+    fix = "train longer, or with a higher lr / shorter sequences"
+    if warn: stage_warning(msg, fix=fix); return line
+    return f"{line} -- WARNING: {msg} ({fix})"
 
 # %% ../nbs/06_pretrain.ipynb #a7e39f7e
 if __name__ == "__main__" and not hasattr(sys, "ps1") and "ipykernel" not in sys.modules:
