@@ -1,6 +1,7 @@
 """Stage 01 on DOCX, EPUB, HTML, Markdown and JSONL books made in tmp with the real writers (python-docx, ebooklib),
 run through the real stage function `pdf_to_text`; unsupported files must fail with one clear line and write nothing."""
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -90,6 +91,68 @@ def test_docx_manual_toc_page_and_chinese_heading_style(tmp_path, page_break):
     assert docs == [["公司现有的客服系统建于十年前。", "系统响应慢，维护成本高。", "新系统需要支持在线客服和工单流转。",
                      "方案采用微服务架构。", "各模块可以独立部署。", "预算总额为三百万元。", "其中硬件占四成，软件占六成。",
                      "项目周期为一年。"]]
+
+
+_TRACK = 'w:id="{}" w:author="审阅人" w:date="2024-05-01T00:00:00Z"'
+
+
+def _tracked(xml: str):
+    "A w:p (or w:tr) from WordprocessingML with tracked changes; {id} is filled with a fresh revision id."
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+    ids = iter(range(100, 200))
+    xml = re.sub(r"\{id\}", lambda m: _TRACK.format(next(ids)), xml)
+    return parse_xml(xml.replace("<w:p>", f"<w:p {nsdecls('w')}>", 1) if xml.startswith("<w:p>") else
+                     xml.replace("<w:tr>", f"<w:tr {nsdecls('w')}>", 1))
+
+
+def _run(text, tag="w:t"):
+    return f'<w:r><{tag} xml:space="preserve">{text}</{tag}></w:r>'
+
+
+def _make_tracked_docx(path):
+    """A document under review, as Word saves it with Track Changes on: insertions (also a whole inserted paragraph
+    and a table cell), deletions (also a whole paragraph, a paragraph mark and a table row), a moved sentence, a comment."""
+    d = docx.Document()
+    d.add_heading("第一章 修订稿", level=1)
+    body = d.element.body
+    paras = [
+        f"<w:p>{_run('原来的第一句。')}<w:ins {{id}}>{_run('审阅时插入的第二句。')}</w:ins>"
+        f"<w:del {{id}}>{_run('被删掉的一句。', 'w:delText')}</w:del>{_run('原来的第三句。')}</w:p>",
+        # a whole paragraph inserted: its mark and its runs are w:ins
+        f"<w:p><w:pPr><w:rPr><w:ins {{id}}/></w:rPr></w:pPr><w:ins {{id}}>{_run('这一整段都是审阅时新加的。')}</w:ins></w:p>",
+        # a whole paragraph deleted
+        f"<w:p><w:pPr><w:rPr><w:del {{id}}/></w:rPr></w:pPr><w:del {{id}}>{_run('这一整段已被删除。', 'w:delText')}</w:del></w:p>",
+        # a sentence moved: moveFrom is where it was (gone), moveTo where it is now
+        f"<w:p><w:pPr><w:rPr><w:moveFrom {{id}}/></w:rPr></w:pPr><w:moveFromRangeStart w:id=\"7\" w:name=\"move1\"/>"
+        f"<w:moveFrom {{id}}>{_run('挪走的句子。')}</w:moveFrom><w:moveFromRangeEnd w:id=\"7\"/></w:p>",
+        f"<w:p>{_run('保留的句子。')}<w:commentRangeStart w:id=\"0\"/>{_run('有批注的句子。')}<w:commentRangeEnd w:id=\"0\"/>"
+        f"<w:r><w:commentReference w:id=\"0\"/></w:r></w:p>",
+        f"<w:p><w:pPr><w:rPr><w:moveTo {{id}}/></w:rPr></w:pPr><w:moveToRangeStart w:id=\"8\" w:name=\"move1\"/>"
+        f"<w:moveTo {{id}}>{_run('挪走的句子。')}</w:moveTo><w:moveToRangeEnd w:id=\"8\"/></w:p>",
+        # a deleted paragraph mark: Word shows the two paragraphs as one
+        f"<w:p><w:pPr><w:rPr><w:del {{id}}/></w:rPr></w:pPr>{_run('前半句被拆开了，')}</w:p>",
+        f"<w:p>{_run('后半句接在这里。')}</w:p>",
+    ]
+    for xml in paras: body.insert(len(body) - 1, _tracked(xml))  # before the final w:sectPr
+    t = d.add_table(rows=3, cols=2)
+    for r, row in enumerate([("系统", "状态"), ("订单系统", "上线"), ("旧系统", "下线")]):
+        for c, v in enumerate(row): t.cell(r, c).text = v
+    cell_p = t.cell(1, 1).paragraphs[0]._p
+    cell_p.append(_tracked(f"<w:p><w:ins {{id}}>{_run('（已验收）')}</w:ins></w:p>")[0])
+    t.rows[2]._tr.insert(0, _tracked(f"<w:tr><w:trPr><w:del {{id}}/></w:trPr></w:tr>")[0])  # the whole row deleted
+    d.save(path)
+    return path
+
+
+def test_docx_track_changes_show_insertions_not_deletions(tmp_path):
+    """Word shows a document under review with its insertions and without its deletions (python-docx#1123, #340):
+    so must stage 01. Moved text appears once, where it was moved to; comments stay out."""
+    rep, docs = _convert(_make_tracked_docx(tmp_path / "修订稿.docx"), tmp_path, keep_tables=True)
+    assert docs == [["原来的第一句。", "审阅时插入的第二句。", "原来的第三句。", "这一整段都是审阅时新加的。", "保留的句子。",
+                     "有批注的句子。", "挪走的句子。", "前半句被拆开了，后半句接在这里。", "系统 | 状态", "订单系统 | 上线（已验收）"]]
+    flat = "".join(s for d in docs for s in d)
+    assert "删" not in flat and "旧系统" not in flat
 
 
 # ---------------------------------------------------------------- EPUB

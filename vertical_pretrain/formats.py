@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['SUPPORTED_FORMATS', 'SUPPORTED_LIST', 'XHTML_ROLES', 'TRAFILATURA_ROLES', 'unsupported', 'sniff_format',
-           'walk_blocks', 'read_docx', 'read_epub', 'read_html', 'read_markdown', 'iter_jsonl_lines', 'jsonl_info',
-           'read_jsonl', 'read_document']
+           'walk_blocks', 'docx_text', 'read_docx', 'read_epub', 'read_html', 'read_markdown', 'iter_jsonl_lines',
+           'jsonl_info', 'read_jsonl', 'read_document']
 
 # %% ../nbs/01a_formats.ipynb #5aa188d9
 import json
@@ -237,14 +237,27 @@ def _emit_block(el, role, roles: dict, out: _Pages) -> None:
     else: walk_blocks(el, roles, out)
 
 # %% ../nbs/01a_formats.ipynb #cc0a073b
-_HEADING_STYLE_RE = re.compile(r"^(?:heading|标题)\s*\d$|^(?:title|标题)$", re.I)
-_TOC_STYLE_RE = re.compile(r"^(?:toc|目录)\s*\d$|^toc heading$", re.I)
-_CAPTION_STYLE_RE = re.compile(r"^(?:caption|题注)$", re.I)
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 def _xpath(expr: str):
     "A compiled XPath with the w: prefix (python-docx's own .xpath compiles on every call: 3x slower overall)."
     from lxml import etree
     return etree.XPath(expr, namespaces={"w": _W[1:-1]})
+# the run content python-docx's Run.text reads, in every run Word shows: not deleted or moved away, not in a text box or ruby
+_SHOWN_TEXT = _xpath(".//w:r[not(ancestor::w:del or ancestor::w:moveFrom or ancestor::w:txbxContent or ancestor::w:rt)]"
+                     "/*[self::w:t or self::w:tab or self::w:br or self::w:cr or self::w:noBreakHyphen or self::w:ptab]")
+_MARK_GONE = _xpath("./w:pPr/w:rPr/w:del | ./w:pPr/w:rPr/w:moveFrom")  # paragraph mark deleted: joins the next paragraph
+_ROW_GONE = _xpath("./w:trPr/w:del")
+
+def docx_text(p) -> str:
+    """The text Word shows for a w:p element (all tracked changes accepted): runs inside w:ins, w:moveTo, content
+    controls, fields and hyperlinks count; runs inside w:del and w:moveFrom do not (nor text boxes and ruby text).
+    Each run's content maps like python-docx's `Run.text` (tabs, breaks, non-breaking hyphens)."""
+    return "".join(str(e) for e in _SHOWN_TEXT(p))
+
+# %% ../nbs/01a_formats.ipynb #1a5c6280
+_HEADING_STYLE_RE = re.compile(r"^(?:heading|标题)\s*\d$|^(?:title|标题)$", re.I)
+_TOC_STYLE_RE = re.compile(r"^(?:toc|目录)\s*\d$|^toc heading$", re.I)
+_CAPTION_STYLE_RE = re.compile(r"^(?:caption|题注)$", re.I)
 _BREAK_BEFORE = _xpath('./w:pPr/w:pageBreakBefore[not(@w:val) or (@w:val != "0" and @w:val != "false")]'
                        ' | ./w:r/w:lastRenderedPageBreak | ./w:hyperlink/w:r/w:lastRenderedPageBreak')
 _BREAK_AFTER = _xpath('./w:r/w:br[@w:type="page"]')
@@ -288,8 +301,10 @@ def read_docx(path) -> tuple[list[list[Line]], dict]:
 
     Heading styles (`Heading N`, `Title`, `标题 N`) or an outline level -> 'heading' (a document boundary);
     table rows -> 'table' (cells joined by ' | '); `TOC N` paragraphs -> 'toc'; `Caption` -> 'caption';
-    every other non-empty paragraph (list items too) -> 'body'. Page headers/footers, footnotes, comments and
-    text boxes are not read. Raises Pdf2TextError when python-docx cannot open the file."""
+    every other non-empty paragraph (list items too) -> 'body'. Tracked changes read as accepted (`docx_text`:
+    insertions in, deletions out; a deleted paragraph mark joins two paragraphs; deleted table rows go). Page
+    headers/footers, footnotes, comments and text boxes are not read. Raises Pdf2TextError when python-docx
+    cannot open the file."""
     import docx
     path = Path(path)
     try: document = docx.Document(str(path))
@@ -297,20 +312,25 @@ def read_docx(path) -> tuple[list[list[Line]], dict]:
         raise Pdf2TextError(f"{path}: python-docx cannot open this DOCX ({type(e).__name__}: {e}); "
                             f"re-save it in Word/LibreOffice.") from e
     from docx.table import Table
-    out, tables, styles = _Pages(), 0, {}
+    out, tables, styles, joined = _Pages(), 0, {}, ""
     for block in _docx_blocks(document.element.body, document._body):
         if isinstance(block, Table):
             tables += 1
+            if joined: out.add("body", joined); joined = ""
             for row in block.rows:
+                if _ROW_GONE(row._tr): continue  # a deleted row
                 cells, seen = [], []
                 for c in row.cells:  # a merged cell comes back once per grid column
                     if any(c._tc is t for t in seen): continue
-                    seen.append(c._tc); cells.append(c.text)
+                    seen.append(c._tc); cells.append("\n".join(docx_text(p) for p in c._tc.iterchildren(_W + "p")))
                 out.row(cells)
         else:
             if _BREAK_BEFORE(block._p): out.new_page()  # typed before it, or where Word last broke the page
-            out.add(_docx_kind(block, styles), block.text)
+            text = joined + docx_text(block._p)
+            if _MARK_GONE(block._p): joined = text  # its mark is deleted: Word shows it as part of the next paragraph
+            else: out.add(_docx_kind(block, styles), text); joined = ""
             if _BREAK_AFTER(block._p): out.new_page()
+    if joined: out.add("body", joined)
     return out.result("docx", tables=tables)
 
 # %% ../nbs/01a_formats.ipynb #d680e017
