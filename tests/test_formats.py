@@ -276,6 +276,48 @@ def test_html_in_gbk_and_a_page_without_main_text(tmp_path):
     assert not (tmp_path / "out" / "gallery.txt").exists()
 
 
+
+BIG5_ARTICLE = [["資料是企業最重要的資產之一。", "一旦硬碟故障，沒有備份的企業可能失去多年累積的客戶資料。"],
+                ["至少保留三份資料副本，使用兩種不同的儲存媒體，其中一份存放在異地。", "沒有演練過的備份，等於沒有備份。"]]
+
+
+def _big5_page(head: str, body_end: str = "") -> str:
+    paras = "".join(f"<p>{''.join(d)}</p>" for d in [BIG5_ARTICLE[0]]) + "<h2>三二一原則</h2>" + \
+        "".join(f"<p>{''.join(d)}</p>" for d in [BIG5_ARTICLE[1]])
+    return f"{head}<body><nav><a href='/'>首頁</a></nav><article><h1>企業資料備份</h1>{paras}</article>{body_end}</body></html>"
+
+
+@pytest.mark.parametrize("name, head, encoding, codec", [
+    ("big5.html", '<!DOCTYPE html><html lang="zh-TW"><head><meta charset="big5"><title>備份</title></head>', "big5", "big5hkscs"),
+    ("gbk.htm", '<html><head><meta http-equiv="Content-Type" content="text/html; charset=gb2312"><title>备份</title></head>',
+     "gbk", "gb18030"),
+    ("book.xhtml", '<?xml version="1.0" encoding="big5"?>\n<!DOCTYPE html>\n<html xmlns="http://www.w3.org/1999/xhtml">'
+     '<head><title>備份</title></head>', "big5", "big5hkscs"),
+    ("bom.html", '\ufeff<html><head><meta charset="big5"></head>', "utf-8", "utf-8-sig"),  # the BOM wins
+])
+def test_html_declared_charset_is_used(tmp_path, name, head, encoding, codec):
+    """A page that declares its charset (meta charset, http-equiv, XML declaration) is decoded with it, as a browser
+    does: Big5 pages were refused with a fix for .txt files. GBK labels read as GB18030 (镕 is GBK, not GB2312)."""
+    page = _big5_page(head)
+    if encoding == "gbk": page = page.replace("資料是", "资料镕是")
+    (tmp_path / name).write_bytes(page.encode(encoding))
+    rep, docs = _convert(tmp_path / name, tmp_path)
+    assert rep["format"] == "html" and rep["encoding"] == codec
+    want = [[s.replace("資料是", "资料镕是") if encoding == "gbk" else s for s in d] for d in BIG5_ARTICLE]
+    assert docs == want
+
+
+def test_html_declared_charset_that_does_not_decode_is_one_line(tmp_path):
+    "A GBK page saved with a template's <meta charset=utf-8>: one error naming the file and the declaration, no output."
+    page = _big5_page('<html><head><meta charset="utf-8"><title>备份</title></head>').replace("資料", "数据")
+    (tmp_path / "模板.html").write_bytes(page.encode("gb18030"))
+    with pytest.raises(Pdf2TextError) as e:
+        pdf_to_text(tmp_path / "模板.html", tmp_path / "out" / "模板.txt", show_progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path / "模板.html") in msg and "declares charset 'utf-8'" in msg
+    assert not (tmp_path / "out" / "模板.txt").exists()
+
+
 # ---------------------------------------------------------------- Markdown
 MARKDOWN = """---
 title: 内部运维手册
