@@ -86,3 +86,42 @@ def test_check_cli_names_the_tsv_line(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     problems = [l for l in (r.stdout + r.stderr).splitlines() if "finetune.task_dir" in l]
     assert len(problems) == 1 and f"{tmp_path / 'train.tsv'}:5: 1 fields but the header has 2" in problems[0], r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- labels typed by hand
+REVIEWS = [("物流很快，包装完好。", "好评"), ("质量太差，用了两天就坏了。", "差评"), ("客服态度很好，推荐购买。", "好评"),
+           ("和描述不符，申请退货。", "差评"), ("性价比高，还会回购。", "好评")]
+
+
+def write_csv(path: Path, rows) -> Path:
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:  # as Excel saves "CSV UTF-8"
+        csv.writer(f).writerows([("text", "label"), *rows])
+    return path
+
+
+def test_label_with_a_trailing_space_is_the_same_class(tmp_path):
+    "NeuralNLP-NeuralClassifier#36: `好评 ` from a hand-typed Excel cell made a 2-class task a 3-class one."
+    for s in ("train", "dev", "test"): write_csv(tmp_path / f"{s}.csv", REVIEWS)
+    write_csv(tmp_path / "train.csv", [(t, l + " " if i == 2 else l) for i, (t, l) in enumerate(REVIEWS)])
+    write_csv(tmp_path / "dev.csv", [(t, "\u3000" + l if i == 1 else l) for i, (t, l) in enumerate(REVIEWS)])  # full-width space
+    t = tk.load_task(tmp_path)
+    assert t["labels"] == ["好评", "差评"]  # sorted; was ['\u3000差评', '好评', '好评 ', '差评']
+    (tmp_path / "labels.json").write_text('{"labels": ["好评 ", "差评"]}', encoding="utf-8")  # a hand-written label list
+    t = tk.load_task(tmp_path)
+    assert t["labels"] == ["好评", "差评"]
+    assert [r["label"] for r in t["train"]] == [l for _, l in REVIEWS] == [r["label"] for r in t["dev"]]
+    assert tk.targets(t["train"], t["labels"], False).tolist() == [0, 1, 0, 1, 0]
+    assert check_lines(tmp_path) == []
+
+
+def test_labels_that_differ_in_width_or_inner_spaces_are_refused_with_their_rows(tmp_path):
+    for s in ("train", "dev", "test"): write_csv(tmp_path / f"{s}.csv", REVIEWS)
+    write_csv(tmp_path / "dev.csv", [*REVIEWS, ("还行吧。", "好 评"), ("一般。", "ｏｋ"), ("不错。", "ok")])
+    with pytest.raises(ValueError) as e:
+        tk.load_task(tmp_path)
+    msg, dev = str(e.value), tmp_path / "dev.csv"
+    assert "\n" not in msg and "differ only in spaces or full-/half-width" in msg
+    assert f"'好 评' ({dev}:7: 1 row)" in msg and f"'好评' ({tmp_path / 'train.csv'}:2, {tmp_path / 'train.csv'}:4, " in msg
+    assert f"'ｏｋ' ({dev}:8: 1 row) vs 'ok' ({dev}:9: 1 row)" in msg
+    line, = check_lines(tmp_path)  # the preflight says the same line
+    assert f"'好 评' ({dev}:7: 1 row)" in line
