@@ -255,11 +255,12 @@ def test_load_task_rejects_bad_rows(tmp_path):
 TRICKY = ["ls 列出目录，支持 \"-l\" 选项", "第一行\n第二行, 带逗号", "\"引号开头\"的一段", "printf\t格式化输出"]
 
 
-def write_table(path: Path, header: list[str], records: list[list], delimiter: str = ",", encoding: str = "utf-8") -> Path:
-    "A CSV/TSV file as a spreadsheet program writes it (the csv module, quoting where needed)."
+def write_table(path: Path, header: list[str], records: list[list], delimiter: str = ",", encoding: str = "utf-8",
+                quote_all: bool = False) -> Path:
+    "A CSV/TSV file as a spreadsheet program writes it (the csv module, quoting where needed, or every field)."
     import csv
     with open(path, "w", encoding=encoding, newline="") as f:
-        w = csv.writer(f, delimiter=delimiter)
+        w = csv.writer(f, delimiter=delimiter, quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
         w.writerow(header)
         w.writerows(records)
     return path
@@ -305,9 +306,10 @@ def test_tsv_multilabel_task_gives_the_jsonl_rows(tmp_path):
     for k, s in enumerate(("train", "dev", "test")):
         rs = split_rows(10 + k, multi=True)
         write_jsonl(j / f"{s}.jsonl", [{"text": x, "labels": ls} for x, ls in rs])
-        # GB18030 like a Windows export, with an extra column that is kept as a field
+        # GB18030 like a Windows export, with an extra column that is kept as a field; texts with tabs and newlines:
+        # every field quoted, the header too, so the TSV says it is quoted (task.tsv_is_quoted)
         write_table(t / f"{s}.tsv", ["id", "sentence", "tags"], [[i, x, "|".join(ls)] for i, (x, ls) in enumerate(rs)],
-                    delimiter="\t", encoding="gb18030")
+                    delimiter="\t", encoding="gb18030", quote_all=True)
     fc = FinetuneConfig(text_column="sentence", label_column="tags", label_delimiter="|")
     want, got = tk.load_task(j), tk.load_task(t, fc)
     for s in ("train", "dev", "test"):

@@ -1,6 +1,7 @@
 """Stage 01 on DOCX, EPUB, HTML, Markdown and JSONL books made in tmp with the real writers (python-docx, ebooklib),
 run through the real stage function `pdf_to_text`; unsupported files must fail with one clear line and write nothing."""
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -90,6 +91,68 @@ def test_docx_manual_toc_page_and_chinese_heading_style(tmp_path, page_break):
     assert docs == [["公司现有的客服系统建于十年前。", "系统响应慢，维护成本高。", "新系统需要支持在线客服和工单流转。",
                      "方案采用微服务架构。", "各模块可以独立部署。", "预算总额为三百万元。", "其中硬件占四成，软件占六成。",
                      "项目周期为一年。"]]
+
+
+_TRACK = 'w:id="{}" w:author="审阅人" w:date="2024-05-01T00:00:00Z"'
+
+
+def _tracked(xml: str):
+    "A w:p (or w:tr) from WordprocessingML with tracked changes; {id} is filled with a fresh revision id."
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+    ids = iter(range(100, 200))
+    xml = re.sub(r"\{id\}", lambda m: _TRACK.format(next(ids)), xml)
+    return parse_xml(xml.replace("<w:p>", f"<w:p {nsdecls('w')}>", 1) if xml.startswith("<w:p>") else
+                     xml.replace("<w:tr>", f"<w:tr {nsdecls('w')}>", 1))
+
+
+def _run(text, tag="w:t"):
+    return f'<w:r><{tag} xml:space="preserve">{text}</{tag}></w:r>'
+
+
+def _make_tracked_docx(path):
+    """A document under review, as Word saves it with Track Changes on: insertions (also a whole inserted paragraph
+    and a table cell), deletions (also a whole paragraph, a paragraph mark and a table row), a moved sentence, a comment."""
+    d = docx.Document()
+    d.add_heading("第一章 修订稿", level=1)
+    body = d.element.body
+    paras = [
+        f"<w:p>{_run('原来的第一句。')}<w:ins {{id}}>{_run('审阅时插入的第二句。')}</w:ins>"
+        f"<w:del {{id}}>{_run('被删掉的一句。', 'w:delText')}</w:del>{_run('原来的第三句。')}</w:p>",
+        # a whole paragraph inserted: its mark and its runs are w:ins
+        f"<w:p><w:pPr><w:rPr><w:ins {{id}}/></w:rPr></w:pPr><w:ins {{id}}>{_run('这一整段都是审阅时新加的。')}</w:ins></w:p>",
+        # a whole paragraph deleted
+        f"<w:p><w:pPr><w:rPr><w:del {{id}}/></w:rPr></w:pPr><w:del {{id}}>{_run('这一整段已被删除。', 'w:delText')}</w:del></w:p>",
+        # a sentence moved: moveFrom is where it was (gone), moveTo where it is now
+        f"<w:p><w:pPr><w:rPr><w:moveFrom {{id}}/></w:rPr></w:pPr><w:moveFromRangeStart w:id=\"7\" w:name=\"move1\"/>"
+        f"<w:moveFrom {{id}}>{_run('挪走的句子。')}</w:moveFrom><w:moveFromRangeEnd w:id=\"7\"/></w:p>",
+        f"<w:p>{_run('保留的句子。')}<w:commentRangeStart w:id=\"0\"/>{_run('有批注的句子。')}<w:commentRangeEnd w:id=\"0\"/>"
+        f"<w:r><w:commentReference w:id=\"0\"/></w:r></w:p>",
+        f"<w:p><w:pPr><w:rPr><w:moveTo {{id}}/></w:rPr></w:pPr><w:moveToRangeStart w:id=\"8\" w:name=\"move1\"/>"
+        f"<w:moveTo {{id}}>{_run('挪走的句子。')}</w:moveTo><w:moveToRangeEnd w:id=\"8\"/></w:p>",
+        # a deleted paragraph mark: Word shows the two paragraphs as one
+        f"<w:p><w:pPr><w:rPr><w:del {{id}}/></w:rPr></w:pPr>{_run('前半句被拆开了，')}</w:p>",
+        f"<w:p>{_run('后半句接在这里。')}</w:p>",
+    ]
+    for xml in paras: body.insert(len(body) - 1, _tracked(xml))  # before the final w:sectPr
+    t = d.add_table(rows=3, cols=2)
+    for r, row in enumerate([("系统", "状态"), ("订单系统", "上线"), ("旧系统", "下线")]):
+        for c, v in enumerate(row): t.cell(r, c).text = v
+    cell_p = t.cell(1, 1).paragraphs[0]._p
+    cell_p.append(_tracked(f"<w:p><w:ins {{id}}>{_run('（已验收）')}</w:ins></w:p>")[0])
+    t.rows[2]._tr.insert(0, _tracked(f"<w:tr><w:trPr><w:del {{id}}/></w:trPr></w:tr>")[0])  # the whole row deleted
+    d.save(path)
+    return path
+
+
+def test_docx_track_changes_show_insertions_not_deletions(tmp_path):
+    """Word shows a document under review with its insertions and without its deletions (python-docx#1123, #340):
+    so must stage 01. Moved text appears once, where it was moved to; comments stay out."""
+    rep, docs = _convert(_make_tracked_docx(tmp_path / "修订稿.docx"), tmp_path, keep_tables=True)
+    assert docs == [["原来的第一句。", "审阅时插入的第二句。", "原来的第三句。", "这一整段都是审阅时新加的。", "保留的句子。",
+                     "有批注的句子。", "挪走的句子。", "前半句被拆开了，后半句接在这里。", "系统 | 状态", "订单系统 | 上线（已验收）"]]
+    flat = "".join(s for d in docs for s in d)
+    assert "删" not in flat and "旧系统" not in flat
 
 
 # ---------------------------------------------------------------- EPUB
@@ -211,6 +274,48 @@ def test_html_in_gbk_and_a_page_without_main_text(tmp_path):
     with pytest.raises(Pdf2TextError, match="no main text"):
         pdf_to_text(tmp_path / "gallery.html", tmp_path / "out" / "gallery.txt", show_progress=False)
     assert not (tmp_path / "out" / "gallery.txt").exists()
+
+
+
+BIG5_ARTICLE = [["資料是企業最重要的資產之一。", "一旦硬碟故障，沒有備份的企業可能失去多年累積的客戶資料。"],
+                ["至少保留三份資料副本，使用兩種不同的儲存媒體，其中一份存放在異地。", "沒有演練過的備份，等於沒有備份。"]]
+
+
+def _big5_page(head: str, body_end: str = "") -> str:
+    paras = "".join(f"<p>{''.join(d)}</p>" for d in [BIG5_ARTICLE[0]]) + "<h2>三二一原則</h2>" + \
+        "".join(f"<p>{''.join(d)}</p>" for d in [BIG5_ARTICLE[1]])
+    return f"{head}<body><nav><a href='/'>首頁</a></nav><article><h1>企業資料備份</h1>{paras}</article>{body_end}</body></html>"
+
+
+@pytest.mark.parametrize("name, head, encoding, codec", [
+    ("big5.html", '<!DOCTYPE html><html lang="zh-TW"><head><meta charset="big5"><title>備份</title></head>', "big5", "big5hkscs"),
+    ("gbk.htm", '<html><head><meta http-equiv="Content-Type" content="text/html; charset=gb2312"><title>备份</title></head>',
+     "gbk", "gb18030"),
+    ("book.xhtml", '<?xml version="1.0" encoding="big5"?>\n<!DOCTYPE html>\n<html xmlns="http://www.w3.org/1999/xhtml">'
+     '<head><title>備份</title></head>', "big5", "big5hkscs"),
+    ("bom.html", '\ufeff<html><head><meta charset="big5"></head>', "utf-8", "utf-8-sig"),  # the BOM wins
+])
+def test_html_declared_charset_is_used(tmp_path, name, head, encoding, codec):
+    """A page that declares its charset (meta charset, http-equiv, XML declaration) is decoded with it, as a browser
+    does: Big5 pages were refused with a fix for .txt files. GBK labels read as GB18030 (镕 is GBK, not GB2312)."""
+    page = _big5_page(head)
+    if encoding == "gbk": page = page.replace("資料是", "资料镕是")
+    (tmp_path / name).write_bytes(page.encode(encoding))
+    rep, docs = _convert(tmp_path / name, tmp_path)
+    assert rep["format"] == "html" and rep["encoding"] == codec
+    want = [[s.replace("資料是", "资料镕是") if encoding == "gbk" else s for s in d] for d in BIG5_ARTICLE]
+    assert docs == want
+
+
+def test_html_declared_charset_that_does_not_decode_is_one_line(tmp_path):
+    "A GBK page saved with a template's <meta charset=utf-8>: one error naming the file and the declaration, no output."
+    page = _big5_page('<html><head><meta charset="utf-8"><title>备份</title></head>').replace("資料", "数据")
+    (tmp_path / "模板.html").write_bytes(page.encode("gb18030"))
+    with pytest.raises(Pdf2TextError) as e:
+        pdf_to_text(tmp_path / "模板.html", tmp_path / "out" / "模板.txt", show_progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path / "模板.html") in msg and "declares charset 'utf-8'" in msg
+    assert not (tmp_path / "out" / "模板.txt").exists()
 
 
 # ---------------------------------------------------------------- Markdown

@@ -6,8 +6,8 @@
 __all__ = ['DROP_HEADINGS', 'SECTION_MERGE', 'SECTION_DROP', 'LABEL_NAMES', 'TASK_SPLITS', 'TASK_FORMATS', 'TASK_ERRORS',
            'strip_escapes', 'split_args', 'parse_roff', 'decode_page', 'read_page', 'clean_paragraph',
            'page_paragraphs', 'section_of', 'split_sentences', 'collect_pages', 'dedupe_paragraphs', 'split_by_page',
-           'build_task', 'split_file', 'task_files', 'read_jsonl', 'read_table', 'read_task_file', 'load_task',
-           'cap_per_class', 'targets', 'build_task_main']
+           'build_task', 'split_file', 'task_files', 'read_jsonl', 'tsv_is_quoted', 'read_table', 'read_task_file',
+           'label_key', 'label_variants', 'load_task', 'cap_per_class', 'targets', 'build_task_main']
 
 # %% ../nbs/08a_task.ipynb #2fd0b1fb
 import argparse
@@ -18,6 +18,7 @@ import random
 import re
 import shutil
 import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -391,11 +392,12 @@ def _task_row(path, line: int, r: dict, fcfg: FinetuneConfig) -> dict:
         if isinstance(val, dict) or not str(val).strip():
             raise ValueError(f"{path}:{line}: '{lc}' must be a non-empty label, got {val!r}")
         row.pop("labels", None)
-        row["label"] = val
+        row["label"] = val.strip() if isinstance(val, str) else val  # "好评 " from a hand-typed cell is "好评"
     return row
 
-def read_jsonl(path, fcfg: FinetuneConfig | None = None) -> list[dict]:
-    "Rows of a task's jsonl file (see `_task_row`), with the line number in the error for a bad line."
+def read_jsonl(path, fcfg: FinetuneConfig | None = None, *, lines: list | None = None) -> list[dict]:
+    """Rows of a task's jsonl file (see `_task_row`), with the line number in the error for a bad line; `lines`
+    (a list) gets each row's line number."""
     path, fcfg = Path(path), fcfg or FinetuneConfig()
     if not path.is_file(): raise FileNotFoundError(f"{path} not found")
     rows = []
@@ -405,39 +407,102 @@ def read_jsonl(path, fcfg: FinetuneConfig | None = None) -> list[dict]:
         except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not JSON ({e.msg})") from None
         if not isinstance(r, dict): raise ValueError(f"{path}:{i}: expected a JSON object")
         rows.append(_task_row(path, i, r, fcfg))
+        if lines is not None: lines.append(i)
     if not rows: raise ValueError(f"{path}: no examples")
     return rows
 
-def read_table(path, fcfg: FinetuneConfig | None = None) -> list[dict]:
-    """Rows of a task's .csv (Excel dialect) or .tsv (tab dialect) file with a header row; columns named by `fcfg`.
+_CSV_QUOTED = re.compile(r'"(?:[^"]|"")*""(?:[^"]|"")*"')  # a field as a CSV writer quotes a text with a " in it
 
-    Errors name file:line (the physical line, so quoted multi-line texts count right): a missing column, a row with
-    more fields than the header, an empty text or label."""
+def tsv_is_quoted(header_line: str) -> bool:
+    "A TSV says it uses CSV quoting when every field of its header line is in double quotes: `\"text\"<TAB>\"label\"`."
+    fields = header_line.rstrip("\r").split("\t")
+    return all(len(f) >= 2 and f[0] == f[-1] == '"' for f in fields)
+
+def _plain_tsv(path: Path, text: str):
+    """(line number, fields) of a TSV without quoting, header first: one row a line, split at tabs. A line whose field
+    count differs from the header's, or a field quoted the CSV way, is a ValueError naming file:line."""
+    lines = text.split("\n")  # not splitlines(): U+2028, \x1c ... inside a text are not line breaks
+    n = len(lines[0].rstrip("\r").split("\t"))
+    why = "a TSV whose header is not quoted has no quoting: one example a line, no tab or newline inside a text"
+    fix = "quote every field, the header too (csv.QUOTE_ALL), so the file says it is quoted, or save it as .csv or .jsonl"
+    for no, line in enumerate(lines, 1):
+        line = line.rstrip("\r")
+        if no > 1 and not line.strip(): continue
+        fields = line.split("\t")
+        if len(fields) != n:
+            raise ValueError(f"{path}:{no}: {len(fields)} fields but the header has {n} ({why}); fix the line, or {fix}")
+        bad = next((f for f in fields if _CSV_QUOTED.fullmatch(f)), None)
+        if bad is not None:
+            raise ValueError(f"{path}:{no}: the field {bad[:30]!r} is quoted the CSV way but the header is not quoted ({why}); {fix}")
+        yield no, fields
+
+def _csv_records(path: Path, text: str, dialect):
+    "(line number, fields) of a CSV or quoted TSV (csv module; the physical line where a record ends), header first."
     import csv, io
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    try:
+        for rec in reader: yield reader.line_num, rec
+    except csv.Error as e: raise ValueError(f"{path}:{reader.line_num}: {e} (a stray double quote?)") from None
+
+def read_table(path, fcfg: FinetuneConfig | None = None, *, lines: list | None = None) -> list[dict]:
+    """Rows of a task's .csv (Excel dialect) or .tsv file with a header row; columns named by `fcfg`.
+
+    A .tsv has no quoting (one example a line, split at tabs) unless its header fields are all in double quotes
+    (`tsv_is_quoted`): then the strict tab dialect. Errors name file:line (the physical line, so quoted multi-line
+    texts count right): a missing column, a row with more fields than the header (an unquoted TSV: any other count),
+    a field quoted the CSV way in an unquoted TSV, an empty text or label. `lines` (a list) gets each row's line."""
+    import csv
     path, fcfg = Path(path), fcfg or FinetuneConfig()
     if not path.is_file(): raise FileNotFoundError(f"{path} not found")
-    dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-    reader = csv.reader(io.StringIO(_read_task_text(path), newline=""), dialect)
-    header = next(reader, None)
-    if not header: raise ValueError(f"{path}: empty file; the first line must name the columns")
+    text = _read_task_text(path)
+    if path.suffix.lower() != ".tsv": records = _csv_records(path, text, csv.excel)
+    elif tsv_is_quoted(text.split("\n", 1)[0]):
+        records = _csv_records(path, text, type("strict_tab", (csv.excel_tab,), {"strict": True}))
+    else: records = _plain_tsv(path, text)
+    _, header = next(records, (0, None))
+    if not header or not any(h.strip() for h in header):
+        raise ValueError(f"{path}: empty file; the first line must name the columns")
     header = [h.strip() for h in header]
     for col, key in ((fcfg.text_column, "text_column"), (fcfg.label_column, "label_column")):
         if col not in header:
             raise ValueError(f"{path}:1: no column '{col}' in the header {header}; set finetune.{key} to the right column")
     rows = []
-    for rec in reader:
+    for line, rec in records:
         if not any(f.strip() for f in rec): continue
-        line = reader.line_num
         if len(rec) > len(header):
             raise ValueError(f"{path}:{line}: {len(rec)} fields but the header has {len(header)}; "
                              f"quote fields that contain the delimiter")
         rows.append(_task_row(path, line, dict(zip(header, rec)), fcfg))
+        if lines is not None: lines.append(line)
     if not rows: raise ValueError(f"{path}: no examples")
     return rows
 
-def read_task_file(path, fcfg: FinetuneConfig | None = None) -> list[dict]:
-    "Rows of one split file, by suffix: .jsonl, .csv or .tsv."
-    return (read_jsonl if Path(path).suffix.lower() == ".jsonl" else read_table)(path, fcfg)
+def read_task_file(path, fcfg: FinetuneConfig | None = None, *, lines: list | None = None) -> list[dict]:
+    "Rows of one split file, by suffix: .jsonl, .csv or .tsv; `lines` (a list) gets each row's line number."
+    return (read_jsonl if Path(path).suffix.lower() == ".jsonl" else read_table)(path, fcfg, lines=lines)
+
+def label_key(label) -> str:
+    "What a label means when typed by hand: NFKC (full-width letters, digits and spaces become half-width), no whitespace."
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(label)))
+
+def label_variants(splits: dict, files: dict, lines: dict) -> str | None:
+    """None, or one line naming labels that differ only in whitespace or full-/half-width forms (`label_key`), each
+    with its first three file:lines and row count: `好评` and `好 评`, `A` and `Ａ` would be different classes."""
+    seen = {}  # label -> ([its first 3 "file:line"], rows)
+    for s, rows in splits.items():
+        for r, no in zip(rows, lines[s]):
+            for l in (r["labels"] if "labels" in r else [r["label"]]):
+                where = seen.setdefault(str(l), [[], 0])
+                where[1] += 1
+                if len(where[0]) < 3: where[0].append(f"{files[s]}:{no}")
+    groups = collections.defaultdict(list)
+    for l in seen: groups[label_key(l)].append(l)
+    clash = [g for g in groups.values() if len(g) > 1]
+    if not clash: return None
+    say = lambda l: f"{l!r} ({', '.join(seen[l][0])}{', ...' if seen[l][1] > 3 else ''}: {seen[l][1]} row{'s' if seen[l][1] > 1 else ''})"
+    return ("labels that differ only in spaces or full-/half-width characters would be different classes: "
+            + "; ".join(" vs ".join(say(l) for l in g) for g in clash)
+            + ". Fix: write each label one way in the task files")
 
 def load_task(task_dir, fcfg: FinetuneConfig | None = None) -> dict:
     """train/dev/test rows, the label list and whether the task is multi-label (rows carry `labels: [...]`).
@@ -446,16 +511,18 @@ def load_task(task_dir, fcfg: FinetuneConfig | None = None) -> dict:
     multi-label delimiter (defaults: `text`, `label`, none). `labels.json` ({"labels": [...]}), when present, fixes
     the label order. The result's `files` maps each split to its file."""
     task_dir = resolve_path(task_dir)
-    files, splits = {}, {}
+    files, splits, lines = {}, {}, {}
     for s in TASK_SPLITS:  # split by split: a bad train file is reported even when dev is still missing
-        files[s] = split_file(task_dir, s)
-        splits[s] = read_task_file(files[s], fcfg)
+        files[s], lines[s] = split_file(task_dir, s), []
+        splits[s] = read_task_file(files[s], fcfg, lines=lines[s])
     kinds = {"labels" in r for rs in splits.values() for r in rs}
     if len(kinds) > 1: raise ValueError(f"{task_dir}: rows mix single labels and label lists; use one kind")
     multi = kinds.pop()
+    clash = label_variants(splits, files, lines)
+    if clash: raise ValueError(f"{task_dir}: {clash}")
     seen = {str(l) for rs in splits.values() for r in rs for l in (r["labels"] if multi else [r["label"]])}
     lf = task_dir / "labels.json"
-    labels = [str(l) for l in json.loads(lf.read_text(encoding="utf-8"))["labels"]] if lf.is_file() else sorted(seen)
+    labels = [str(l).strip() for l in json.loads(lf.read_text(encoding="utf-8"))["labels"]] if lf.is_file() else sorted(seen)
     unknown = seen - set(labels)
     if unknown: raise ValueError(f"{task_dir}: labels {sorted(unknown)} are not in labels.json")
     return {**splits, "labels": labels, "multi_label": multi, "task_dir": str(task_dir), "files": {s: str(f) for s, f in files.items()}}

@@ -88,12 +88,26 @@ def _codec_error(name, at: int, bom: str | None = None) -> TextDecodeError:
     return TextDecodeError(f"{name}: {what} ({bom or 'UTF-8'} decoding fails near byte {at}). Convert it first, e.g. "
                            f"`iconv -f BIG5 -t UTF-8 in.txt > out.txt`.")
 
-def decode_text(data: bytes, name: str = "<bytes>") -> tuple[str, str]:
+# Charset labels as browsers read them (WHATWG Encoding): GB2312/GBK labels get the GBK superset, Big5 gets Big5-HKSCS,
+# Latin-1/ASCII get windows-1252, a UTF-16 label without a BOM means UTF-8.
+_LABELS = {**dict.fromkeys(("gb2312", "gbk", "x-gbk", "cp936", "csgb2312", "chinese", "gb_2312", "gb_2312-80", "iso-ir-58"), "gb18030"),
+           **dict.fromkeys(("big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5"), "big5hkscs"),
+           **dict.fromkeys(("iso-8859-1", "latin1", "l1", "ascii", "us-ascii"), "cp1252"),
+           **dict.fromkeys(("utf-16", "utf-16le", "utf-16be"), "utf-8")}
+
+def _declared_error(name, label: str, codec: str, at: int) -> TextDecodeError:
+    return TextDecodeError(f"{name}: declares charset {label!r} but is not {codec} text (decoding fails near byte {at}). "
+                           f"Fix the declaration to the file's real charset, or convert it, e.g. "
+                           f"`iconv -f GBK -t UTF-8 in.html > out.html` and declare utf-8.")
+
+def decode_text(data: bytes, name: str = "<bytes>", declared: str | None = None) -> tuple[str, str]:
     """Decode text bytes by the one rule: BOM, else (not binary) strict UTF-8, else GB18030 if it gives plausible text.
 
-    Returns (text, encoding), `encoding` one of 'utf-8-sig' | 'utf-16' | 'utf-8' | 'gb18030' (empty bytes: '', 'utf-8').
-    Raises `TextDecodeError` naming `name` for binary data, bytes that break after their BOM, and bytes that are neither
-    UTF-8 nor plausible GB18030 text (with an `iconv` fix)."""
+    `declared`: a charset label the file itself states (an HTML `<meta charset>`, an XML declaration); it replaces the
+    GB18030 step (Big5, Shift_JIS, ...; GBK labels mean GB18030). Unknown labels are ignored, as browsers do.
+    Returns (text, encoding), `encoding` one of 'utf-8-sig' | 'utf-16' | 'utf-8' | 'gb18030' or the declared codec
+    (empty bytes: '', 'utf-8'). Raises `TextDecodeError` naming `name` for binary data, bytes that break after their
+    BOM, bytes that are neither UTF-8 nor plausible text in the declared codec (else GB18030), with the fix."""
     bom = _bom_encoding(data)
     if bom:
         try: return data.decode(bom), bom
@@ -101,6 +115,14 @@ def decode_text(data: bytes, name: str = "<bytes>") -> tuple[str, str]:
     if looks_binary(data): raise _binary_error(name)
     try: return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as e: at = e.start
+    if declared:
+        codec = _LABELS.get(declared.strip().lower(), declared.strip().lower())
+        try: text = data.decode(codec)
+        except LookupError: pass  # not a charset Python knows: the one rule decides
+        except UnicodeDecodeError as e: raise _declared_error(name, declared, codec, e.start) from None
+        else:
+            if plausible_text(text): return text, codec
+            raise _declared_error(name, declared, codec, at)
     try: text = data.decode("gb18030")
     except UnicodeDecodeError: text = ""
     if plausible_text(text): return text, "gb18030"
