@@ -60,7 +60,7 @@ bench: $(STAMP)
 publish: $(STAMP)
 	$(BIN)/vertical-pretrain publish $(if $(RUN),--run $(RUN),--profile $(PROFILE))
 
-## docs: the offline course site in _docs/ (Sphinx + sphinx-book-theme + MyST-NB; publishes the run first when it has notebooks)
+## docs: the offline course site in _docs/ (Sphinx + sphinx-book-theme + MyST-NB) from the run's notebooks, else docs/course/; writes no tracked file
 docs: $(STAMP)
 	$(BIN)/vertical-pretrain docs $(if $(RUN),--run $(RUN),--profile $(PROFILE))
 

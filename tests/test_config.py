@@ -131,3 +131,32 @@ def test_preflight_and_runtime_give_the_same_line(tmp_path):
                        (lambda: run_evaluation({}, {}, tmp_path, tokenizer="", data_cfg=cfg.data, ecfg=cfg.evaluate), lines[2])):
         with pytest.raises(ValueError) as e: call()
         assert str(e.value) == line
+
+
+def test_paths_typed_on_the_command_line_resolve_against_the_current_directory(tmp_path):
+    "issue 28.17: flags and --set values are read from the cwd (as every Unix tool); config-file paths from the repo root."
+    import os
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "VERTICAL_PRETRAIN_ROOT": str(repo), "GLOG_minloglevel": "2"}
+    def vp(*args):
+        return subprocess.run([sys.executable, "-m", "vertical_pretrain.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+    (tmp_path / "book.txt").write_text("\n".join(["这是一本关于 Debian 系统管理的书，第一章讲安装。"] * 6) + "\n", encoding="utf-8")
+    (tmp_path / "task").mkdir(); (tmp_path / "task" / "train.jsonl").write_text('{"text": "安装", "label": "a"}\n', encoding="utf-8")
+    (tmp_path / "tiny_model").mkdir()
+    # --set: the printed config holds the cwd's folders; a hub name stays a name; a config file keeps root-relative paths
+    r = vp("config", "--profile", "smoke", "--set", "finetune.task_dir=task", "--set", "paths.data_root=data",
+           "--set", "model.model_name_or_path=tiny_model", "--set", "pretraining_data.tokenizer_name_or_path=ernie-3.0-medium-zh")
+    d = yaml.safe_load(r.stdout)
+    assert (d["finetune"]["task_dir"], d["paths"]["data_root"], d["model"]["model_name_or_path"]) == (
+        str(tmp_path / "task"), str(tmp_path / "data"), str(tmp_path / "tiny_model")), r.stderr
+    assert d["pretraining_data"]["tokenizer_name_or_path"] == "ernie-3.0-medium-zh"
+    (tmp_path / "run.yaml").write_text("profile: smoke\nfinetune:\n  task_dir: task\n", encoding="utf-8")
+    assert Config.load(tmp_path / "run.yaml").finetune.task_dir == "task"  # resolved later against the repo root
+    # a stage flag (config.LEGACY_FLAGS): stage 01 reads the cwd's book
+    r = vp("pdf2text", "--profile", "smoke", "--input_path", "book.txt", "--output_path", "out/book.txt")
+    assert r.returncode == 0 and (tmp_path / "out" / "book.txt").is_file(), r.stderr[-2000:]
+    # a command's own flags (finetune): the cwd's task is read (its train split is found; the dev split is what is missing)
+    r = vp("finetune", "--profile", "smoke", "--model_dir", "tiny_model", "--task_dir", "task")
+    assert r.returncode == 2 and f"{tmp_path / 'task'}: no dev split" in r.stderr, r.stderr[-2000:]

@@ -87,3 +87,28 @@ def test_readme_figures_come_from_the_demo_run(tmp_path):
     assert [p.name for p in out] == ["demo_comparison.png", "demo_loss_curves.png", "demo_adaptation.png", "demo_run.json"]
     assert (tmp_path / "figs" / "demo_loss_curves.png").read_bytes() == (run / "loss_curves.png").read_bytes()
     assert '"profile": "demo"' in (tmp_path / "figs" / "demo_run.json").read_text(encoding="utf-8")
+
+
+def _git(repo: Path, *args) -> str:
+    import subprocess
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo), *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_docs_into_another_folder_changes_no_tracked_file(tmp_path, tmp_path_factory, monkeypatch, capsys):
+    "issue 28.16: `docs --run R --output_dir ../site` builds R's site there; the committed docs/course/ and README stay."
+    nbs, run = _course(tmp_path)  # the project is tmp_path: nbs/, out/demo (a run with an executed lesson)
+    publish(None, tmp_path / "docs" / "course", nbs, log=lambda s: None)  # the committed course: clean notebooks
+    (tmp_path / "README.md").write_text("# 小课程\n", encoding="utf-8")
+    _git(tmp_path, "init", "-q"); _git(tmp_path, "add", "-A"); _git(tmp_path, "commit", "-q", "-m", "course")
+    monkeypatch.setenv("VERTICAL_PRETRAIN_ROOT", str(tmp_path))
+    monkeypatch.setattr(docs, "_api_modules", lambda: ["vertical_pretrain.fileio"])  # a small API part: fast
+    site = tmp_path_factory.mktemp("elsewhere") / "site"
+    assert docs.main(["--run", str(run), "--output_dir", str(site)]) == 0, capsys.readouterr().err
+    assert _git(tmp_path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert "vertical-pretrain publish" in capsys.readouterr().out  # it says how to publish
+    assert "流水线运行 <code" in (site / "06_pretrain.html").read_text(encoding="utf-8"), "the site is the run's"
+    # a tracked folder as the site folder would be replaced wholesale: refused in one line, nothing touched
+    assert docs.main(["--run", str(run), "--output_dir", str(tmp_path / "docs")]) == 1
+    assert "not a site built by `vertical-pretrain docs`" in capsys.readouterr().err
+    assert _git(tmp_path, "status", "--porcelain", "--untracked-files=all") == ""

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .config import add_config_args, config_from_args, explain
+from .fileio import DiskFullError
 
 # %% ../nbs/09a_cli.ipynb #d63812a1
 # subcommand -> (module, function, one-line help)
@@ -80,7 +81,9 @@ def main(argv=None) -> int:
             print(f"vertical-pretrain {cmd}: not available in this version ({mod_name}.{fn_name} missing)", file=sys.stderr)
             return 2
         raise
-    rc = fn(rest)
+    try: rc = fn(rest)
+    except DiskFullError as e:  # fileio's writers: one line naming the file and the free space, nothing half-written
+        print(f"vertical-pretrain {cmd}: error: {e.strerror}", file=sys.stderr); return 1
     return int(rc or 0)
 
 # %% ../nbs/09a_cli.ipynb #daa1f330

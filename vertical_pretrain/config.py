@@ -12,7 +12,7 @@ __all__ = ['AUTO', 'PROFILES', 'LEGACY_FLAGS', 'INPUT_ERRORS', 'arg', 'arg_facto
            'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'replay_run_dir', 'replay_blend', 'replay_config',
            'tapt_run_dir', 'tapt_config', 'model_source', 'tokenizer_source', 'parse_blend', 'resolve_blend',
            'is_blended', 'add_legacy_flags', 'legacy_overrides', 'parse_set', 'add_config_args', 'config_from_args',
-           'cli_errors', 'stage_main']
+           'typed_path', 'typed_overrides', 'cli_errors', 'stage_main']
 
 # %% ../nbs/00_config.ipynb #04a9bb7a
 import argparse
@@ -36,7 +36,8 @@ from .fileio import atomic_write_text
 # %% ../nbs/00_config.ipynb #1c7d1adb
 def arg(default, help: str, **checks):
     """A dataclass field with its help text in `metadata` (HF `run_mlm.py` style), plus the allowed values that
-    `Section.validate` checks: `choices=(...)`, `minimum=n` (inclusive) or `check=fn` (value -> what is wrong, or None)."""
+    `Section.validate` checks: `choices=(...)`, `minimum=n` (inclusive) or `check=fn` (value -> what is wrong, or None).
+    `path=True` marks a file system path, `path="or_name"` a local path or a hub model name (see `typed_path`)."""
     return field(default=default, metadata={"help": help, **checks})
 
 def arg_factory(factory, help: str, **checks):
@@ -115,11 +116,13 @@ def resolve_path(p) -> Path:
 @dataclass
 class PathsConfig(Section):
     "Where the corpus and the run live; every stage directory is derived from these."
-    data_root: str = arg("data_file", "Root folder of all corpora; relative paths are taken from the project root. "
-                                      "Each corpus is <data_root>/<corpus>/ with raw/, text/, seg/, jsonl/, ids/.")
+    data_root: str = arg("data_file", "Root folder of all corpora; relative paths are taken from the project root "
+                                      "(typed on the command line: from the current directory). "
+                                      "Each corpus is <data_root>/<corpus>/ with raw/, text/, seg/, jsonl/, ids/.", path=True)
     corpus: str = arg("debian_reference", "The corpus this run reads: folder name under data_root; its raw/ holds the "
                                           "input books (a data.blend of two or more corpora overrides it for training).")
-    output_root: str = arg("output", "Root folder of all runs; relative paths are taken from the project root.")
+    output_root: str = arg("output", "Root folder of all runs; relative paths are taken from the project root "
+                                     "(typed on the command line: from the current directory).", path=True)
     run_name: str = arg("demo", "The run's folder under output_root: config.yaml, metrics, logs, checkpoints, exports, "
                                 "evaluation and fine-tune reports. Replay, TAPT and the offline base run derive theirs from it.")
 
@@ -164,7 +167,8 @@ class PathsConfig(Section):
 @dataclass
 class Pdf2TextConfig(Section):
     "Stage 01: PDF/TXT -> one sentence a line, blank line between documents."
-    input_path: str = arg("", "Input file or folder of books (PDF, TXT, DOCX, EPUB, HTML, Markdown, JSONL); empty = paths.raw_dir.")
+    input_path: str = arg("", "Input file or folder of books (PDF, TXT, DOCX, EPUB, HTML, Markdown, JSONL); empty = paths.raw_dir.",
+                          path=True)
     json_key: str = arg("text", "JSONL input: the key that holds one document's text (PaddleNLP trans_to_json's --json_key).")
     ocr: str = arg("auto", "OCR of PDF pages (RapidOCR): auto = only pages without a usable text layer (scanned, empty or "
                            "undecodable), never = none (such pages are dropped and counted), always = every page.",
@@ -186,7 +190,7 @@ class SegmentConfig(Section):
                                 "package) or cn_splited (the text is already space-separated words; copied as is).",
                        choices=("jieba", "lac", "cn_splited"))
     user_dict: str = arg("", "User dictionary file for jieba/LAC (one word a line, optionally with frequency and tag); "
-                             "empty = none. Also used by stage 04's on-the-fly segmenter.")
+                             "empty = none. Also used by stage 04's on-the-fly segmenter.", path=True)
     workers: int = arg(2, "Worker processes of stage 02 (files are segmented in parallel).")
 
 @dataclass
@@ -203,7 +207,7 @@ class TransToJsonConfig(Section):
 class PretrainingDataConfig(Section):
     "Stage 04: jsonl -> <prefix>_ids.npy + <prefix>_idx.npz (PaddleNLP ernie-1.0 format)."
     tokenizer_name_or_path: str = arg("", "Tokenizer dir or hub name; empty = the model's (model.model_name_or_path), "
-                                          "or the offline base's tokenizer when that is empty.")
+                                          "or the offline base's tokenizer when that is empty.", path="or_name")
     output_prefix: str = arg("corpus", "File prefix in paths.ids_dir: <prefix>_ids.npy, <prefix>_idx.npz "
                                        "(PaddleNLP create_pretraining_data's --output_prefix).")
     split_sentences: bool = arg(True, "Split documents into sentences (PaddleNLP's --split_sentences); false = one "
@@ -256,7 +260,7 @@ class ModelConfig(Section):
     "Base model: a local dir or hub name, or (when model_name_or_path is empty) this architecture from scratch."
     model_name_or_path: str = arg("ernie-3.0-medium-zh", "Start model: a local model dir or a PaddleNLP hub name; empty "
                                                         "= the offline base model (base_model.enabled), or this "
-                                                        "architecture with random weights.")
+                                                        "architecture with random weights.", path="or_name")
     vocab_size: int = arg(0, "From-scratch architecture: vocab size; 0 = the tokenizer's.")
     hidden_size: int = arg(768, "From-scratch architecture: hidden size.")
     num_hidden_layers: int = arg(6, "From-scratch architecture: Transformer layers.")
@@ -336,13 +340,14 @@ class ExportConfig(Section):
     extend_vocab: bool = arg(False, "Add frequent domain words to the vocab and resize the exported model's embeddings.")
     extend_max_new_tokens: int = arg(2000, "extend_vocab: at most this many new tokens.")
     extend_min_freq: int = arg(5, "extend_vocab: a new token occurs at least this often in the domain text.")
-    user_terms: str = arg("", "extend_vocab: file with one domain term a line ('#' starts a comment), added first; empty = none.")
+    user_terms: str = arg("", "extend_vocab: file with one domain term a line ('#' starts a comment), added first; empty = none.",
+                          path=True)
 
 @dataclass
 class FinetuneConfig(Section):
     "Stage 08: base vs domain on an in-domain classification task."
     task_dir: str = arg("data_file/manpages_cls", "Folder with train/dev/test as .jsonl, .csv or .tsv (and optionally "
-                                                  "unlabeled.txt for TAPT).")
+                                                  "unlabeled.txt for TAPT).", path=True)
     text_column: str = arg("text", "CSV/TSV: the column with the text (JSONL: the key).")
     label_column: str = arg("label", "CSV/TSV: the column with the label (JSONL: the key); multi-label: a delimited list.")
     label_delimiter: str = arg("", "CSV/TSV: set (e.g. '|') to read label_column as a multi-label list; empty = single label.")
@@ -863,7 +868,24 @@ def config_from_args(args) -> Config:
             raise ValueError(f"--profile {args.profile} conflicts with {args.config} (profile {cfg.profile})")
     else:
         cfg = get_config(getattr(args, "profile", None) or "demo")
-    return cfg.override({**parse_set(getattr(args, "overrides", [])), **legacy_overrides(args)})
+    return cfg.override(typed_overrides({**parse_set(getattr(args, "overrides", [])), **legacy_overrides(args)}))
+
+def typed_path(value, or_name: bool = False):
+    """A path typed on the command line, made absolute against the current directory (as every Unix tool reads it);
+    '' (= the default) and non-strings stay as they are, `~` is expanded. `or_name`: the value may also be a hub model
+    name, so it is made absolute only when it exists from the current directory (else `modeldir.local_path` decides)."""
+    if not isinstance(value, (str, Path)) or not str(value): return value
+    p = Path(value).expanduser()
+    if not p.is_absolute() and or_name and not p.exists(): return str(value)
+    return os.path.abspath(p)
+
+def typed_overrides(overrides: dict) -> dict:
+    """`overrides` typed on the command line (`--set`, stage flags) with every path setting (`path` in its field's
+    metadata) made absolute by `typed_path`; other values, and unknown keys (`Config.override` names them), unchanged."""
+    def kind(key):
+        try: return config_field(key).metadata.get("path")
+        except KeyError: return None
+    return {k: typed_path(v, or_name=kind(k) == "or_name") if kind(k) else v for k, v in overrides.items()}
 
 # %% ../nbs/00_config.ipynb #a8631095
 INPUT_ERRORS = (FileNotFoundError, ValueError, KeyError)  # what bad input raises in this package's stages

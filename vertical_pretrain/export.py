@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import add_config_args, cli_errors, config_from_args, resolve_path
-from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
+from .fileio import atomic_dir, atomic_path, atomic_write_text, stage_is_done, write_manifest
 from .modeldir import (CONFIG_NAME, LEGACY_CONFIG_NAME, ModelDirError, ModelDirMissing,
                                         TOKENIZER_CLASS, TOKENIZER_CONFIG_NAME, TOKENIZER_FILES, VOCAB_NAME,
                                         WEIGHTS_NAME, flat_config, load_tokenizer, local_path, read_json,
@@ -528,7 +528,7 @@ def _backup(path: Path) -> Path:
     i = 0
     while bak.exists():
         i += 1; bak = path.with_name(f"{path.name}.bak.{i}")
-    shutil.copy2(path, bak)
+    with atomic_path(bak) as tmp: shutil.copy2(path, tmp)  # no half-written backup; a full disk is one line
     return bak
 
 

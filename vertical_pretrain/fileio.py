@@ -7,7 +7,7 @@ __all__ = ['TEXT_PRODUCERS', 'PR_SET_PDEATHSIG', 'WARNING_MIME', 'atomic_write_t
            'atomic_dir', 'new_dirs', 'content_hash', 'file_fingerprint', 'dir_bytes', 'fmt_bytes', 'manifest_path',
            'write_manifest', 'read_manifest', 'stage_is_done', 'StageInputError', 'run_per_file', 'produced_files',
            'required_files', 'LockedError', 'DiskFullError', 'disk_full_error', 'dir_lock', 'die_with_parent',
-           'warning_line', 'stage_warning']
+           'disk_full_as_error', 'atomic_open', 'warning_line', 'stage_warning']
 
 # %% ../nbs/00a_fileio.ipynb #47b659da
 import contextlib
@@ -53,42 +53,42 @@ def atomic_path(path):
     one. Parent folders are created. An `OSError` that is a full disk (ENOSPC/EDQUOT, numpy's short write) is raised
     as `DiskFullError`; any other exception is re-raised after the temp file is deleted."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with disk_full_as_error(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: others could not read the result
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp.exists(): tmp.unlink()  # first, so the free space reported counts without it
-        full = disk_full_error(path, e)
-        if full is None: raise
-        raise full from e
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with disk_full_as_error(path):
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists(): tmp.unlink()  # before the message counts the free space
 
 @contextlib.contextmanager
 def atomic_dir(path):
     """Yield a temp dir beside `path`; on success swap it in for `path` (replacing an old one), mode as `mkdir` gives.
 
     The old folder is first renamed to `.<name>.old-<pid>`, then removed after the new one is in place; on an
-    exception the temp dir is removed and `path` is left as it was. Parent folders are created."""
+    exception the temp dir is removed and `path` is left as it was. Parent folders are created. A full disk while
+    writing into the temp dir is raised as `DiskFullError` (naming `path`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    with disk_full_as_error(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-    try:
-        yield tmp
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None: shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+    with disk_full_as_error(path):
+        try:
+            yield tmp
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+            os.replace(tmp, path)
+            if old is not None: shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/00a_fileio.ipynb #ce611677
 @contextlib.contextmanager
@@ -312,8 +312,8 @@ def dir_lock(folder, *, wait: bool = False, timeout: float = 0, name: str = "", 
         if old.get("pid") and log:
             log(f"note: {folder}: taking over the lock left by pid {old['pid']} ({old.get('cmd', '?')}), "
                 f"which {'is no longer running' if not _alive(old['pid']) else 'ended without releasing it'}")
-        owner_file.write_text(json.dumps({"pid": os.getpid(), "cmd": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-                                          "since": time.strftime("%Y-%m-%d %H:%M:%S")}), encoding="utf-8")
+        atomic_write_text(owner_file, json.dumps({"pid": os.getpid(), "cmd": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                                                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
         yield folder
     finally:
         owner_file.unlink(missing_ok=True)
@@ -333,6 +333,31 @@ def die_with_parent(worker_id=None, *, sig: int = signal.SIGKILL, parent: int | 
     except (OSError, AttributeError): return False
     if armed and os.getppid() != parent: os._exit(1)  # the parent died before the signal was armed: nobody will send it
     return armed
+
+# %% ../nbs/00a_fileio.ipynb #691440f4
+@contextlib.contextmanager
+def disk_full_as_error(path):
+    """Inside this block, an `OSError` that is a full disk (`disk_full_error`) is raised as `DiskFullError` naming
+    `path`; a `DiskFullError` from a nested writer passes unchanged (it names the file already); others pass through."""
+    try:
+        yield
+    except DiskFullError: raise
+    except OSError as e:
+        full = disk_full_error(path, e)
+        if full is None: raise
+        raise full from e
+
+@contextlib.contextmanager
+def atomic_open(path, mode: str = "wb", *, encoding: str = "utf-8", newline: str | None = None):
+    """Open a new file for streaming writes: yields the file object of a temp file beside `path` (`atomic_path`),
+    which is closed and renamed to `path` when the block ends without an exception, and deleted otherwise.
+
+    `mode` is "wb" (default) or "w" (text: `encoding`, `newline` as `open` takes them). Parent folders are created.
+    A full disk, also at the final flush, raises `DiskFullError` naming `path`; nothing half-written stays."""
+    if mode not in ("w", "wb"): raise ValueError(f"atomic_open writes a whole new file: mode 'w' or 'wb', not {mode!r}")
+    text = {} if mode == "wb" else {"encoding": encoding, "newline": newline}
+    with atomic_path(path) as tmp, open(tmp, mode, **text) as f:
+        yield f
 
 # %% ../nbs/00a_fileio.ipynb #8c67bd43
 WARNING_MIME = "application/vnd.vertical-pretrain.warning+json"  # the structured copy the pipeline reads back

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import evaluate_mlm  # the pretrained rows and 07b's report section
 from .config import (FinetuneConfig, PROFILES, add_config_args, cli_errors, config_from_args,
-                                      get_config, parse_blend, resolve_path)
+                                      get_config, parse_blend, resolve_path, typed_path)
 from .export import load_model
 from .fileio import atomic_dir, atomic_write_text, file_fingerprint, stage_is_done, stage_warning, write_manifest
 from .launch import use_fast_cpu_math
@@ -406,6 +406,8 @@ def finetune_main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     cfg = config_from_args(a)
+    # typed paths are taken from the current directory (config.typed_path), not from the project root
+    a.model_dir, a.task_dir, a.output_dir = typed_path(a.model_dir, or_name=True), typed_path(a.task_dir), typed_path(a.output_dir)
     name = a.name or Path(a.model_dir).name
     out = a.output_dir or cfg.paths.run_dir / "finetune" / name / f"seed_{a.seed}"
     m = finetune(a.model_dir, a.task_dir or cfg.finetune.task_dir, out, seed=a.seed, fcfg=cfg.finetune, name=name,
@@ -437,8 +439,10 @@ def compare_main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="rerun every run even when its metrics.json matches")
     a = p.parse_args(argv)
     cfg = config_from_args(a)
+    a.task_dir, a.output_dir = typed_path(a.task_dir), typed_path(a.output_dir)  # from the current directory
+    models = {k: typed_path(v, or_name=True) for k, v in parse_models(a.models).items()}
     out = a.output_dir or cfg.paths.run_dir / "finetune"
-    s = compare(parse_models(a.models), a.task_dir or cfg.finetune.task_dir, out, seeds=a.seeds or cfg.finetune.seeds,
+    s = compare(models, a.task_dir or cfg.finetune.task_dir, out, seeds=a.seeds or cfg.finetune.seeds,
                 fcfg=cfg.finetune, base=a.base, force=a.force)
     print(Path(resolve_path(out) / "comparison.md").read_text(encoding="utf-8"))
     return 0

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import add_config_args, add_legacy_flags, config_from_args, resolve_path, tokenizer_source
-from .fileio import (atomic_path, atomic_write_text, new_dirs, file_fingerprint, read_manifest, required_files,
+from .fileio import (atomic_open, atomic_write_text, new_dirs, file_fingerprint, read_manifest, required_files,
                                       stage_is_done, stage_warning, write_manifest)
 from .modeldir import load_tokenizer
 from .segment import BLANK, get_segmenter, read_segmented_line, words_with_blanks
@@ -420,15 +420,15 @@ def format_summary(stats: dict) -> str:
 
 # %% ../nbs/04_pretraining_data.ipynb #b75595d6
 class NpyAppender:
-    """Write a 1-D `.npy` file piece by piece: `append` arrays as they come, `close` fixes the length in the header.
+    """Write a 1-D `.npy` into the new, seekable binary file `f` piece by piece: `append` arrays as they come, `close`
+    fixes the length in the header. `f` comes from `fileio.atomic_open(path)`, which owns it (closes, renames).
 
     The header is numpy's format 1.0 header (`np.lib.format.write_array_header_1_0`), which numpy pads so that the
     length can grow in place; the file is byte-identical to `np.save(path, np.concatenate(parts).astype(dtype))`.
     `append` casts to `dtype` (C order) and raises `ValueError` for a non-1-D array. Use as a context manager: on an
-    exception the file is closed with the header unpatched (the caller's `atomic_path` discards it)."""
-    def __init__(self, path, dtype):
-        self.path, self.dtype, self.n = Path(path), np.dtype(dtype), 0
-        self._f = open(self.path, "wb")
+    exception the header stays unpatched (and `atomic_open` discards the file)."""
+    def __init__(self, f, dtype):
+        self._f, self.dtype, self.n, self._done = f, np.dtype(dtype), 0, False
         self._header(0)
         self._start = self._f.tell()
 
@@ -444,18 +444,17 @@ class NpyAppender:
         self.n += len(a)
 
     def close(self) -> None:
-        "Rewrite the header with the final length and close the file."
-        if self._f.closed: return
+        "Rewrite the header with the final length (the file stays open: its `atomic_open` closes it)."
+        if self._done: return
         self._f.seek(0)
         self._header(self.n)
         if self._f.tell() != self._start:  # cannot happen with numpy's padding; never leave a shifted file
-            raise RuntimeError(f"{self.path}: the .npy header changed size")
-        self._f.close()
+            raise RuntimeError(f"{getattr(self._f, 'name', 'the .npy file')}: the .npy header changed size")
+        self._f.seek(0, os.SEEK_END); self._done = True
 
     def __enter__(self): return self
     def __exit__(self, et, ev, tb):
         if et is None: self.close()
-        else: self._f.close()
 
 # %% ../nbs/04_pretraining_data.ipynb #818cd4ab
 def _encoder_spec(tok, name_or_path, *, split_sentences, cn_whole_word_segment, cn_seg_func, cn_splited, user_dict,
@@ -595,7 +594,7 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
     prefix = Path(str(output_prefix))
     out_dir = prefix.parent
     ids_path, idx_path, stats_path = Path(f"{prefix}_ids.npy"), Path(f"{prefix}_idx.npz"), out_dir / "stats.json"
-    with new_dirs(out_dir), atomic_path(ids_path) as tmp, NpyAppender(tmp, dtype) as writer:
+    with new_dirs(out_dir), atomic_open(ids_path) as ids_file, NpyAppender(ids_file, dtype) as writer:
         lens, nsent, counts, tot = _encode_stream(enc, files, json_key, chunk_size, workers, writer, vocab_size,
                                                   tqdm(total=total_bytes, desc="create_pretraining_data", unit="B",
                                                        unit_scale=True, disable=not progress))
@@ -612,8 +611,7 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
                   "vocab_size": int(vocab_size), "dtype": np.dtype(dtype).name, "tokenizer": str(tokenizer_name_or_path),
                   "fast_tokenizer": bool(spec.fast), "cn_whole_word_segment": cn_whole_word_segment,
                   "input_files": [str(f) for f in files]})
-    with atomic_path(idx_path) as tmp:
-        with open(tmp, "wb") as fh: np.savez(fh, lens=lens, docs=docs)
+    with atomic_open(idx_path) as fh: np.savez(fh, lens=lens, docs=docs)
     secs = time.time() - t0
     if log:
         log(format_summary(stats))

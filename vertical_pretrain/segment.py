@@ -24,7 +24,7 @@ from collections import Counter, deque
 from pathlib import Path
 
 from .config import add_config_args, add_legacy_flags, choices, config_from_args, resolve_path
-from .fileio import TEXT_PRODUCERS, atomic_path, file_fingerprint, required_files, run_per_file, stage_warning
+from .fileio import TEXT_PRODUCERS, atomic_open, file_fingerprint, required_files, run_per_file, stage_warning
 from .lac import Customization, LAC, find_lac_model_dir
 from .textio import scan_text_file, text_encoding
 
@@ -438,7 +438,7 @@ def segment_corpus(input_path, output_path, backend="jieba", user_dict=None, wor
             yield lines
 
     chunks = counted(_iter_chunks(input_path, encoding, chunk_chars))
-    with atomic_path(output_path) as tmp, open(tmp, 'w', encoding='utf-8', newline='\n') as f:
+    with atomic_open(output_path, 'w', newline='\n') as f:  # fileio's one writer: full disk -> one-line DiskFullError
         if workers == 1:
             for lines in chunks:
                 consume(*_segment_lines(seg, lines))

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import add_config_args, add_legacy_flags, config_from_args
-from .fileio import TEXT_PRODUCERS, atomic_path, new_dirs, produced_files, read_manifest, required_files, stage_is_done, write_manifest
+from .fileio import TEXT_PRODUCERS, DiskFullError, atomic_open, disk_full_error, new_dirs, produced_files, read_manifest, required_files, stage_is_done, write_manifest
 from .textio import list_input_files
 
 # %% ../nbs/03_trans_to_json.ipynb #dc21cc28
@@ -69,7 +69,7 @@ def _file_to_part(args) -> dict:
     path, min_doc_length, json_key, part = args[:4]
     on_bytes = args[4] if len(args) > 4 else None
     starts, dropped, n_sent, n_chars = [0], 0, 0, 0
-    with open(part, "wb") as out:
+    with atomic_open(part) as out:  # fileio's one writer: a full disk is one line (DiskFullError), not a traceback
         for doc in iter_docs(path, on_bytes):
             n = doc_length(doc)
             if n < min_doc_length:
@@ -113,16 +113,16 @@ def _merged_output(input_path, output_path) -> Path:
 
 def _write_jsonl(path: Path, part: dict, shuffle: bool, rng: random.Random) -> Path:
     "One input's part file -> `path` (atomic), in the shuffled order when `shuffle`."
-    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+    with atomic_open(path) as out:
         if shuffle: _shuffled_copy(Path(part["part"]), part["starts"], out, rng)
         else:
             with open(part["part"], "rb") as f: shutil.copyfileobj(f, out, 1 << 20)
     return path
 
 def _merge_parts(parts: list[dict], dest: Path) -> np.ndarray:
-    "Concatenate the part files into `dest` (deleting each); returns the byte offsets of all lines in `dest`."
+    "Concatenate the part files into `dest` (atomic; deleting each part); returns the byte offsets of all lines in `dest`."
     starts, base = [np.zeros(1, dtype=np.int64)], 0
-    with open(dest, "wb") as out:
+    with atomic_open(dest) as out:
         for p in parts:
             with open(p["part"], "rb") as f: shutil.copyfileobj(f, out, 1 << 20)
             os.unlink(p["part"])
@@ -178,13 +178,15 @@ def trans_to_json(input_path, output_path, *, min_doc_length: int = 10, merge: b
                         k: sum(r[k] for r in results) for k in ("docs_dropped_short", "sentences", "chars", "bytes")}}]
                 if shuffle: outputs.append(_write_jsonl(first_out, results[0], True, rng))
                 else:
-                    with atomic_path(first_out) as tmp:
-                        _merge_parts(results, tmp)
+                    _merge_parts(results, first_out)
                     outputs.append(first_out)
             else:
                 for f, r in zip(files, results):
                     rel = f.relative_to(base) if base.is_dir() else Path(f.name)
                     outputs.append(_write_jsonl(Path(output_path) / rel.with_suffix(".jsonl"), r, shuffle, rng))
+        except DiskFullError as e:  # name the output, not a temporary part in the (removed) work folder
+            shutil.rmtree(work, ignore_errors=True)
+            raise disk_full_error(first_out, e) from e
         finally:
             shutil.rmtree(work, ignore_errors=True)
     report = {"files": len(files), "docs_in": written + sum(r["docs_dropped_short"] for r in results),

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .config import add_config_args, base_config, base_tokenizer_dir, config_from_args, get_config
-from .fileio import atomic_dir, atomic_path, read_manifest, stage_is_done, write_manifest
+from .fileio import atomic_dir, atomic_write_text, read_manifest, stage_is_done, write_manifest
 from .pretraining_data import _SYMBOL_SPLIT, load_segmenter, split_sentences
 from .segment import read_segmented_line
 from .textio import is_han
@@ -107,8 +107,7 @@ def general_corpus(out_dir, *, kind: str = "seg", include_reviews: bool = True, 
             ss = [s for s in ss if s.strip()]
             if ss: blocks.append("\n".join(ss)); n_sent += len(ss); n_chars += sum(len(s.replace(" ", "")) for s in ss)
     path = Path(out_dir) / "general.txt"
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n\n".join(blocks) + "\n")
     return {"path": str(path), "kind": kind, "docs": len(blocks), "people_daily_docs": n_pd, "review_docs": len(blocks) - n_pd,
             "sentences": n_sent, "chars": n_chars}
 
