@@ -388,3 +388,107 @@ def test_chapters_with_the_same_title_are_still_two_chapters(tmp_path):
     (tmp_path / "digest.txt").write_text(text, encoding="utf-8")
     pdf_to_text(tmp_path / "digest.txt", tmp_path / "out.txt", show_progress=False)
     assert _docs(tmp_path / "out.txt") == [[SCIENCE[0], SCIENCE[1]], [SCIENCE[2], SCIENCE[3], SCIENCE[4]]]
+
+
+# ---- PDFs drawn operator by operator, as generators do (reportlab's drawString, WPS, Word, LaTeX) ----
+# Built with pypdf's low-level objects so the tests need no PDF generator beyond the pinned stack; the operators are
+# the ones reportlab writes: `BT 1 0 0 1 x y Tm /F 12 Tf (..) Tj T* ET` per drawString.
+# STSong-Light is Adobe's non-embedded CID font (Adobe-GB1, UniGB-UCS2-H) with reportlab's /W array (CIDs 1-95 are
+# the proportional ASCII glyphs, CJK 1 em).
+_STSONG_W = [1, [207, 270, 342, 467, 462, 797, 710, 239, 374], 10, [374, 423, 605, 238, 375, 238, 334, 462], 18, 26, 462,
+             27, 28, 238, 29, 31, 605, 32, [344, 748, 684, 560, 695, 739, 563, 511, 729, 793, 318, 312, 666, 526, 896, 758,
+             772, 544, 772, 628, 465, 607, 753, 711, 972, 647, 620, 607, 374, 333, 374, 606, 500, 239, 417, 503, 427, 529,
+             415, 264, 444, 518, 241, 230, 495, 228, 793, 527, 524], 81, [524, 504, 338, 336, 277, 517, 450, 652, 466, 452,
+             407, 370, 258, 370, 605]]
+
+
+def _stsong_width(ch):
+    "Advance of one char in STSong-Light (em), from the /W array above: what reportlab's stringWidth gives."
+    cid = ord(ch) - 31 if " " <= ch <= "~" else None
+    if cid is None: return 1.0
+    i = 0
+    while i < len(_STSONG_W):
+        first, nxt = _STSONG_W[i], _STSONG_W[i + 1]
+        if isinstance(nxt, list):
+            if first <= cid < first + len(nxt): return nxt[cid - first] / 1000
+            i += 2
+        else:
+            if first <= cid <= nxt: return _STSONG_W[i + 2] / 1000
+            i += 3
+    return 1.0
+
+
+def _ops_pdf(path, pages_ops, size=(595, 842)):
+    "A PDF whose pages have the given content operators; fonts /F1 Helvetica and /F2 STSong-Light (UniGB-UCS2-H)."
+    from pypdf.generic import (ArrayObject, DecodedStreamObject, DictionaryObject, NameObject, NumberObject,
+                               TextStringObject)
+    num = lambda v: ArrayObject([num(x) for x in v]) if isinstance(v, list) else NumberObject(v)
+    w = pypdf.PdfWriter()
+    f1 = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+                           NameObject("/BaseFont"): NameObject("/Helvetica"),
+                           NameObject("/Encoding"): NameObject("/WinAnsiEncoding")})
+    cid = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/CIDFontType0"),
+                            NameObject("/BaseFont"): NameObject("/STSong-Light"), NameObject("/DW"): NumberObject(1000),
+                            NameObject("/W"): num(_STSONG_W),
+                            NameObject("/CIDSystemInfo"): DictionaryObject({
+                                NameObject("/Registry"): TextStringObject("Adobe"),
+                                NameObject("/Ordering"): TextStringObject("GB1"),
+                                NameObject("/Supplement"): NumberObject(0)})})
+    f2 = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type0"),
+                           NameObject("/BaseFont"): NameObject("/STSong-Light"),
+                           NameObject("/Encoding"): NameObject("/UniGB-UCS2-H"),
+                           NameObject("/DescendantFonts"): ArrayObject([w._add_object(cid)])})
+    fonts = DictionaryObject({NameObject("/F1"): w._add_object(f1), NameObject("/F2"): w._add_object(f2)})
+    for ops in pages_ops:
+        page = w.add_blank_page(*size)
+        content = DecodedStreamObject()
+        content.set_data("\n".join(ops).encode("latin-1"))
+        page[NameObject("/Contents")] = w._add_object(content)
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
+    with open(path, "wb") as f: w.write(f)
+    return path
+
+
+def _cid_hex(text):
+    "A UniGB-UCS2-H string operand: UCS-2 big-endian as a hex string."
+    return "<" + text.encode("utf-16-be").hex().upper() + ">"
+
+
+def _draw(x, y, text, size=12, font="/F2", tstar=True):
+    "reportlab's drawString: one text object per call, the line-feed T* after the string."
+    s = _cid_hex(text) if font == "/F2" else "(" + text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+    return f"BT 1 0 0 1 {x:.3f} {y:.3f} Tm {font} {size} Tf {1.2 * size:g} TL {s} Tj{' T*' if tstar else ''} ET"
+
+
+POWER = ["电力变压器在运行中要持续监测油温和声音，", "发现异常时及时停电检修，避免事故扩大。",
+         "变压器是电力系统中最重要的设备之一。", "它的可靠性直接决定了供电的质量和安全。"]
+
+
+@pytest.mark.parametrize("style", ["line_tstar", "line_td", "glyph"])
+def test_fake_bold_overprint_is_kept_once(tmp_path, style):
+    """WPS and many converters make "bold" by drawing the text twice, ~0.4 pt apart (pypdf#1731). Stage 01 wrote the
+    line twice and spliced the copy into the next sentence (`…油温和声音变压器是电力系统中…`), exit 0, no warning.
+    The overprinted copy is dropped: the output equals the same page drawn once. Styles: a whole line twice
+    (reportlab's drawString with T*, or a plain Tm without it), every glyph twice."""
+    def page(bold):
+        ops, y = [], 760
+        for i, line in enumerate(POWER):
+            if style == "glyph":
+                x = 72.0
+                for ch in line:
+                    ops.append(_draw(x, y, ch))
+                    if bold and i in (0, 2): ops.append(_draw(x + 0.4, y, ch))
+                    x += 12 * _stsong_width(ch)
+            else:
+                ops.append(_draw(72, y, line, tstar=style == "line_tstar"))
+                if bold and i in (0, 2): ops.append(_draw(72.4, y, line, tstar=style == "line_tstar"))
+            y -= 18
+        return ops
+    _ops_pdf(tmp_path / "plain.pdf", [page(False)])
+    _ops_pdf(tmp_path / "bold.pdf", [page(True)])
+    pdf_to_text(tmp_path / "plain.pdf", tmp_path / "plain.txt", show_progress=False)
+    pdf_to_text(tmp_path / "bold.pdf", tmp_path / "bold.txt", show_progress=False)
+    lines = _lines(tmp_path / "bold.txt")
+    assert lines == _lines(tmp_path / "plain.txt"), lines
+    assert lines.count("变压器是电力系统中最重要的设备之一。") == 1
+    assert not any("声音变压器" in l or "油温和声音电力" in l for l in lines)

@@ -49,7 +49,17 @@ def normalize_line(text: str) -> str:
     # pypdf sometimes spaces out every CJK char ("对 于 一 个"); Chinese never has a space between two CJK chars
     return re.sub(f"(?<=[{CJK}]) (?=[{CJK}])", "", text)
 
-# %% ../nbs/01_pdf2text.ipynb #80d1f509
+# %% ../nbs/01_pdf2text.ipynb #3227f26f
+def _overprinted(text: str, x: float, y: float, size: float, drawn) -> bool:
+    """True when `text` was already drawn at (almost) the same place: a fake-bold second pass, offset ~0.4 pt.
+    `x`, `y`: where the run starts (pt, page space); `size`: font size (pt); the tolerance is 0.1 em each way.
+    `drawn`: the recent runs of the page as (text, x, y); this run is added to it."""
+    tol = 0.1 * size
+    if any(t == text and abs(x - x2) <= tol and abs(y - y2) <= tol for t, x2, y2 in drawn): return True
+    drawn.append((text, x, y))
+    return False
+
+# %% ../nbs/01_pdf2text.ipynb #6e3d7cee
 _MONO_RE = re.compile(r"mono|courier|consol|typewriter|menlo|inconsolata|fixed|code|^cmtt|lmtt|sfmono", re.I)
 _PROXY_WIDTHS: dict = {}
 
@@ -124,7 +134,7 @@ def _join_runs(runs: list, gap_em: float = 0.15) -> str:
 
 def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
     "Extract one page with pypdf and group its text runs into Lines with geometry and font facts."
-    pieces, cur = [], []
+    pieces, cur, drawn = [], [], deque(maxlen=64)
     def visit(text, cm, tm, font, size):
         if not text: return
         x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
@@ -134,6 +144,7 @@ def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
         sz = float(size) * scale
         parts = text.split("\n")
         for k, part in enumerate(parts):
+            if k == 0 and part.strip() and _overprinted(part.strip(), x, y, sz, drawn): part = ""  # fake bold: once
             if part:
                 x_vis = end_vis = None
                 if k == 0 and len(part.strip()) == 1:
