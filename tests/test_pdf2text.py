@@ -492,3 +492,72 @@ def test_fake_bold_overprint_is_kept_once(tmp_path, style):
     assert lines == _lines(tmp_path / "plain.txt"), lines
     assert lines.count("变压器是电力系统中最重要的设备之一。") == 1
     assert not any("声音变压器" in l or "油温和声音电力" in l for l in lines)
+
+
+GRID = [  # 16 paragraphs, 32 sentences of a power-grid manual
+    "电缆终端头是电缆线路中最容易出故障的部位。安装时要保持清洁，防止潮气进入。",
+    "变压器是电力系统中最重要的设备之一。它的可靠性直接决定了供电的质量和安全。",
+    "巡检人员每天记录油温、油位和声音。发现异常时要立即报告值班负责人。",
+    "断路器能在短路时迅速切断电流。它的开断能力必须大于安装处的最大短路电流。",
+    "隔离开关没有灭弧能力，只能在无负荷时操作。误拉隔离开关会产生强烈的电弧。",
+    "接地网把故障电流安全地导入大地。接地电阻要定期测量，雨季前尤其重要。",
+    "继电保护装置检测到故障后发出跳闸命令。保护的选择性要求只切除故障元件。",
+    "电压互感器把高电压按比例变成低电压。二次侧绝对不允许短路。",
+    "电流互感器的二次侧绝对不允许开路。开路会在二次侧感应出危险的高电压。",
+    "避雷器限制雷电和操作引起的过电压。它的残压应低于被保护设备的耐受电压。",
+    "蓄电池组是变电站的直流电源。交流电源消失时，它为保护和控制回路供电。",
+    "倒闸操作必须填写操作票。操作时一人操作、一人监护，逐项唱票复诵。",
+    "工作票是检修工作的书面依据。许可人和负责人要到现场共同确认安全措施。",
+    "验电是接地前必须进行的步骤。验电器要先在有电设备上试验，确认完好。",
+    "悬挂标示牌可以防止误合闸。开关把手上应挂“禁止合闸，有人工作”的牌子。",
+    "事故处理以保人身、保电网、保设备为原则。处理结束后要写出详细的事故报告。",
+]
+
+
+def _column_ops(paragraphs, columns, chars, top=780.0, bottom=80.0, size=12, pitch=18):
+    """reportlab-style lines (one drawString each) of `paragraphs` wrapped at `chars` characters into `columns`
+    (left x of each column), filled column by column, page by page; the first line of a paragraph is indented 2 em."""
+    lines = []
+    for p in paragraphs:
+        text = "\u3000\u3000" + p
+        lines += [text[i:i + chars] for i in range(0, len(text), chars)]
+    pages, ops, col, y = [], [], 0, top
+    for line in lines:
+        if y < bottom:
+            col, y = col + 1, top
+            if col == len(columns): pages.append(ops); ops, col = [], 0
+        lead = len(line) - len(line.lstrip("\u3000"))
+        ops.append(_draw(columns[col] + lead * size, y, line.lstrip("\u3000"), size=size))
+        y -= pitch
+    pages.append(ops)
+    return pages, lines
+
+
+def test_two_columns_give_the_same_paragraphs_as_one(tmp_path):
+    """xberg#1345, pdfplumber#244: each left-column line was taken as a paragraph end (its right edge was compared with
+    the page-wide one), so words were cut (`电缆终` / `端头…`) and 16 paragraphs became 32; a `。` that started a line
+    became a 1-character sentence and was dropped. Paragraph ends are judged per column, and a line-initial closing
+    mark belongs to the sentence before it."""
+    one, _ = _column_ops(GRID, [60.0], chars=30)
+    two, wrapped = _column_ops(GRID, [60.0, 312.0], chars=15, bottom=400.0)
+    assert any(l.startswith("。") for l in wrapped)  # the narrow column puts a full stop at the start of a line
+    _ops_pdf(tmp_path / "one.pdf", one)
+    _ops_pdf(tmp_path / "two.pdf", two)
+    r1 = pdf_to_text(tmp_path / "one.pdf", tmp_path / "one.txt", show_progress=False)
+    r2 = pdf_to_text(tmp_path / "two.pdf", tmp_path / "two.txt", show_progress=False)
+    want = [s for p in GRID for s in split_sentences(p)]
+    assert _lines(tmp_path / "one.txt") == want and r1["paragraphs"] == 16 and len(want) == 32
+    assert _lines(tmp_path / "two.txt") == want, _lines(tmp_path / "two.txt")
+    assert r2["paragraphs"] == 16 and r2["sentences"] == 32 and r2["sentences_dropped_short"] == 0
+
+
+def test_line_initial_full_stop_joins_the_sentence_before(tmp_path):
+    """A `。` wrapped to the start of a line after a line that stops short (here: an inline figure after `及时检修`) was a
+    paragraph of its own: a 1-character sentence, dropped. Closing CJK marks never start a paragraph."""
+    lines = ["电力变压器在运行中要持续监测油温和声音，发现异常时", "及时检修", "。它的可靠性直接决定了供电的质量。",
+             "电力变压器在运行中要持续监测油温和声音，发现异常时", "及时检修", "）和（断路器）也是这样。"]
+    _ops_pdf(tmp_path / "stop.pdf", [[_draw(72, 760 - 18 * i, t) for i, t in enumerate(lines)]])
+    rep = pdf_to_text(tmp_path / "stop.pdf", tmp_path / "stop.txt", show_progress=False)
+    assert _lines(tmp_path / "stop.txt") == ["电力变压器在运行中要持续监测油温和声音，发现异常时及时检修。", "它的可靠性直接决定了供电的质量。",
+                                            "电力变压器在运行中要持续监测油温和声音，发现异常时及时检修）和（断路器）也是这样。"]
+    assert rep["sentences_dropped_short"] == 0

@@ -563,6 +563,37 @@ def _dot_ends_sentence(text: str, start: int, i: int, j: int) -> bool:
         return False  # an enumeration "1. " at the start of a sentence
     return nxt.isupper() or nxt.isdigit() or nxt in _OPENERS or is_cjk(nxt)
 
+# %% ../nbs/01_pdf2text.ipynb #972a9baa
+def _column_edges(lines: list[Line], min_lines: int = 3) -> dict[int, tuple[float, float]]:
+    """{id(line): (left, right)} (pt) of the text column each body line of one page sits in, for pages set in 2+ columns.
+
+    Columns are groups of body lines whose horizontal extents `[x0, x1]` overlap; a page is multi-column when it has 2+
+    such groups of at least `min_lines` lines each (one line across the page makes it one group: {} then, and the
+    book-wide edges apply). A column's edges are the 10th percentile of x0 and the 90th of x1 of its lines."""
+    body = sorted((l for l in lines if l.kind == "body" and l.geometry and l.text.strip()), key=lambda l: l.x0)
+    groups = []
+    for l in body:
+        if groups and l.x0 < groups[-1][0]: groups[-1][1].append(l); groups[-1][0] = max(groups[-1][0], l.x1)
+        else: groups.append([l.x1, [l]])
+    cols = [g for _, g in groups if len(g) >= min_lines]
+    if len(cols) < 2: return {}
+    q = lambda xs, f: sorted(xs)[min(len(xs) - 1, int(f * len(xs)))]
+    return {id(l): (q([m.x0 for m in g], 0.1), q([m.x1 for m in g], 0.9)) for g in cols for l in g}
+
+def _book_column_edges(pages: list[list[Line]]) -> dict[int, tuple[float, float]]:
+    """`_column_edges` of every page; on the other pages (a chapter's last page that fills half a column), a body line
+    that fits inside a column found elsewhere in the book (1 em slack) gets the narrowest such column's edges."""
+    per_page = [_column_edges(lines) for lines in pages]
+    edges = {k: v for e in per_page for k, v in e.items()}
+    known = sorted({(round(a), round(b)) for a, b in edges.values()})
+    for lines, e in zip(pages, per_page):
+        if e or not known: continue
+        for l in lines:
+            if l.kind != "body" or not l.geometry: continue
+            fit = [c for c in known if c[0] - l.size <= l.x0 and l.x1 <= c[1] + l.size]
+            if fit: edges[id(l)] = min(fit, key=lambda c: c[1] - c[0])
+    return edges
+
 # %% ../nbs/01_pdf2text.ipynb #4adbcabc
 DROP_RULES = ("header_footer", "page_number", "toc", "caption", "code", "table", "heading")
 
@@ -579,7 +610,9 @@ def _layout_stats(pages: list[list[Line]]) -> dict:
     q = lambda xs, f: sorted(xs)[min(len(xs) - 1, int(f * len(xs)))] if xs else 0.0
     width_em, wrapped = _width_rule(Counter(widths), geometry=any(l.geometry for p in pages for l in p))
     pitch = Counter(round(g * 2) / 2 for g in gaps).most_common(1)[0][0] if gaps else 0.0  # the usual line step
-    return {"pitch": pitch, "left": q(lefts, 0.1), "right": q(rights, 0.9), "width_em": width_em, "wrapped": wrapped}
+    edges = _book_column_edges(pages)  # only books with multi-column pages have any
+    return {"pitch": pitch, "left": q(lefts, 0.1), "right": q(rights, 0.9), "width_em": width_em, "wrapped": wrapped,
+            "edges": edges}
 
 def _width_rule(widths: Counter, geometry: bool) -> tuple[float, bool]:
     """(90th percentile of the body lines' widths in em, hard-wrapped .txt?) from a histogram {width: lines}.
@@ -594,13 +627,15 @@ def _width_rule(widths: Counter, geometry: bool) -> tuple[float, bool]:
     return w90, wrapped
 
 _CONTINUES = tuple("，、：；,:（(“‘《「『-")
+_LINE_CLOSERS = "。，、；：！？）》」』】〉"  # CJK marks that close what came before (not ” ’: books open quotes with them)
 
 def _ends_paragraph(prev: Line, st: dict) -> bool:
-    """A line that stops well before the right edge ends its paragraph (titles, labels, last lines).
+    """A line that stops well before the right edge (of its column) ends its paragraph (titles, labels, last lines).
     In .txt input only hard-wrapped files are rejoined, plus lines that end in a comma-like mark."""
     if prev.geometry:
-        span = st["right"] - st["left"]
-        return span > 0 and st["right"] - prev.x1 > 0.2 * span
+        left, right = st.get("edges", {}).get(id(prev), (st["left"], st["right"]))  # its column's, on multi-column pages
+        span = right - left
+        return span > 0 and right - prev.x1 > 0.2 * span
     if prev.text.rstrip().endswith(_CONTINUES): return False
     return not st["wrapped"] or em_width(prev.text.strip()) < 0.7 * st["width_em"]
 
@@ -664,6 +699,7 @@ def _assemble(lines, st: dict, vocab: set, counts: Counter, *, keep_code: bool, 
                or _ends_paragraph(prev, st)
                or (l.geometry and prev.geometry and l.page == prev.page and st["pitch"]
                    and prev.y - l.y > 1.3 * st["pitch"]))
+        if new and para and t[0] in _LINE_CLOSERS: new = False  # a wrapped `。` or `）` never starts a paragraph
         if new: end_para()
         para.append(_BULLET_RE.sub("", t, count=1).strip() or t)
         prev = l
