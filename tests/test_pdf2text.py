@@ -561,3 +561,68 @@ def test_line_initial_full_stop_joins_the_sentence_before(tmp_path):
     assert _lines(tmp_path / "stop.txt") == ["电力变压器在运行中要持续监测油温和声音，发现异常时及时检修。", "它的可靠性直接决定了供电的质量。",
                                             "电力变压器在运行中要持续监测油温和声音，发现异常时及时检修）和（断路器）也是这样。"]
     assert rep["sentences_dropped_short"] == 0
+
+
+GLYPH_LINE = "管理员使用 Linux 4.19 内核和 IVRS 表单配置软件源。"
+
+
+def _placed_ops(runs, widths, size=12.0, x0=72.0, y=760.0, tstar=True, font_of=lambda ch: "/F2"):
+    "One drawString per run at its exact advance (`widths`: char -> em); spaces are not drawn, only advanced."
+    ops, x = [], x0
+    for run in runs:
+        if run.strip():
+            for part in re.findall(r"[\x21-\x7e]+|[^\x21-\x7e]+", run) if font_of("a") != font_of("中") else [run]:
+                ops.append(_draw(x, y, part, size=size, font=font_of(part[0]), tstar=tstar))
+                x += sum(widths(c) for c in part) * size
+        else: x += sum(widths(c) for c in run) * size
+    return ops
+
+
+@pytest.mark.parametrize("style", ["glyph_tstar", "glyph_td", "glyph_helvetica", "word_tstar", "line_tc_tw"])
+def test_glyph_placed_latin_is_rejoined_by_position(tmp_path, style):
+    """Glyph-by-glyph Latin again: reportlab's STSong-Light, one drawString per character at its exact advance, came out
+    as `L i n u x 4 . 1 9`. The spacing is decided from the glyph positions and the font's advance widths (here a
+    non-embedded CID font, whose widths pypdf maps wrongly), whatever runs and lines pypdf split the text into.
+    Per glyph (with reportlab's T* after each string, or without), Latin in Helvetica, per word, and one string per line
+    with Tc/Tw spacing."""
+    from pypdf.generic._font import Font
+    helv = Font.from_core_font_name("/Helvetica").character_widths
+    if style == "line_tc_tw":
+        ops = [f"BT /F2 12 Tf 72 760 Td 0.6 Tc 2 Tw {_cid_hex(GLYPH_LINE)} Tj ET"]
+    elif style == "word_tstar":
+        ops = _placed_ops(re.findall(r" +|[^ ]+", GLYPH_LINE), _stsong_width)
+    elif style == "glyph_helvetica":  # Latin in Helvetica, CJK in STSong-Light, each glyph on its own
+        w = lambda c: helv[c] / 1000 if c.isascii() else 1.0
+        ops = _placed_ops(list(GLYPH_LINE), w, font_of=lambda c: "/F1" if c.isascii() else "/F2")
+    else:
+        ops = _placed_ops(list(GLYPH_LINE), _stsong_width, tstar=style == "glyph_tstar")
+    _ops_pdf(tmp_path / "g.pdf", [ops + [_draw(72, 742, "这一行是普通的正文，单独一句话。")]])
+    pdf_to_text(tmp_path / "g.pdf", tmp_path / "g.txt", show_progress=False)
+    assert _lines(tmp_path / "g.txt")[0] == GLYPH_LINE
+
+
+@pytest.mark.parametrize("per", ["glyph", "word"])
+def test_glyph_placed_latin_in_an_embedded_truetype_font(tmp_path, per):
+    "The same line in an embedded TrueType font (matplotlib, fonttype 42: a CIDFontType2 subset), one text per glyph or word."
+    font = cjk_font()
+    from fontTools.ttLib import TTFont
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.font_manager import FontProperties
+    tt = TTFont(str(font), fontNumber=0)
+    cmap, hmtx, upem = tt.getBestCmap(), tt["hmtx"], tt["head"].unitsPerEm
+    adv = lambda c: hmtx[cmap[ord(c)]][0] / upem
+    fp = FontProperties(fname=str(font), size=12)
+    runs = list(GLYPH_LINE) if per == "glyph" else re.findall(r" +|[^ ]+", GLYPH_LINE)
+    with matplotlib.rc_context({"pdf.fonttype": 42}):
+        fig = plt.figure(figsize=(8.27, 11.69))
+        W, H = 8.27 * 72, 11.69 * 72
+        x = 72.0
+        for run in runs:
+            if run.strip(): fig.text(x / W, 760 / H, run, fontproperties=fp)
+            x += sum(adv(c) for c in run) * 12
+        fig.text(72 / W, 742 / H, "这一行是普通的正文，单独一句话。", fontproperties=fp)
+        fig.savefig(tmp_path / "tt.pdf"); plt.close(fig)
+    pdf_to_text(tmp_path / "tt.pdf", tmp_path / "tt.txt", show_progress=False)
+    assert _lines(tmp_path / "tt.txt")[0] == GLYPH_LINE
