@@ -388,3 +388,241 @@ def test_chapters_with_the_same_title_are_still_two_chapters(tmp_path):
     (tmp_path / "digest.txt").write_text(text, encoding="utf-8")
     pdf_to_text(tmp_path / "digest.txt", tmp_path / "out.txt", show_progress=False)
     assert _docs(tmp_path / "out.txt") == [[SCIENCE[0], SCIENCE[1]], [SCIENCE[2], SCIENCE[3], SCIENCE[4]]]
+
+
+# ---- PDFs drawn operator by operator, as generators do (reportlab's drawString, WPS, Word, LaTeX) ----
+# Built with pypdf's low-level objects so the tests need no PDF generator beyond the pinned stack; the operators are
+# the ones reportlab writes: `BT 1 0 0 1 x y Tm /F 12 Tf (..) Tj T* ET` per drawString.
+# STSong-Light is Adobe's non-embedded CID font (Adobe-GB1, UniGB-UCS2-H) with reportlab's /W array (CIDs 1-95 are
+# the proportional ASCII glyphs, CJK 1 em).
+_STSONG_W = [1, [207, 270, 342, 467, 462, 797, 710, 239, 374], 10, [374, 423, 605, 238, 375, 238, 334, 462], 18, 26, 462,
+             27, 28, 238, 29, 31, 605, 32, [344, 748, 684, 560, 695, 739, 563, 511, 729, 793, 318, 312, 666, 526, 896, 758,
+             772, 544, 772, 628, 465, 607, 753, 711, 972, 647, 620, 607, 374, 333, 374, 606, 500, 239, 417, 503, 427, 529,
+             415, 264, 444, 518, 241, 230, 495, 228, 793, 527, 524], 81, [524, 504, 338, 336, 277, 517, 450, 652, 466, 452,
+             407, 370, 258, 370, 605]]
+
+
+def _stsong_width(ch):
+    "Advance of one char in STSong-Light (em), from the /W array above: what reportlab's stringWidth gives."
+    cid = ord(ch) - 31 if " " <= ch <= "~" else None
+    if cid is None: return 1.0
+    i = 0
+    while i < len(_STSONG_W):
+        first, nxt = _STSONG_W[i], _STSONG_W[i + 1]
+        if isinstance(nxt, list):
+            if first <= cid < first + len(nxt): return nxt[cid - first] / 1000
+            i += 2
+        else:
+            if first <= cid <= nxt: return _STSONG_W[i + 2] / 1000
+            i += 3
+    return 1.0
+
+
+def _ops_pdf(path, pages_ops, size=(595, 842)):
+    "A PDF whose pages have the given content operators; fonts /F1 Helvetica and /F2 STSong-Light (UniGB-UCS2-H)."
+    from pypdf.generic import (ArrayObject, DecodedStreamObject, DictionaryObject, NameObject, NumberObject,
+                               TextStringObject)
+    num = lambda v: ArrayObject([num(x) for x in v]) if isinstance(v, list) else NumberObject(v)
+    w = pypdf.PdfWriter()
+    f1 = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+                           NameObject("/BaseFont"): NameObject("/Helvetica"),
+                           NameObject("/Encoding"): NameObject("/WinAnsiEncoding")})
+    cid = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/CIDFontType0"),
+                            NameObject("/BaseFont"): NameObject("/STSong-Light"), NameObject("/DW"): NumberObject(1000),
+                            NameObject("/W"): num(_STSONG_W),
+                            NameObject("/CIDSystemInfo"): DictionaryObject({
+                                NameObject("/Registry"): TextStringObject("Adobe"),
+                                NameObject("/Ordering"): TextStringObject("GB1"),
+                                NameObject("/Supplement"): NumberObject(0)})})
+    f2 = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type0"),
+                           NameObject("/BaseFont"): NameObject("/STSong-Light"),
+                           NameObject("/Encoding"): NameObject("/UniGB-UCS2-H"),
+                           NameObject("/DescendantFonts"): ArrayObject([w._add_object(cid)])})
+    fonts = DictionaryObject({NameObject("/F1"): w._add_object(f1), NameObject("/F2"): w._add_object(f2)})
+    for ops in pages_ops:
+        page = w.add_blank_page(*size)
+        content = DecodedStreamObject()
+        content.set_data("\n".join(ops).encode("latin-1"))
+        page[NameObject("/Contents")] = w._add_object(content)
+        page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
+    with open(path, "wb") as f: w.write(f)
+    return path
+
+
+def _cid_hex(text):
+    "A UniGB-UCS2-H string operand: UCS-2 big-endian as a hex string."
+    return "<" + text.encode("utf-16-be").hex().upper() + ">"
+
+
+def _draw(x, y, text, size=12, font="/F2", tstar=True):
+    "reportlab's drawString: one text object per call, the line-feed T* after the string."
+    s = _cid_hex(text) if font == "/F2" else "(" + text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+    return f"BT 1 0 0 1 {x:.3f} {y:.3f} Tm {font} {size} Tf {1.2 * size:g} TL {s} Tj{' T*' if tstar else ''} ET"
+
+
+POWER = ["电力变压器在运行中要持续监测油温和声音，", "发现异常时及时停电检修，避免事故扩大。",
+         "变压器是电力系统中最重要的设备之一。", "它的可靠性直接决定了供电的质量和安全。"]
+
+
+@pytest.mark.parametrize("style", ["line_tstar", "line_td", "glyph"])
+def test_fake_bold_overprint_is_kept_once(tmp_path, style):
+    """WPS and many converters make "bold" by drawing the text twice, ~0.4 pt apart (pypdf#1731). Stage 01 wrote the
+    line twice and spliced the copy into the next sentence (`…油温和声音变压器是电力系统中…`), exit 0, no warning.
+    The overprinted copy is dropped: the output equals the same page drawn once. Styles: a whole line twice
+    (reportlab's drawString with T*, or a plain Tm without it), every glyph twice."""
+    def page(bold):
+        ops, y = [], 760
+        for i, line in enumerate(POWER):
+            if style == "glyph":
+                x = 72.0
+                for ch in line:
+                    ops.append(_draw(x, y, ch))
+                    if bold and i in (0, 2): ops.append(_draw(x + 0.4, y, ch))
+                    x += 12 * _stsong_width(ch)
+            else:
+                ops.append(_draw(72, y, line, tstar=style == "line_tstar"))
+                if bold and i in (0, 2): ops.append(_draw(72.4, y, line, tstar=style == "line_tstar"))
+            y -= 18
+        return ops
+    _ops_pdf(tmp_path / "plain.pdf", [page(False)])
+    _ops_pdf(tmp_path / "bold.pdf", [page(True)])
+    pdf_to_text(tmp_path / "plain.pdf", tmp_path / "plain.txt", show_progress=False)
+    pdf_to_text(tmp_path / "bold.pdf", tmp_path / "bold.txt", show_progress=False)
+    lines = _lines(tmp_path / "bold.txt")
+    assert lines == _lines(tmp_path / "plain.txt"), lines
+    assert lines.count("变压器是电力系统中最重要的设备之一。") == 1
+    assert not any("声音变压器" in l or "油温和声音电力" in l for l in lines)
+
+
+GRID = [  # 16 paragraphs, 32 sentences of a power-grid manual
+    "电缆终端头是电缆线路中最容易出故障的部位。安装时要保持清洁，防止潮气进入。",
+    "变压器是电力系统中最重要的设备之一。它的可靠性直接决定了供电的质量和安全。",
+    "巡检人员每天记录油温、油位和声音。发现异常时要立即报告值班负责人。",
+    "断路器能在短路时迅速切断电流。它的开断能力必须大于安装处的最大短路电流。",
+    "隔离开关没有灭弧能力，只能在无负荷时操作。误拉隔离开关会产生强烈的电弧。",
+    "接地网把故障电流安全地导入大地。接地电阻要定期测量，雨季前尤其重要。",
+    "继电保护装置检测到故障后发出跳闸命令。保护的选择性要求只切除故障元件。",
+    "电压互感器把高电压按比例变成低电压。二次侧绝对不允许短路。",
+    "电流互感器的二次侧绝对不允许开路。开路会在二次侧感应出危险的高电压。",
+    "避雷器限制雷电和操作引起的过电压。它的残压应低于被保护设备的耐受电压。",
+    "蓄电池组是变电站的直流电源。交流电源消失时，它为保护和控制回路供电。",
+    "倒闸操作必须填写操作票。操作时一人操作、一人监护，逐项唱票复诵。",
+    "工作票是检修工作的书面依据。许可人和负责人要到现场共同确认安全措施。",
+    "验电是接地前必须进行的步骤。验电器要先在有电设备上试验，确认完好。",
+    "悬挂标示牌可以防止误合闸。开关把手上应挂“禁止合闸，有人工作”的牌子。",
+    "事故处理以保人身、保电网、保设备为原则。处理结束后要写出详细的事故报告。",
+]
+
+
+def _column_ops(paragraphs, columns, chars, top=780.0, bottom=80.0, size=12, pitch=18):
+    """reportlab-style lines (one drawString each) of `paragraphs` wrapped at `chars` characters into `columns`
+    (left x of each column), filled column by column, page by page; the first line of a paragraph is indented 2 em."""
+    lines = []
+    for p in paragraphs:
+        text = "\u3000\u3000" + p
+        lines += [text[i:i + chars] for i in range(0, len(text), chars)]
+    pages, ops, col, y = [], [], 0, top
+    for line in lines:
+        if y < bottom:
+            col, y = col + 1, top
+            if col == len(columns): pages.append(ops); ops, col = [], 0
+        lead = len(line) - len(line.lstrip("\u3000"))
+        ops.append(_draw(columns[col] + lead * size, y, line.lstrip("\u3000"), size=size))
+        y -= pitch
+    pages.append(ops)
+    return pages, lines
+
+
+def test_two_columns_give_the_same_paragraphs_as_one(tmp_path):
+    """xberg#1345, pdfplumber#244: each left-column line was taken as a paragraph end (its right edge was compared with
+    the page-wide one), so words were cut (`电缆终` / `端头…`) and 16 paragraphs became 32; a `。` that started a line
+    became a 1-character sentence and was dropped. Paragraph ends are judged per column, and a line-initial closing
+    mark belongs to the sentence before it."""
+    one, _ = _column_ops(GRID, [60.0], chars=30)
+    two, wrapped = _column_ops(GRID, [60.0, 312.0], chars=15, bottom=400.0)
+    assert any(l.startswith("。") for l in wrapped)  # the narrow column puts a full stop at the start of a line
+    _ops_pdf(tmp_path / "one.pdf", one)
+    _ops_pdf(tmp_path / "two.pdf", two)
+    r1 = pdf_to_text(tmp_path / "one.pdf", tmp_path / "one.txt", show_progress=False)
+    r2 = pdf_to_text(tmp_path / "two.pdf", tmp_path / "two.txt", show_progress=False)
+    want = [s for p in GRID for s in split_sentences(p)]
+    assert _lines(tmp_path / "one.txt") == want and r1["paragraphs"] == 16 and len(want) == 32
+    assert _lines(tmp_path / "two.txt") == want, _lines(tmp_path / "two.txt")
+    assert r2["paragraphs"] == 16 and r2["sentences"] == 32 and r2["sentences_dropped_short"] == 0
+
+
+def test_line_initial_full_stop_joins_the_sentence_before(tmp_path):
+    """A `。` wrapped to the start of a line after a line that stops short (here: an inline figure after `及时检修`) was a
+    paragraph of its own: a 1-character sentence, dropped. Closing CJK marks never start a paragraph."""
+    lines = ["电力变压器在运行中要持续监测油温和声音，发现异常时", "及时检修", "。它的可靠性直接决定了供电的质量。",
+             "电力变压器在运行中要持续监测油温和声音，发现异常时", "及时检修", "）和（断路器）也是这样。"]
+    _ops_pdf(tmp_path / "stop.pdf", [[_draw(72, 760 - 18 * i, t) for i, t in enumerate(lines)]])
+    rep = pdf_to_text(tmp_path / "stop.pdf", tmp_path / "stop.txt", show_progress=False)
+    assert _lines(tmp_path / "stop.txt") == ["电力变压器在运行中要持续监测油温和声音，发现异常时及时检修。", "它的可靠性直接决定了供电的质量。",
+                                            "电力变压器在运行中要持续监测油温和声音，发现异常时及时检修）和（断路器）也是这样。"]
+    assert rep["sentences_dropped_short"] == 0
+
+
+GLYPH_LINE = "管理员使用 Linux 4.19 内核和 IVRS 表单配置软件源。"
+
+
+def _placed_ops(runs, widths, size=12.0, x0=72.0, y=760.0, tstar=True, font_of=lambda ch: "/F2"):
+    "One drawString per run at its exact advance (`widths`: char -> em); spaces are not drawn, only advanced."
+    ops, x = [], x0
+    for run in runs:
+        if run.strip():
+            for part in re.findall(r"[\x21-\x7e]+|[^\x21-\x7e]+", run) if font_of("a") != font_of("中") else [run]:
+                ops.append(_draw(x, y, part, size=size, font=font_of(part[0]), tstar=tstar))
+                x += sum(widths(c) for c in part) * size
+        else: x += sum(widths(c) for c in run) * size
+    return ops
+
+
+@pytest.mark.parametrize("style", ["glyph_tstar", "glyph_td", "glyph_helvetica", "word_tstar", "line_tc_tw"])
+def test_glyph_placed_latin_is_rejoined_by_position(tmp_path, style):
+    """Glyph-by-glyph Latin again: reportlab's STSong-Light, one drawString per character at its exact advance, came out
+    as `L i n u x 4 . 1 9`. The spacing is decided from the glyph positions and the font's advance widths (here a
+    non-embedded CID font, whose widths pypdf maps wrongly), whatever runs and lines pypdf split the text into.
+    Per glyph (with reportlab's T* after each string, or without), Latin in Helvetica, per word, and one string per line
+    with Tc/Tw spacing."""
+    from pypdf.generic._font import Font
+    helv = Font.from_core_font_name("/Helvetica").character_widths
+    if style == "line_tc_tw":
+        ops = [f"BT /F2 12 Tf 72 760 Td 0.6 Tc 2 Tw {_cid_hex(GLYPH_LINE)} Tj ET"]
+    elif style == "word_tstar":
+        ops = _placed_ops(re.findall(r" +|[^ ]+", GLYPH_LINE), _stsong_width)
+    elif style == "glyph_helvetica":  # Latin in Helvetica, CJK in STSong-Light, each glyph on its own
+        w = lambda c: helv[c] / 1000 if c.isascii() else 1.0
+        ops = _placed_ops(list(GLYPH_LINE), w, font_of=lambda c: "/F1" if c.isascii() else "/F2")
+    else:
+        ops = _placed_ops(list(GLYPH_LINE), _stsong_width, tstar=style == "glyph_tstar")
+    _ops_pdf(tmp_path / "g.pdf", [ops + [_draw(72, 742, "这一行是普通的正文，单独一句话。")]])
+    pdf_to_text(tmp_path / "g.pdf", tmp_path / "g.txt", show_progress=False)
+    assert _lines(tmp_path / "g.txt")[0] == GLYPH_LINE
+
+
+@pytest.mark.parametrize("per", ["glyph", "word"])
+def test_glyph_placed_latin_in_an_embedded_truetype_font(tmp_path, per):
+    "The same line in an embedded TrueType font (matplotlib, fonttype 42: a CIDFontType2 subset), one text per glyph or word."
+    font = cjk_font()
+    from fontTools.ttLib import TTFont
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.font_manager import FontProperties
+    tt = TTFont(str(font), fontNumber=0)
+    cmap, hmtx, upem = tt.getBestCmap(), tt["hmtx"], tt["head"].unitsPerEm
+    adv = lambda c: hmtx[cmap[ord(c)]][0] / upem
+    fp = FontProperties(fname=str(font), size=12)
+    runs = list(GLYPH_LINE) if per == "glyph" else re.findall(r" +|[^ ]+", GLYPH_LINE)
+    with matplotlib.rc_context({"pdf.fonttype": 42}):
+        fig = plt.figure(figsize=(8.27, 11.69))
+        W, H = 8.27 * 72, 11.69 * 72
+        x = 72.0
+        for run in runs:
+            if run.strip(): fig.text(x / W, 760 / H, run, fontproperties=fp)
+            x += sum(adv(c) for c in run) * 12
+        fig.text(72 / W, 742 / H, "这一行是普通的正文，单独一句话。", fontproperties=fp)
+        fig.savefig(tmp_path / "tt.pdf"); plt.close(fig)
+    pdf_to_text(tmp_path / "tt.pdf", tmp_path / "tt.txt", show_progress=False)
+    assert _lines(tmp_path / "tt.txt")[0] == GLYPH_LINE

@@ -49,7 +49,17 @@ def normalize_line(text: str) -> str:
     # pypdf sometimes spaces out every CJK char ("对 于 一 个"); Chinese never has a space between two CJK chars
     return re.sub(f"(?<=[{CJK}]) (?=[{CJK}])", "", text)
 
-# %% ../nbs/01_pdf2text.ipynb #80d1f509
+# %% ../nbs/01_pdf2text.ipynb #3227f26f
+def _overprinted(text: str, x: float, y: float, size: float, drawn) -> bool:
+    """True when `text` was already drawn at (almost) the same place: a fake-bold second pass, offset ~0.4 pt.
+    `x`, `y`: where the run starts (pt, page space); `size`: font size (pt); the tolerance is 0.1 em each way.
+    `drawn`: the recent runs of the page as (text, x, y); this run is added to it."""
+    tol = 0.1 * size
+    if any(t == text and abs(x - x2) <= tol and abs(y - y2) <= tol for t, x2, y2 in drawn): return True
+    drawn.append((text, x, y))
+    return False
+
+# %% ../nbs/01_pdf2text.ipynb #6e3d7cee
 _MONO_RE = re.compile(r"mono|courier|consol|typewriter|menlo|inconsolata|fixed|code|^cmtt|lmtt|sfmono", re.I)
 _PROXY_WIDTHS: dict = {}
 
@@ -66,6 +76,8 @@ def _proxy_widths() -> dict:
 def _font_widths(font) -> dict | None:
     """The font's advance widths in em by character (pypdf's own font parser), or None when they cannot be trusted:
     missing or zero widths, or one width for every Latin letter in a proportional font (a broken /Widths array)."""
+    cid = _cid_widths(font)  # pypdf maps a predefined-CMap CID font's widths by code point, not by CID
+    if cid: return cid
     try:
         from pypdf.generic._font import Font
         cw = Font.from_font_resource(font).character_widths
@@ -103,28 +115,9 @@ def _advance(text: str, widths: dict | None, mono: bool) -> float:
         total += w
     return total
 
-_LATIN_NUM_RE = re.compile(r"^[A-Za-z0-9._/-]$")
-
-def _join_runs(runs: list, gap_em: float = 0.15) -> str:
-    """Rejoin the text runs of one line. Where two single glyphs placed on their own meet (layout tools do this)
-    and pypdf put a space between two letters, digits or `._/-`, the glyph positions decide: the space stays only
-    where the gap between the visible glyphs exceeds `gap_em` of the font size (pypdf's guess relies on font widths
-    that are often wrong). So `L i n u x 4 . 1 9` becomes `Linux 4.19`. Spaces are never added, and every other
-    joint keeps pypdf's text (spaces between CJK chars go in `normalize_line`)."""
-    out, prev = "", None
-    for r in runs:
-        part = r[0]
-        if prev is not None and r[6] is not None and prev[7] is not None and part[:1].isspace() \
-                and _LATIN_NUM_RE.match(part.strip()) and _LATIN_NUM_RE.match(out.rstrip()[-1:] or " "):
-            gap = (r[6] - prev[7]) / (max(r[3], prev[3]) or 1.0)
-            if gap <= gap_em: out, part = out.rstrip(), part.lstrip()
-        out += part
-        if part.strip(): prev = r
-    return out
-
 def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
     "Extract one page with pypdf and group its text runs into Lines with geometry and font facts."
-    pieces, cur = [], []
+    pieces, cur, drawn = [], [], deque(maxlen=64)
     def visit(text, cm, tm, font, size):
         if not text: return
         x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
@@ -134,24 +127,25 @@ def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
         sz = float(size) * scale
         parts = text.split("\n")
         for k, part in enumerate(parts):
+            if k == 0 and part.strip() and _overprinted(part.strip(), x, y, sz, drawn): part = ""  # fake bold: once
             if part:
-                x_vis = end_vis = None
-                if k == 0 and len(part.strip()) == 1:
-                    # a glyph placed on its own: where it starts and ends (only these joints are rejoined, so
-                    # other runs skip this cost); a leading space is drawn only if the font's widths are trusted
-                    wkey = ("widths", id(font))  # parsed on first need: most books never get here
+                x_vis = end_vis = None; sure = False
+                if k == 0 and part.strip():
+                    # where the visible glyphs start and end (`_join_runs`, `_merge_pieces`); a leading space is
+                    # pypdf's own (it puts the space it infers from a gap before the next run's text), not drawn
+                    wkey = ("widths", id(font))
                     if wkey not in font_cache: font_cache[wkey] = _font_widths(font) if font else None
-                    widths = font_cache[wkey]
-                    lead = part[:len(part) - len(part.lstrip())]
-                    x_vis = x + (_advance(lead, widths, mono) * sz if widths else 0.0)
+                    x_vis, widths = x, font_cache[wkey]
                     end_vis = x_vis + _advance(part.strip(), widths, mono) * sz
-                cur.append((part, x if k == 0 else None, y, sz, mono, bold, x_vis, end_vis))
+                    # measured: every non-CJK glyph's width is the font's own (a fallback width may be far off)
+                    sure = bool(widths) and all(widths.get(c) or is_cjk(c) for c in part.strip())
+                cur.append((part, x if k == 0 else None, y, sz, mono, bold, x_vis, end_vis, k == 0 and sure, False))
             if k < len(parts) - 1:
                 pieces.append(cur.copy()); cur.clear()
     page.extract_text(visitor_text=visit)
     pieces.append(cur)
     lines = []
-    for runs in pieces:
+    for runs in _merge_pieces(pieces):
         text = _join_runs(runs)
         if not text.strip(): continue
         n = sum(len(r[0].strip()) for r in runs) or 1
@@ -316,6 +310,71 @@ def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True, ocr: st
                             f"or small images). If it is a scan, OCR it first, e.g. `ocrmypdf -l chi_sim+eng {path.name} "
                             f"ocr.pdf`, then convert ocr.pdf.")
     return pages, info
+
+# %% ../nbs/01_pdf2text.ipynb #7b31f0b6
+_CID_ORDERINGS = ("GB1", "CNS1", "Japan1", "Korea1")
+
+def _cid_widths(font) -> dict | None:
+    """Advance widths (em) by character of a CID font with a predefined Unicode CMap (`/UniGB-UCS2-H`, ...) in Adobe's
+    GB1, CNS1, Japan1 or Korea1 collection: there CIDs 1-95 are the proportional ASCII glyphs 0x20-0x7E, so their
+    widths come from /W by CID; other chars (CJK) are left to the caller's 1 em. None for every other font."""
+    try:
+        if font.get("/Subtype") != "/Type0" or not str(font.get("/Encoding", "")).startswith("/Uni"): return None
+        desc = font["/DescendantFonts"][0].get_object()
+        if str(desc.get("/CIDSystemInfo", {}).get("/Ordering", "")) not in _CID_ORDERINGS: return None
+        dw, w, cid_w, i = float(desc.get("/DW", 1000)), desc.get("/W", []), {}, 0
+        while i + 1 < len(w):
+            first, nxt = int(w[i]), w[i + 1].get_object()
+            if isinstance(nxt, list): cid_w.update({first + k: float(v) for k, v in enumerate(nxt)}); i += 2
+            else: cid_w.update({c: float(w[i + 2]) for c in range(first, int(nxt) + 1)}); i += 3
+    except Exception: return None
+    if not cid_w: return None  # no /W: nothing better than the caller's estimate
+    return {chr(cid + 31): cid_w.get(cid, dw) / 1000 for cid in range(1, 96)}
+
+def _merge_pieces(pieces: list[list]) -> list[list]:
+    """pypdf ends a line at every `T*` (reportlab ends each string with one) and at some moves: a piece whose first
+    visible run starts on the previous piece's baseline (0.2 em) between 0.3 em before and 2 em after its last visible
+    glyph is the same printed line; its first visible run is flagged (its last field). Runs: (text, x, y, size, mono,
+    bold, x_vis, end_vis, widths measured, starts a piece), positions in pt."""
+    out = []
+    for runs in pieces:
+        vis = [r for r in runs if r[0].strip()]
+        if not vis: continue
+        if out:
+            p, f = [r for r in out[-1] if r[0].strip()][-1], vis[0]
+            sz = max(p[3], f[3]) or 1.0
+            if p[7] is not None and f[6] is not None and abs(f[2] - p[2]) <= 0.2 * sz \
+                    and -0.3 * sz <= f[6] - p[7] <= 2.0 * sz:
+                k = runs.index(f)
+                out[-1] = out[-1] + runs[:k] + [f[:9] + (True,)] + runs[k + 1:]; continue  # flagged: from a new piece
+        out.append(runs)
+    return out
+
+_LATIN_NUM_RE = re.compile(r"^[A-Za-z0-9._/-]$")
+
+def _join_runs(runs: list, gap_em: float = 0.15) -> str:
+    """The text of one printed line from its runs (as `_merge_pieces`). At a joint on one baseline with the glyphs at
+    most 2 em apart where the extractor's split says little (the runs came from two pypdf lines, or one side is a lone
+    glyph), the gap decides: a space when it exceeds `gap_em` of the font size and both runs' widths are the font's own
+    (never between two CJK chars), none when the glyphs touch (pypdf's space before a lone letter, digit or `._/-`
+    after another goes). Every other joint keeps pypdf's text: there its spacing is usually right and our widths may not be."""
+    out, prev = "", None
+    for r in runs:
+        part = r[0]
+        if prev is not None and r[6] is not None and prev[7] is not None and part.strip():
+            sz = max(r[3], prev[3]) or 1.0
+            gap = (r[6] - prev[7]) / sz
+            lone = len(part.strip()) == 1 or len(prev[0].strip()) == 1
+            if abs(r[2] - prev[2]) <= 0.2 * sz and -0.3 <= gap <= 2.0 and (r[9] or lone):
+                a, b = out.rstrip()[-1:], part.lstrip()[:1]
+                if gap > gap_em:
+                    if r[8] and prev[8] and not (is_cjk(a) and is_cjk(b)): out, part = out.rstrip() + " ", part.lstrip()
+                    elif r[9] and not (is_cjk(a) or is_cjk(b)): out, part = out.rstrip() + " ", part.lstrip()
+                elif r[9] or (len(part.strip()) == 1 and _LATIN_NUM_RE.match(a) and _LATIN_NUM_RE.match(b)):
+                    out, part = out.rstrip(), part.lstrip()
+        out += part
+        if part.strip(): prev = r
+    return out
 
 # %% ../nbs/01_pdf2text.ipynb #5e11c86f
 def text_to_pages(text: str) -> list[list[Line]]:
@@ -552,6 +611,37 @@ def _dot_ends_sentence(text: str, start: int, i: int, j: int) -> bool:
         return False  # an enumeration "1. " at the start of a sentence
     return nxt.isupper() or nxt.isdigit() or nxt in _OPENERS or is_cjk(nxt)
 
+# %% ../nbs/01_pdf2text.ipynb #972a9baa
+def _column_edges(lines: list[Line], min_lines: int = 3) -> dict[int, tuple[float, float]]:
+    """{id(line): (left, right)} (pt) of the text column each body line of one page sits in, for pages set in 2+ columns.
+
+    Columns are groups of body lines whose horizontal extents `[x0, x1]` overlap; a page is multi-column when it has 2+
+    such groups of at least `min_lines` lines each (one line across the page makes it one group: {} then, and the
+    book-wide edges apply). A column's edges are the 10th percentile of x0 and the 90th of x1 of its lines."""
+    body = sorted((l for l in lines if l.kind == "body" and l.geometry and l.text.strip()), key=lambda l: l.x0)
+    groups = []
+    for l in body:
+        if groups and l.x0 < groups[-1][0]: groups[-1][1].append(l); groups[-1][0] = max(groups[-1][0], l.x1)
+        else: groups.append([l.x1, [l]])
+    cols = [g for _, g in groups if len(g) >= min_lines]
+    if len(cols) < 2: return {}
+    q = lambda xs, f: sorted(xs)[min(len(xs) - 1, int(f * len(xs)))]
+    return {id(l): (q([m.x0 for m in g], 0.1), q([m.x1 for m in g], 0.9)) for g in cols for l in g}
+
+def _book_column_edges(pages: list[list[Line]]) -> dict[int, tuple[float, float]]:
+    """`_column_edges` of every page; on the other pages (a chapter's last page that fills half a column), a body line
+    that fits inside a column found elsewhere in the book (1 em slack) gets the narrowest such column's edges."""
+    per_page = [_column_edges(lines) for lines in pages]
+    edges = {k: v for e in per_page for k, v in e.items()}
+    known = sorted({(round(a), round(b)) for a, b in edges.values()})
+    for lines, e in zip(pages, per_page):
+        if e or not known: continue
+        for l in lines:
+            if l.kind != "body" or not l.geometry: continue
+            fit = [c for c in known if c[0] - l.size <= l.x0 and l.x1 <= c[1] + l.size]
+            if fit: edges[id(l)] = min(fit, key=lambda c: c[1] - c[0])
+    return edges
+
 # %% ../nbs/01_pdf2text.ipynb #4adbcabc
 DROP_RULES = ("header_footer", "page_number", "toc", "caption", "code", "table", "heading")
 
@@ -568,7 +658,9 @@ def _layout_stats(pages: list[list[Line]]) -> dict:
     q = lambda xs, f: sorted(xs)[min(len(xs) - 1, int(f * len(xs)))] if xs else 0.0
     width_em, wrapped = _width_rule(Counter(widths), geometry=any(l.geometry for p in pages for l in p))
     pitch = Counter(round(g * 2) / 2 for g in gaps).most_common(1)[0][0] if gaps else 0.0  # the usual line step
-    return {"pitch": pitch, "left": q(lefts, 0.1), "right": q(rights, 0.9), "width_em": width_em, "wrapped": wrapped}
+    edges = _book_column_edges(pages)  # only books with multi-column pages have any
+    return {"pitch": pitch, "left": q(lefts, 0.1), "right": q(rights, 0.9), "width_em": width_em, "wrapped": wrapped,
+            "edges": edges}
 
 def _width_rule(widths: Counter, geometry: bool) -> tuple[float, bool]:
     """(90th percentile of the body lines' widths in em, hard-wrapped .txt?) from a histogram {width: lines}.
@@ -583,13 +675,15 @@ def _width_rule(widths: Counter, geometry: bool) -> tuple[float, bool]:
     return w90, wrapped
 
 _CONTINUES = tuple("，、：；,:（(“‘《「『-")
+_LINE_CLOSERS = "。，、；：！？）》」』】〉"  # CJK marks that close what came before (not ” ’: books open quotes with them)
 
 def _ends_paragraph(prev: Line, st: dict) -> bool:
-    """A line that stops well before the right edge ends its paragraph (titles, labels, last lines).
+    """A line that stops well before the right edge (of its column) ends its paragraph (titles, labels, last lines).
     In .txt input only hard-wrapped files are rejoined, plus lines that end in a comma-like mark."""
     if prev.geometry:
-        span = st["right"] - st["left"]
-        return span > 0 and st["right"] - prev.x1 > 0.2 * span
+        left, right = st.get("edges", {}).get(id(prev), (st["left"], st["right"]))  # its column's, on multi-column pages
+        span = right - left
+        return span > 0 and right - prev.x1 > 0.2 * span
     if prev.text.rstrip().endswith(_CONTINUES): return False
     return not st["wrapped"] or em_width(prev.text.strip()) < 0.7 * st["width_em"]
 
@@ -653,6 +747,7 @@ def _assemble(lines, st: dict, vocab: set, counts: Counter, *, keep_code: bool, 
                or _ends_paragraph(prev, st)
                or (l.geometry and prev.geometry and l.page == prev.page and st["pitch"]
                    and prev.y - l.y > 1.3 * st["pitch"]))
+        if new and para and t[0] in _LINE_CLOSERS: new = False  # a wrapped `。` or `）` never starts a paragraph
         if new: end_para()
         para.append(_BULLET_RE.sub("", t, count=1).strip() or t)
         prev = l
