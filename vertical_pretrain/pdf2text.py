@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import ocr as ocrmod
 from .config import add_config_args, add_legacy_flags, config_from_args, require_value, resolve_path
-from .fileio import StageInputError, atomic_path, atomic_write_text, new_dirs, run_per_file
+from .fileio import StageInputError, atomic_open, atomic_write_text, new_dirs, run_per_file, stage_warning
 from .formats import iter_jsonl_lines, jsonl_info, read_document, sniff_format
 from .ocr import box_to_size
 from .textio import (CJK, CJK_RE, Line, Pdf2TextError, empty_file_error, is_cjk, list_input_files,
@@ -303,8 +303,8 @@ def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True, ocr: st
         if usable < max(1, 0.5 * (n - len(blank_left))):
             raise Pdf2TextError(f"{path}: {len(dropped)} of {n} pages have no text layer or one that does not decode "
                                 f"({why}): a scanned book, or fonts without a Unicode map. Nothing was written; {fix}.")
-        print(f"pdf2text: warning: {path.name}: {len(dropped)} of {n} pages have no text layer or one that does not "
-              f"decode ({why}); their text is left out. To keep it, {fix}.", file=sys.stderr)
+        info["warnings"] = [stage_warning(f"{path.name}: {len(dropped)} of {n} pages have no text layer or one that does "
+                                          f"not decode ({why}); their text is left out", fix=f"to keep it, {fix}")]
     if not any(l.text.strip() for p in pages for l in p):
         raise Pdf2TextError(f"{path}: no text layer in any of the {n} pages, and no page is a scan to OCR (blank pages "
                             f"or small images). If it is a scan, OCR it first, e.g. `ocrmypdf -l chi_sim+eng {path.name} "
@@ -985,9 +985,8 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
         src, js = None, {}
         if kind == "jsonl":
             src = lambda on_bytes=None: iter_jsonl_lines(input_path, json_key, js, on_bytes)
-        with new_dirs(output_path.parent), atomic_path(output_path) as tmp:
-            with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-                r = clean_text_file(input_path, out, **params, show_progress=show_progress, lines=src)
+        with new_dirs(output_path.parent), atomic_open(output_path, "w", newline="\n") as out:
+            r = clean_text_file(input_path, out, **params, show_progress=show_progress, lines=src)
             if not r["docs"]: _nothing_left(input_path, r)
         if kind == "jsonl": info.update(jsonl_info(js, json_key))
         else: info.update({"encoding": r["encoding"], "pages": r["pages"], "pages_total": r["pages"], "pages_without_text": 0})
