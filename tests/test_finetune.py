@@ -450,7 +450,7 @@ def test_run_stage_and_cli(smoke_task, tiny_models, tmp_path, capsys):
     assert main(["build-task", "--src_dir", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "t")]) == 2
 
 
-def test_runs_are_placed_on_the_configured_devices(smoke_task, tiny_models, tmp_path):
+def test_runs_are_placed_on_the_configured_devices(smoke_task, tiny_models, tmp_path, capsys):
     "Issue 18, defect 9: fine-tune runs go to launch.device/devices (one worker per GPU) and record where they ran."
     task_dir, _ = smoke_task
     cfg = get_config("smoke", {"paths.output_root": str(tmp_path / "output"), "finetune.task_dir": str(task_dir),
@@ -458,8 +458,8 @@ def test_runs_are_placed_on_the_configured_devices(smoke_task, tiny_models, tmp_
     assert ft.finetune_devices(cfg) == ["cpu"]
     gpu = cfg.override({"launch.device": "gpu", "launch.devices": "2,3", "train.use_amp": True})
     assert ft.finetune_devices(gpu, cuda=True) == ["gpu:2", "gpu:3"]  # indexes within CUDA_VISIBLE_DEVICES, as in 06a
-    with pytest.warns(UserWarning, match="no CUDA"):
-        assert ft.finetune_devices(gpu, cuda=False) == ["cpu"]
+    assert ft.finetune_devices(gpu, cuda=False) == ["cpu"]
+    assert "WARNING: launch.device=gpu but this Paddle build has no CUDA: fine-tuning on CPU" in capsys.readouterr().err
     ft.run_stage(cfg, dict(tiny_models), progress=False)  # 2 runs in 2 spawned workers, each bound to a device
     runs = [json.loads(p.read_text()) for p in (tmp_path / "output" / "smoke" / "finetune").glob("*/seed_0/metrics.json")]
     assert len(runs) == len(tiny_models) and {(m["device"], m["amp"]) for m in runs} == {("cpu", None)}

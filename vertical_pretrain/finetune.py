@@ -247,14 +247,14 @@ def recipe(fcfg: FinetuneConfig) -> dict:
 def finetune_devices(cfg, cuda: bool | None = None) -> list[str]:
     """Where stage 08's runs go: ["cpu"], or one "gpu:<i>" per id of `launch.devices` (indexes within
     CUDA_VISIBLE_DEVICES, as in 06a), one run at a time on each. A Paddle without CUDA falls back to ["cpu"] with a warning."""
-    import warnings
     l = cfg.launch
     if l.device != "gpu": return ["cpu"]
     if cuda is None:
         import paddle
         cuda = paddle.is_compiled_with_cuda()
     if not cuda:
-        warnings.warn("launch.device=gpu but this Paddle build has no CUDA: fine-tuning on CPU"); return ["cpu"]
+        stage_warning("launch.device=gpu but this Paddle build has no CUDA: fine-tuning on CPU",
+                      fix="install paddlepaddle-gpu (README), or set launch.device=cpu"); return ["cpu"]
     return [f"gpu:{int(d)}" for d in (l.devices or "0").split(",") if d.strip()]
 
 _WORKER_DEVICE = None  # the device a spawned fine-tune worker was given (one per worker)
@@ -377,8 +377,9 @@ def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress:
     if log: log(f"finetune: {len(summary['models'])} models x {cfg.finetune.seeds} seeds -> {out_dir / 'comparison.md'}")
     # the verdict's WARNING lines (a row at the majority floor, a base worse than random weights, the demo task on
     # another domain) also go to the pipeline's console and count, not only into comparison.md
-    warns = [stage_warning(v.removeprefix("WARNING: ")) for v in [*verdict(summary), *extra] if v.startswith("WARNING: ")]
-    return {**summary, "warnings": warns}
+    for v in [*verdict(summary), *extra]:
+        if v.startswith("WARNING: "): stage_warning(v.removeprefix("WARNING: "))
+    return summary
 
 def task_relevance(cfg) -> list[str]:
     """One warning when the run trains on the user's own corpus but fine-tunes on the default demo task: then stage 08's
