@@ -9,10 +9,10 @@ __all__ = ['AUTO', 'PROFILES', 'LEGACY_FLAGS', 'INPUT_ERRORS', 'arg', 'arg_facto
            'ModelConfig', 'TrainConfig', 'LaunchConfig', 'BaseModelConfig', 'ExportConfig', 'FinetuneConfig',
            'TaptConfig', 'ReplayConfig', 'EvaluateConfig', 'PipelineConfig', 'Config', 'get_config', 'section_name',
            'settings', 'explain', 'config_field', 'choices', 'value_problem', 'require_value', 'base_config',
-           'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'replay_run_dir', 'replay_blend', 'replay_config',
-           'tapt_run_dir', 'tapt_config', 'model_source', 'tokenizer_source', 'parse_blend', 'resolve_blend',
-           'is_blended', 'add_legacy_flags', 'legacy_overrides', 'parse_set', 'add_config_args', 'config_from_args',
-           'typed_path', 'typed_overrides', 'cli_errors', 'stage_main']
+           'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source', 'parse_blend',
+           'resolve_blend', 'is_blended', 'replay_run_dir', 'replay_blend', 'replay_config', 'tapt_run_dir',
+           'tapt_config', 'parse_set', 'add_config_args', 'typed_path', 'typed_overrides', 'add_legacy_flags',
+           'legacy_overrides', 'config_from_args', 'cli_errors', 'stage_main']
 
 # %% ../nbs/00_config.ipynb #04a9bb7a
 import argparse
@@ -44,6 +44,7 @@ def arg_factory(factory, help: str, **checks):
     "`arg` for a mutable default (a list): `field(default_factory=factory, metadata=...)`."
     return field(default_factory=factory, metadata={"help": help, **checks})
 
+# %% ../nbs/00_config.ipynb #de2d8e33
 def _one_of(choices) -> str:
     "('a', 'b', 'c') -> 'a, b or c'."
     c = [str(x) for x in choices]
@@ -62,6 +63,7 @@ def field_problem(key: str, value, f) -> str | None:
     if "check" in md and (why := md["check"](value)): return f"{key}={value!r} {why}{fix}"
     return None
 
+# %% ../nbs/00_config.ipynb #1f7ec0dc
 class Section:
     "Base of every config section: its values checked against the allowed values its fields declare."
     def validate(self, *names: str) -> list[str]:
@@ -163,7 +165,7 @@ class PathsConfig(Section):
         "`<run_dir>/notebooks/`: the executed stage notebooks papermill writes."
         return self.run_dir / "notebooks"
 
-# %% ../nbs/00_config.ipynb #80e8c8e5
+# %% ../nbs/00_config.ipynb #7032715d
 @dataclass
 class Pdf2TextConfig(Section):
     "Stage 01: PDF/TXT -> one sentence a line, blank line between documents."
@@ -181,6 +183,7 @@ class Pdf2TextConfig(Section):
                                           "the train/valid/test split).")
     max_pages: int = arg(0, "Read only the first N pages of each PDF; 0 = all pages (the smoke profile reads 30).")
 
+# %% ../nbs/00_config.ipynb #45843f70
 @dataclass
 class SegmentConfig(Section):
     "Stage 02 (optional): word segmentation that keeps the document structure."
@@ -193,6 +196,7 @@ class SegmentConfig(Section):
                              "empty = none. Also used by stage 04's on-the-fly segmenter.", path=True)
     workers: int = arg(2, "Worker processes of stage 02 (files are segmented in parallel).")
 
+# %% ../nbs/00_config.ipynb #c7fdc3de
 @dataclass
 class TransToJsonConfig(Section):
     "Stage 03: text -> jsonl, one {'text': doc} line per document."
@@ -203,6 +207,7 @@ class TransToJsonConfig(Section):
     seed: int = arg(1234, "Random seed of the document shuffle.")
     workers: int = arg(2, "Worker processes that read the text files.")
 
+# %% ../nbs/00_config.ipynb #68e1ee94
 @dataclass
 class PretrainingDataConfig(Section):
     "Stage 04: jsonl -> <prefix>_ids.npy + <prefix>_idx.npz (PaddleNLP ernie-1.0 format)."
@@ -222,6 +227,7 @@ class PretrainingDataConfig(Section):
     workers: int = arg(2, "Worker processes that tokenize (PaddleNLP's --workers).")
     chunk_size: int = arg(64, "Documents per worker task (PaddleNLP's --chunk_size).")
 
+# %% ../nbs/00_config.ipynb #33a74d17
 @dataclass
 class VocabConfig(Section):
     "Offline vocab: WordPiece trained with HF tokenizers on the general corpus."
@@ -234,6 +240,7 @@ class VocabConfig(Section):
                                       "seen the domain book).")
     max_vocab_size: int = arg(65536, "Hard limit of the vocab: token ids must fit uint16, as PaddleNLP's vocab README requires.")
 
+# %% ../nbs/00_config.ipynb #bda9b1ec
 @dataclass
 class DataConfig(Section):
     "Stage 05: splits, index maps, dynamic masking and SOP."
@@ -255,6 +262,7 @@ class DataConfig(Section):
                                          "ernie-1.0 data prefixes), e.g. ['0.8 debian_reference', '0.2 general']; "
                                          "empty = paths.corpus alone (one entry = that corpus alone, identically).")
 
+# %% ../nbs/00_config.ipynb #b4357517
 @dataclass
 class ModelConfig(Section):
     "Base model: a local dir or hub name, or (when model_name_or_path is empty) this architecture from scratch."
@@ -272,6 +280,7 @@ class ModelConfig(Section):
                                           "the start model's value).")
     attention_probs_dropout_prob: float = arg(0.1, "Dropout of the attention probabilities during pretraining.")
 
+# %% ../nbs/00_config.ipynb #a15bb891
 @dataclass
 class TrainConfig(Section):
     "Stage 06: the pretraining loop."
@@ -307,6 +316,7 @@ class TrainConfig(Section):
     amp_dtype: str = arg("float16", "AMP dtype: float16 (with a loss scaler) or bfloat16 (A100/H100/H200: float32's "
                                     "range, no loss scaling).", choices=("float16", "bfloat16"))
 
+# %% ../nbs/00_config.ipynb #1ff95e9f
 @dataclass
 class LaunchConfig(Section):
     "How the training job is started (paddle.distributed.launch)."
@@ -320,6 +330,7 @@ class LaunchConfig(Section):
                           "(paddle.distributed.launch --master).")
     deterministic: bool = arg(False, "GPU: FLAGS_cudnn_deterministic + FLAGS_embedding_deterministic (bit-exact reruns, slower).")
 
+# %% ../nbs/00_config.ipynb #d0842a22
 @dataclass
 class BaseModelConfig(Section):
     "The offline stand-in for ernie-3.0-medium-zh: a small ERNIE pretrained from scratch on the general corpus."
@@ -332,6 +343,7 @@ class BaseModelConfig(Section):
     min_lr: float = arg(5e-5, "Final learning rate of the base run.")
     warmup_rate: float = arg(0.05, "Warmup share of the base run's steps.")
 
+# %% ../nbs/00_config.ipynb #15779efa
 @dataclass
 class ExportConfig(Section):
     "Stage 07: checkpoint -> clean model dir that AutoModel loads from any directory name."
@@ -343,6 +355,7 @@ class ExportConfig(Section):
     user_terms: str = arg("", "extend_vocab: file with one domain term a line ('#' starts a comment), added first; empty = none.",
                           path=True)
 
+# %% ../nbs/00_config.ipynb #3ba791f8
 @dataclass
 class FinetuneConfig(Section):
     "Stage 08: base vs domain on an in-domain classification task."
@@ -363,6 +376,7 @@ class FinetuneConfig(Section):
     workers: int = arg(1, "Fine-tune runs in parallel processes (one run keeps about one CPU core busy).")
     random_init: bool = arg(True, "Add a control row: the base architecture with random weights (did pretraining help at all?).")
 
+# %% ../nbs/00_config.ipynb #ed7965d2
 @dataclass
 class TaptConfig(Section):
     "Stage 07a (optional): task-adaptive pretraining on the task's unlabeled train text; a third row in stage 08."
@@ -377,6 +391,7 @@ class TaptConfig(Section):
     min_lr: float = arg(1e-5, "Final learning rate of the TAPT run.")
     warmup_rate: float = arg(0.05, "Warmup share of the TAPT run's steps.")
 
+# %% ../nbs/00_config.ipynb #605c93a2
 @dataclass
 class ReplayConfig(Section):
     "Stage 06b (optional): the domain run again, with general text blended back in (replay against forgetting)."
@@ -384,6 +399,7 @@ class ReplayConfig(Section):
     general_weight: float = arg(0.2, "Share of the samples from base_model.corpus (0..1); the domain corpus gets the rest.")
     run_name: str = arg("", "The replay run's folder under paths.output_root; empty = '<paths.run_name>_replay'.")
 
+# %% ../nbs/00_config.ipynb #c03381b8
 @dataclass
 class EvaluateConfig(Section):
     "Stage 07b: held-out MLM loss of base / domain (/ tapt) on domain and general text, and the domain-term cloze."
@@ -401,6 +417,7 @@ class EvaluateConfig(Section):
     term_prior: float = arg(1000.0, "Dirichlet prior strength alpha_0 of the log-odds (Monroe et al. 2008), spread by "
                                     "pooled word frequency.")
 
+# %% ../nbs/00_config.ipynb #1862875d
 @dataclass
 class PipelineConfig(Section):
     "Stage 09: papermill over the notebooks."
@@ -410,6 +427,59 @@ class PipelineConfig(Section):
     to_stage: str = arg("99", "Last stage to run, by key prefix (e.g. 06).")
     force: bool = arg(False, "Rerun every selected stage even when its manifest says it is done.")
     check: bool = arg(True, "Run the preflight (vertical-pretrain check) before any stage.")
+
+# %% ../nbs/00_config.ipynb #4ce2fb1d
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+AUTO = "auto"  # `train.max_steps: auto`: the step count follows from the data (resolved by dataset.resolve_max_steps)
+
+def _coerce(tp, val, where: str):
+    "Convert `val` to the field type `tp` (bool/int/float/str, or `int | str` = an integer or 'auto'), with a clear error."
+    if tp == (int | str):  # train.max_steps
+        if isinstance(val, str) and val.strip().lower() == AUTO: return AUTO
+        try: return _coerce(int, val, where)
+        except ValueError: raise ValueError(f"{where}: expected an integer or '{AUTO}', got {val!r}") from None
+    if tp is bool:
+        if isinstance(val, bool): return val
+        if isinstance(val, int) and val in (0, 1): return bool(val)
+        if isinstance(val, str) and val.strip().lower() in _TRUE | _FALSE: return val.strip().lower() in _TRUE
+        raise ValueError(f"{where}: expected a boolean (true/false), got {val!r}")
+    if tp is int:
+        if isinstance(val, bool): raise ValueError(f"{where}: expected an integer, got {val!r}")
+        try:
+            f = float(val)
+        except (TypeError, ValueError): raise ValueError(f"{where}: expected an integer, got {val!r}") from None
+        if f != int(f): raise ValueError(f"{where}: expected an integer, got {val!r}")
+        return int(f)
+    if tp is float:
+        try: return float(val)
+        except (TypeError, ValueError): raise ValueError(f"{where}: expected a number, got {val!r}") from None
+    if tp is str:
+        if val is None: return ""
+        if isinstance(val, (dict, list)): raise ValueError(f"{where}: expected a string, got {val!r}")
+        return str(val)
+    if typing.get_origin(tp) is list:  # list[str]: a YAML list, or from a CLI '[a, b]' or 'a,b' ('' = empty)
+        if val is None: return []
+        if isinstance(val, str):
+            text = val.strip()
+            val = yaml.safe_load(text) if text.startswith("[") else [x.strip() for x in text.split(",") if x.strip()]
+        if not isinstance(val, (list, tuple)): raise ValueError(f"{where}: expected a list, got {val!r}")
+        (item,) = typing.get_args(tp) or (str,)
+        return [_coerce(item, v, f"{where}[{k}]") for k, v in enumerate(val)]
+    return val
+
+# %% ../nbs/00_config.ipynb #b4ebce62
+def _build(cls, d: dict, prefix: str):
+    if not isinstance(d, dict): raise ValueError(f"{prefix or 'config'}: expected a mapping, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown: raise KeyError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}")
+    kw = {}
+    for f in fields(cls):
+        if f.name not in d: continue
+        tp, where = hints[f.name], prefix + f.name
+        kw[f.name] = _build(tp, d[f.name], where + ".") if is_dataclass(tp) else _coerce(tp, d[f.name], where)
+    return cls(**kw)
 
 # %% ../nbs/00_config.ipynb #65b2049d
 @dataclass
@@ -486,58 +556,6 @@ class Config:
         the value, the allowed values and the fix. `[]` when all values are allowed."""
         return [line for f in fields(self) if isinstance(sec := getattr(self, f.name), Section) for line in sec.validate()]
 
-# %% ../nbs/00_config.ipynb #8acf7dae
-_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
-AUTO = "auto"  # `train.max_steps: auto`: the step count follows from the data (resolved by dataset.resolve_max_steps)
-
-def _coerce(tp, val, where: str):
-    "Convert `val` to the field type `tp` (bool/int/float/str, or `int | str` = an integer or 'auto'), with a clear error."
-    if tp == (int | str):  # train.max_steps
-        if isinstance(val, str) and val.strip().lower() == AUTO: return AUTO
-        try: return _coerce(int, val, where)
-        except ValueError: raise ValueError(f"{where}: expected an integer or '{AUTO}', got {val!r}") from None
-    if tp is bool:
-        if isinstance(val, bool): return val
-        if isinstance(val, int) and val in (0, 1): return bool(val)
-        if isinstance(val, str) and val.strip().lower() in _TRUE | _FALSE: return val.strip().lower() in _TRUE
-        raise ValueError(f"{where}: expected a boolean (true/false), got {val!r}")
-    if tp is int:
-        if isinstance(val, bool): raise ValueError(f"{where}: expected an integer, got {val!r}")
-        try:
-            f = float(val)
-        except (TypeError, ValueError): raise ValueError(f"{where}: expected an integer, got {val!r}") from None
-        if f != int(f): raise ValueError(f"{where}: expected an integer, got {val!r}")
-        return int(f)
-    if tp is float:
-        try: return float(val)
-        except (TypeError, ValueError): raise ValueError(f"{where}: expected a number, got {val!r}") from None
-    if tp is str:
-        if val is None: return ""
-        if isinstance(val, (dict, list)): raise ValueError(f"{where}: expected a string, got {val!r}")
-        return str(val)
-    if typing.get_origin(tp) is list:  # list[str]: a YAML list, or from a CLI '[a, b]' or 'a,b' ('' = empty)
-        if val is None: return []
-        if isinstance(val, str):
-            text = val.strip()
-            val = yaml.safe_load(text) if text.startswith("[") else [x.strip() for x in text.split(",") if x.strip()]
-        if not isinstance(val, (list, tuple)): raise ValueError(f"{where}: expected a list, got {val!r}")
-        (item,) = typing.get_args(tp) or (str,)
-        return [_coerce(item, v, f"{where}[{k}]") for k, v in enumerate(val)]
-    return val
-
-def _build(cls, d: dict, prefix: str):
-    if not isinstance(d, dict): raise ValueError(f"{prefix or 'config'}: expected a mapping, got {d!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown: raise KeyError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}")
-    kw = {}
-    for f in fields(cls):
-        if f.name not in d: continue
-        tp, where = hints[f.name], prefix + f.name
-        kw[f.name] = _build(tp, d[f.name], where + ".") if is_dataclass(tp) else _coerce(tp, d[f.name], where)
-    return cls(**kw)
-
 # %% ../nbs/00_config.ipynb #1ee9f2fc
 _TINY_MODEL = {"model.model_name_or_path": "", "model.hidden_size": 64, "model.num_hidden_layers": 2,
                "model.num_attention_heads": 2, "model.intermediate_size": 128, "model.max_position_embeddings": 128,
@@ -606,6 +624,7 @@ PROFILES: dict[str, dict] = {
     },
 }
 
+# %% ../nbs/00_config.ipynb #228196c1
 def get_config(profile: str = "demo", overrides: dict | None = None) -> Config:
     "The config of a named profile, with optional dotted-key overrides."
     if profile not in PROFILES:
@@ -618,6 +637,7 @@ def section_name(cls) -> str:
     "The dotted-key prefix of a section class of `Config`: `TrainConfig` -> 'train'."
     return {tp: name for name, tp in typing.get_type_hints(Config).items()}[cls]
 
+# %% ../nbs/00_config.ipynb #4e88dff1
 def _type_name(tp) -> str:
     "`str`, `int | str`, `list[str]`: a field type as the help shows it."
     return str(tp) if typing.get_args(tp) else getattr(tp, "__name__", str(tp))
@@ -642,6 +662,7 @@ def settings(cfg: Config | None = None) -> list[dict]:
         for f in fields(tp): add(f"{top.name}.{f.name}", top.name, f, hints[f.name], getattr(sec, f.name))
     return out
 
+# %% ../nbs/00_config.ipynb #e9024bae
 def explain(cfg: Config | None = None, section: str | None = None, width: int = 100) -> str:
     """Every setting as text: dotted key, type, default, allowed values and help, grouped by section; with `cfg`, also
     its value where that differs from the default. `section` (`train`, or a dotted key `train.max_lr`) limits the
@@ -678,6 +699,7 @@ def choices(key: str) -> tuple:
     "The allowed values a setting declares (`choices('segment.backend')` -> ('jieba', 'lac', 'cn_splited')); () when it declares none."
     return tuple(config_field(key).metadata.get("choices", ()))
 
+# %% ../nbs/00_config.ipynb #944f233e
 def value_problem(key: str, value) -> str | None:
     "`field_problem` for one dotted key: the line naming `value`, the allowed values and the fix, or None when it is allowed."
     return field_problem(key, value, config_field(key))
@@ -713,43 +735,7 @@ def base_model_dir(cfg: Config) -> Path:
     "Where the exported offline base model lives."
     return base_run_dir(cfg) / "model_base"
 
-def replay_run_dir(cfg: Config) -> Path:
-    "output/<replay.run_name or '<paths.run_name>_replay'>/: the replay run's checkpoints, metrics and exported model."
-    return resolve_path(cfg.paths.output_root) / (cfg.replay.run_name or f"{cfg.paths.run_name}_replay")
-
-def replay_blend(cfg: Config) -> list[str]:
-    """`data.blend` of the replay run: `["<1-w> <paths.corpus>", "<w> <base_model.corpus>"]`, w = replay.general_weight.
-
-    Raises ValueError when w is not strictly between 0 and 1, or the general corpus is the domain corpus."""
-    w, dom, gen = cfg.replay.general_weight, cfg.paths.corpus, cfg.base_model.corpus
-    if not 0 < w < 1: raise ValueError(f"replay.general_weight must be between 0 and 1 (exclusive), got {w}; e.g. 0.2")
-    if gen == dom: raise ValueError(f"replay: the general corpus base_model.corpus={gen!r} is the domain corpus paths.corpus; "
-                                    "name another corpus in base_model.corpus")
-    return [f"{round(1 - w, 6):g} {dom}", f"{w:g} {gen}"]
-
-def replay_config(cfg: Config) -> Config:
-    "The config of the replay run: the domain run (same start model, steps, lr) with the general corpus blended in."
-    return cfg.override({"data.blend": replay_blend(cfg), "paths.run_name": replay_run_dir(cfg).name,
-                         "replay.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
-                         "train.continue_training": True})
-
-def tapt_run_dir(cfg: Config) -> Path:
-    "output/<tapt.run_name or '<run>_tapt'>/: where the TAPT run lives (its checkpoints, metrics and exported model)."
-    return resolve_path(cfg.paths.output_root) / (cfg.tapt.run_name or f"{cfg.paths.run_name}_tapt")
-
-def tapt_config(cfg: Config, start: str | None = None) -> Config:
-    """The config of the TAPT run (stage 07a): the task's text as corpus, its own run dir and the tapt.* schedule; with
-    `start` (the start model, from `tapt.tapt_start_model`), that model and its tokenizer too. Without `start`: what the
-    pipeline needs before the domain model exists (the run's folders)."""
-    t = cfg.tapt
-    model = {} if start is None else {"model.model_name_or_path": start, "pretraining_data.tokenizer_name_or_path": start}
-    return cfg.override({
-        "paths.corpus": t.corpus, "paths.run_name": tapt_run_dir(cfg).name, **model,
-        "base_model.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
-        "train.max_steps": t.max_steps, "train.epochs": 0.0, "train.max_lr": t.max_lr, "train.min_lr": t.min_lr,
-        "train.warmup_rate": t.warmup_rate, "train.continue_training": True,
-    })
-
+# %% ../nbs/00_config.ipynb #94823a5f
 def model_source(cfg: Config) -> str:
     "What the (domain) pretraining starts from: a dir or hub name, or '' for from-scratch."
     if cfg.model.model_name_or_path: return cfg.model.model_name_or_path
@@ -783,6 +769,7 @@ def parse_blend(blend, where: str = "data.blend") -> list[tuple[float, str]]:
         out.append((w, name))
     return out
 
+# %% ../nbs/00_config.ipynb #cbf82e19
 def resolve_blend(cfg: Config) -> Config:
     "A one-entry blend becomes the single-corpus config it is defined to equal (paths.corpus = that corpus, no blend)."
     b = parse_blend(cfg.data.blend)
@@ -791,6 +778,81 @@ def resolve_blend(cfg: Config) -> Config:
 def is_blended(cfg: Config) -> bool:
     "True when the run trains on two or more corpora (`data.blend`)."
     return len(parse_blend(cfg.data.blend)) > 1
+
+# %% ../nbs/00_config.ipynb #d8dc0254
+def replay_run_dir(cfg: Config) -> Path:
+    "output/<replay.run_name or '<paths.run_name>_replay'>/: the replay run's checkpoints, metrics and exported model."
+    return resolve_path(cfg.paths.output_root) / (cfg.replay.run_name or f"{cfg.paths.run_name}_replay")
+
+def replay_blend(cfg: Config) -> list[str]:
+    """`data.blend` of the replay run: `["<1-w> <paths.corpus>", "<w> <base_model.corpus>"]`, w = replay.general_weight.
+
+    Raises ValueError when w is not strictly between 0 and 1, or the general corpus is the domain corpus."""
+    w, dom, gen = cfg.replay.general_weight, cfg.paths.corpus, cfg.base_model.corpus
+    if not 0 < w < 1: raise ValueError(f"replay.general_weight must be between 0 and 1 (exclusive), got {w}; e.g. 0.2")
+    if gen == dom: raise ValueError(f"replay: the general corpus base_model.corpus={gen!r} is the domain corpus paths.corpus; "
+                                    "name another corpus in base_model.corpus")
+    return [f"{round(1 - w, 6):g} {dom}", f"{w:g} {gen}"]
+
+def replay_config(cfg: Config) -> Config:
+    "The config of the replay run: the domain run (same start model, steps, lr) with the general corpus blended in."
+    return cfg.override({"data.blend": replay_blend(cfg), "paths.run_name": replay_run_dir(cfg).name,
+                         "replay.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
+                         "train.continue_training": True})
+
+# %% ../nbs/00_config.ipynb #4c1bf75f
+def tapt_run_dir(cfg: Config) -> Path:
+    "output/<tapt.run_name or '<run>_tapt'>/: where the TAPT run lives (its checkpoints, metrics and exported model)."
+    return resolve_path(cfg.paths.output_root) / (cfg.tapt.run_name or f"{cfg.paths.run_name}_tapt")
+
+def tapt_config(cfg: Config, start: str | None = None) -> Config:
+    """The config of the TAPT run (stage 07a): the task's text as corpus, its own run dir and the tapt.* schedule; with
+    `start` (the start model, from `tapt.tapt_start_model`), that model and its tokenizer too. Without `start`: what the
+    pipeline needs before the domain model exists (the run's folders)."""
+    t = cfg.tapt
+    model = {} if start is None else {"model.model_name_or_path": start, "pretraining_data.tokenizer_name_or_path": start}
+    return cfg.override({
+        "paths.corpus": t.corpus, "paths.run_name": tapt_run_dir(cfg).name, **model,
+        "base_model.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
+        "train.max_steps": t.max_steps, "train.epochs": 0.0, "train.max_lr": t.max_lr, "train.min_lr": t.min_lr,
+        "train.warmup_rate": t.warmup_rate, "train.continue_training": True,
+    })
+
+# %% ../nbs/00_config.ipynb #3697772d
+def parse_set(items) -> dict:
+    "Turn ['train.max_steps=10', ...] into {'train.max_steps': '10'}."
+    out = {}
+    for it in items or []:
+        if "=" not in it: raise ValueError(f"--set expects key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    "The arguments every stage CLI shares."
+    parser.add_argument("--config", default=None, help="run.yaml written by `vertical-pretrain config`")
+    parser.add_argument("--profile", default=None, help="smoke | demo | full (when no --config)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.max_steps=20 (repeatable)")
+    return parser
+
+# %% ../nbs/00_config.ipynb #0b978a8c
+def typed_path(value, or_name: bool = False):
+    """A path typed on the command line, made absolute against the current directory (as every Unix tool reads it);
+    '' (= the default) and non-strings stay as they are, `~` is expanded. `or_name`: the value may also be a hub model
+    name, so it is made absolute only when it exists from the current directory (else `modeldir.local_path` decides)."""
+    if not isinstance(value, (str, Path)) or not str(value): return value
+    p = Path(value).expanduser()
+    if not p.is_absolute() and or_name and not p.exists(): return str(value)
+    return os.path.abspath(p)
+
+def typed_overrides(overrides: dict) -> dict:
+    """`overrides` typed on the command line (`--set`, stage flags) with every path setting (`path` in its field's
+    metadata) made absolute by `typed_path`; other values, and unknown keys (`Config.override` names them), unchanged."""
+    def kind(key):
+        try: return config_field(key).metadata.get("path")
+        except KeyError: return None
+    return {k: typed_path(v, or_name=kind(k) == "or_name") if kind(k) else v for k, v in overrides.items()}
 
 # %% ../nbs/00_config.ipynb #e92d1145
 LEGACY_FLAGS = {  # PaddleNLP script flag -> (config key, without a section = the calling stage's; argparse kwargs)
@@ -818,6 +880,7 @@ LEGACY_FLAGS = {  # PaddleNLP script flag -> (config key, without a section = th
     "chunk_size": ("pretraining_data.chunk_size", dict(type=int, help="documents per worker task")),
 }
 
+# %% ../nbs/00_config.ipynb #283b113d
 def add_legacy_flags(parser: argparse.ArgumentParser, section: str, *flags: str) -> argparse.ArgumentParser:
     """Add the `LEGACY_FLAGS` named `flags` to a stage CLI's `parser` (a key without a section belongs to `section`).
     Each defaults to None (= not given) and stores into the field's name; its allowed values are the field's
@@ -841,24 +904,7 @@ def legacy_overrides(args) -> dict:
     keys = getattr(args, "legacy_keys", None) or {}
     return {key: getattr(args, dest) for dest, key in keys.items() if getattr(args, dest, None) is not None}
 
-# %% ../nbs/00_config.ipynb #185dd219
-def parse_set(items) -> dict:
-    "Turn ['train.max_steps=10', ...] into {'train.max_steps': '10'}."
-    out = {}
-    for it in items or []:
-        if "=" not in it: raise ValueError(f"--set expects key=value, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-def add_config_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    "The arguments every stage CLI shares."
-    parser.add_argument("--config", default=None, help="run.yaml written by `vertical-pretrain config`")
-    parser.add_argument("--profile", default=None, help="smoke | demo | full (when no --config)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.max_steps=20 (repeatable)")
-    return parser
-
+# %% ../nbs/00_config.ipynb #b1a8d3f6
 def config_from_args(args) -> Config:
     """Resolve --config / --profile / --set into a Config; the stage flags of `LEGACY_FLAGS` that the user gave
     (`legacy_overrides`) override last."""
@@ -869,23 +915,6 @@ def config_from_args(args) -> Config:
     else:
         cfg = get_config(getattr(args, "profile", None) or "demo")
     return cfg.override(typed_overrides({**parse_set(getattr(args, "overrides", [])), **legacy_overrides(args)}))
-
-def typed_path(value, or_name: bool = False):
-    """A path typed on the command line, made absolute against the current directory (as every Unix tool reads it);
-    '' (= the default) and non-strings stay as they are, `~` is expanded. `or_name`: the value may also be a hub model
-    name, so it is made absolute only when it exists from the current directory (else `modeldir.local_path` decides)."""
-    if not isinstance(value, (str, Path)) or not str(value): return value
-    p = Path(value).expanduser()
-    if not p.is_absolute() and or_name and not p.exists(): return str(value)
-    return os.path.abspath(p)
-
-def typed_overrides(overrides: dict) -> dict:
-    """`overrides` typed on the command line (`--set`, stage flags) with every path setting (`path` in its field's
-    metadata) made absolute by `typed_path`; other values, and unknown keys (`Config.override` names them), unchanged."""
-    def kind(key):
-        try: return config_field(key).metadata.get("path")
-        except KeyError: return None
-    return {k: typed_path(v, or_name=kind(k) == "or_name") if kind(k) else v for k, v in overrides.items()}
 
 # %% ../nbs/00_config.ipynb #a8631095
 INPUT_ERRORS = (FileNotFoundError, ValueError, KeyError)  # what bad input raises in this package's stages
@@ -904,6 +933,7 @@ def cli_errors(*errors: type, code: int = 2):
         return main
     return wrap
 
+# %% ../nbs/00_config.ipynb #749461a2
 def stage_main(prog: str, run_stage, doc: str, errors: tuple = (*INPUT_ERRORS, RuntimeError)):
     """A stage's `main(argv) -> int`: `--config/--profile/--set`, then `run_stage(cfg)`, its result as JSON on stdout;
     `errors` are one line and exit 2 (`cli_errors`)."""
