@@ -19,10 +19,12 @@ from pathlib import Path
 # Ideographs and their Supplement (sorted by code point).
 HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
               (0x20000, 0x2A6DF), (0x2A700, 0x2CEAF), (0x2F800, 0x2FA1F))
+
 # The rest of CJK script: radicals, CJK symbols and punctuation, kana, bopomofo, vertical forms, full-width forms.
 CJK_MARK_RANGES = ((0x2E80, 0x2FDF), (0x3000, 0x303F), (0x3040, 0x30FF), (0x3100, 0x312F), (0xFE30, 0xFE4F),
                    (0xFF00, 0xFFEF))
 
+# %% ../nbs/00b_textio.ipynb #f2f73436
 def char_class(ranges, js: bool = False) -> str:
     """The inside of a regex character class for code point `ranges`: the characters themselves (Python `re`), or with
     `js=True` as `\\uXXXX` escapes for a JavaScript regex (BMP ranges only)."""
@@ -31,9 +33,13 @@ def char_class(ranges, js: bool = False) -> str:
         return "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
     return "".join(f"{chr(a)}-{chr(b)}" for a, b in ranges)
 
+# %% ../nbs/00b_textio.ipynb #3a12d0db
 HAN = char_class(HAN_RANGES)                    # put inside [...]: one Han ideograph
+
 CJK = char_class(CJK_MARK_RANGES) + HAN          # put inside [...]: one character of CJK script
+
 HAN_RE = re.compile(f"[{HAN}]")
+
 CJK_RE = re.compile(f"[{CJK}]")
 
 def is_han(ch: str) -> bool:
@@ -44,7 +50,7 @@ def is_cjk(ch: str) -> bool:
     "True when the first character of `ch` is CJK script: a Han ideograph, CJK punctuation, kana or a full-width form."
     return bool(ch) and CJK_RE.match(ch) is not None
 
-# %% ../nbs/00b_textio.ipynb #f2f73436
+# %% ../nbs/00b_textio.ipynb #7a9af0d8
 class Pdf2TextError(ValueError):
     """Bad input for stage 01 (empty, binary, scanned, encrypted, nothing left); the message says what to do. The text
     readers here raise it for every stage (its name is stage 01's, where it was born)."""
@@ -58,6 +64,7 @@ def empty_file_error(path) -> Pdf2TextError:
     return Pdf2TextError(f"{path}: the file is empty (0 bytes or only whitespace; a copy or download may have failed). "
                          f"Fix: copy it again from its source, or move it out of {path.parent}.")
 
+# %% ../nbs/00b_textio.ipynb #e853b44f
 _SAMPLE = 65536
 
 def looks_binary(data: bytes) -> bool:
@@ -67,6 +74,7 @@ def looks_binary(data: bytes) -> bool:
     ctrl = sum(1 for b in sample if b < 32 and b not in (9, 10, 12, 13, 27))
     return ctrl > 0.01 * max(1, len(sample))
 
+# %% ../nbs/00b_textio.ipynb #35a1c912
 def plausible_text(text: str) -> bool:
     "Most chars are letters, digits, CJK, punctuation or spaces (a wrong codec gives rare symbols/private use)."
     if not text: return False
@@ -74,6 +82,7 @@ def plausible_text(text: str) -> bool:
     odd = sum(1 for c in text[:_SAMPLE] if unicodedata.category(c) in ("Co", "Cn", "Cs"))
     return ok >= 0.98 * min(len(text), _SAMPLE) and odd <= 0.001 * min(len(text), _SAMPLE)
 
+# %% ../nbs/00b_textio.ipynb #87c64a5a
 def _bom_encoding(head: bytes) -> str | None:
     if head.startswith(codecs.BOM_UTF8): return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)): return "utf-16"
@@ -88,6 +97,7 @@ def _codec_error(name, at: int, bom: str | None = None) -> TextDecodeError:
     return TextDecodeError(f"{name}: {what} ({bom or 'UTF-8'} decoding fails near byte {at}). Convert it first, e.g. "
                            f"`iconv -f BIG5 -t UTF-8 in.txt > out.txt`.")
 
+# %% ../nbs/00b_textio.ipynb #6f30605e
 # Charset labels as browsers read them (WHATWG Encoding): GB2312/GBK labels get the GBK superset, Big5 gets Big5-HKSCS,
 # Latin-1/ASCII get windows-1252, a UTF-16 label without a BOM means UTF-8.
 _LABELS = {**dict.fromkeys(("gb2312", "gbk", "x-gbk", "cp936", "csgb2312", "chinese", "gb_2312", "gb_2312-80", "iso-ir-58"), "gb18030"),
@@ -100,6 +110,7 @@ def _declared_error(name, label: str, codec: str, at: int) -> TextDecodeError:
                            f"Fix the declaration to the file's real charset, or convert it, e.g. "
                            f"`iconv -f GBK -t UTF-8 in.html > out.html` and declare utf-8.")
 
+# %% ../nbs/00b_textio.ipynb #711816c7
 def decode_text(data: bytes, name: str = "<bytes>", declared: str | None = None) -> tuple[str, str]:
     """Decode text bytes by the one rule: BOM, else (not binary) strict UTF-8, else GB18030 if it gives plausible text.
 
@@ -128,6 +139,7 @@ def decode_text(data: bytes, name: str = "<bytes>", declared: str | None = None)
     if plausible_text(text): return text, "gb18030"
     raise _codec_error(name, at)
 
+# %% ../nbs/00b_textio.ipynb #26a18540
 def scan_text_file(path) -> tuple[str, int]:
     """(encoding, newlines) of a text file by `decode_text`'s rule, read 1 MiB at a time (never the whole file in memory).
 
@@ -154,6 +166,7 @@ def scan_text_file(path) -> tuple[str, int]:
         if enc != "gb18030" or plausible_text(first): return enc, lines
     raise _codec_error(path, at)
 
+# %% ../nbs/00b_textio.ipynb #45b9d9ef
 def text_encoding(path) -> str:
     "The encoding `decode_text` picks for a text file ('utf-8-sig' | 'utf-16' | 'utf-8' | 'gb18030'); see `scan_text_file`."
     return scan_text_file(path)[0]
