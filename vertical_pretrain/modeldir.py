@@ -19,26 +19,35 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
 from .config import Config, model_source, resolve_path
 
 # %% ../nbs/00c_modeldir.ipynb #a91578e0
 WEIGHTS_NAME = "model_state.pdparams"
+
 CONFIG_NAME = "config.json"
+
 LEGACY_CONFIG_NAME = "model_config.json"  # PaddleNLP 2.x: init_class + init_args; 3.x still reads it when config.json is absent
+
 VOCAB_NAME = "vocab.txt"
+
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+
 WEIGHT_FILES = (WEIGHTS_NAME, "*.safetensors")  # patterns: either holds a model's weights
+
 CONFIG_FILES = (CONFIG_NAME, LEGACY_CONFIG_NAME)
+
 TOKENIZER_FILES = (VOCAB_NAME, TOKENIZER_CONFIG_NAME, "special_tokens_map.json")  # what ErnieTokenizer.save_pretrained writes
+
 TOKENIZER_CLASS = "ErnieTokenizer"  # ERNIE's tokenizer: what an exported dir names, and what a dir with vocab.txt alone loads as
 
+# %% ../nbs/00c_modeldir.ipynb #f1385473
 class ModelDirError(ValueError):
     "A model or tokenizer dir we cannot read, repair or load; the message names the file and the reason."
 
 class ModelDirMissing(ModelDirError, FileNotFoundError):
     "A local model or tokenizer dir that does not exist or lacks the files asked for."
 
+# %% ../nbs/00c_modeldir.ipynb #a33d6edf
 def has_files(d, patterns) -> bool:
     "Whether the dir `d` holds a file matching any of `patterns` (glob patterns such as `WEIGHT_FILES`)."
     return any(any(Path(d).glob(p)) for p in patterns)
@@ -76,6 +85,7 @@ def read_json(path) -> dict | None:
     if not isinstance(d, dict): raise ModelDirError(f"{p} holds a {type(d).__name__}, not a JSON object")
     return d
 
+# %% ../nbs/00c_modeldir.ipynb #f645ed39
 def flat_config(conf: dict) -> dict:
     """A copy of a model config with the legacy `init_args`/`init_class` layout flattened by PaddleNLP's own
     `flatten_model_config` (`init_class` -> `architectures`); a flat config is returned as a plain copy."""
@@ -84,6 +94,7 @@ def flat_config(conf: dict) -> dict:
     from paddlenlp.transformers.configuration_utils import flatten_model_config  # slow import, only for legacy files
     return flatten_model_config(conf)
 
+# %% ../nbs/00c_modeldir.ipynb #d7950da0
 def read_model_configs(model_dir) -> tuple[dict | None, list, list]:
     """Every config file of a model dir, merged into one flat dict: `config.json` first (what paddlenlp reads), gaps
     filled from the legacy `model_config.json` (flattened with `flat_config`, so `init_class` becomes `architectures`).
@@ -122,6 +133,7 @@ class ModelInfo:
     config: dict | None  # the model config (max_position_embeddings, hidden_size, ...) or None when unknown
     where: str  # where `config` was read from, for the messages
 
+# %% ../nbs/00c_modeldir.ipynb #8abd382d
 def ppnlp_model_home() -> Path:
     "PaddleNLP's model cache in a fresh process: $PPNLP_HOME/models, default ~/.paddlenlp/models (paddlenlp.utils.env)."
     return Path(os.environ.get("PPNLP_HOME") or Path.home() / ".paddlenlp").expanduser() / "models"
@@ -132,6 +144,7 @@ def quiet_import(module: str):
         warnings.simplefilter("ignore")
         return importlib.import_module(module)
 
+# %% ../nbs/00c_modeldir.ipynb #0557a8f6
 def hub_model(name: str):
     "(model class, its built-in config dict, the weights URL) of a name PaddleNLP knows, else None (offline: no download)."
     T = quiet_import("paddlenlp.transformers")
@@ -142,6 +155,7 @@ def hub_model(name: str):
             return cls, dict(cls.pretrained_init_configuration[name]), cls.pretrained_resource_files_map["model_state"][name]
     return None
 
+# %% ../nbs/00c_modeldir.ipynb #8bb4bb4d
 def hub_tokenizer(name: str):
     "(tokenizer class, {file name: URL}) of a name PaddleNLP's AutoTokenizer knows, else None."
     quiet_import("paddlenlp.transformers")
@@ -153,6 +167,7 @@ def hub_tokenizer(name: str):
             return cls, files
     return None
 
+# %% ../nbs/00c_modeldir.ipynb #2f9316ec
 def source_info(src) -> ModelInfo:
     """A model given as a local dir or a PaddleNLP name (finetune's `--model_dir`, TAPT's start model): its config, no weights loaded.
 
@@ -167,6 +182,7 @@ def source_info(src) -> ModelInfo:
     hub = hub_model(src)
     return ModelInfo(src, "hub", hub[1] if hub else None, f"PaddleNLP's built-in config of {src}")
 
+# %% ../nbs/00c_modeldir.ipynb #72efc2e6
 def model_info(cfg: Config) -> ModelInfo:
     "What `model_source(cfg)` is and its architecture config, without loading any weights (hub names need PaddleNLP)."
     src = model_source(cfg)
@@ -188,6 +204,7 @@ def seq_len_problem(setting: str, value: int, info: ModelInfo) -> str | None:
     return (f"{setting}={value} > max_position_embeddings={mpe} of the model ({info.where}); "
             f"fix: --set {setting}={mpe} (or less){grow}")
 
+# %% ../nbs/00c_modeldir.ipynb #1779c289
 def require_seq_len(setting: str, value: int, model) -> ModelInfo:
     """Raise `SeqLenError` when `setting`=`value` exceeds the model's max_position_embeddings; returns the model's info.
 
@@ -222,6 +239,7 @@ def load_tokenizer(name_or_path, **kwargs):
         return AutoTokenizer.from_pretrained(str(p), **kwargs)  # the class it names, exactly as PaddleNLP loads it
     return ErnieTokenizer.from_pretrained(str(p), **kwargs)  # vocab.txt alone: ERNIE's WordPiece, never a guess from the dir name
 
+# %% ../nbs/00c_modeldir.ipynb #b3f10cee
 @contextlib.contextmanager
 def quiet_paddlenlp(level: str = "WARNING"):
     "Silence PaddleNLP's INFO lines (one per saved file) inside the block."
