@@ -41,6 +41,7 @@ __all__ = ['CI_LEVEL', 'MLM_METRICS', 'CLOZE_METRICS', 'MIN_CI_DOCS', 'MIN_CLAIM
 # %% ../nbs/07b_evaluate_mlm.ipynb #5169f7df
 CI_LEVEL = 0.95
 
+
 def bootstrap_weights(n_docs: int, reps: int, seed: int) -> np.ndarray:
     """int64[reps, n_docs]: how many times each document is drawn in each resample (D draws with replacement).
 
@@ -51,14 +52,17 @@ def bootstrap_weights(n_docs: int, reps: int, seed: int) -> np.ndarray:
     np.add.at(w, (np.repeat(np.arange(reps), n_docs), draws.ravel()), 1)
     return w
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #246154d3
 def _ratios(num, den, weights) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return (weights @ np.asarray(num, dtype=np.float64)) / (weights @ np.asarray(den, dtype=np.float64))
+
 
 def _interval(samples: np.ndarray, level: float = CI_LEVEL) -> list[float]:
     s = samples[np.isfinite(samples)]  # a resample without any masked token has no ratio
     if not len(s): return [float("nan"), float("nan")]
     return [float(x) for x in np.quantile(s, [(1 - level) / 2, (1 + level) / 2])]
+
 
 def ratio_ci(num, den, weights: np.ndarray, level: float = CI_LEVEL) -> dict:
     """sum(num) / sum(den) with its percentile bootstrap CI; `num`, `den` are float[n_docs] per-document sums.
@@ -68,12 +72,13 @@ def ratio_ci(num, den, weights: np.ndarray, level: float = CI_LEVEL) -> dict:
     value = float(num.sum() / den.sum()) if den.sum() > 0 else float("nan")
     return {"value": value, "ci": _interval(_ratios(num, den, weights), level)}
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #5847624f
 def paired_delta_ci(num_a, den_a, num_b, den_b, weights: np.ndarray, level: float = CI_LEVEL) -> dict:
     "ratio(b) - ratio(a) with the CI of the same difference over the same resampled documents (paired bootstrap)."
     a, b = ratio_ci(num_a, den_a, weights), ratio_ci(num_b, den_b, weights)
     return {"value": b["value"] - a["value"], "ci": _interval(_ratios(num_b, den_b, weights) - _ratios(num_a, den_a, weights), level)}
 
-# %% ../nbs/07b_evaluate_mlm.ipynb #246154d3
+# %% ../nbs/07b_evaluate_mlm.ipynb #a2c41de2
 def log_odds_dirichlet(domain: Counter, general: Counter, prior: float = 1000.0) -> dict[str, tuple[float, float]]:
     """{word: (delta, z)} of the log-odds ratio with an informative Dirichlet prior (Monroe et al. 2008, eq. 16-22).
 
@@ -89,6 +94,7 @@ def log_odds_dirichlet(domain: Counter, general: Counter, prior: float = 1000.0)
     z = delta / np.sqrt(1 / (yd + alpha) + 1 / (yg + alpha))
     return {w: (float(d), float(s)) for w, d, s in zip(words, delta, z)}
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #5533e8ca
 def select_terms(domain: Counter, general: Counter, *, prior: float = 1000.0, min_count: int = 5, min_chars: int = 2,
                  min_z: float = 1.96, max_terms: int = 200) -> list[dict]:
     "The domain's characteristic words: >= min_chars characters with a letter, >= min_count in `domain`, z >= min_z; best first."
@@ -99,7 +105,7 @@ def select_terms(domain: Counter, general: Counter, *, prior: float = 1000.0, mi
     return [{"term": w, "z": round(scores[w][1], 4), "delta": round(scores[w][0], 4), "domain_count": domain[w],
              "general_count": general.get(w, 0)} for w in keep[:max_terms]]
 
-# %% ../nbs/07b_evaluate_mlm.ipynb #ef3987eb
+# %% ../nbs/07b_evaluate_mlm.ipynb #873fdaf1
 def token_strings(tokenizer) -> np.ndarray:
     "object[vocab]: each token's text without the '##' continuation mark."
     vocab = dict(tokenizer.get_vocab())
@@ -107,6 +113,7 @@ def token_strings(tokenizer) -> np.ndarray:
     for t, i in vocab.items(): out[i] = t[2:] if t.startswith("##") else t
     return out
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #4709a1ff
 def split_bounds(corpus: IndexedCorpus, split: str, weights: str) -> tuple[int, int]:
     "Document range [start, end) of `split` (train | valid | test | all) under the split weights (e.g. '98,1,1')."
     if split == "all": return 0, corpus.num_docs
@@ -115,6 +122,7 @@ def split_bounds(corpus: IndexedCorpus, split: str, weights: str) -> tuple[int, 
     k = SPLIT_NAMES.index(split)
     return b[k], b[k + 1]
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #8fc19516
 def count_words(corpus: IndexedCorpus, doc_range: tuple[int, int], vocab: MaskingVocab, strings: np.ndarray) -> Counter:
     "Whole-word counts of the documents in [start, end) (words as stage 04 marked them with '##')."
     p, d = corpus.pointers, corpus.docs
@@ -124,7 +132,7 @@ def count_words(corpus: IndexedCorpus, doc_range: tuple[int, int], vocab: Maskin
     toks = strings[ids]
     return Counter("".join(toks[s:e]) for s, e in zip(starts[whole], ends[whole]))
 
-# %% ../nbs/07b_evaluate_mlm.ipynb #b5053d90
+# %% ../nbs/07b_evaluate_mlm.ipynb #97544f31
 @dataclass
 class HeldOut:
     "The fixed evaluation samples of one corpus: masks built once, shared by every model."
@@ -134,6 +142,7 @@ class HeldOut:
     n_docs: int
     groups: list | None = None  # term cloze: per sample, int64[n_masked] occurrence number of each masked token
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #966d0b00
 def doc_chunks(corpus: IndexedCorpus, doc_range: tuple[int, int], max_tokens: int, *, max_docs: int = 0,
                max_samples: int = 0, seed: int = 1234) -> list[tuple[int, int, int, int]]:
     """(document, chunk number, first sentence, end sentence) of consecutive sentences packed up to `max_tokens` tokens.
@@ -157,6 +166,7 @@ def doc_chunks(corpus: IndexedCorpus, doc_range: tuple[int, int], max_tokens: in
         out = sorted(sorted(out, key=lambda c: (c[1], c[0]))[:max_samples])
     return out
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #11a1d798
 def heldout_samples(name: str, corpus: IndexedCorpus, chunks: list, vocab: MaskingVocab, data_cfg, seed: int) -> HeldOut:
     "MLM samples of `chunks` masked by 05's `build_sample` (no SOP), each with its own RNG seeded by (seed, document, chunk)."
     d = data_cfg
@@ -226,6 +236,7 @@ def load_mlm_model(path):
     model.eval()
     return model
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #2f357229
 def vocab_relation(name: str, path, ref_vocab: dict) -> str:
     """'same' or 'extends' (the model's vocab keeps every reference token at its id and adds more); ValueError otherwise."""
     try: mv = dict(load_tokenizer(path).get_vocab())
@@ -240,6 +251,7 @@ def vocab_relation(name: str, path, ref_vocab: dict) -> str:
                      f"{mv.get(bad[0])} here): per-token losses are not comparable; evaluate it on ids built with its own "
                      "tokenizer (stage 04 with pretraining_data.tokenizer_name_or_path=<its dir>) and --tokenizer <its dir>")
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #6c2918ae
 def score_samples(model, held: HeldOut, pad_id: int, max_len: int, batch_size: int = 16, top_k: int = 5,
                   progress: bool = True, desc: str = "") -> dict:
     """Per masked token, in sample order: `loss` float64 (nats), `correct` bool (argmax == label), `in_top_k` bool."""
@@ -279,9 +291,12 @@ def per_doc_sums(held: HeldOut, scored: dict) -> dict:
         out.update(terms=add(np.ones(len(first)), occ_doc), exact=add(exact, occ_doc), top_k=add(in_k, occ_doc))
     return out
 
-# %% ../nbs/07b_evaluate_mlm.ipynb #95a8b855
+# %% ../nbs/07b_evaluate_mlm.ipynb #183b8a2a
 MLM_METRICS = (("loss", "loss", "tokens"), ("accuracy", "correct", "tokens"))
+
+
 CLOZE_METRICS = (("exact", "exact", "terms"), ("top_k", "top_k", "terms"), ("loss", "loss", "tokens"))
+
 
 def _metrics(sums: dict, ref: dict | None, weights: np.ndarray, spec) -> dict:
     out = {}
@@ -291,8 +306,12 @@ def _metrics(sums: dict, ref: dict | None, weights: np.ndarray, spec) -> dict:
     if "loss" in out: out["ppl"] = {"value": math.exp(out["loss"]["value"]), "ci": [math.exp(x) for x in out["loss"]["ci"]]}
     return out
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #4aa75234
 MIN_CI_DOCS = 10
+
+
 MIN_CLAIM_DOCS = 5  # below this, a bootstrap over documents cannot support a claim (1 document: a zero-width "CI")
+
 
 def few_docs_notes(helds: list[HeldOut], min_docs: int = MIN_CI_DOCS) -> list[str]:
     "One note per corpus with fewer than `min_docs` held-out documents: a bootstrap over so few documents is rough."
@@ -301,6 +320,7 @@ def few_docs_notes(helds: list[HeldOut], min_docs: int = MIN_CI_DOCS) -> list[st
                else "rough") + "; raise evaluate.max_docs or give the split more documents (data.split)"
             for h in helds if h.n_docs < min_docs]
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #db955885
 def evaluate_models(models: dict, helds: list[HeldOut], *, reference: str, pad_id: int, max_len: int, batch_size: int = 16,
                     top_k: int = 5, reps: int = 1000, seed: int = 1234, progress: bool = True, log=print,
                     pairs: dict[str, str] | None = None) -> list[dict]:
@@ -333,11 +353,12 @@ def evaluate_models(models: dict, helds: list[HeldOut], *, reference: str, pad_i
             rows.append(row)
     return rows
 
-# %% ../nbs/07b_evaluate_mlm.ipynb #9e83033f
+# %% ../nbs/07b_evaluate_mlm.ipynb #f00c4e7d
 def _fmt(m: dict | None, digits: int = 3, pct: bool = False) -> str:
     if not m: return "-"
     f = (lambda x: f"{100 * x:.1f}") if pct else (lambda x: f"{x:.{digits}f}")
     return f"{f(m['value'])} [{f(m['ci'][0])}, {f(m['ci'][1])}]"
+
 
 def _delta(m: dict | None, pct: bool = False, claim: bool = True) -> str:
     if not m: return ""
@@ -346,6 +367,12 @@ def _delta(m: dict | None, pct: bool = False, claim: bool = True) -> str:
     f = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3f}")
     return f"{f(m['value'])} [{f(lo)}, {f(hi)}]{sig}"
 
+
+def _claim(row: dict) -> bool:
+    "Enough held-out documents in this row for its CI to support a claim (`MIN_CLAIM_DOCS`)."
+    return row.get("docs", 0) >= MIN_CLAIM_DOCS
+
+# %% ../nbs/07b_evaluate_mlm.ipynb #a126d5c0
 def markdown_table(result: dict) -> str:
     """Markdown tables of an adaptation result (`adaptation.json`): MLM rows per corpus, then the term cloze.
 
@@ -378,6 +405,7 @@ def markdown_table(result: dict) -> str:
     if result.get("notes"): out += [""] + [f"- {line}" for line in result["notes"]]
     return "\n".join(out) + "\n"
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #69a5dc29
 def plot_adaptation(result: dict, path=None):
     "Per model: domain held-out loss, general held-out loss, term cloze exact recovery, with 95% CI error bars; PNG at `path`."
     import matplotlib
@@ -400,17 +428,15 @@ def plot_adaptation(result: dict, path=None):
         with atomic_path(path) as tmp: fig.savefig(tmp, dpi=90, format="png")
     return fig
 
-# %% ../nbs/07b_evaluate_mlm.ipynb #94e5a22a
+# %% ../nbs/07b_evaluate_mlm.ipynb #92f8ca07
 def _row(rows: list[dict], model: str, corpus: str, kind: str = "mlm") -> dict | None:
     return next((r for r in rows if r["model"] == model and r["corpus"] == corpus and r["kind"] == kind), None)
+
 
 def _ci_words(m: dict, unit: str = "nats", pct: bool = False) -> str:
     f = (lambda x: f"{100 * x:+.1f}") if pct else (lambda x: f"{x:+.3f}")
     return f"{f(m['value'])} {unit} (95% CI [{f(m['ci'][0])}, {f(m['ci'][1])}])"
 
-def _claim(row: dict) -> bool:
-    "Enough held-out documents in this row for its CI to support a claim (`MIN_CLAIM_DOCS`)."
-    return row.get("docs", 0) >= MIN_CLAIM_DOCS
 
 def _sign(m: dict, row: dict | None = None) -> int:
     "-1 / +1 when the 95% CI lies wholly below / above 0, else 0 (not measurable; also when `row` has too few documents)."
@@ -418,6 +444,7 @@ def _sign(m: dict, row: dict | None = None) -> int:
     lo, hi = m["ci"]
     return -1 if hi < 0 else 1 if lo > 0 else 0
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #29bc2a5b
 def adaptation_verdict(result: dict, *, domain: str = "domain", general: str = "general", seconds: dict | None = None,
                        replay_weight: float | None = None) -> list[str]:
     """The adaptation result (`adaptation.json`) in plain sentences: did the domain run adapt (held-out domain MLM loss vs
@@ -472,28 +499,77 @@ def _parse_pairs(items, what: str) -> dict:
     if bad: raise ValueError(f"--{what} expects NAME=VALUE, got {bad[0]!r}")
     return parse_set(items)
 
+
 def parse_corpus_spec(spec: str) -> tuple[str, str]:
     "'PREFIX:split' -> (PREFIX, split); the split defaults to test."
     prefix, sep, split = spec.rpartition(":")
     if not sep or split not in SPLIT_NAMES + ("all",): return spec, "test"
     return prefix, split
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #9f2a2be4
 def ids_tokenizer(prefix) -> str | None:
     "The tokenizer stage 04 wrote `<prefix>_ids.npy` with (from its manifest), or None when there is no manifest."
     m = read_manifest(Path(str(prefix)).parent, "04_pretraining_data") or {}
     return m.get("params", {}).get("tokenizer")
+
 
 def same_tokenizer(a, b) -> bool:
     "Two tokenizer names or dirs that are the same (dirs compared by their resolved path)."
     pa, pb = Path(str(a)), Path(str(b))
     return pa.resolve() == pb.resolve() if pa.is_dir() and pb.is_dir() else str(a) == str(b)
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #9ce2ff6e
+def _check_ids(corpora: dict, corp: dict, tokenizer, vocab: MaskingVocab) -> None:
+    "ValueError when a corpus's ids were written with another tokenizer than `tokenizer` (stage 04's manifest, or ids past its vocab)."
+    for n, (p, _) in corpora.items():
+        written = ids_tokenizer(p)
+        if written is not None and not same_tokenizer(written, tokenizer):
+            raise ValueError(f"{p}_ids.npy was written with the tokenizer {written} (stage 04's manifest) but the evaluation "
+                             f"uses {tokenizer}: pass --tokenizer {written}, or leave the corpus {n} out")
+    for n, c in corp.items():
+        top = int(c.ids.max()) if len(c.ids) else 0
+        if top >= vocab.size:
+            raise ValueError(f"{c.prefix}_ids.npy holds token id {top} but the tokenizer {tokenizer} has {vocab.size} tokens: "
+                             "those ids were written with another tokenizer; pass it with --tokenizer")
+
+# %% ../nbs/07b_evaluate_mlm.ipynb #6d3aa964
+def _domain_terms(corp: dict, chunks: dict, terms_from, vocab: MaskingVocab, strings: np.ndarray, d, e, out_dir: Path,
+                  log) -> tuple[list | None, HeldOut | None, list[str]]:
+    "run_evaluation's term cloze: (terms scored from the train splits, written to terms.json; their cloze samples; notes)."
+    notes = []
+    if terms_from and all(t in corp for t in terms_from):
+        dom, gen = terms_from
+        counts = [count_words(corp[t], split_bounds(corp[t], "train", d.split), vocab, strings) for t in terms_from]
+        terms = select_terms(*counts, prior=e.term_prior, min_count=e.term_min_count, min_chars=e.term_min_chars,
+                             min_z=e.term_min_z, max_terms=e.max_terms)
+        atomic_write_text(out_dir / "terms.json", json.dumps({
+            "method": "log-odds ratio with an informative Dirichlet prior (Monroe, Colaresi & Quinn 2008, 'Fightin' Words'): "
+                      f"alpha_w = {e.term_prior} x pooled word frequency; z = delta / sqrt(1/(y_D+alpha_w) + 1/(y_G+alpha_w)); "
+                      f"words as stage 04 marked them; {dom} train split vs {gen} train split; kept: >= {e.term_min_chars} chars "
+                      f"with a letter, >= {e.term_min_count} occurrences, z >= {e.term_min_z}, best {e.max_terms}",
+            "domain": dom, "general": gen, "domain_words": int(sum(counts[0].values())),
+            "general_words": int(sum(counts[1].values())), "terms": terms}, ensure_ascii=False, indent=1))
+        cloze = term_cloze_samples(f"{dom}-terms", corp[dom], chunks[dom], vocab, strings, [t["term"] for t in terms],
+                                   d.max_seq_len, d.masked_lm_prob, e.seed)
+        if not terms: notes.append(f"term cloze: no word of {dom} passed the filters (see terms.json); lower "
+                                   "evaluate.term_min_count or evaluate.term_min_z")
+        log(f"terms: {len(terms)} ({', '.join(t['term'] for t in terms[:10])}{', ...' if len(terms) > 10 else ''}); "
+            f"{out_dir / 'terms.json'}")
+        return terms, cloze, notes
+    if terms_from:
+        notes.append(f"term cloze skipped: it needs the corpora {list(terms_from)}, given {list(corp)}")
+        log(notes[-1])
+    return None, None, notes
+
+# %% ../nbs/07b_evaluate_mlm.ipynb #4498d051
 def _model_inputs(path) -> list[Path]:
     p = Path(str(path))
     return sorted(f for f in p.iterdir() if f.is_file() and f.suffix in (".pdparams", ".json", ".txt", ".safetensors")) if p.is_dir() else []
 
+
 EVAL_VERSION = 2  # bump when the same inputs would give other results: a finished evaluation then reruns
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #a2ac846d
 def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data_cfg, ecfg, reference: str = "base",
                    terms_from: tuple[str, str] | None = ("domain", "general"), force: bool = False, progress: bool = True,
                    log=print, pairs: dict[str, str] | None = None) -> dict:
@@ -527,42 +603,14 @@ def run_evaluation(models: dict, corpora: dict, out_dir, *, tokenizer: str, data
             notes.append(f"{name}: its vocab extends the held-out ids' tokenizer ({tokenizer}); evaluated on that tokenizer's "
                          "ids, so its new tokens are never used as inputs or targets")
     corp = {n: IndexedCorpus(p) for n, (p, _) in corpora.items()}
-    for n, (p, _) in corpora.items():
-        written = ids_tokenizer(p)
-        if written is not None and not same_tokenizer(written, tokenizer):
-            raise ValueError(f"{p}_ids.npy was written with the tokenizer {written} (stage 04's manifest) but the evaluation "
-                             f"uses {tokenizer}: pass --tokenizer {written}, or leave the corpus {n} out")
-    for n, c in corp.items():
-        top = int(c.ids.max()) if len(c.ids) else 0
-        if top >= vocab.size:
-            raise ValueError(f"{c.prefix}_ids.npy holds token id {top} but the tokenizer {tokenizer} has {vocab.size} tokens: "
-                             "those ids were written with another tokenizer; pass it with --tokenizer")
+    _check_ids(corpora, corp, tokenizer, vocab)
     chunks = {n: doc_chunks(c, split_bounds(c, corpora[n][1], d.split), d.max_seq_len - 2, max_docs=e.max_docs,
                             max_samples=e.max_samples, seed=e.seed) for n, c in corp.items()}
     helds = [heldout_samples(n, corp[n], chunks[n], vocab, d, e.seed) for n in corp]
     notes += few_docs_notes(helds)
-    terms = None
-    if terms_from and all(t in corp for t in terms_from):
-        dom, gen = terms_from
-        counts = [count_words(corp[t], split_bounds(corp[t], "train", d.split), vocab, strings) for t in terms_from]
-        terms = select_terms(*counts, prior=e.term_prior, min_count=e.term_min_count, min_chars=e.term_min_chars,
-                             min_z=e.term_min_z, max_terms=e.max_terms)
-        atomic_write_text(out_dir / "terms.json", json.dumps({
-            "method": "log-odds ratio with an informative Dirichlet prior (Monroe, Colaresi & Quinn 2008, 'Fightin' Words'): "
-                      f"alpha_w = {e.term_prior} x pooled word frequency; z = delta / sqrt(1/(y_D+alpha_w) + 1/(y_G+alpha_w)); "
-                      f"words as stage 04 marked them; {dom} train split vs {gen} train split; kept: >= {e.term_min_chars} chars "
-                      f"with a letter, >= {e.term_min_count} occurrences, z >= {e.term_min_z}, best {e.max_terms}",
-            "domain": dom, "general": gen, "domain_words": int(sum(counts[0].values())),
-            "general_words": int(sum(counts[1].values())), "terms": terms}, ensure_ascii=False, indent=1))
-        helds.append(term_cloze_samples(f"{dom}-terms", corp[dom], chunks[dom], vocab, strings, [t["term"] for t in terms],
-                                        d.max_seq_len, d.masked_lm_prob, e.seed))
-        if not terms: notes.append(f"term cloze: no word of {dom} passed the filters (see terms.json); lower "
-                                   "evaluate.term_min_count or evaluate.term_min_z")
-        log(f"terms: {len(terms)} ({', '.join(t['term'] for t in terms[:10])}{', ...' if len(terms) > 10 else ''}); "
-            f"{out_dir / 'terms.json'}")
-    elif terms_from:
-        notes.append(f"term cloze skipped: it needs the corpora {list(terms_from)}, given {list(corp)}")
-        log(notes[-1])
+    terms, cloze, term_notes = _domain_terms(corp, chunks, terms_from, vocab, strings, d, e, out_dir, log)
+    if cloze is not None: helds.append(cloze)
+    notes += term_notes
     for h in helds: log(f"{h.name}: {h.n_docs} documents, {len(h.samples)} samples")
     loaded = {n: load_mlm_model(p) for n, p in models.items()}
     rows = evaluate_models(loaded, helds, reference=reference, pad_id=vocab.pad_id, max_len=d.max_seq_len,
@@ -599,6 +647,7 @@ def default_models(cfg: Config, replay: bool = True) -> dict:
     if cfg.tapt.enabled: models["tapt"] = str(tapt_model_dir(cfg))
     return models
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #6fb1c6b3
 def default_corpora(cfg: Config, log=print) -> dict:
     "domain = the test split of stage 04's ids; general = the test split of the offline base's ids (stage 05a), when they exist."
     corpora = {"domain": (str(corpus_prefix(cfg)), "test")}
@@ -612,16 +661,19 @@ def default_corpora(cfg: Config, log=print) -> dict:
             "`vertical-pretrain evaluate-mlm --corpora general=PREFIX:test --tokenizer DIR`")
     return corpora
 
+
 def adaptation_dir(cfg: Config) -> Path:
     "output/<run>/adaptation/: where stage 07b writes adaptation.json / .md / .png and terms.json."
     return cfg.paths.run_dir / "adaptation"
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #719e53d2
 def run_stage(cfg: Config, *, force: bool = False, progress: bool = True, log=print) -> dict:
     "Stage 07b: the default models on the default corpora (plus the term cloze) into <run>/adaptation/."
     models = default_models(cfg)
     pairs = {"replay": "domain"} if {"replay", "domain"} <= set(models) else None  # did replay help, on the same masks
     return run_evaluation(models, default_corpora(cfg, log), adaptation_dir(cfg), tokenizer=tokenizer_source(cfg),
                           data_cfg=cfg.data, ecfg=cfg.evaluate, force=force, progress=progress, log=log, pairs=pairs)
+
 
 def adaptation_report(cfg_or_dir) -> str:
     "The markdown tables of a finished evaluation (for the summary / comparison page); a one-line note when there is none."
@@ -630,6 +682,7 @@ def adaptation_report(cfg_or_dir) -> str:
     if not p.is_file(): return f"no held-out MLM evaluation at {p}: run stage 07b (`vertical-pretrain evaluate-mlm`)\n"
     return markdown_table(json.loads(p.read_text(encoding="utf-8")))
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #9122f4ed
 def main(argv=None) -> int:
     "vertical-pretrain evaluate-mlm: held-out MLM loss / pseudo-perplexity / accuracy and the term cloze, with bootstrap CIs."
     p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain evaluate-mlm", description=main.__doc__))
@@ -660,7 +713,7 @@ def main(argv=None) -> int:
     print(markdown_table(res))
     return 0
 
-# %% ../nbs/07b_evaluate_mlm.ipynb #8d9784f5
+# %% ../nbs/07b_evaluate_mlm.ipynb #e91a2072
 def train_seconds(run_dir) -> float | None:
     """Wall seconds a pretraining run spent in its optimizer steps, from its metrics.jsonl: each train record covers the
     steps since the record before at its logged samples/s (evaluations, checkpoints and start-up are not in it). A
@@ -677,12 +730,14 @@ def train_seconds(run_dir) -> float | None:
         prev = step
     return total or None
 
+# %% ../nbs/07b_evaluate_mlm.ipynb #a3ed147f
 def stage_seconds(run_dir, *keys: str) -> dict:
     "{stage key: wall seconds} of finished stages, from the run's pipeline_state.json (absent keys are left out)."
     p = Path(run_dir) / "pipeline_state.json"
     try: state = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
     except json.JSONDecodeError: state = {}
     return {k: state[k]["seconds"] for k in keys if isinstance(state.get(k), dict) and state[k].get("status") == "ok"}
+
 
 def report_section(cfg: Config, relative_to=None) -> tuple[list[str], list[str]]:
     """Stage 07b's result as a report section for the comparison page (08) and the summary (10): ([markdown section with

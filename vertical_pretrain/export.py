@@ -33,9 +33,11 @@ from .modeldir import (CONFIG_NAME, LEGACY_CONFIG_NAME, ModelDirError, ModelDirM
                                         read_model_configs)
 from .textio import is_han
 
-# %% ../nbs/07_export.ipynb #b7a01b92
+# %% ../nbs/07_export.ipynb #ceb34992
 ERNIE_TASKS = ("Model", "ForPretraining", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification",
                "ForQuestionAnswering", "ForMultipleChoice")
+
+
 _WORD_EMB = "embeddings.word_embeddings.weight"
 
 
@@ -50,7 +52,7 @@ def find_weights(model_dir) -> Path:
         raise ModelDirError(f"missing weights file {p} (the dir holds: {', '.join(found) or 'nothing'})")
     return p
 
-
+# %% ../nbs/07_export.ipynb #0e57bdce
 def _bf16_to_f32(a: np.ndarray) -> np.ndarray:
     "bfloat16 stored as uint16 bits -> float32 (bf16 is the top half of an fp32)."
     return (a.astype(np.uint32) << 16).view(np.float32)
@@ -86,6 +88,11 @@ def load_weights(path) -> tuple[dict, dict]:
     return out, {"cast": cast, "dropped": dropped}
 
 
+def _weight_shapes(path) -> dict:
+    w, _ = load_weights(path)
+    return {k: v.shape for k, v in w.items()}
+
+# %% ../nbs/07_export.ipynb #8fc9cae5
 def inspect_weights(shapes: dict, source: str = "weights") -> dict:
     "Infer the ERNIE class and config fields from parameter names and shapes; ModelDirError if it is not ERNIE."
     shapes = {k: tuple(v) for k, v in shapes.items()}
@@ -139,7 +146,7 @@ def inspect_weights(shapes: dict, source: str = "weights") -> dict:
         raise ModelDirError(f"{source}: unrecognised head parameters {heads[:5]}; pass architecture=... to choose the class")
     return {"architecture": arch, "prefix": prefix, "fields": fields, "notes": notes}
 
-# %% ../nbs/07_export.ipynb #21682169
+# %% ../nbs/07_export.ipynb #b5fea2ae
 def _family(class_name: str | None) -> str | None:
     "The paddlenlp model family of a class name ('ErnieForPretraining' -> 'Ernie'), matched the way paddlenlp does."
     if not class_name: return None
@@ -156,7 +163,7 @@ def _config_arch(config: dict | None) -> str | None:
     if isinstance(archs, list) and archs: return archs[-1]  # paddlenlp takes the last one
     return config.get("init_class")
 
-
+# %% ../nbs/07_export.ipynb #7c6bf9e6
 def merge_config(existing: dict | None, info: dict, *, architecture: str | None = None,
                  num_attention_heads: int | None = None, keep_architecture: bool = True) -> tuple[dict, dict, list]:
     """config.json content = existing fields + fields inferred from the weights. Returns (config, changes, notes).
@@ -199,7 +206,7 @@ def merge_config(existing: dict | None, info: dict, *, architecture: str | None 
     changes = {k: [old.get(k), cfg.get(k)] for k in sorted(set(old) | set(cfg)) if old.get(k) != cfg.get(k)}
     return cfg, changes, notes
 
-
+# %% ../nbs/07_export.ipynb #6da0be02
 def _vocab_lines(path) -> int:
     with open(path, encoding="utf-8") as f: return sum(1 for _ in f)
 
@@ -215,7 +222,7 @@ def check_vocab_fits(vocab_file, vocab_size: int, weights_file=None):
                             "this tokenizer does not belong to these weights")
     return n
 
-# %% ../nbs/07_export.ipynb #02d82015
+# %% ../nbs/07_export.ipynb #c9d5f80b
 def _task(cls_or_task: str) -> str:
     t = cls_or_task
     for pre in ("AutoModel", "Auto"):
@@ -224,7 +231,7 @@ def _task(cls_or_task: str) -> str:
     if t not in ERNIE_TASKS: raise ValueError(f"unknown task {cls_or_task!r}; choose one of {ERNIE_TASKS}")
     return t
 
-
+# %% ../nbs/07_export.ipynb #4f96e977
 def _class_for(family: str, task: str):
     import importlib
     from paddlenlp.transformers.auto.modeling import MAPPING_NAMES
@@ -240,7 +247,7 @@ def _builtin_family(name: str) -> str | None:
         if name in names: return model_name[:-5]
     return None
 
-
+# %% ../nbs/07_export.ipynb #c20b3273
 def resolve_model_class(path, task: str = "Model"):
     """The paddlenlp class for `task` ('Model', 'ForPretraining', ...) from config/weights; never from the dir name.
 
@@ -263,7 +270,7 @@ def resolve_model_class(path, task: str = "Model"):
         raise ModelDirError(f"{path} is neither a local model dir nor a built-in paddlenlp model name")
     return _class_for(family, task)
 
-
+# %% ../nbs/07_export.ipynb #52953aa1
 def load_model(path, cls="Model", **kwargs):
     """Load a model: `cls` is a class, or a task name ('ForPretraining', 'AutoModelForSequenceClassification', ...).
 
@@ -279,7 +286,7 @@ def load_model(path, cls="Model", **kwargs):
     task = _task(cls)
     return getattr(T, "AutoModel" if task == "Model" else "AutoModel" + task).from_pretrained(str(path), **kwargs)
 
-
+# %% ../nbs/07_export.ipynb #36537335
 def auto_model_class(path, task: str = "Model"):
     "Exactly the class paddlenlp's Auto class would pick for a local dir (config.json, else model_config.json; then the dir-name fallback)."
     import paddlenlp.transformers as T
@@ -291,11 +298,11 @@ def auto_model_class(path, task: str = "Model"):
     return auto._get_model_class_from_config(str(path), str(cfg_file), config=copy.deepcopy(config))
 
 
-def _weight_shapes(path) -> dict:
-    w, _ = load_weights(path)
-    return {k: v.shape for k, v in w.items()}
+def _describe_auto(path, task="Model") -> str:
+    try: return auto_model_class(path, task).__name__
+    except Exception as e: return f"error: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
 
-# %% ../nbs/07_export.ipynb #26695116
+# %% ../nbs/07_export.ipynb #3a099f5a
 def resolve_checkpoint(path, checkpoint: str = "last") -> Path:
     """A checkpoint dir from a checkpoint dir, a `checkpoints/` dir or a run dir (`last` -> model_last, N -> model_N).
 
@@ -314,7 +321,7 @@ def resolve_checkpoint(path, checkpoint: str = "last") -> Path:
     find_weights(p)  # raises with the dir listing
     return p
 
-
+# %% ../nbs/07_export.ipynb #2ada8e95
 def _expected_shapes(arch: str, config: dict) -> dict:
     "Parameter names and shapes of `arch` built from `config`, without allocating the weights."
     import paddle
@@ -353,7 +360,7 @@ def fit_weights(weights: dict, arch: str, config: dict, source: str = "weights")
     dropped = sorted(k for k in w if k not in want)
     return {k: np.ascontiguousarray(w[k], dtype=np.float32) for k in want}, {"dropped": dropped, "filled": filled}
 
-
+# %% ../nbs/07_export.ipynb #766811cb
 def save_weights(weights: dict, path) -> Path:
     """Write `weights` ({name: numpy array}) as a Paddle state dict to `path` (`paddle.save`, a `.pdparams`); returns `path`.
 
@@ -362,7 +369,7 @@ def save_weights(weights: dict, path) -> Path:
     paddle.save({k: paddle.to_tensor(v) for k, v in weights.items()}, str(path))
     return Path(path)
 
-
+# %% ../nbs/07_export.ipynb #28c924de
 def _write_model_dir(tmp: Path, weights: dict, config: dict, tokenizer) -> None:
     "Write weights + config.json + tokenizer files into `tmp`, then check paddlenlp's own class resolution on it."
     from paddlenlp.transformers import ErnieConfig
@@ -381,7 +388,7 @@ def _write_model_dir(tmp: Path, weights: dict, config: dict, tokenizer) -> None:
         got = auto_model_class(tmp, task).__name__
         if got != "Ernie" + task: raise ModelDirError(f"paddlenlp would load {got} from the written dir, not Ernie{task}")
 
-
+# %% ../nbs/07_export.ipynb #99323d0d
 def _load_ernie_tokenizer(src: Path):
     from paddlenlp.transformers import ErnieTokenizer
     if not (src / VOCAB_NAME).is_file():
@@ -402,7 +409,7 @@ def _check_out_dir(out_dir: Path, src: Path, stage: str):
         raise ModelDirError(f"output dir {out_dir} exists and is not a previous {stage} result "
                             f"(no manifest_{stage}.json); refusing to replace it")
 
-
+# %% ../nbs/07_export.ipynb #0e6d54df
 PROBE_ATOL = 1e-6  # same weights, same ops: outputs must agree to float32 rounding
 
 
@@ -414,7 +421,7 @@ def probe_input(config: dict) -> tuple[np.ndarray, np.ndarray]:
     if int(config.get("type_vocab_size") or 0) >= 2: tt[:, L // 2:] = 1
     return ids, tt
 
-
+# %% ../nbs/07_export.ipynb #1defc649
 @contextlib.contextmanager
 def _paddlenlp_quiet():
     "paddlenlp's logger at ERROR inside the block: loading logs weight-usage lines that model_outputs checks itself."
@@ -454,7 +461,7 @@ def model_outputs(model_dir, arch: str, probe, *, auto: bool = False) -> list:
         out = model(paddle.to_tensor(ids), token_type_ids=paddle.to_tensor(tt))
     return [o.astype("float32").numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
 
-
+# %% ../nbs/07_export.ipynb #45580149
 def max_output_diff(before: list, after: list) -> float:
     "Largest absolute difference between two output lists of model_outputs (inf when their count or shapes differ)."
     if len(before) != len(after) or any(a.shape != b.shape for a, b in zip(before, after)): return float("inf")
@@ -471,7 +478,7 @@ def _output_check(before, why_not, after) -> dict:
     if before is None: return {"checked": False, "reason": f"the model did not load before, so there is nothing to compare: {why_not}"}
     return {"checked": True, "max_abs_diff": max_output_diff(before, after), "atol": PROBE_ATOL}
 
-
+# %% ../nbs/07_export.ipynb #9f5e140a
 def export(checkpoint_dir, out_dir, *, tokenizer_dir=None, architecture: str | None = None,
            num_attention_heads: int | None = None, force: bool = False) -> Path:
     """Write a clean model dir (fp32 weights, full config.json, tokenizer files) that every Auto class loads by any name.
@@ -522,7 +529,7 @@ def export(checkpoint_dir, out_dir, *, tokenizer_dir=None, architecture: str | N
         write_manifest(tmp, "export", inputs, params, counts)
     return out_dir
 
-# %% ../nbs/07_export.ipynb #6cde6e8a
+# %% ../nbs/07_export.ipynb #b9809b03
 def _backup(path: Path) -> Path:
     bak = path.with_name(path.name + ".bak")
     i = 0
@@ -532,18 +539,13 @@ def _backup(path: Path) -> Path:
     return bak
 
 
-def _describe_auto(path, task="Model") -> str:
-    try: return auto_model_class(path, task).__name__
-    except Exception as e: return f"error: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
-
-
 def _restore(written: list) -> None:
     "Undo repair's writes: each (path, backup) back to its backup, or removed when it did not exist before."
     for path, bak in reversed(written):
         if bak is None: path.unlink(missing_ok=True)
         else: os.replace(bak, path)
 
-
+# %% ../nbs/07_export.ipynb #b6c993fa
 def repair(model_dir, dry_run: bool = False, *, architecture: str | None = None,
            num_attention_heads: int | None = None) -> dict:
     """Add the config fields an ERNIE model dir is missing, in place, without changing what the model computes.
@@ -603,7 +605,7 @@ def repair(model_dir, dry_run: bool = False, *, architecture: str | None = None,
     report["status"] = "repaired" if check["checked"] else "repaired_unchecked"
     return report
 
-# %% ../nbs/07_export.ipynb #64d2c93f
+# %% ../nbs/07_export.ipynb #631909a3
 def _is_punct(ch: str) -> bool:
     return unicodedata.category(ch).startswith("P") or (ch.isascii() and not ch.isalnum())
 
@@ -628,7 +630,7 @@ def count_words(tokenizer, files) -> tuple[Counter, int]:
     if not n: raise ModelDirError(f"no text in corpus files {[str(p) for p in files]}")
     return words, n
 
-
+# %% ../nbs/07_export.ipynb #2d0c9e6d
 def corpus_stats(tokenizer, words: Counter, n_lines: int) -> dict:
     """UNK rate and tokens per sentence of `tokenizer.tokenize` over the corpus, computed once per distinct word.
 
@@ -642,7 +644,7 @@ def corpus_stats(tokenizer, words: Counter, n_lines: int) -> dict:
     return {"sentences": n_lines, "tokens": total, "unk_tokens": n_unk,
             "unk_rate": n_unk / max(total, 1), "tokens_per_sentence": total / max(n_lines, 1)}
 
-
+# %% ../nbs/07_export.ipynb #3813f866
 def _vocab_dict(tokenizer) -> dict:
     v = tokenizer.vocab
     return v.token_to_idx if hasattr(v, "token_to_idx") else v
@@ -696,7 +698,7 @@ def propose_tokens(tokenizer, words: Counter, *, user_terms=(), max_new_tokens: 
     for _, _, w in sorted(scored, key=lambda x: (-x[0], -x[1], x[2])): add(w, "fragmented word")
     return {"tokens": new, "reasons": why, "skipped_terms": skipped}
 
-
+# %% ../nbs/07_export.ipynb #b83ee79a
 def init_new_rows(matrix: np.ndarray, tokenizer, new_tokens, new_ids, init: str = "subtoken_mean",
                   bias: np.ndarray | None = None) -> dict:
     """Fill rows `new_ids` of `matrix` (and `bias`) in place from the OLD tokenizer's view; returns row counts per source.
@@ -728,7 +730,7 @@ def init_new_rows(matrix: np.ndarray, tokenizer, new_tokens, new_ids, init: str 
             used["mean"] += 1
     return dict(used)
 
-
+# %% ../nbs/07_export.ipynb #0b54592a
 def extend_vocab(model_dir, corpus_files, out_dir, *, user_terms=None, max_new_tokens: int = 2000,
                  min_freq: int = 5, init: str = "subtoken_mean", force: bool = False) -> dict:
     """Append domain tokens to vocab.txt, grow the embeddings/MLM decoder, write a new model dir; returns a report.
@@ -820,7 +822,7 @@ def _checkpoint_step(ckpt: Path) -> str:
     m = re.fullmatch(r"model_(\d+)", ckpt.name)
     return m.group(1) if m else "last"
 
-
+# %% ../nbs/07_export.ipynb #23f31e19
 def export_run(run_dir, out_dir=None, checkpoint: str = "last", **kw) -> Path:
     """Export a run's checkpoint (`last` or a step) to `<run_dir>/model_ernie_<step>` (or `out_dir`).
 
@@ -835,7 +837,7 @@ def exported_model_dir(cfg, checkpoint: str | None = None) -> Path:
     ckpt = resolve_checkpoint(cfg.paths.run_dir, cfg.export.checkpoint if checkpoint is None else checkpoint)
     return cfg.paths.run_dir / f"model_ernie_{_checkpoint_step(ckpt)}"
 
-
+# %% ../nbs/07_export.ipynb #661984cb
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 07 for a config: export the run's checkpoint; with export.extend_vocab, also extend it on the domain text.
 
@@ -856,7 +858,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     if log: log(f"export: {result['model_dir']}" + (f", vocab-extended {result['extended_model_dir']}" if "extended_model_dir" in result else ""))
     return result
 
-
+# %% ../nbs/07_export.ipynb #d2c43727
 @cli_errors(ModelDirError, FileNotFoundError)
 def export_main(argv=None) -> int:
     "Export a checkpoint (or a run dir -> its model_last) to a clean model dir; without arguments, the config's run."
@@ -878,7 +880,7 @@ def export_main(argv=None) -> int:
     print(out)
     return 0
 
-
+# %% ../nbs/07_export.ipynb #1bf38910
 @cli_errors(ModelDirError, FileNotFoundError)
 def repair_main(argv=None) -> int:
     "Add the missing architectures/model_type to a model dir's config.json, keeping every config's fields; exit 2 if outputs would move."
@@ -896,7 +898,7 @@ def repair_main(argv=None) -> int:
               file=sys.stderr)
     return 0
 
-
+# %% ../nbs/07_export.ipynb #c007cff1
 @cli_errors(ModelDirError, FileNotFoundError)
 def extend_vocab_main(argv=None) -> int:
     "Add domain characters/terms to vocab.txt and grow the model's embeddings and MLM decoder."

@@ -51,6 +51,7 @@ def tapt_model_dir(cfg: Config) -> Path:
     except ModelDirError:
         raise FileNotFoundError(f"no TAPT model under {tcfg.paths.run_dir}: run stage 07a (vertical-pretrain tapt) first") from None
 
+# %% ../nbs/07a_tapt.ipynb #c4a8d97d
 def run_stage(cfg: Config, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 07a: task text -> segment -> jsonl -> ids -> (multi-process) pretraining from the start model -> export.
     Each step skips what its manifest says is done, and training resumes; `force` redoes every step and starts the
