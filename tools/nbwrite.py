@@ -59,5 +59,8 @@ if __name__ == "__main__":
                    "language_info": {"name": "python"}}
     nb.cells = parse(open(src, encoding="utf-8").read())
     import os
-    if os.path.exists(dst): keep_ids(nbformat.read(dst, as_version=4).cells, nb.cells)
+    if os.path.exists(dst):  # a rewrite keeps the notebook's own metadata (its kernel) and its cells' ids
+        old = nbformat.read(dst, as_version=4)
+        nb.metadata = old.metadata
+        keep_ids(old.cells, nb.cells)
     nbformat.write(nb, dst)
