@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .textio import Line, Pdf2TextError, decode_text, empty_file_error, looks_binary, text_encoding
 
+# %% ../nbs/01a_formats.ipynb #c722cb74
 SUPPORTED_FORMATS = {
     "pdf": "PDF with a text layer (pypdf)",
     "text": "TXT, UTF-8 or GB18030/GBK",
@@ -33,7 +34,6 @@ SUPPORTED_LIST = ", ".join(_SHORT_NAMES.values())
 _HEAD = 65536  # bytes of a file looked at to tell its format and declared charset
 _XML_DECL_RE = re.compile(rb"""\A\s*<\?xml[^>]*?\bencoding\s*=\s*["']([\w.:-]+)""", re.I)
 _META_CHARSET_RE = re.compile(rb"""<meta\b[^>]*?\bcharset\s*=\s*["']?\s*([\w.:-]+)""", re.I)
-
 def declared_charset(data: bytes) -> str | None:
     """The charset label an HTML/XHTML file declares, or None: the XML declaration's encoding, else the first
     `<meta charset=...>` or `<meta http-equiv="Content-Type" content="...; charset=...">` before `<body`
@@ -46,12 +46,34 @@ def declared_charset(data: bytes) -> str | None:
     m = _META_CHARSET_RE.search(head[:body.start()] if body else head)
     return m.group(1).decode("ascii") if m else None
 
-# %% ../nbs/01a_formats.ipynb #9574c03e
-_HTML_START_RE = re.compile(r"\A\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!doctype\s+html|<html[\s>])", re.I | re.S)
-_MD_SUFFIXES = (".md", ".markdown")
-_HTML_SUFFIXES = (".html", ".htm", ".xhtml")
-_JSONL_SUFFIXES = (".jsonl", ".ndjson")
+# %% ../nbs/01a_formats.ipynb #6f5484a8
 _CONVERT = "libreoffice --headless --convert-to docx"
+def unsupported(path, what: str, fix: str) -> Pdf2TextError:
+    """The one-line error for a file stage 01 cannot read: the file, what it looks like, what is supported, the fix. Returns
+    the `Pdf2TextError` (the caller raises it)."""
+    return Pdf2TextError(f"{path}: {what}, which stage 01 does not read (supported: {SUPPORTED_LIST}). "
+                         f"Fix: {fix}, or move it out of raw/.")
+
+# %% ../nbs/01a_formats.ipynb #854db490
+def _zip_format(path: Path) -> str:
+    "docx | epub, or raise for other ZIP containers (xlsx, pptx, odt, plain archives)."
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            mime = z.read("mimetype").decode("ascii", "replace").strip() if "mimetype" in names else ""
+    except (zipfile.BadZipFile, OSError, KeyError) as e:
+        raise Pdf2TextError(f"{path}: a damaged ZIP container ({e}); re-export or re-download the file.") from e
+    if "word/document.xml" in names: return "docx"
+    if mime == "application/epub+zip": return "epub"
+    if "xl/workbook.xml" in names:
+        raise unsupported(path, "an Excel workbook (xlsx)", "export the text column to JSONL or TXT")
+    if "ppt/presentation.xml" in names:
+        raise unsupported(path, "a PowerPoint deck (pptx)", "`libreoffice --headless --convert-to pdf x.pptx`")
+    if mime.startswith("application/vnd.oasis.opendocument"):
+        raise unsupported(path, f"an OpenDocument file ({mime.rsplit('.', 1)[-1]})", f"`{_CONVERT} x.odt`")
+    raise unsupported(path, "a ZIP archive", "unzip it and put the books themselves in raw/")
+
+# %% ../nbs/01a_formats.ipynb #beb138b9
 _OCR_FIX = "OCR it: put the scans in a PDF and run `ocrmypdf -l chi_sim+eng x.pdf out.pdf`"
 _MAGIC = [  # (prefix, offset, what it is, the fix)
     (b"\x89PNG\r\n\x1a\n", 0, "a PNG image", _OCR_FIX),
@@ -74,30 +96,7 @@ _OLE_WHAT = {".doc": ("a legacy Word .doc file (OLE2)", f"`{_CONVERT} x.doc`"),
              ".xls": ("a legacy Excel .xls workbook (OLE2)", "export the text column to JSONL or TXT"),
              ".ppt": ("a legacy PowerPoint .ppt deck (OLE2)", "`libreoffice --headless --convert-to pdf x.ppt`")}
 
-def unsupported(path, what: str, fix: str) -> Pdf2TextError:
-    """The one-line error for a file stage 01 cannot read: the file, what it looks like, what is supported, the fix. Returns
-    the `Pdf2TextError` (the caller raises it)."""
-    return Pdf2TextError(f"{path}: {what}, which stage 01 does not read (supported: {SUPPORTED_LIST}). "
-                         f"Fix: {fix}, or move it out of raw/.")
-
-def _zip_format(path: Path) -> str:
-    "docx | epub, or raise for other ZIP containers (xlsx, pptx, odt, plain archives)."
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            mime = z.read("mimetype").decode("ascii", "replace").strip() if "mimetype" in names else ""
-    except (zipfile.BadZipFile, OSError, KeyError) as e:
-        raise Pdf2TextError(f"{path}: a damaged ZIP container ({e}); re-export or re-download the file.") from e
-    if "word/document.xml" in names: return "docx"
-    if mime == "application/epub+zip": return "epub"
-    if "xl/workbook.xml" in names:
-        raise unsupported(path, "an Excel workbook (xlsx)", "export the text column to JSONL or TXT")
-    if "ppt/presentation.xml" in names:
-        raise unsupported(path, "a PowerPoint deck (pptx)", "`libreoffice --headless --convert-to pdf x.pptx`")
-    if mime.startswith("application/vnd.oasis.opendocument"):
-        raise unsupported(path, f"an OpenDocument file ({mime.rsplit('.', 1)[-1]})", f"`{_CONVERT} x.odt`")
-    raise unsupported(path, "a ZIP archive", "unzip it and put the books themselves in raw/")
-
+# %% ../nbs/01a_formats.ipynb #5d51c7b2
 def _first_json_lines(path: Path, n: int = 3, limit: int = 1 << 24) -> bool:
     "Do the first `n` non-blank lines (or all, if fewer) each parse as a JSON object?"
     seen = 0
@@ -113,6 +112,11 @@ def _first_json_lines(path: Path, n: int = 3, limit: int = 1 << 24) -> bool:
             seen += 1
     return seen > 0
 
+# %% ../nbs/01a_formats.ipynb #0d1452db
+_HTML_START_RE = re.compile(r"\A\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!doctype\s+html|<html[\s>])", re.I | re.S)
+_MD_SUFFIXES = (".md", ".markdown")
+_HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
 def sniff_format(path) -> str:
     """The input format of `path` by its content: 'pdf' | 'text' | 'docx' | 'epub' | 'html' | 'markdown' | 'jsonl'.
 
@@ -192,11 +196,11 @@ XHTML_ROLES = {**{f"h{i}": "heading" for i in range(1, 7)},
                **dict.fromkeys(("script", "style", "head", "title", "nav", "svg", "math", "rt", "rp", "template"), "skip")}
 TRAFILATURA_ROLES = {"head": "heading", "p": "body", "item": "body", "quote": "body", "code": "code",
                      "table": "table", "row": "row", "cell": "cell", "lb": "break", "graphic": "skip"}
-
 def _tag(el) -> str:
     "Local tag name in lower case ('' for comments and processing instructions)."
     return el.tag.rsplit("}", 1)[-1].lower() if isinstance(el.tag, str) else ""
 
+# %% ../nbs/01a_formats.ipynb #ab6a015c
 def _inline_text(el, roles: dict) -> str:
     "The text of an element as one string: breaks become newlines, skipped elements and comments vanish."
     parts = [el.text or ""] if _tag(el) else []
@@ -207,6 +211,7 @@ def _inline_text(el, roles: dict) -> str:
         parts.append(ch.tail or "")
     return "".join(parts)
 
+# %% ../nbs/01a_formats.ipynb #5ede3c13
 def _is_block(el, roles: dict) -> bool:
     "A block element; a `code` element inside running text (trafilatura uses one tag for both) is inline."
     role = roles.get(_tag(el))
@@ -217,10 +222,10 @@ def _is_block(el, roles: dict) -> bool:
         before = (prev.tail if prev is not None else parent.text if parent is not None else "") or ""
         if before.strip() or (el.tail or "").strip(): return False
     return True
-
 def _has_block(el, roles: dict) -> bool:
     return any(_is_block(d, roles) for d in el.iterdescendants() if roles.get(_tag(d)) != "skip")
 
+# %% ../nbs/01a_formats.ipynb #c34d25c1
 def walk_blocks(el, roles: dict, out: _Pages) -> None:
     """Emit the blocks under an (X)HTML-like element in reading order. An element is a leaf block when its role
     says so and no block is nested in it; otherwise a container, whose loose text becomes paragraphs."""
@@ -236,7 +241,6 @@ def walk_blocks(el, roles: dict, out: _Pages) -> None:
         else: buf.append(_inline_text(ch, roles))
         buf.append(ch.tail or "")
     flush()
-
 def _emit_block(el, role, roles: dict, out: _Pages) -> None:
     if role == "heading": out.add("heading", _inline_text(el, roles))
     elif role == "caption": out.add("caption", _inline_text(el, roles))
@@ -263,22 +267,14 @@ _SHOWN_TEXT = _xpath(".//w:r[not(ancestor::w:del or ancestor::w:moveFrom or ance
                      "/*[self::w:t or self::w:tab or self::w:br or self::w:cr or self::w:noBreakHyphen or self::w:ptab]")
 _MARK_GONE = _xpath("./w:pPr/w:rPr/w:del | ./w:pPr/w:rPr/w:moveFrom")  # paragraph mark deleted: joins the next paragraph
 _ROW_GONE = _xpath("./w:trPr/w:del")
-
 def docx_text(p) -> str:
     """The text Word shows for a w:p element (all tracked changes accepted): runs inside w:ins, w:moveTo, content
     controls, fields and hyperlinks count; runs inside w:del and w:moveFrom do not (nor text boxes and ruby text).
     Each run's content maps like python-docx's `Run.text` (tabs, breaks, non-breaking hyphens)."""
     return "".join(str(e) for e in _SHOWN_TEXT(p))
 
-# %% ../nbs/01a_formats.ipynb #1a5c6280
-_HEADING_STYLE_RE = re.compile(r"^(?:heading|标题)\s*\d$|^(?:title|标题)$", re.I)
-_TOC_STYLE_RE = re.compile(r"^(?:toc|目录)\s*\d$|^toc heading$", re.I)
-_CAPTION_STYLE_RE = re.compile(r"^(?:caption|题注)$", re.I)
-_BREAK_BEFORE = _xpath('./w:pPr/w:pageBreakBefore[not(@w:val) or (@w:val != "0" and @w:val != "false")]'
-                       ' | ./w:r/w:lastRenderedPageBreak | ./w:hyperlink/w:r/w:lastRenderedPageBreak')
-_BREAK_AFTER = _xpath('./w:r/w:br[@w:type="page"]')
+# %% ../nbs/01a_formats.ipynb #2b106752
 _OUTLINE = _xpath("./w:pPr/w:outlineLvl/@w:val")
-
 def _style_facts(style) -> tuple[str, int | None]:
     "(name, w:outlineLvl from the style or the styles it is based on) of a paragraph style."
     name = (style.name if style is not None else "") or ""
@@ -288,6 +284,10 @@ def _style_facts(style) -> tuple[str, int | None]:
         style, hops = style.base_style, hops + 1
     return name, (int(found[0]) if found and str(found[0]).isdigit() else None)
 
+# %% ../nbs/01a_formats.ipynb #4d21b3cc
+_HEADING_STYLE_RE = re.compile(r"^(?:heading|标题)\s*\d$|^(?:title|标题)$", re.I)
+_TOC_STYLE_RE = re.compile(r"^(?:toc|目录)\s*\d$|^toc heading$", re.I)
+_CAPTION_STYLE_RE = re.compile(r"^(?:caption|题注)$", re.I)
 def _docx_kind(p, styles: dict) -> str:
     """heading | toc | caption | body of a paragraph, from its style name or outline level (0-8 = heading levels,
     9 = body text; the paragraph's own level wins). `styles` caches style id -> facts: `p.style` is slow."""
@@ -301,6 +301,10 @@ def _docx_kind(p, styles: dict) -> str:
     if own: lvl = int(own[0]) if str(own[0]).isdigit() else None
     return "heading" if lvl is not None and lvl < 9 else "body"
 
+# %% ../nbs/01a_formats.ipynb #0c784cc3
+_BREAK_BEFORE = _xpath('./w:pPr/w:pageBreakBefore[not(@w:val) or (@w:val != "0" and @w:val != "false")]'
+                       ' | ./w:r/w:lastRenderedPageBreak | ./w:hyperlink/w:r/w:lastRenderedPageBreak')
+_BREAK_AFTER = _xpath('./w:r/w:br[@w:type="page"]')
 def _docx_blocks(parent_el, parent):
     "Paragraphs and tables in body order, also inside content controls (w:sdt, where Word keeps its TOC)."
     from docx.table import Table
@@ -311,6 +315,7 @@ def _docx_blocks(parent_el, parent):
         elif el.tag == _W + "sdt":
             for content in el.iterchildren(_W + "sdtContent"): yield from _docx_blocks(content, parent)
 
+# %% ../nbs/01a_formats.ipynb #00786a80
 def read_docx(path) -> tuple[list[list[Line]], dict]:
     """A Word .docx as stage-01 pages (python-docx): whole Lines in body order, a new page at each page break
     (typed by the author, or as last rendered by Word).
@@ -350,8 +355,6 @@ def read_docx(path) -> tuple[list[list[Line]], dict]:
     return out.result("docx", tables=tables)
 
 # %% ../nbs/01a_formats.ipynb #d680e017
-_FONT_OBFUSCATION = ("http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/enc#RC")
-
 def _parse_xhtml(data: bytes, name: str):
     "An XHTML chapter as an lxml tree: strict XML first (honours the encoding declaration), else the HTML parser."
     from lxml import etree, html
@@ -360,6 +363,8 @@ def _parse_xhtml(data: bytes, name: str):
     text = re.sub(r"\A\s*<\?xml[^>]*>", "", decode_text(data, name, declared_charset(data))[0])  # lxml refuses a str with a declaration
     return html.document_fromstring(text)
 
+# %% ../nbs/01a_formats.ipynb #b9060301
+_FONT_OBFUSCATION = ("http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/enc#RC")
 def _epub_drm(path: Path) -> bool:
     "True when META-INF/encryption.xml encrypts more than fonts (DRM: the chapters are unreadable bytes)."
     with zipfile.ZipFile(path) as z:
@@ -368,6 +373,7 @@ def _epub_drm(path: Path) -> bool:
     algos = re.findall(r'EncryptionMethod[^>]*Algorithm="([^"]+)"', xml)
     return any(a not in _FONT_OBFUSCATION for a in algos)
 
+# %% ../nbs/01a_formats.ipynb #c6fa0d19
 def read_epub(path) -> tuple[list[list[Line]], dict]:
     """An EPUB 2/3 e-book as stage-01 pages (ebooklib): one page per spine item, in reading order.
 
@@ -424,8 +430,6 @@ def read_html(path) -> tuple[list[list[Line]], dict]:
     return out.result("html", encoding=enc, chars_in_page=len(html))
 
 # %% ../nbs/01a_formats.ipynb #5e8df500
-_FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n.*?\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
-
 def _md_inline(tok) -> str:
     "Plain text of an inline token: links keep their text, `code` spans their content, images and raw HTML go."
     parts = []
@@ -435,6 +439,7 @@ def _md_inline(tok) -> str:
         elif t.type in ("softbreak", "hardbreak"): parts.append("\n")
     return "".join(parts)
 
+# %% ../nbs/01a_formats.ipynb #055318df
 def _html_text(fragment: str) -> str:
     "Text of a raw HTML block inside Markdown (comments and tags removed)."
     from lxml import html
@@ -444,6 +449,8 @@ def _html_text(fragment: str) -> str:
     walk_blocks(root, XHTML_ROLES, out)
     return "\n".join(l.text for p in out.pages for l in p if l.kind == "body")
 
+# %% ../nbs/01a_formats.ipynb #bf6ad4f5
+_FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n.*?\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
 def read_markdown(source) -> tuple[list[list[Line]], dict]:
     """Markdown as stage-01 pages (markdown-it-py, CommonMark + GFM tables). `source`: a Path (read with
     `decode_text`) or a str of Markdown text.
@@ -521,6 +528,7 @@ def iter_jsonl_lines(path, json_key: str = "text", stats: dict | None = None, on
                             f"({bad} bad line{'s' if bad > 1 else ''} in all). Fix the file, or set "
                             f"pdf2text.json_key to the field that holds the text.")
 
+# %% ../nbs/01a_formats.ipynb #6c6e8ea2
 def jsonl_info(stats: dict, json_key: str) -> dict:
     "The reader's info dict (as `read_jsonl` returns it) from the `stats` of `iter_jsonl_lines`."
     blocks = dict.fromkeys(("paragraphs", "headings", "table_rows", "code_lines", "captions", "toc_lines"), 0)
@@ -529,6 +537,7 @@ def jsonl_info(stats: dict, json_key: str) -> dict:
             "blocks": blocks, "encoding": stats["encoding"], "json_key": json_key, "json_docs": stats["json_docs"],
             "json_docs_empty": stats["json_docs_empty"]}
 
+# %% ../nbs/01a_formats.ipynb #e78e42ff
 def read_jsonl(path, json_key: str = "text") -> tuple[list[list[Line]], dict]:
     """JSON lines as stage-01 pages: each line `{json_key: "document text", ...}` is one document (PaddleNLP's
     `trans_to_json.py` contract); newlines inside the text separate paragraphs (or sentences). Blank lines are

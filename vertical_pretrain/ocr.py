@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PAGE_CLASSES', 'OCR_BOX_SLOPE', 'OCR_BOX_PAD', 'PageCheck', 'text_facts', 'classify_text', 'classify_pages',
-           'open_pdfium', 'render_page', 'OcrLine', 'OcrPage', 'RapidOcrEngine', 'ocr_available', 'cer',
+           'open_pdfium', 'render_page', 'OcrLine', 'OcrPage', 'ocr_available', 'RapidOcrEngine', 'cer',
            'write_text_pdf', 'image_cover', 'box_to_size', 'engine_label', 'default_workers', 'ocr_pages']
 
 # %% ../nbs/01b_ocr.ipynb #fed64d92
@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .textio import CJK, CJK_RE
-
-# typographic marks that Chinese books use all the time: not evidence of a broken font
-_COMMON_PUNCT = set("“”‘’—–…·•×°")
 
 # %% ../nbs/01b_ocr.ipynb #ae2e45fa
 PAGE_CLASSES = ("text", "empty", "undecodable")
@@ -34,9 +31,11 @@ class PageCheck:
     cls: str = "text"       # text | empty | undecodable
     reason: str = ""
 
+# %% ../nbs/01b_ocr.ipynb #ec03288b
+# typographic marks that Chinese books use all the time: not evidence of a broken font
+_COMMON_PUNCT = set("“”‘’—–…·•×°")
 _BAD_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ue000-\uf8ff\ufffd\U000f0000-\U0010ffff]")
 _SOUP_RE = re.compile(f"[^\\x00-\\x7f{CJK}{''.join(sorted(_COMMON_PUNCT))}]")
-
 def text_facts(text: str) -> PageCheck:
     """Count the chars of one page's text layer (whitespace ignored) into a `PageCheck` (class not set yet).
     Regular expressions, not a per-char loop: this runs on every page of every book."""
@@ -51,6 +50,7 @@ def text_facts(text: str) -> PageCheck:
     return PageCheck(chars=n, cjk=cjk / n, bad=bad / n, soup=max(soup, 0) / n,
                      latin_words=vowel / len(words) if words else 0.0)
 
+# %% ../nbs/01b_ocr.ipynb #68013a9e
 def classify_text(text: str, neighbours_cjk: float | None = None, *, min_chars: int = 10, max_bad: float = 0.05,
                   max_soup: float = 0.25, cjk_book: float = 0.3, min_latin_words: float = 0.8) -> PageCheck:
     """Classify one page's text layer: 'text' (usable), 'empty' (fewer than `min_chars` non-space chars)
@@ -72,6 +72,7 @@ def classify_text(text: str, neighbours_cjk: float | None = None, *, min_chars: 
         f.cls, f.reason = "undecodable", f"no CJK, neighbours {neighbours_cjk:.0%} CJK, {f.latin_words:.0%} Latin words"
     return f
 
+# %% ../nbs/01b_ocr.ipynb #742ea4e1
 def classify_pages(texts: list[str], window: int = 2, **kw) -> list[PageCheck]:
     "Classify every page; the neighbour rule looks at the CJK share of up to `window` usable pages on each side."
     first = [classify_text(t, None, **kw) for t in texts]
@@ -91,7 +92,6 @@ def open_pdfium(path):
     Returns a `pypdfium2.PdfDocument`; raises pypdfium2's `PdfiumError` for a file it cannot open."""
     import pypdfium2 as pdfium
     return pdfium.PdfDocument(str(path))
-
 def render_page(pdf, index: int, dpi: int = 200):
     """Render page `index` (0-based) of a `pypdfium2.PdfDocument` at `dpi`.
     Returns (PIL RGB image, page width in pt, page height in pt)."""
@@ -114,7 +114,6 @@ class OcrLine:
     x1: float
     bottom: float
     conf: float
-
 @dataclass
 class OcrPage:
     "OCR result of one page: lines in reading order (top to bottom), page size in pt, seconds spent."
@@ -130,6 +129,17 @@ class OcrPage:
         n = sum(len(l.text) for l in self.lines)
         return sum(l.conf * len(l.text) for l in self.lines) / n if n else 0.0
 
+# %% ../nbs/01b_ocr.ipynb #418b3d5f
+def _dist_version(name: str) -> str:
+    from importlib.metadata import version, PackageNotFoundError
+    try: return version(name)
+    except PackageNotFoundError: return ""
+def ocr_available() -> bool:
+    "Is the OCR engine installed (the `rapidocr_onnxruntime` package with its models)?"
+    import importlib.util
+    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+
+# %% ../nbs/01b_ocr.ipynb #b951c694
 class RapidOcrEngine:
     """RapidOCR (ONNX Runtime) with the PP-OCRv4 Chinese+English models that ship inside the
     `rapidocr_onnxruntime` wheel: nothing is downloaded, runs on CPU. `threads` = ONNX Runtime intra-op threads."""
@@ -151,16 +161,6 @@ class RapidOcrEngine:
             out.append(OcrLine(text, min(xs) * scale, min(ys) * scale, max(xs) * scale, max(ys) * scale, float(conf)))
         return out
 
-def _dist_version(name: str) -> str:
-    from importlib.metadata import version, PackageNotFoundError
-    try: return version(name)
-    except PackageNotFoundError: return ""
-
-def ocr_available() -> bool:
-    "Is the OCR engine installed (the `rapidocr_onnxruntime` package with its models)?"
-    import importlib.util
-    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
-
 # %% ../nbs/01b_ocr.ipynb #f73aa419
 def cer(reference: str, hypothesis: str, nfkc: bool = False) -> float:
     """Character error rate: Levenshtein distance / reference length, whitespace removed on both sides
@@ -176,6 +176,7 @@ def _pdf_str(text: str, cjk: bool) -> str:
     if cjk: return "<" + text.encode("utf-16-be").hex().upper() + ">"
     return "(" + text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
 
+# %% ../nbs/01b_ocr.ipynb #554d14ca
 def write_text_pdf(path, pages: list[list[str]], *, size: float = 12.0, glyph_by_glyph: bool = False,
                    page_size: tuple[float, float] = (595.0, 842.0)) -> Path:
     """Write a small text PDF (for tests and demos): each page is a list of lines, set from the top-left margin.
@@ -251,34 +252,36 @@ def image_cover(page) -> float:
     except Exception:
         return 0.0
 
+# %% ../nbs/01b_ocr.ipynb #e44dbe25
 # RapidOCR's boxes are padded: box height h ~ 0.73 * font size + 3.6 pt, fitted on the fixture's 9, 11 and 16 pt
 # lines at 200 dpi (boxes 10.2, 11.0, 15.3 pt high; see the measurement below)
 OCR_BOX_SLOPE, OCR_BOX_PAD = 0.73, 3.6
-
 def box_to_size(h: float) -> float:
     "Font size (pt) of an OCR line box `h` pt high (RapidOCR at 200 dpi; see OCR_BOX_SLOPE)."
     return max(1.0, (h - OCR_BOX_PAD) / OCR_BOX_SLOPE)
 
+# %% ../nbs/01b_ocr.ipynb #40a852db
 def engine_label() -> str:
     "Name and version of the OCR engine and its models, for reports."
     return (f"rapidocr_onnxruntime {_dist_version('rapidocr_onnxruntime')} (PP-OCRv4 det+rec, "
             f"onnxruntime {_dist_version('onnxruntime')})")
 
-_WORKER: dict = {}
+# %% ../nbs/01b_ocr.ipynb #7e0be49e
+def default_workers(n_pages: int) -> int:
+    "Worker processes for OCR: 2 when there are 2+ cores and 4+ pages (measured below), else 1."
+    return 2 if (os.cpu_count() or 1) >= 2 and n_pages >= 4 else 1
 
+# %% ../nbs/01b_ocr.ipynb #77080735
+_WORKER: dict = {}
 def _init_worker(path: str, dpi: int, threads: int) -> None:
     _WORKER.update(pdf=open_pdfium(path), dpi=dpi, engine=RapidOcrEngine(threads=threads))
-
 def _ocr_one(index: int) -> OcrPage:
     t0 = time.perf_counter()
     img, w, h = render_page(_WORKER["pdf"], index, _WORKER["dpi"])
     lines = _WORKER["engine"](img, 72 / _WORKER["dpi"])
     return OcrPage(index, w, h, lines, time.perf_counter() - t0)
 
-def default_workers(n_pages: int) -> int:
-    "Worker processes for OCR: 2 when there are 2+ cores and 4+ pages (measured below), else 1."
-    return 2 if (os.cpu_count() or 1) >= 2 and n_pages >= 4 else 1
-
+# %% ../nbs/01b_ocr.ipynb #1fcfbf81
 def ocr_pages(path, indices, dpi: int = 200, workers: int = 0, show_progress: bool = True):
     """OCR pages `indices` (0-based) of the PDF at `path`: render with pypdfium2 at `dpi`, read with RapidOCR.
     Yields `OcrPage`s in the order of `indices`. `workers` = processes (0: `default_workers`); each worker opens

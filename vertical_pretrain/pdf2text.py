@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DROP_RULES', 'STAGE', 'em_width', 'normalize_line', 'pdf_page_count', 'read_pdf_lines', 'text_to_pages', 'mark_edges',
            'drop_headers_footers', 'drop_page_numbers', 'drop_toc', 'looks_like_code', 'looks_like_table_row',
-           'classify_lines', 'is_heading', 'join_lines', 'hyphen_vocab', 'split_sentences', 'assemble_documents',
+           'is_heading', 'classify_lines', 'join_lines', 'hyphen_vocab', 'split_sentences', 'assemble_documents',
            'documents_to_sentences', 'clean_pages', 'format_text', 'clean_text_file', 'sniff_input', 'report_path',
            'pdf_to_text', 'format_report', 'list_inputs', 'plan_outputs', 'folder_to_text', 'run_stage', 'main']
 
@@ -32,14 +32,13 @@ from .textio import (CJK, CJK_RE, Line, Pdf2TextError, empty_file_error, is_cjk,
                                       read_text_file, text_encoding)
 
 # %% ../nbs/01_pdf2text.ipynb #981414ba
-_CJK_PUNCT_RE = re.compile("[\u3000-\u303f\ufe30-\ufe4f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
-_LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl"}
-
 def em_width(text: str) -> float:
     "Rough printed width of `text` in em (1 em = the font size): wide (CJK) chars 1, spaces 0.25, others 0.5."
     return sum(1.0 if unicodedata.east_asian_width(c) in "WF" else 0.25 if c == " " else 0.5 for c in text)
 
+# %% ../nbs/01_pdf2text.ipynb #cc0b2c15
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl"}
 def normalize_line(text: str) -> str:
     "Clean one extracted line: odd spaces, zero-width chars, ligatures, spaces between CJK chars."
     text = text.translate(_ZERO_WIDTH)
@@ -59,34 +58,8 @@ def _overprinted(text: str, x: float, y: float, size: float, drawn) -> bool:
     drawn.append((text, x, y))
     return False
 
-# %% ../nbs/01_pdf2text.ipynb #6e3d7cee
+# %% ../nbs/01_pdf2text.ipynb #61fa75c3
 _MONO_RE = re.compile(r"mono|courier|consol|typewriter|menlo|inconsolata|fixed|code|^cmtt|lmtt|sfmono", re.I)
-_PROXY_WIDTHS: dict = {}
-
-def _proxy_widths() -> dict:
-    "Helvetica's advance widths (em), from pypdf's core-font metrics: the stand-in when a font's own widths are unusable."
-    if not _PROXY_WIDTHS:
-        try:
-            from pypdf.generic._font import Font
-            _PROXY_WIDTHS.update({k: v / 1000 for k, v in Font.from_core_font_name("/Helvetica").character_widths.items()})
-        except Exception:  # an older pypdf without core-font metrics: half an em for every glyph
-            _PROXY_WIDTHS["default"] = 0.5
-    return _PROXY_WIDTHS
-
-def _font_widths(font) -> dict | None:
-    """The font's advance widths in em by character (pypdf's own font parser), or None when they cannot be trusted:
-    missing or zero widths, or one width for every Latin letter in a proportional font (a broken /Widths array)."""
-    cid = _cid_widths(font)  # pypdf maps a predefined-CMap CID font's widths by code point, not by CID
-    if cid: return cid
-    try:
-        from pypdf.generic._font import Font
-        cw = Font.from_font_resource(font).character_widths
-    except Exception:
-        return None
-    latin = [cw[c] for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c in cw]
-    if not latin or min(latin) <= 0 or len(set(latin)) < 3: return None
-    return {k: v / 1000 for k, v in cw.items()}
-
 def _font_facts(font: dict | None, cache: dict) -> tuple[bool, bool]:
     "(fixed pitch, bold) of a pypdf font dict, from the name and the FontDescriptor flags."
     if not font: return False, False
@@ -105,6 +78,17 @@ def _font_facts(font: dict | None, cache: dict) -> tuple[bool, bool]:
         cache[key] = (mono, bold)
     return cache[key]
 
+# %% ../nbs/01_pdf2text.ipynb #2486614f
+_PROXY_WIDTHS: dict = {}
+def _proxy_widths() -> dict:
+    "Helvetica's advance widths (em), from pypdf's core-font metrics: the stand-in when a font's own widths are unusable."
+    if not _PROXY_WIDTHS:
+        try:
+            from pypdf.generic._font import Font
+            _PROXY_WIDTHS.update({k: v / 1000 for k, v in Font.from_core_font_name("/Helvetica").character_widths.items()})
+        except Exception:  # an older pypdf without core-font metrics: half an em for every glyph
+            _PROXY_WIDTHS["default"] = 0.5
+    return _PROXY_WIDTHS
 def _advance(text: str, widths: dict | None, mono: bool) -> float:
     "Printed width of `text` in em: the font's widths; else 1 em for CJK, 0.6 em fixed pitch, Helvetica's widths."
     proxy = _proxy_widths()
@@ -115,6 +99,87 @@ def _advance(text: str, widths: dict | None, mono: bool) -> float:
         total += w
     return total
 
+# %% ../nbs/01_pdf2text.ipynb #7b31f0b6
+_CID_ORDERINGS = ("GB1", "CNS1", "Japan1", "Korea1")
+def _cid_widths(font) -> dict | None:
+    """Advance widths (em) by character of a CID font with a predefined Unicode CMap (`/UniGB-UCS2-H`, ...) in Adobe's
+    GB1, CNS1, Japan1 or Korea1 collection: there CIDs 1-95 are the proportional ASCII glyphs 0x20-0x7E, so their
+    widths come from /W by CID; other chars (CJK) are left to the caller's 1 em. None for every other font."""
+    try:
+        if font.get("/Subtype") != "/Type0" or not str(font.get("/Encoding", "")).startswith("/Uni"): return None
+        desc = font["/DescendantFonts"][0].get_object()
+        if str(desc.get("/CIDSystemInfo", {}).get("/Ordering", "")) not in _CID_ORDERINGS: return None
+        dw, w, cid_w, i = float(desc.get("/DW", 1000)), desc.get("/W", []), {}, 0
+        while i + 1 < len(w):
+            first, nxt = int(w[i]), w[i + 1].get_object()
+            if isinstance(nxt, list): cid_w.update({first + k: float(v) for k, v in enumerate(nxt)}); i += 2
+            else: cid_w.update({c: float(w[i + 2]) for c in range(first, int(nxt) + 1)}); i += 3
+    except Exception: return None
+    if not cid_w: return None  # no /W: nothing better than the caller's estimate
+    return {chr(cid + 31): cid_w.get(cid, dw) / 1000 for cid in range(1, 96)}
+
+# %% ../nbs/01_pdf2text.ipynb #770a1db6
+def _font_widths(font) -> dict | None:
+    """The font's advance widths in em by character (pypdf's own font parser), or None when they cannot be trusted:
+    missing or zero widths, or one width for every Latin letter in a proportional font (a broken /Widths array)."""
+    cid = _cid_widths(font)  # pypdf maps a predefined-CMap CID font's widths by code point, not by CID
+    if cid: return cid
+    try:
+        from pypdf.generic._font import Font
+        cw = Font.from_font_resource(font).character_widths
+    except Exception:
+        return None
+    latin = [cw[c] for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c in cw]
+    if not latin or min(latin) <= 0 or len(set(latin)) < 3: return None
+    return {k: v / 1000 for k, v in cw.items()}
+
+# %% ../nbs/01_pdf2text.ipynb #46b9b70b
+def _merge_pieces(pieces: list[list]) -> list[list]:
+    """pypdf ends a line at every `T*` (reportlab ends each string with one) and at some moves: a piece whose first
+    visible run starts on the previous piece's baseline (0.2 em) between 0.3 em before and 2 em after its last visible
+    glyph is the same printed line; its first visible run is flagged (its last field). Runs: (text, x, y, size, mono,
+    bold, x_vis, end_vis, widths measured, starts a piece), positions in pt."""
+    out = []
+    for runs in pieces:
+        vis = [r for r in runs if r[0].strip()]
+        if not vis: continue
+        if out:
+            p, f = [r for r in out[-1] if r[0].strip()][-1], vis[0]
+            sz = max(p[3], f[3]) or 1.0
+            if p[7] is not None and f[6] is not None and abs(f[2] - p[2]) <= 0.2 * sz \
+                    and -0.3 * sz <= f[6] - p[7] <= 2.0 * sz:
+                k = runs.index(f)
+                out[-1] = out[-1] + runs[:k] + [f[:9] + (True,)] + runs[k + 1:]; continue  # flagged: from a new piece
+        out.append(runs)
+    return out
+
+# %% ../nbs/01_pdf2text.ipynb #eb8dcf7c
+_LATIN_NUM_RE = re.compile(r"^[A-Za-z0-9._/-]$")
+def _join_runs(runs: list, gap_em: float = 0.15) -> str:
+    """The text of one printed line from its runs (as `_merge_pieces`). At a joint on one baseline with the glyphs at
+    most 2 em apart where the extractor's split says little (the runs came from two pypdf lines, or one side is a lone
+    glyph), the gap decides: a space when it exceeds `gap_em` of the font size and both runs' widths are the font's own
+    (never between two CJK chars), none when the glyphs touch (pypdf's space before a lone letter, digit or `._/-`
+    after another goes). Every other joint keeps pypdf's text: there its spacing is usually right and our widths may not be."""
+    out, prev = "", None
+    for r in runs:
+        part = r[0]
+        if prev is not None and r[6] is not None and prev[7] is not None and part.strip():
+            sz = max(r[3], prev[3]) or 1.0
+            gap = (r[6] - prev[7]) / sz
+            lone = len(part.strip()) == 1 or len(prev[0].strip()) == 1
+            if abs(r[2] - prev[2]) <= 0.2 * sz and -0.3 <= gap <= 2.0 and (r[9] or lone):
+                a, b = out.rstrip()[-1:], part.lstrip()[:1]
+                if gap > gap_em:
+                    if r[8] and prev[8] and not (is_cjk(a) and is_cjk(b)): out, part = out.rstrip() + " ", part.lstrip()
+                    elif r[9] and not (is_cjk(a) or is_cjk(b)): out, part = out.rstrip() + " ", part.lstrip()
+                elif r[9] or (len(part.strip()) == 1 and _LATIN_NUM_RE.match(a) and _LATIN_NUM_RE.match(b)):
+                    out, part = out.rstrip(), part.lstrip()
+        out += part
+        if part.strip(): prev = r
+    return out
+
+# %% ../nbs/01_pdf2text.ipynb #419830f1
 def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
     "Extract one page with pypdf and group its text runs into Lines with geometry and font facts."
     pieces, cur, drawn = [], [], deque(maxlen=64)
@@ -164,6 +229,7 @@ def _page_lines(page, page_no: int, font_cache: dict) -> list[Line]:
                           geometry=True))
     return lines
 
+# %% ../nbs/01_pdf2text.ipynb #65192657
 @contextlib.contextmanager
 def _logger_level(name: str, level: int):
     "Raise a library logger's level while the block runs (its children inherit it), then restore it."
@@ -172,7 +238,6 @@ def _logger_level(name: str, level: int):
     logger.setLevel(level)
     try: yield
     finally: logger.setLevel(old)
-
 def _open_pdf(path: Path):
     """pypdf's reader, or one Pdf2TextError line with the fix. pypdf's own warnings while it parses the cross-reference
     table ("EOF marker not found", once per repair attempt on a cut-short file) are not printed: the error line says it.
@@ -195,6 +260,7 @@ def _open_pdf(path: Path):
                                 f"`qpdf --password=XXX --decrypt in.pdf out.pdf`.")
     return reader
 
+# %% ../nbs/01_pdf2text.ipynb #d82d5670
 def pdf_page_count(path) -> int:
     """Open a PDF as stage 01 does (pypdf; an empty password is tried on an encrypted file) and return its page count.
 
@@ -203,6 +269,7 @@ def pdf_page_count(path) -> int:
     password-protected PDF."""
     return len(_open_pdf(Path(path)).pages)
 
+# %% ../nbs/01_pdf2text.ipynb #cd2bb2f0
 def _page_ranges(pages: list[int]) -> str:
     "1-based page numbers as compact ranges: [3, 4, 5, 9] -> '3-5, 9'."
     out, run = [], []
@@ -213,6 +280,7 @@ def _page_ranges(pages: list[int]) -> str:
     if run: out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}")
     return ", ".join(out)
 
+# %% ../nbs/01_pdf2text.ipynb #c77a64ac
 def _ocr_to_lines(res, page_no: int) -> list[Line]:
     """OCR boxes of one page -> Lines in reading order. Boxes whose vertical centres fall inside one another's
     band are one printed line (table cells come as separate boxes): joined left to right, a wide gap is a new cell.
@@ -236,6 +304,7 @@ def _ocr_to_lines(res, page_no: int) -> list[Line]:
                           plain_cjk=len(CJK_RE.findall(text)), geometry=True))
     return lines
 
+# %% ../nbs/01_pdf2text.ipynb #1865540d
 def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True, ocr: str = "auto",
                    ocr_dpi: int = 200, ocr_workers: int = 0) -> tuple[list[list[Line]], dict]:
     """All lines of a PDF, page by page (pypdf + layout facts), with OCR where the text layer is not usable.
@@ -311,71 +380,6 @@ def read_pdf_lines(path, max_pages: int = 0, show_progress: bool = True, ocr: st
                             f"ocr.pdf`, then convert ocr.pdf.")
     return pages, info
 
-# %% ../nbs/01_pdf2text.ipynb #7b31f0b6
-_CID_ORDERINGS = ("GB1", "CNS1", "Japan1", "Korea1")
-
-def _cid_widths(font) -> dict | None:
-    """Advance widths (em) by character of a CID font with a predefined Unicode CMap (`/UniGB-UCS2-H`, ...) in Adobe's
-    GB1, CNS1, Japan1 or Korea1 collection: there CIDs 1-95 are the proportional ASCII glyphs 0x20-0x7E, so their
-    widths come from /W by CID; other chars (CJK) are left to the caller's 1 em. None for every other font."""
-    try:
-        if font.get("/Subtype") != "/Type0" or not str(font.get("/Encoding", "")).startswith("/Uni"): return None
-        desc = font["/DescendantFonts"][0].get_object()
-        if str(desc.get("/CIDSystemInfo", {}).get("/Ordering", "")) not in _CID_ORDERINGS: return None
-        dw, w, cid_w, i = float(desc.get("/DW", 1000)), desc.get("/W", []), {}, 0
-        while i + 1 < len(w):
-            first, nxt = int(w[i]), w[i + 1].get_object()
-            if isinstance(nxt, list): cid_w.update({first + k: float(v) for k, v in enumerate(nxt)}); i += 2
-            else: cid_w.update({c: float(w[i + 2]) for c in range(first, int(nxt) + 1)}); i += 3
-    except Exception: return None
-    if not cid_w: return None  # no /W: nothing better than the caller's estimate
-    return {chr(cid + 31): cid_w.get(cid, dw) / 1000 for cid in range(1, 96)}
-
-def _merge_pieces(pieces: list[list]) -> list[list]:
-    """pypdf ends a line at every `T*` (reportlab ends each string with one) and at some moves: a piece whose first
-    visible run starts on the previous piece's baseline (0.2 em) between 0.3 em before and 2 em after its last visible
-    glyph is the same printed line; its first visible run is flagged (its last field). Runs: (text, x, y, size, mono,
-    bold, x_vis, end_vis, widths measured, starts a piece), positions in pt."""
-    out = []
-    for runs in pieces:
-        vis = [r for r in runs if r[0].strip()]
-        if not vis: continue
-        if out:
-            p, f = [r for r in out[-1] if r[0].strip()][-1], vis[0]
-            sz = max(p[3], f[3]) or 1.0
-            if p[7] is not None and f[6] is not None and abs(f[2] - p[2]) <= 0.2 * sz \
-                    and -0.3 * sz <= f[6] - p[7] <= 2.0 * sz:
-                k = runs.index(f)
-                out[-1] = out[-1] + runs[:k] + [f[:9] + (True,)] + runs[k + 1:]; continue  # flagged: from a new piece
-        out.append(runs)
-    return out
-
-_LATIN_NUM_RE = re.compile(r"^[A-Za-z0-9._/-]$")
-
-def _join_runs(runs: list, gap_em: float = 0.15) -> str:
-    """The text of one printed line from its runs (as `_merge_pieces`). At a joint on one baseline with the glyphs at
-    most 2 em apart where the extractor's split says little (the runs came from two pypdf lines, or one side is a lone
-    glyph), the gap decides: a space when it exceeds `gap_em` of the font size and both runs' widths are the font's own
-    (never between two CJK chars), none when the glyphs touch (pypdf's space before a lone letter, digit or `._/-`
-    after another goes). Every other joint keeps pypdf's text: there its spacing is usually right and our widths may not be."""
-    out, prev = "", None
-    for r in runs:
-        part = r[0]
-        if prev is not None and r[6] is not None and prev[7] is not None and part.strip():
-            sz = max(r[3], prev[3]) or 1.0
-            gap = (r[6] - prev[7]) / sz
-            lone = len(part.strip()) == 1 or len(prev[0].strip()) == 1
-            if abs(r[2] - prev[2]) <= 0.2 * sz and -0.3 <= gap <= 2.0 and (r[9] or lone):
-                a, b = out.rstrip()[-1:], part.lstrip()[:1]
-                if gap > gap_em:
-                    if r[8] and prev[8] and not (is_cjk(a) and is_cjk(b)): out, part = out.rstrip() + " ", part.lstrip()
-                    elif r[9] and not (is_cjk(a) or is_cjk(b)): out, part = out.rstrip() + " ", part.lstrip()
-                elif r[9] or (len(part.strip()) == 1 and _LATIN_NUM_RE.match(a) and _LATIN_NUM_RE.match(b)):
-                    out, part = out.rstrip(), part.lstrip()
-        out += part
-        if part.strip(): prev = r
-    return out
-
 # %% ../nbs/01_pdf2text.ipynb #5e11c86f
 def text_to_pages(text: str) -> list[list[Line]]:
     "A .txt as pages (form feeds split pages, as pdftotext writes them); a blank line becomes an empty marker Line."
@@ -384,26 +388,40 @@ def text_to_pages(text: str) -> list[list[Line]]:
         pages.append([Line(text=ln, page=i) for ln in chunk.split("\n")])
     return pages
 
-# %% ../nbs/01_pdf2text.ipynb #a2b65b55
+# %% ../nbs/01_pdf2text.ipynb #8a144e67
 _ROMAN = r"[ivxlcdm]{1,7}"
-_PAGE_NUM_RE = re.compile(
-    rf"^(?:[-–—]\s*)?(?:\d{{1,4}}|{_ROMAN})(?:\s*[-–—])?$|^第\s*\d+\s*页(?:\s*[/／共]\s*\d+\s*页?)?$"
-    rf"|^(?:page|p\.)\s*\d+(?:\s*(?:of|/)\s*\d+)?$|^\d{{1,4}}\s*[/／]\s*\d{{1,4}}$", re.I)
-
-# a chapter title: also how a running header that names the chapter is recognised (`_mark_running`), so defined here
-_CHAPTER_RE = re.compile(r"^(?:第\s*[\d一二三四五六七八九十百零〇两]+\s*[章节篇部卷回]|(?:Chapter|CHAPTER|Part|PART|Appendix|附录)\s*[\dA-Z]*\b)")
-
 def _edge_key(text: str) -> str:
     "Running-header key: the text without numbers (arabic, or roman at either end), spaces and separators."
     t = re.sub(rf"^{_ROMAN}\b|\b{_ROMAN}$", "", text.strip(), flags=re.I)
     return re.sub(r"[\d\s/|·•\-–—.:：,，]+", "", t)
 
+# %% ../nbs/01_pdf2text.ipynb #c1b95d64
 def mark_edges(pages: list[list[Line]], n_edge: int = 2) -> None:
     "Flag the first and last `n_edge` non-blank lines of each page: only there live running headers and footers."
     for lines in pages:
         body = [l for l in lines if l.text.strip()]
         for l in body[:n_edge] + body[-n_edge:]: l.edge = True
 
+# %% ../nbs/01_pdf2text.ipynb #3eed4fe1
+# a chapter title: also how a running header that names the chapter is recognised (`_mark_running`), so defined here
+_CHAPTER_RE = re.compile(r"^(?:第\s*[\d一二三四五六七八九十百零〇两]+\s*[章节篇部卷回]|(?:Chapter|CHAPTER|Part|PART|Appendix|附录)\s*[\dA-Z]*\b)")
+def _mark_running(pages: list[list[Line]], keys: set, chapters_seen: set | None = None) -> None:
+    """Mark body edge lines whose number-blind text is one of the running-header `keys` as header_footer.
+
+    With `chapters_seen` (the keys already met, kept across calls when pages come one at a time): the first line of a
+    key that reads as a chapter title (`第3章 …`, `Chapter 3 …`) is a heading instead, so the document ends there.
+    Books that print the chapter title at the top of every page of the chapter would otherwise lose all their
+    chapter breaks with the running header, and become one document."""
+    for lines in pages:
+        for l in lines:
+            if l.kind != "body" or not l.edge or not l.text.strip(): continue
+            k = _edge_key(l.text)
+            if k not in keys: continue
+            if chapters_seen is not None and k not in chapters_seen and _CHAPTER_RE.match(normalize_line(l.text)):
+                chapters_seen.add(k); l.kind = "heading"
+            else: l.kind = "header_footer"
+
+# %% ../nbs/01_pdf2text.ipynb #30f9f463
 def drop_headers_footers(pages: list[list[Line]], min_pages: int | None = None) -> set[str]:
     """Mark running headers/footers: edge lines whose number-blind text repeats on many pages and rarely
     appears away from the page edges. Returns the keys found."""
@@ -421,22 +439,10 @@ def drop_headers_footers(pages: list[list[Line]], min_pages: int | None = None) 
     _mark_running(pages, keys, set())
     return keys
 
-def _mark_running(pages: list[list[Line]], keys: set, chapters_seen: set | None = None) -> None:
-    """Mark body edge lines whose number-blind text is one of the running-header `keys` as header_footer.
-
-    With `chapters_seen` (the keys already met, kept across calls when pages come one at a time): the first line of a
-    key that reads as a chapter title (`第3章 …`, `Chapter 3 …`) is a heading instead, so the document ends there.
-    Books that print the chapter title at the top of every page of the chapter would otherwise lose all their
-    chapter breaks with the running header, and become one document."""
-    for lines in pages:
-        for l in lines:
-            if l.kind != "body" or not l.edge or not l.text.strip(): continue
-            k = _edge_key(l.text)
-            if k not in keys: continue
-            if chapters_seen is not None and k not in chapters_seen and _CHAPTER_RE.match(normalize_line(l.text)):
-                chapters_seen.add(k); l.kind = "heading"
-            else: l.kind = "header_footer"
-
+# %% ../nbs/01_pdf2text.ipynb #249ac8df
+_PAGE_NUM_RE = re.compile(
+    rf"^(?:[-–—]\s*)?(?:\d{{1,4}}|{_ROMAN})(?:\s*[-–—])?$|^第\s*\d+\s*页(?:\s*[/／共]\s*\d+\s*页?)?$"
+    rf"|^(?:page|p\.)\s*\d+(?:\s*(?:of|/)\s*\d+)?$|^\d{{1,4}}\s*[/／]\s*\d{{1,4}}$", re.I)
 def drop_page_numbers(pages: list[list[Line]]) -> None:
     "Mark bare page numbers at page edges: `12`, `- 12 -`, `xiv`, `第 12 页`, `Page 3 of 9`, `3 / 223`."
     for lines in pages:
@@ -445,7 +451,6 @@ def drop_page_numbers(pages: list[list[Line]]) -> None:
 
 # %% ../nbs/01_pdf2text.ipynb #270615cf
 _LEADER_RE = re.compile(r"(?:(?:\.\s*){4,}|…{2,}\s*|(?:[·•]\s*){4,}|_{4,}\s*)\s*(?:\d+|[ivxlcdm]+)\s*$", re.I)
-
 def drop_toc(pages: list[list[Line]], page_share: float = 0.3) -> None:
     "Mark table-of-contents lines: dot leaders + page number; on a page full of them, the whole page."
     for lines in pages:
@@ -455,10 +460,8 @@ def drop_toc(pages: list[list[Line]], page_share: float = 0.3) -> None:
         for l in (body if whole else hits): l.kind = "toc"
 
 # %% ../nbs/01_pdf2text.ipynb #e8a38718
-_CAPTION_RE = re.compile(r"^(?:Table|Figure|Fig\.|Listing|Example|表|图|例|清单|代码)\s*\d+(?:[.\-–]\d+)*\s*[:：.．]?\s*\S")
 _PROMPT_RE = re.compile(r"^(?:[$#%] |>>> |\.\.\. |\w[\w.-]*@[\w.-]+:\S*[$#] ?)")
 _CODE_SYMS = set("{}[];=<>|&$\\`")
-
 def looks_like_code(text: str) -> bool:
     "Plain-text guess (no font info): shell prompts, indented non-CJK lines, or symbol-heavy non-CJK lines."
     s = text.strip()
@@ -469,11 +472,39 @@ def looks_like_code(text: str) -> bool:
     syms = sum(1 for c in s if c in _CODE_SYMS)
     return syms >= 3 and syms >= 0.12 * len(s.replace(" ", ""))
 
+# %% ../nbs/01_pdf2text.ipynb #fa3bcc1b
 def looks_like_table_row(text: str) -> bool:
     "Plain-text guess: cells separated by tabs or 3+ spaces (at least 3 cells), or a `| pipe | table |` row."
     if re.match(r"^\s*\|.*\|\s*$", text): return True
     return len([c for c in re.split(r"\t+| {3,}", text.strip()) if c]) >= 3
 
+# %% ../nbs/01_pdf2text.ipynb #a3bdbace
+def _refine_tables(lines: list[Line]) -> None:
+    """Tables come in runs of rows: a lone wide-gap line (justified prose) is body text again, and a body line
+    between two table rows (a narrow row, a wrapped cell) is a row too."""
+    ls = [l for l in lines if l.text.strip() and l.geometry]
+    tab = lambda l: l is not None and l.kind in ("table", "caption")
+    for i, l in enumerate(ls):
+        prev, nxt = ls[i - 1] if i else None, ls[i + 1] if i + 1 < len(ls) else None
+        if l.kind == "table" and not (tab(prev) or tab(nxt) or l.cells >= 3): l.kind = "body"
+    for i, l in enumerate(ls):
+        prev, nxt = ls[i - 1] if i else None, ls[i + 1] if i + 1 < len(ls) else None
+        if l.kind == "body" and prev is not None and prev.kind == "table" and tab(nxt): l.kind = "table"
+
+# %% ../nbs/01_pdf2text.ipynb #ab59d596
+_SECTION_RE = re.compile(r"^(?:\d+(?:\.\d+){1,4}|[一二三四五六七八九十]+、|[A-Z](?:\.\d+)+)\s*\S")
+_END_PUNCT = "。！？；!?;：:，,、"
+def is_heading(l: Line, t: str, body_size: float) -> bool:
+    "A short line set larger than body text, or a numbered chapter/section title (bold in a PDF)."
+    if len(t) > 80 or not t or t[-1] in _END_PUNCT: return False
+    if l.geometry and body_size and l.size >= 1.12 * body_size: return True
+    if _CHAPTER_RE.match(t) and len(t) <= 40: return True
+    if _SECTION_RE.match(t) and len(t) <= 50:
+        return l.bold >= 0.3 if l.geometry else True
+    return False
+
+# %% ../nbs/01_pdf2text.ipynb #ac3abf27
+_CAPTION_RE = re.compile(r"^(?:Table|Figure|Fig\.|Listing|Example|表|图|例|清单|代码)\s*\d+(?:[.\-–]\d+)*\s*[:：.．]?\s*\S")
 def classify_lines(pages: list[list[Line]]) -> float:
     """Mark captions, code, table rows and headings among body lines. Returns the body font size.
     PDF lines use fonts and geometry; .txt lines use the plain-text guesses."""
@@ -497,35 +528,8 @@ def classify_lines(pages: list[list[Line]]) -> float:
     for lines in pages: _refine_tables(lines)
     return body_size
 
-def _refine_tables(lines: list[Line]) -> None:
-    """Tables come in runs of rows: a lone wide-gap line (justified prose) is body text again, and a body line
-    between two table rows (a narrow row, a wrapped cell) is a row too."""
-    ls = [l for l in lines if l.text.strip() and l.geometry]
-    tab = lambda l: l is not None and l.kind in ("table", "caption")
-    for i, l in enumerate(ls):
-        prev, nxt = ls[i - 1] if i else None, ls[i + 1] if i + 1 < len(ls) else None
-        if l.kind == "table" and not (tab(prev) or tab(nxt) or l.cells >= 3): l.kind = "body"
-    for i, l in enumerate(ls):
-        prev, nxt = ls[i - 1] if i else None, ls[i + 1] if i + 1 < len(ls) else None
-        if l.kind == "body" and prev is not None and prev.kind == "table" and tab(nxt): l.kind = "table"
-
-# %% ../nbs/01_pdf2text.ipynb #73855b5d
-_SECTION_RE = re.compile(r"^(?:\d+(?:\.\d+){1,4}|[一二三四五六七八九十]+、|[A-Z](?:\.\d+)+)\s*\S")
-_END_PUNCT = "。！？；!?;：:，,、"
-
-def is_heading(l: Line, t: str, body_size: float) -> bool:
-    "A short line set larger than body text, or a numbered chapter/section title (bold in a PDF)."
-    if len(t) > 80 or not t or t[-1] in _END_PUNCT: return False
-    if l.geometry and body_size and l.size >= 1.12 * body_size: return True
-    if _CHAPTER_RE.match(t) and len(t) <= 40: return True
-    if _SECTION_RE.match(t) and len(t) <= 50:
-        return l.bold >= 0.3 if l.geometry else True
-    return False
-
 # %% ../nbs/01_pdf2text.ipynb #6048551c
-_BULLET_RE = re.compile(r"^(?:[•◦▪▫●○■□◆◇►▸‣⁃∙]|[-–—*·](?=\s))\s*")
-_ENUM_RE = re.compile(r"^(?:\(?\d{1,2}[.)）]|（\d{1,2}）|[①-⑳]|[a-z][.)])\s")
-_OPENERS, _CLOSERS = "“‘「『（([【《〈\"'", "”’」』）)]】》〉\"'"
+_CJK_PUNCT_RE = re.compile("[\u3000-\u303f\ufe30-\ufe4f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
 
 def join_lines(a: str, b: str, vocab: set | None = None) -> str:
     """Join two wrapped lines of one paragraph: CJK on either side -> no space, Latin on both -> one space;
@@ -545,22 +549,43 @@ def join_lines(a: str, b: str, vocab: set | None = None) -> str:
         return a + " " + b if (x.isascii() and x.isalnum()) or (y.isascii() and y.isalnum()) else a + b
     return a + " " + b
 
+# %% ../nbs/01_pdf2text.ipynb #45ccfa46
+def _hyphen_pairs(w: str):
+    parts = w.split("-")
+    for i in range(len(parts) - 1): yield f"{parts[i]}-{parts[i + 1]}"
 def hyphen_vocab(lines) -> set:
     "Hyphenated words that occur unbroken inside lines (lower case): tells real hyphens from TeX hyphenation."
     out = set()
     for l in lines: out.update(w.lower() for w in re.findall(r"[A-Za-z]+(?:-[A-Za-z]+)+", l.text))
     return {p for w in out for p in _hyphen_pairs(w)}
 
-def _hyphen_pairs(w: str):
-    parts = w.split("-")
-    for i in range(len(parts) - 1): yield f"{parts[i]}-{parts[i + 1]}"
-
-# %% ../nbs/01_pdf2text.ipynb #45ccfa46
+# %% ../nbs/01_pdf2text.ipynb #9769bc5f
+_OPENERS, _CLOSERS = "“‘「『（([【《〈\"'", "”’」』）)]】》〉\"'"
 _ABBREV = {"e.g", "i.e", "eg", "ie", "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "cf", "fig", "figs",
            "no", "nos", "vol", "vols", "ch", "sec", "approx", "al", "inc", "ltd", "co", "corp", "dept", "est",
            "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "p", "pp", "ca", "resp"}
-_CN_ENDERS = "。！？；"
+def _dot_ends_sentence(text: str, start: int, i: int, j: int) -> bool:
+    "Does the '.' at text[i] end a sentence? (j: index after the dot and any closing quotes)"
+    n = len(text)
+    prev = text[i - 1] if i > 0 else ""
+    if j >= n: return True
+    if re.search(r"\d ?$", text[max(0, i - 2):i]) and re.match(r" ?\d", text[i + 1:i + 3]):
+        return False  # inside a number, even one spelled out glyph by glyph: 4.19, 4. 19, 4 .19
+    k = j + 1 if text[j] == " " else j
+    if k >= n: return True
+    nxt = text[k]
+    if text[j] != " " and not is_cjk(nxt): return False  # 2.1, sources.list, www.debian.org, e.g.
+    if text[j] != " " and not (is_cjk(prev) or prev in _CLOSERS): return False  # foo.中文 (rare) stays
+    if prev == ".": return False  # an ellipsis "..." continues
+    token = re.search(r"(\S*)$", text[start:i]).group(1).lstrip(_OPENERS).lower()
+    if token in _ABBREV or token.rstrip(".") in _ABBREV: return False
+    if re.fullmatch(r"[a-z]", token): return False  # initials: J. Smith
+    if re.fullmatch(r"\d{1,2}|[a-z]|[ivx]{1,4}", token) and not text[start:i - len(token)].strip():
+        return False  # an enumeration "1. " at the start of a sentence
+    return nxt.isupper() or nxt.isdigit() or nxt in _OPENERS or is_cjk(nxt)
 
+# %% ../nbs/01_pdf2text.ipynb #e7ad8b59
+_CN_ENDERS = "。！？；"
 def split_sentences(text: str) -> list[str]:
     """Split mixed Chinese/English text into sentences, rule-based (no model, no download).
 
@@ -591,26 +616,6 @@ def split_sentences(text: str) -> list[str]:
     if tail: out.append(tail)
     return out
 
-def _dot_ends_sentence(text: str, start: int, i: int, j: int) -> bool:
-    "Does the '.' at text[i] end a sentence? (j: index after the dot and any closing quotes)"
-    n = len(text)
-    prev = text[i - 1] if i > 0 else ""
-    if j >= n: return True
-    if re.search(r"\d ?$", text[max(0, i - 2):i]) and re.match(r" ?\d", text[i + 1:i + 3]):
-        return False  # inside a number, even one spelled out glyph by glyph: 4.19, 4. 19, 4 .19
-    k = j + 1 if text[j] == " " else j
-    if k >= n: return True
-    nxt = text[k]
-    if text[j] != " " and not is_cjk(nxt): return False  # 2.1, sources.list, www.debian.org, e.g.
-    if text[j] != " " and not (is_cjk(prev) or prev in _CLOSERS): return False  # foo.中文 (rare) stays
-    if prev == ".": return False  # an ellipsis "..." continues
-    token = re.search(r"(\S*)$", text[start:i]).group(1).lstrip(_OPENERS).lower()
-    if token in _ABBREV or token.rstrip(".") in _ABBREV: return False
-    if re.fullmatch(r"[a-z]", token): return False  # initials: J. Smith
-    if re.fullmatch(r"\d{1,2}|[a-z]|[ivx]{1,4}", token) and not text[start:i - len(token)].strip():
-        return False  # an enumeration "1. " at the start of a sentence
-    return nxt.isupper() or nxt.isdigit() or nxt in _OPENERS or is_cjk(nxt)
-
 # %% ../nbs/01_pdf2text.ipynb #972a9baa
 def _column_edges(lines: list[Line], min_lines: int = 3) -> dict[int, tuple[float, float]]:
     """{id(line): (left, right)} (pt) of the text column each body line of one page sits in, for pages set in 2+ columns.
@@ -628,6 +633,7 @@ def _column_edges(lines: list[Line], min_lines: int = 3) -> dict[int, tuple[floa
     q = lambda xs, f: sorted(xs)[min(len(xs) - 1, int(f * len(xs)))]
     return {id(l): (q([m.x0 for m in g], 0.1), q([m.x1 for m in g], 0.9)) for g in cols for l in g}
 
+# %% ../nbs/01_pdf2text.ipynb #9a748227
 def _book_column_edges(pages: list[list[Line]]) -> dict[int, tuple[float, float]]:
     """`_column_edges` of every page; on the other pages (a chapter's last page that fills half a column), a body line
     that fits inside a column found elsewhere in the book (1 em slack) gets the narrowest such column's edges."""
@@ -642,9 +648,20 @@ def _book_column_edges(pages: list[list[Line]]) -> dict[int, tuple[float, float]
             if fit: edges[id(l)] = min(fit, key=lambda c: c[1] - c[0])
     return edges
 
-# %% ../nbs/01_pdf2text.ipynb #4adbcabc
-DROP_RULES = ("header_footer", "page_number", "toc", "caption", "code", "table", "heading")
+# %% ../nbs/01_pdf2text.ipynb #acbff499
+def _width_rule(widths: Counter, geometry: bool) -> tuple[float, bool]:
+    """(90th percentile of the body lines' widths in em, hard-wrapped .txt?) from a histogram {width: lines}.
+    Hard-wrapped: at least 40% of the lines are 85% as wide as that percentile (never for PDF lines)."""
+    n = sum(widths.values())
+    if not n: return 0.0, False
+    idx, cum, w90 = min(n - 1, int(0.9 * n)), 0, 0.0
+    for w in sorted(widths):
+        cum += widths[w]
+        if cum > idx: w90 = w; break
+    wrapped = not geometry and sum(c for w, c in widths.items() if w >= 0.85 * w90) >= 0.4 * n
+    return w90, wrapped
 
+# %% ../nbs/01_pdf2text.ipynb #82e04938
 def _layout_stats(pages: list[list[Line]]) -> dict:
     "Line pitch and text block edges of body lines, for the paragraph rules."
     gaps, lefts, rights, widths = [], [], [], []
@@ -662,21 +679,8 @@ def _layout_stats(pages: list[list[Line]]) -> dict:
     return {"pitch": pitch, "left": q(lefts, 0.1), "right": q(rights, 0.9), "width_em": width_em, "wrapped": wrapped,
             "edges": edges}
 
-def _width_rule(widths: Counter, geometry: bool) -> tuple[float, bool]:
-    """(90th percentile of the body lines' widths in em, hard-wrapped .txt?) from a histogram {width: lines}.
-    Hard-wrapped: at least 40% of the lines are 85% as wide as that percentile (never for PDF lines)."""
-    n = sum(widths.values())
-    if not n: return 0.0, False
-    idx, cum, w90 = min(n - 1, int(0.9 * n)), 0, 0.0
-    for w in sorted(widths):
-        cum += widths[w]
-        if cum > idx: w90 = w; break
-    wrapped = not geometry and sum(c for w, c in widths.items() if w >= 0.85 * w90) >= 0.4 * n
-    return w90, wrapped
-
+# %% ../nbs/01_pdf2text.ipynb #7f48369f
 _CONTINUES = tuple("，、：；,:（(“‘《「『-")
-_LINE_CLOSERS = "。，、；：！？）》」』】〉"  # CJK marks that close what came before (not ” ’: books open quotes with them)
-
 def _ends_paragraph(prev: Line, st: dict) -> bool:
     """A line that stops well before the right edge (of its column) ends its paragraph (titles, labels, last lines).
     In .txt input only hard-wrapped files are rejoined, plus lines that end in a comma-like mark."""
@@ -687,18 +691,10 @@ def _ends_paragraph(prev: Line, st: dict) -> bool:
     if prev.text.rstrip().endswith(_CONTINUES): return False
     return not st["wrapped"] or em_width(prev.text.strip()) < 0.7 * st["width_em"]
 
-def assemble_documents(pages: list[list[Line]], *, keep_code: bool = False, keep_tables: bool = False,
-                       heading_splits_docs: bool = True) -> tuple[list[list[tuple[str, str]]], dict]:
-    """Turn classified lines into documents of blocks (kind, text), kind 'para' | 'code' | 'table'.
-    Wrapped lines are joined into paragraphs; a `whole` line is a paragraph of its own; headings (option) and
-    blank lines in .txt input end a document."""
-    st = _layout_stats(pages)
-    vocab = hyphen_vocab(l for p in pages for l in p if l.kind == "body")
-    counts = Counter()
-    docs = list(_assemble((l for p in pages for l in p), st, vocab, counts, keep_code=keep_code, keep_tables=keep_tables,
-                          heading_splits_docs=heading_splits_docs))
-    return docs, {"paragraphs": counts["paragraphs"], **st}
-
+# %% ../nbs/01_pdf2text.ipynb #c34cec82
+_BULLET_RE = re.compile(r"^(?:[•◦▪▫●○■□◆◇►▸‣⁃∙]|[-–—*·](?=\s))\s*")
+_ENUM_RE = re.compile(r"^(?:\(?\d{1,2}[.)）]|（\d{1,2}）|[①-⑳]|[a-z][.)])\s")
+_LINE_CLOSERS = "。，、；：！？）》」』】〉"  # CJK marks that close what came before (not ” ’: books open quotes with them)
 def _assemble(lines, st: dict, vocab: set, counts: Counter, *, keep_code: bool, keep_tables: bool,
               heading_splits_docs: bool):
     """`assemble_documents`' rules over a stream of classified lines: yields each document as soon as it ends.
@@ -754,6 +750,20 @@ def _assemble(lines, st: dict, vocab: set, counts: Counter, *, keep_code: bool, 
     d = end_doc()
     if d: yield d
 
+# %% ../nbs/01_pdf2text.ipynb #6d0570e7
+def assemble_documents(pages: list[list[Line]], *, keep_code: bool = False, keep_tables: bool = False,
+                       heading_splits_docs: bool = True) -> tuple[list[list[tuple[str, str]]], dict]:
+    """Turn classified lines into documents of blocks (kind, text), kind 'para' | 'code' | 'table'.
+    Wrapped lines are joined into paragraphs; a `whole` line is a paragraph of its own; headings (option) and
+    blank lines in .txt input end a document."""
+    st = _layout_stats(pages)
+    vocab = hyphen_vocab(l for p in pages for l in p if l.kind == "body")
+    counts = Counter()
+    docs = list(_assemble((l for p in pages for l in p), st, vocab, counts, keep_code=keep_code, keep_tables=keep_tables,
+                          heading_splits_docs=heading_splits_docs))
+    return docs, {"paragraphs": counts["paragraphs"], **st}
+
+# %% ../nbs/01_pdf2text.ipynb #6adfe649
 def documents_to_sentences(docs, min_sentence_chars: int = 2, min_doc_sentences: int = 1) -> tuple[list[list[str]], dict]:
     """Split paragraphs into sentences (code/table blocks stay one line each); drop and count what is too short.
 
@@ -773,7 +783,19 @@ def documents_to_sentences(docs, min_sentence_chars: int = 2, min_doc_sentences:
         else: out.append(sents)
     return out, {k: c[k] for k in ("sentences_dropped_short", "docs_dropped_short", "sentences_in_dropped_docs")}
 
-# %% ../nbs/01_pdf2text.ipynb #acbff499
+# %% ../nbs/01_pdf2text.ipynb #3af65e79
+DROP_RULES = ("header_footer", "page_number", "toc", "caption", "code", "table", "heading")
+def _clean_counts(kinds: Counter, chars_in: int, body_size: float, pitch: float, paragraphs: int, docs_before: int,
+                  c: dict, *, keep_code: bool, keep_tables: bool) -> dict:
+    "The cleaning report's counts from the kinds of the non-blank lines and the assembly's counts."
+    kept_kinds = {"body"} | ({"code"} if keep_code else set()) | ({"table", "caption"} if keep_tables else set())
+    return {"lines_in": sum(kinds.values()), "lines_kept": sum(v for k, v in kinds.items() if k in kept_kinds),
+            "lines_dropped": {r: (0 if r in kept_kinds else kinds.get(r, 0)) for r in DROP_RULES},
+            "lines_kept_by_kind": {k: kinds.get(k, 0) for k in sorted(kept_kinds)},
+            "chars_in": chars_in, "body_font_size": body_size, "paragraphs": paragraphs, "line_pitch": pitch,
+            "docs_before_filter": docs_before, **c}
+
+# %% ../nbs/01_pdf2text.ipynb #254524b7
 def clean_pages(pages: list[list[Line]], *, keep_code: bool = False, keep_tables: bool = False,
                 min_sentence_chars: int = 2, min_doc_sentences: int = 1, heading_splits_docs: bool = True):
     """Every rule in order on pages of Lines -> (documents as lists of sentences, counts). No file IO.
@@ -795,22 +817,13 @@ def clean_pages(pages: list[list[Line]], *, keep_code: bool = False, keep_tables
     return sents, _clean_counts(Counter(l.kind for l in lines), sum(len(l.text) for l in lines), body_size, st["pitch"],
                                 st["paragraphs"], len(docs), c, keep_code=keep_code, keep_tables=keep_tables)
 
-def _clean_counts(kinds: Counter, chars_in: int, body_size: float, pitch: float, paragraphs: int, docs_before: int,
-                  c: dict, *, keep_code: bool, keep_tables: bool) -> dict:
-    "The cleaning report's counts from the kinds of the non-blank lines and the assembly's counts."
-    kept_kinds = {"body"} | ({"code"} if keep_code else set()) | ({"table", "caption"} if keep_tables else set())
-    return {"lines_in": sum(kinds.values()), "lines_kept": sum(v for k, v in kinds.items() if k in kept_kinds),
-            "lines_dropped": {r: (0 if r in kept_kinds else kinds.get(r, 0)) for r in DROP_RULES},
-            "lines_kept_by_kind": {k: kinds.get(k, 0) for k in sorted(kept_kinds)},
-            "chars_in": chars_in, "body_font_size": body_size, "paragraphs": paragraphs, "line_pitch": pitch,
-            "docs_before_filter": docs_before, **c}
-
+# %% ../nbs/01_pdf2text.ipynb #73f05eaa
 def format_text(docs: list[list[str]]) -> str:
     """The stage-01 contract: one sentence a line, a blank line between documents; the text ends with a newline (empty for no
     documents)."""
     return "\n\n".join("\n".join(d) for d in docs) + ("\n" if docs else "")
 
-# %% ../nbs/01_pdf2text.ipynb #bcc81b41
+# %% ../nbs/01_pdf2text.ipynb #3ae82b97
 def _text_lines(path, encoding: str, on_bytes=None):
     "(page, line, False) of a text file one at a time, split exactly as `text_to_pages` splits the whole text."
     page, last_nl, n, pos = 0, True, 0, 0
@@ -828,6 +841,7 @@ def _text_lines(path, encoding: str, on_bytes=None):
         if on_bytes is not None: on_bytes(f.buffer.tell() - pos)
     if last_nl: yield page, "", False
 
+# %% ../nbs/01_pdf2text.ipynb #f8d552e1
 def _scan_text(lines) -> dict:
     """First pass: pages, and per page its non-blank lines, its dot-leader lines and the keys of its edge lines
     (`mark_edges`); with 3 or more pages a second pass counts the candidate running-header keys everywhere
@@ -860,6 +874,7 @@ def _scan_text(lines) -> dict:
             keys = {k for k in cand if edge_pages[k] >= 0.8 * anywhere[k]}
     return {"pages": n, "nonblank": nonblank, "toc_hits": hits, "keys": keys}
 
+# %% ../nbs/01_pdf2text.ipynb #fb4d277f
 def _classified_text_lines(lines, scan: dict, batch: int = 4096, on_bytes=None):
     """The Lines of a text file with their kinds set as `clean_pages` sets them, one at a time. With 3 or more pages
     one page is held at a time (the page rules run on it with the keys of `_scan_text`); otherwise batches of lines."""
@@ -885,9 +900,9 @@ def _classified_text_lines(lines, scan: dict, batch: int = 4096, on_bytes=None):
             classify_lines([buf]); yield from buf; buf = []
     classify_lines([buf]); yield from buf
 
+# %% ../nbs/01_pdf2text.ipynb #511cc154
 _KINDS = ("body", *DROP_RULES)
 _KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
-
 def clean_text_file(path, out, *, encoding: str | None = None, keep_code: bool = False, keep_tables: bool = False,
                     min_sentence_chars: int = 2, min_doc_sentences: int = 1, heading_splits_docs: bool = True,
                     show_progress: bool = False, lines=None) -> dict:
@@ -946,22 +961,36 @@ def _from_formats(fn, *args, **kwargs):
     except ValueError as e:
         if isinstance(e, Pdf2TextError) or type(e).__name__ != "Pdf2TextError": raise
         raise Pdf2TextError(str(e)) from e
-
 def sniff_input(path) -> str:
     """The input format by content: 'pdf' | 'text' | 'docx' | 'epub' | 'html' | 'markdown' | 'jsonl'
     (`formats.sniff_format`, notebook 01a). Clear errors for missing, empty, binary and unsupported files."""
     return _from_formats(sniff_format, path)
 
-# %% ../nbs/01_pdf2text.ipynb #014dfa1f
+# %% ../nbs/01_pdf2text.ipynb #643257cd
 def _default_output(input_path: Path, output_path) -> Path:
     out = Path(output_path)
     return out / f"{input_path.stem}.txt" if out.is_dir() or str(output_path).endswith(("/", "\\")) else out
-
 def report_path(output_path) -> Path:
     "The cleaning report lives beside the text: <name>.report.json."
     output_path = Path(output_path)
     return output_path.with_name(output_path.stem + ".report.json")
 
+# %% ../nbs/01_pdf2text.ipynb #3e75659d
+def _nothing_left(input_path, counts: dict):
+    raise Pdf2TextError(f"{input_path}: no document left after cleaning ({counts['lines_in']} lines read, "
+                        f"{counts['docs_dropped_short']} documents too short). Lower min_doc_sentences/"
+                        f"min_sentence_chars, or check the input.")
+def _write_report(input_path, output_path, info, counts, chars_out, docs, sentences, params, max_pages, json_key, t0) -> dict:
+    "Write `<name>.report.json` (atomic) beside the text and return the report."
+    secs = time.perf_counter() - t0
+    report = {"input": str(input_path), "output": str(output_path), **info, **counts,
+              "chars_out": chars_out, "docs": docs, "sentences": sentences,
+              "params": {**params, "max_pages": max_pages, "json_key": json_key},
+              "seconds": round(secs, 3), "pages_per_s": round(info["pages"] / secs, 1) if secs else None}
+    atomic_write_text(report_path(output_path), json.dumps(report, ensure_ascii=False, indent=1))
+    return report
+
+# %% ../nbs/01_pdf2text.ipynb #fd18c33f
 def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables: bool = False,
                 min_sentence_chars: int = 2, min_doc_sentences: int = 1, heading_splits_docs: bool = True,
                 max_pages: int = 0, show_progress: bool = True, json_key: str = "text", ocr: str = "auto") -> dict:
@@ -1006,22 +1035,7 @@ def pdf_to_text(input_path, output_path, *, keep_code: bool = False, keep_tables
     return _write_report(input_path, output_path, info, counts, len(out_text) - out_text.count("\n"), len(docs),
                          sum(len(d) for d in docs), params, max_pages, json_key, t0)
 
-def _nothing_left(input_path, counts: dict):
-    raise Pdf2TextError(f"{input_path}: no document left after cleaning ({counts['lines_in']} lines read, "
-                        f"{counts['docs_dropped_short']} documents too short). Lower min_doc_sentences/"
-                        f"min_sentence_chars, or check the input.")
-
-def _write_report(input_path, output_path, info, counts, chars_out, docs, sentences, params, max_pages, json_key, t0) -> dict:
-    "Write `<name>.report.json` (atomic) beside the text and return the report."
-    secs = time.perf_counter() - t0
-    report = {"input": str(input_path), "output": str(output_path), **info, **counts,
-              "chars_out": chars_out, "docs": docs, "sentences": sentences,
-              "params": {**params, "max_pages": max_pages, "json_key": json_key},
-              "seconds": round(secs, 3), "pages_per_s": round(info["pages"] / secs, 1) if secs else None}
-    atomic_write_text(report_path(output_path), json.dumps(report, ensure_ascii=False, indent=1))
-    return report
-
-# %% ../nbs/01_pdf2text.ipynb #31940218
+# %% ../nbs/01_pdf2text.ipynb #de87bd98
 def _page_source_rows(report: dict) -> list[tuple[str, str]]:
     "Report rows for where each page's text came from (PDF input only)."
     src = report.get("page_sources")
@@ -1033,6 +1047,7 @@ def _page_source_rows(report: dict) -> list[tuple[str, str]]:
         rows.append(("  OCR pages", _page_ranges(report["pages_ocr"])))
     return rows
 
+# %% ../nbs/01_pdf2text.ipynb #4cc8a969
 def format_report(report: dict) -> str:
     "The cleaning report as a small two-column table."
     rows = [("input", Path(report["input"]).name), ("format", report["format"] + (f" ({report['encoding']})" if report.get("encoding") else "")),
@@ -1056,6 +1071,7 @@ def list_inputs(input_path) -> list[Path]:
     try: return list_input_files(input_path, hint=". Put your books (PDF, TXT, ...) there.")  # textio's rule
     except FileNotFoundError as e: raise Pdf2TextError(str(e)) from None
 
+# %% ../nbs/01_pdf2text.ipynb #4aefd0c2
 def plan_outputs(input_path, output_dir) -> dict[Path, list[Path]]:
     """{input: [output .txt, its .report.json]}: the same relative path under `output_dir`, suffix `.txt`.
     Raises Pdf2TextError when two inputs would write the same output (e.g. `book.pdf` and `book.docx`)."""
@@ -1070,6 +1086,7 @@ def plan_outputs(input_path, output_dir) -> dict[Path, list[Path]]:
         plan[f] = [txt, report_path(txt)]
     return plan
 
+# %% ../nbs/01_pdf2text.ipynb #5bab7ae6
 def folder_to_text(input_dir, output_dir, **kwargs) -> dict:
     """Convert every input in `input_dir` to `output_dir/<relative path>.txt` (kwargs as `pdf_to_text`), no manifest.
     Converts all good files, then raises one Pdf2TextError naming every bad one. Returns {input: report}."""
@@ -1081,13 +1098,13 @@ def folder_to_text(input_dir, output_dir, **kwargs) -> dict:
     if errors: raise Pdf2TextError(f"{len(errors)} of {len(plan)} inputs failed:\n" + "\n".join(errors))
     return reports
 
-# %% ../nbs/01_pdf2text.ipynb #ee34cc76
+# %% ../nbs/01_pdf2text.ipynb #314a449a
 STAGE = "pdf2text"
-
 def _stage_options(cfg) -> dict:
     "The pdf_to_text keywords a config gives (every cfg.pdf2text field but input_path)."
     return {k: v for k, v in dataclasses.asdict(cfg.pdf2text).items() if k != "input_path"}
 
+# %% ../nbs/01_pdf2text.ipynb #418ce458
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 01 from the config: every input under cfg.pdf2text.input_path (or paths.raw_dir) -> paths.text_dir.
 
