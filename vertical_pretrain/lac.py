@@ -427,7 +427,7 @@ def _gru_steps(xp, layer: dict):
 
 # %% ../nbs/02a_lac.ipynb #163d8c3b
 def _batch_major(out, rows):
-    "Step-major GRU outputs (T, 2, B, H) back to batch-major rows (B*T, 2H): the row consumed at step t gets step t's output."
+    "Step-major GRU outputs (T, 2, B, H) back to batch-major rows (`B*T`, 2H): the row consumed at step t gets step t's output."
     T, _, B, H = out.shape
     b = np.arange(B)[:, None]
     steps = np.broadcast_to(np.arange(T), (B, T))
