@@ -31,7 +31,7 @@ class LACNotInstalledError(ImportError):
 class ModelFileError(ValueError):
     "A LAC model or dictionary file is missing, truncated or corrupt."
 
-
+# %% ../nbs/02a_lac.ipynb #8390ac86
 def lac_package_dir(package: str = 'LAC') -> Path:
     """Directory of the installed LAC package, found without importing (and so without running) its code.
 
@@ -48,7 +48,7 @@ def lac_package_dir(package: str = 'LAC') -> Path:
         return Path(spec.origin).parent
     return Path(next(iter(spec.submodule_search_locations)))
 
-
+# %% ../nbs/02a_lac.ipynb #375936c4
 def find_lac_model_dir(mode: str = 'seg', model_path=None) -> Path:
     """The model directory (with `conf/` and `model/`) of `mode` in the installed LAC, or `model_path` when given.
 
@@ -79,7 +79,7 @@ def _varint(buf: bytes, i: int):
             return result, i
         shift += 7
 
-
+# %% ../nbs/02a_lac.ipynb #a424cee9
 def pb_fields(buf: bytes) -> list:
     """Decode one protobuf message into (field_number, value) pairs, without a schema.
 
@@ -108,12 +108,29 @@ def pb_fields(buf: bytes) -> list:
         out.append((num, val))
     return out
 
-
+# %% ../nbs/02a_lac.ipynb #9a68854c
 # framework.proto VarType.Type -> numpy dtype
 PADDLE_DTYPES = {0: np.bool_, 1: np.int16, 2: np.int32, 3: np.int64, 4: np.float16,
                  5: np.float32, 6: np.float64, 20: np.uint8, 21: np.int8}
 
 
+def _tensor_desc(desc: list):
+    "(data_type, dims) of a decoded `TensorDesc` (`pb_fields` pairs); dims as unsigned varints, packed or not."
+    data_type, dims = None, []
+    for num, val in desc:
+        if num == 1:
+            data_type = val
+        elif num == 2:
+            if isinstance(val, bytes):      # packed encoding
+                j = 0
+                while j < len(val):
+                    d, j = _varint(val, j)
+                    dims.append(d)
+            else:
+                dims.append(val)
+    return data_type, dims
+
+# %% ../nbs/02a_lac.ipynb #d2957844
 def read_lod_tensor(path, return_lod: bool = False):
     """Read one parameter file in Paddle's legacy LoDTensor format into a numpy array (and its LoD).
 
@@ -149,19 +166,7 @@ def read_lod_tensor(path, return_lod: bool = False):
         desc_size, = struct.unpack_from('<i', buf, pos); pos += 4
         if desc_size < 0 or pos + desc_size > len(buf):
             raise bad('TensorDesc size out of range')
-        desc = pb_fields(buf[pos:pos + desc_size]); pos += desc_size
-        data_type, dims = None, []
-        for num, val in desc:
-            if num == 1:
-                data_type = val
-            elif num == 2:
-                if isinstance(val, bytes):      # packed encoding
-                    j = 0
-                    while j < len(val):
-                        d, j = _varint(val, j)
-                        dims.append(d)
-                else:
-                    dims.append(val)
+        data_type, dims = _tensor_desc(pb_fields(buf[pos:pos + desc_size])); pos += desc_size
     except struct.error as e:
         raise bad(f'the header ends early ({e})') from None
     except ModelFileError:
@@ -184,6 +189,34 @@ def read_lod_tensor(path, return_lod: bool = False):
 _ATTR_FIELDS = {0: 3, 1: 4, 2: 5, 6: 10, 9: 13}   # AttrType -> OpDesc.Attr field: INT i, FLOAT f, STRING s, BOOLEAN b, LONG l
 
 
+def _op_desc(raw: bytes) -> dict:
+    "One `OpDesc` message as a dict: type, inputs and outputs (parameter -> variable names), scalar attrs."
+    op = {'type': None, 'inputs': {}, 'outputs': {}, 'attrs': {}}
+    for f, v in pb_fields(raw):
+        if f == 3:
+            op['type'] = v.decode()
+        elif f in (1, 2):
+            var = pb_fields(v)
+            key = next(x for g, x in var if g == 1).decode()
+            op['inputs' if f == 1 else 'outputs'][key] = [x.decode() for g, x in var if g == 2]
+        elif f == 4:
+            attr = pb_fields(v)
+            name = next(x for g, x in attr if g == 1).decode()
+            atype = next((x for g, x in attr if g == 2), None)
+            vals = [x for g, x in attr if g == _ATTR_FIELDS.get(atype)]
+            if not vals:
+                continue
+            val = vals[0]
+            if atype == 2:
+                val = val.decode()
+            elif atype == 6:
+                val = bool(val)
+            elif atype == 1:
+                val = struct.unpack('<f', val)[0]
+            op['attrs'][name] = val
+    return op
+
+# %% ../nbs/02a_lac.ipynb #f72385d9
 def read_program_ops(path) -> list:
     """The ops of block 0 of a legacy `__model__` ProgramDesc, as dicts: type, inputs, outputs, scalar attrs.
 
@@ -192,35 +225,7 @@ def read_program_ops(path) -> list:
     try:
         prog = pb_fields(path.read_bytes())
         block = next(v for n, v in prog if n == 1)
-        ops = []
-        for num, raw in pb_fields(block):
-            if num != 4:
-                continue
-            op = {'type': None, 'inputs': {}, 'outputs': {}, 'attrs': {}}
-            for f, v in pb_fields(raw):
-                if f == 3:
-                    op['type'] = v.decode()
-                elif f in (1, 2):
-                    var = pb_fields(v)
-                    key = next(x for g, x in var if g == 1).decode()
-                    op['inputs' if f == 1 else 'outputs'][key] = [x.decode() for g, x in var if g == 2]
-                elif f == 4:
-                    attr = pb_fields(v)
-                    name = next(x for g, x in attr if g == 1).decode()
-                    atype = next((x for g, x in attr if g == 2), None)
-                    vals = [x for g, x in attr if g == _ATTR_FIELDS.get(atype)]
-                    if not vals:
-                        continue
-                    val = vals[0]
-                    if atype == 2:
-                        val = val.decode()
-                    elif atype == 6:
-                        val = bool(val)
-                    elif atype == 1:
-                        val = struct.unpack('<f', val)[0]
-                    op['attrs'][name] = val
-            ops.append(op)
-        return ops
+        return [_op_desc(raw) for num, raw in pb_fields(block) if num == 4]
     except (StopIteration, ValueError, UnicodeDecodeError, struct.error, OSError) as e:
         raise ModelFileError(f"cannot parse program file {path}: {e}") from None
 
@@ -248,7 +253,33 @@ def load_kv_dict(path, reverse: bool = False, key_func=None, value_func=None) ->
         raise ModelFileError(f"cannot read dictionary {path}: {e}") from None
     return result
 
-# %% ../nbs/02a_lac.ipynb #3003531c
+# %% ../nbs/02a_lac.ipynb #591075fa
+def _best_route(text: str, pref: dict, logtotal: float) -> list:
+    "LAC's best route through `text`: `nxt[i]` is the index of the last char of the word starting at `i`."
+    n = len(text)
+    # one right-to-left pass: the words starting at `head` are scored as soon as they are found, against the
+    # best route of the text after them (already known). Same sums, in the same order, as LAC's
+    # `log(freq or 1) - logtotal + route[end]`; ties go to the larger end index, like its tuple `max`.
+    single = log(1) - logtotal                 # a lone character: its "frequency" counts as 1
+    score, nxt = [0.0] * (n + 1), [0] * (n + 1)
+    for head in range(n - 1, -1, -1):
+        best, best_end = single + score[head + 1], head
+        if text[head] in pref:
+            end = head + 2
+            while end <= n:
+                word = text[head:end]
+                if word not in pref:
+                    break
+                length = pref[word]
+                if length:
+                    cand = log(length) - logtotal + score[end]
+                    if cand >= best:
+                        best, best_end = cand, end - 1
+                end += 1
+        score[head], nxt[head] = best, best_end
+    return nxt
+
+# %% ../nbs/02a_lac.ipynb #4276cd0d
 class DagCutter:
     "LAC's dictionary pre-segmentation for `lac` mode (its `segment.Segment.fast_cut`), same scores and ties."
     _ascii_alnum = re.compile('[a-zA-Z0-9]')
@@ -270,27 +301,7 @@ class DagCutter:
 
     def cut(self, text: str) -> list:
         "Cut `text` into dictionary words and characters (runs of single ASCII letters/digits glued)."
-        n, pref, logtotal = len(text), self.prefixes, self.logtotal
-        # one right-to-left pass: the words starting at `head` are scored as soon as they are found, against the
-        # best route of the text after them (already known). Same sums, in the same order, as LAC's
-        # `log(freq or 1) - logtotal + route[end]`; ties go to the larger end index, like its tuple `max`.
-        single = log(1) - logtotal                 # a lone character: its "frequency" counts as 1
-        score, nxt = [0.0] * (n + 1), [0] * (n + 1)
-        for head in range(n - 1, -1, -1):
-            best, best_end = single + score[head + 1], head
-            if text[head] in pref:
-                end = head + 2
-                while end <= n:
-                    word = text[head:end]
-                    if word not in pref:
-                        break
-                    length = pref[word]
-                    if length:
-                        cand = log(length) - logtotal + score[end]
-                        if cand >= best:
-                            best, best_end = cand, end - 1
-                    end += 1
-            score[head], nxt[head] = best, best_end
+        n, nxt = len(text), _best_route(text, self.prefixes, self.logtotal)
         out, buf, i = [], '', 0
         while i < n:
             j = nxt[i] + 1
@@ -307,7 +318,7 @@ class DagCutter:
             out.append(buf)
         return out
 
-# %% ../nbs/02a_lac.ipynb #4498ba42
+# %% ../nbs/02a_lac.ipynb #5a2c4db7
 def _sigmoid(x, out=None):
     "Paddle's CPU sigmoid: the input is clipped to [-40, 13] first."
     out = np.maximum(x, -40.0, out=out)
@@ -318,7 +329,7 @@ def _sigmoid(x, out=None):
     np.reciprocal(out, out=out)
     return out
 
-
+# %% ../nbs/02a_lac.ipynb #0e980089
 def _tanh(x, out=None):
     "Paddle's CPU tanh kernel: 2*sigmoid(2x) - 1, with the sigmoid's clipping."
     out = np.multiply(x, 2.0, out=out)
@@ -327,72 +338,130 @@ def _tanh(x, out=None):
     out -= 1.0
     return out
 
-# %% ../nbs/02a_lac.ipynb #31090804
+# %% ../nbs/02a_lac.ipynb #d0049638
+def _load_param(model_dir: Path, name: str):
+    "One parameter file of the model, as float32."
+    return read_lod_tensor(model_dir / name).astype(np.float32)
+
+
+def _graph_error(model_dir: Path, what: str) -> ModelFileError:
+    return ModelFileError(f"{model_dir / '__model__'}: unexpected graph, {what}")
+
+
+def _fc_of(model_dir: Path, producer: dict, var: str):
+    "(weight, bias, input variable) of the mul + elementwise_add that produced `var` (`producer`: variable -> op)."
+    add = producer.get(var)
+    mul = producer.get(add['inputs']['X'][0]) if add and add['type'] == 'elementwise_add' else None
+    if mul is None or mul['type'] != 'mul':
+        raise _graph_error(model_dir, f'{var} is not the output of an fc layer')
+    return (_load_param(model_dir, mul['inputs']['Y'][0]), _load_param(model_dir, add['inputs']['Y'][0]).reshape(-1),
+            mul['inputs']['X'][0])
+
+# %% ../nbs/02a_lac.ipynb #7ddc3ce9
+def _bigru_directions(model_dir: Path, producer: dict, x: str):
+    "The two GRU directions (params and flags) of the bi-GRU layer whose concat produced `x`, and the variable they read."
+    cat = producer.get(x)
+    if cat is None or cat['type'] != 'concat' or len(cat['inputs']['X']) != 2:
+        raise _graph_error(model_dir, f'{x} is not a concat of two GRUs')
+    dirs, sources = [], set()
+    for hidden in cat['inputs']['X']:
+        gru = producer[hidden]
+        a = gru['attrs']
+        if gru['type'] != 'gru' or a.get('gate_activation', 'sigmoid') != 'sigmoid' \
+                or a.get('activation', 'tanh') != 'tanh' or gru['inputs'].get('H0'):
+            raise _graph_error(model_dir, f"unsupported recurrent op {gru['type']} {a}")
+        w_in, b_in, src = _fc_of(model_dir, producer, gru['inputs']['Input'][0])
+        sources.add(src)
+        dirs.append(dict(w_in=w_in, b_in=b_in + _load_param(model_dir, gru['inputs']['Bias'][0]).reshape(-1),
+                         w_h=_load_param(model_dir, gru['inputs']['Weight'][0]),
+                         reverse=bool(a.get('is_reverse', False)),
+                         origin_mode=bool(a.get('origin_mode', False))))
+    if len(sources) != 1:
+        raise _graph_error(model_dir, 'the two directions of a layer read different inputs')
+    return dirs, sources.pop()
+
+# %% ../nbs/02a_lac.ipynb #ba5fdfd0
+def _stack_directions(dirs: list) -> dict:
+    "A layer's two directions stacked for the step loop: the [H, 3H] weight read as [H, 2H] update|reset + [H, H] candidate."
+    H = dirs[0]['w_h'].shape[0]
+    # the [H, 3H] weight is used as two flat blocks: [H, 2H] update|reset, then [H, H] candidate
+    flat = [d['w_h'].reshape(-1) for d in dirs]
+    return dict(
+        H=H,
+        w_in=np.stack([d['w_in'] for d in dirs]),                 # (2, D, 3H)
+        b_in=np.stack([d['b_in'] for d in dirs])[:, None, :],     # (2, 1, 3H)
+        w_gate=np.stack([f[:2 * H * H].reshape(H, 2 * H) for f in flat]),
+        w_cand=np.stack([f[2 * H * H:].reshape(H, H) for f in flat]),
+        reverse=[d['reverse'] for d in dirs],
+        origin_mode=[d['origin_mode'] for d in dirs])
+
+# %% ../nbs/02a_lac.ipynb #2e180ca2
+def _gru_steps(xp, layer: dict):
+    "Both directions of a GRU layer over all steps: `xp` (T, 2, B, 3H) input projections -> hidden states (T, 2, B, H)."
+    T, _, B, _ = xp.shape
+    H = layer['H']
+    out = np.empty((T, 2, B, H), np.float32)
+    gate = np.empty((2, B, 2 * H), np.float32)
+    cand = np.empty((2, B, H), np.float32)
+    rh = np.empty((2, B, H), np.float32)
+    h = np.zeros((2, B, H), np.float32)
+    wg, wc, origin = layer['w_gate'], layer['w_cand'], layer['origin_mode']
+    for t in range(T):
+        xt = xp[t]
+        np.matmul(h, wg, out=gate)
+        gate += xt[:, :, :2 * H]
+        _sigmoid(gate, out=gate)
+        u, r = gate[:, :, :H], gate[:, :, H:]
+        np.multiply(r, h, out=rh)
+        np.matmul(rh, wc, out=cand)
+        cand += xt[:, :, 2 * H:]
+        _tanh(cand, out=cand)
+        for k in (0, 1):
+            if origin[k]:                  # h = u*h_prev + (1-u)*c
+                np.subtract(1.0, u[k], out=u[k])
+        cand -= h                          # h = h_prev + u*(c - h_prev)
+        cand *= u
+        np.add(h, cand, out=out[t])
+        h = out[t]
+    return out
+
+# %% ../nbs/02a_lac.ipynb #163d8c3b
+def _batch_major(out, rows):
+    "Step-major GRU outputs (T, 2, B, H) back to batch-major rows (`B*T`, 2H): the row consumed at step t gets step t's output."
+    T, _, B, H = out.shape
+    b = np.arange(B)[:, None]
+    steps = np.broadcast_to(np.arange(T), (B, T))
+    back = []
+    for d in (0, 1):
+        step_of = np.empty((B, T), np.intp)
+        np.put_along_axis(step_of, rows[d] - b * T, steps, axis=1)
+        back.append((step_of * 2 + d) * B + b)
+    gather = np.stack(back, axis=2)                                # (B, T, 2)
+    return np.take(out.reshape(T * 2 * B, H), gather.ravel(), axis=0).reshape(B * T, 2 * H)
+
+# %% ../nbs/02a_lac.ipynb #d97f7e28
 class BiGRUCRF:
     "LAC's network (embedding, stacked bi-GRU, fc emission, CRF) in numpy, wired from the `__model__` graph."
 
     def __init__(self, model_dir):
         model_dir = Path(model_dir)
         ops = read_program_ops(model_dir / '__model__')
-        load = lambda name: read_lod_tensor(model_dir / name).astype(np.float32)
         producer = {v: op for op in ops for outs in op['outputs'].values() for v in outs}
-
-        def unexpected(what):
-            return ModelFileError(f"{model_dir / '__model__'}: unexpected graph, {what}")
-
-        def fc_of(var):
-            "(weight, bias, input variable) of the mul + elementwise_add that produced `var`."
-            add = producer.get(var)
-            mul = producer.get(add['inputs']['X'][0]) if add and add['type'] == 'elementwise_add' else None
-            if mul is None or mul['type'] != 'mul':
-                raise unexpected(f'{var} is not the output of an fc layer')
-            return load(mul['inputs']['Y'][0]), load(add['inputs']['Y'][0]).reshape(-1), mul['inputs']['X'][0]
-
         emb = [op for op in ops if op['type'] in ('lookup_table', 'lookup_table_v2')]
         crf = [op for op in ops if op['type'] == 'crf_decoding']
         if len(emb) != 1 or len(crf) != 1:
-            raise unexpected('expected one lookup_table and one crf_decoding')
-        self.embedding = load(emb[0]['inputs']['W'][0])
-        self.transitions = load(crf[0]['inputs']['Transition'][0])
-        self.emission_w, self.emission_b, x = fc_of(crf[0]['inputs']['Emission'][0])
+            raise _graph_error(model_dir, 'expected one lookup_table and one crf_decoding')
+        self.embedding = _load_param(model_dir, emb[0]['inputs']['W'][0])
+        self.transitions = _load_param(model_dir, crf[0]['inputs']['Transition'][0])
+        self.emission_w, self.emission_b, x = _fc_of(model_dir, producer, crf[0]['inputs']['Emission'][0])
         layers = []
         while x != emb[0]['outputs']['Out'][0]:          # walk back from the CRF to the embedding
-            cat = producer.get(x)
-            if cat is None or cat['type'] != 'concat' or len(cat['inputs']['X']) != 2:
-                raise unexpected(f'{x} is not a concat of two GRUs')
-            dirs, sources = [], set()
-            for hidden in cat['inputs']['X']:
-                gru = producer[hidden]
-                a = gru['attrs']
-                if gru['type'] != 'gru' or a.get('gate_activation', 'sigmoid') != 'sigmoid' \
-                        or a.get('activation', 'tanh') != 'tanh' or gru['inputs'].get('H0'):
-                    raise unexpected(f"unsupported recurrent op {gru['type']} {a}")
-                w_in, b_in, src = fc_of(gru['inputs']['Input'][0])
-                sources.add(src)
-                dirs.append(dict(w_in=w_in, b_in=b_in + load(gru['inputs']['Bias'][0]).reshape(-1),
-                                 w_h=load(gru['inputs']['Weight'][0]),
-                                 reverse=bool(a.get('is_reverse', False)),
-                                 origin_mode=bool(a.get('origin_mode', False))))
-            if len(sources) != 1:
-                raise unexpected('the two directions of a layer read different inputs')
+            dirs, x = _bigru_directions(model_dir, producer, x)
             layers.append(dirs)
-            x = sources.pop()
-        self.layers = []
-        for dirs in reversed(layers):
-            H = dirs[0]['w_h'].shape[0]
-            # the [H, 3H] weight is used as two flat blocks: [H, 2H] update|reset, then [H, H] candidate
-            flat = [d['w_h'].reshape(-1) for d in dirs]
-            self.layers.append(dict(
-                H=H,
-                w_in=np.stack([d['w_in'] for d in dirs]),                 # (2, D, 3H)
-                b_in=np.stack([d['b_in'] for d in dirs])[:, None, :],     # (2, 1, 3H)
-                w_gate=np.stack([f[:2 * H * H].reshape(H, 2 * H) for f in flat]),
-                w_cand=np.stack([f[2 * H * H:].reshape(H, H) for f in flat]),
-                reverse=[d['reverse'] for d in dirs],
-                origin_mode=[d['origin_mode'] for d in dirs]))
+        self.layers = [_stack_directions(dirs) for dirs in reversed(layers)]
         self.num_tags = self.transitions.shape[1]
         if self.transitions.shape[0] != self.num_tags + 2 or self.emission_w.shape[1] != self.num_tags:
-            raise unexpected(f'CRF transition shape {self.transitions.shape} does not fit the emission layer')
+            raise _graph_error(model_dir, f'CRF transition shape {self.transitions.shape} does not fit the emission layer')
 
     def _gru_layer(self, layer, x, rows):
         """One bi-GRU layer over a padded batch.
@@ -401,44 +470,11 @@ class BiGRUCRF:
         direction `d` consumes at step `t` (reversed inside each sequence for `is_reverse`).
         Returns (B*T, 2H) in the same batch-major row order."""
         B, T = rows[0].shape
-        H = layer['H']
         take = np.stack([rows[0].T, rows[1].T], axis=1)                # (T, 2, B)
         xs = np.take(x, take.ravel(), axis=0).reshape(T, 2, B, -1)
         xp = np.matmul(xs, layer['w_in'])                             # input projections, all steps at once
         xp += layer['b_in']
-        out = np.empty((T, 2, B, H), np.float32)
-        gate = np.empty((2, B, 2 * H), np.float32)
-        cand = np.empty((2, B, H), np.float32)
-        rh = np.empty((2, B, H), np.float32)
-        h = np.zeros((2, B, H), np.float32)
-        wg, wc, origin = layer['w_gate'], layer['w_cand'], layer['origin_mode']
-        for t in range(T):
-            xt = xp[t]
-            np.matmul(h, wg, out=gate)
-            gate += xt[:, :, :2 * H]
-            _sigmoid(gate, out=gate)
-            u, r = gate[:, :, :H], gate[:, :, H:]
-            np.multiply(r, h, out=rh)
-            np.matmul(rh, wc, out=cand)
-            cand += xt[:, :, 2 * H:]
-            _tanh(cand, out=cand)
-            for k in (0, 1):
-                if origin[k]:                  # h = u*h_prev + (1-u)*c
-                    np.subtract(1.0, u[k], out=u[k])
-            cand -= h                          # h = h_prev + u*(c - h_prev)
-            cand *= u
-            np.add(h, cand, out=out[t])
-            h = out[t]
-        # back to batch-major rows: the row consumed at step t gets the output of step t
-        b = np.arange(B)[:, None]
-        steps = np.broadcast_to(np.arange(T), (B, T))
-        back = []
-        for d in (0, 1):
-            step_of = np.empty((B, T), np.intp)
-            np.put_along_axis(step_of, rows[d] - b * T, steps, axis=1)
-            back.append((step_of * 2 + d) * B + b)
-        gather = np.stack(back, axis=2)                                # (B, T, 2)
-        return np.take(out.reshape(T * 2 * B, H), gather.ravel(), axis=0).reshape(B * T, 2 * H)
+        return _batch_major(_gru_steps(xp, layer), rows)
 
     def emissions(self, ids, lengths):
         "Emission scores (B, T, num_tags) for a padded (B, T) id batch with the true `lengths`."
@@ -494,6 +530,25 @@ def viterbi_decode(emission, lengths, transitions):
     return path
 
 # %% ../nbs/02a_lac.ipynb #35025516
+def _onnx_gru_weights(layer: dict, i: int):
+    """(order, W, R, B): ONNX `GRU` inputs for layer `i` of `BiGRUCRF.layers`, forward direction first (`order`: the
+    layer's direction indices). W (2, 3H, D), R (2, 3H, H), B (2, 6H); the update-gate rows are negated unless
+    `origin_mode`. Raises `ModelFileError` unless the layer is one forward and one reverse GRU."""
+    H = layer['H']
+    if sorted(layer['reverse']) != [False, True]:
+        raise ModelFileError(f'layer {i}: expected one forward and one reverse GRU, got reverse={layer["reverse"]}')
+    order = [layer['reverse'].index(False), layer['reverse'].index(True)]     # ONNX: forward first
+    W, R, B = [], [], []
+    for k in order:
+        sign = np.ones(3 * H, np.float32)
+        if not layer['origin_mode'][k]:
+            sign[:H] = -1.0                                   # z = 1 - u = sigmoid(-x_u)
+        W.append((layer['w_in'][k] * sign).T)                                          # (3H, D)
+        R.append((np.concatenate([layer['w_gate'][k], layer['w_cand'][k]], axis=1) * sign).T)  # (3H, H)
+        B.append(np.concatenate([layer['b_in'][k, 0] * sign, np.zeros(3 * H, np.float32)]))
+    return order, np.stack(W), np.stack(R), np.stack(B)
+
+# %% ../nbs/02a_lac.ipynb #0fefec80
 def gru_onnx_model(net: BiGRUCRF) -> bytes:
     """`net` (embedding, bi-GRU layers, emission fc; the CRF stays outside) as a serialized ONNX model, built in memory.
 
@@ -512,19 +567,9 @@ def gru_onnx_model(net: BiGRUCRF) -> bytes:
     x = 'x0'
     for i, layer in enumerate(net.layers):
         H = layer['H']
-        if sorted(layer['reverse']) != [False, True]:
-            raise ModelFileError(f'layer {i}: expected one forward and one reverse GRU, got reverse={layer["reverse"]}')
-        order = [layer['reverse'].index(False), layer['reverse'].index(True)]     # ONNX: forward first
-        W, R, B = [], [], []
-        for k in order:
-            sign = np.ones(3 * H, np.float32)
-            if not layer['origin_mode'][k]:
-                sign[:H] = -1.0                                   # z = 1 - u = sigmoid(-x_u)
-            W.append((layer['w_in'][k] * sign).T)                                          # (3H, D)
-            R.append((np.concatenate([layer['w_gate'][k], layer['w_cand'][k]], axis=1) * sign).T)  # (3H, H)
-            B.append(np.concatenate([layer['b_in'][k, 0] * sign, np.zeros(3 * H, np.float32)]))
+        order, W, R, B = _onnx_gru_weights(layer, i)
         nodes.append(helper.make_node(
-            'GRU', [x, const(f'W{i}', np.stack(W)), const(f'R{i}', np.stack(R)), const(f'B{i}', np.stack(B)), 'lengths'],
+            'GRU', [x, const(f'W{i}', W), const(f'R{i}', R), const(f'B{i}', B), 'lengths'],
             [f'y{i}'], direction='bidirectional', hidden_size=H, linear_before_reset=0))
         y = f'y{i}'                                                              # (T, 2, B, H)
         if order != [0, 1]:                                                      # concat in the model's own order
@@ -543,7 +588,7 @@ def gru_onnx_model(net: BiGRUCRF) -> bytes:
         [helper.make_tensor_value_info('emission', TensorProto.FLOAT, ['T', 'B', net.num_tags])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]).SerializeToString()
 
-
+# %% ../nbs/02a_lac.ipynb #2601102a
 class OnnxBiGRUCRF:
     """`BiGRUCRF` run by ONNX Runtime (CPU, `threads` intra-op threads, 1 per worker process by default): same
     `emissions` / `decode` interface. Raises `ImportError` with the install command when onnx/onnxruntime is missing."""
@@ -572,6 +617,34 @@ class OnnxBiGRUCRF:
         return viterbi_decode(self.emissions(ids, lengths), lengths, self.transitions)
 
 # %% ../nbs/02a_lac.ipynb #89b7bf11
+def _custom_entry(words, sep=None):
+    """One entry in LAC's format -> (phrase, tags per part, end offset per part), or None for an entry LAC ignores
+    (no parts; one character without a tag). Bytes are read as UTF-8, else GBK."""
+    if isinstance(words, bytes):
+        try:
+            words = words.decode('utf-8')
+        except UnicodeDecodeError:
+            words = words.decode('gbk', 'ignore')
+    if isinstance(sep, bytes):
+        sep = sep.decode('utf-8')
+    parts = words.strip().split() if sep is None else words.strip().split(sep)
+    if not parts:
+        return None
+    phrase, tags, offsets = '', [], []
+    for part in parts:
+        slash = part.rfind('/')
+        if slash < 1:
+            phrase += part
+            tags.append('')
+        else:
+            phrase += part[:slash]
+            tags.append(part[slash + 1:])
+        offsets.append(len(phrase))
+    if len(phrase) < 2 and tags[0] == '':
+        return None
+    return phrase, tags, offsets
+
+# %% ../nbs/02a_lac.ipynb #07b9d40d
 class Customization:
     "LAC's user dictionary (`custom.Customization`): phrases that overwrite the model's per-char tags."
 
@@ -581,28 +654,10 @@ class Customization:
 
     def add_word(self, words, sep=None):
         "Add one entry: `春天`, `春天/SEASON`, `花 开`, `花/n 开/v` (parts split on `sep`, default whitespace)."
-        if isinstance(words, bytes):
-            try:
-                words = words.decode('utf-8')
-            except UnicodeDecodeError:
-                words = words.decode('gbk', 'ignore')
-        if isinstance(sep, bytes):
-            sep = sep.decode('utf-8')
-        parts = words.strip().split() if sep is None else words.strip().split(sep)
-        if not parts:
+        entry = _custom_entry(words, sep)
+        if entry is None:
             return
-        phrase, tags, offsets = '', [], []
-        for part in parts:
-            slash = part.rfind('/')
-            if slash < 1:
-                phrase += part
-                tags.append('')
-            else:
-                phrase += part[:slash]
-                tags.append(part[slash + 1:])
-            offsets.append(len(phrase))
-        if len(phrase) < 2 and tags[0] == '':
-            return
+        phrase, tags, offsets = entry
         self.items[phrase] = (tags, offsets)
         self.trie[phrase] = len(phrase)
         for i in range(1, len(phrase)):
@@ -643,7 +698,140 @@ class Customization:
                     tags[begin + off] = tags[begin + off][:-1] + 'B'
         return tags
 
-# %% ../nbs/02a_lac.ipynb #c1e1459a
+# %% ../nbs/02a_lac.ipynb #45a8aadd
+def _lac_engine(mode: str, engine: str) -> str:
+    "Check `LAC`'s `mode` and `engine`; returns the engine, 'auto' resolved: 'onnx' when onnxruntime and onnx are installed."
+    if mode == 'rank':
+        raise NotImplementedError("mode='rank' (word importance) is not supported here; use 'seg' or 'lac'")
+    if mode not in ('seg', 'lac'):
+        raise ValueError(f"mode must be 'seg' or 'lac', got {mode!r}")
+    if engine not in ('auto', 'onnx', 'numpy'):
+        raise ValueError(f"engine must be 'auto', 'onnx' or 'numpy', got {engine!r}")
+    if engine == 'auto':
+        engine = 'onnx' if all(importlib.util.find_spec(m) for m in ('onnxruntime', 'onnx')) else 'numpy'
+    return engine
+
+# %% ../nbs/02a_lac.ipynb #ae49e60e
+def _read_lac_model(model_path: Path) -> tuple:
+    """(word2id, labels, q2b, net) of a LAC model dir, its files as `conf/args.ini` names them.
+
+    Raises `ModelFileError` when the word dictionary has no OOV entry or the tag dictionary lacks a label the network emits."""
+    conf = configparser.ConfigParser()
+    conf.read(model_path / 'conf' / 'args.ini', encoding='utf-8')
+    get = lambda section, key, default: model_path / conf.get(section, key, fallback=default)
+    word2id = load_kv_dict(get('DICT_FILE', 'word_dict_path', 'conf/word.dic'), reverse=True, value_func=int)
+    id2label = load_kv_dict(get('DICT_FILE', 'label_dict_path', 'conf/tag.dic'))
+    q2b = load_kv_dict(get('DICT_FILE', 'word_rep_dict_path', 'conf/q2b.dic'))
+    if 'OOV' not in word2id:
+        raise ModelFileError(f"{model_path / 'conf'}: the word dictionary has no OOV entry")
+    net = BiGRUCRF(get('TRAIN_CONFIG', 'init_checkpoint', 'model'))
+    missing = [i for i in range(net.num_tags) if str(i) not in id2label]
+    if missing:
+        raise ModelFileError(f"{model_path / 'conf'}: the tag dictionary has no label for ids {missing}")
+    return word2id, [id2label[str(i)] for i in range(net.num_tags)], q2b, net
+
+# %% ../nbs/02a_lac.ipynb #f78ab6a9
+def _text_batch(texts) -> tuple:
+    """(single, texts as a list of str) for `LAC.run`: bytes decoded by `textio.decode_text` (BOM, UTF-8, else GB18030).
+
+    Raises `TypeError` for anything but str, bytes or a sequence of them, `UnicodeError` for bytes that are not text."""
+    single = isinstance(texts, (str, bytes))
+    batch = [texts] if single else list(texts)
+    for k, t in enumerate(batch):
+        if isinstance(t, bytes):
+            batch[k] = decode_text(t)[0]
+        elif not isinstance(t, str):
+            raise TypeError(f'LAC.run expects a str or a list of str, got {type(t).__name__}')
+    return single, batch
+
+# %% ../nbs/02a_lac.ipynb #fec25be7
+def _char_id_table(word2id: dict, q2b: dict, oov_id: int):
+    "Code point -> model input id (`oov_id` for unknown chars), with the q2b replacement applied first: per-char ids in one gather."
+    table = np.full(0x110000, oov_id, dtype=np.int32)
+    for word, i in word2id.items():
+        if len(word) == 1:
+            table[ord(word)] = i
+    for src, dst in q2b.items():
+        if len(src) == 1:
+            table[ord(src)] = word2id.get(dst, oov_id)
+    return table
+
+# %% ../nbs/02a_lac.ipynb #10d340c6
+def _lac_unit_ids(pieces, word2id: dict, q2b: dict, oov_id: int, chars_to_ids) -> tuple:
+    "`lac` mode's model input for the pre-cut `pieces`: (ids, chars behind each id); a piece not in `word2id` goes char by char."
+    ids, spans = [], []
+    for piece in pieces:
+        if piece in word2id:
+            ids.append(word2id.get(q2b.get(piece, piece), oov_id))
+            spans.append(len(piece))
+        else:
+            ids.extend(chars_to_ids(piece).tolist())
+            spans.extend([1] * len(piece))
+    return np.asarray(ids, dtype=np.int32), spans
+
+# %% ../nbs/02a_lac.ipynb #562829b3
+def _length_batches(lengths: list, max_batch_size: int, max_batch_tokens: int) -> list:
+    "Index lists of the batches `LAC` decodes: sorted by length, at most `max_batch_size` items and `max_batch_tokens` padded positions (a longer item alone)."
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, s = [], 0
+    while s < len(order):
+        e = s + 1
+        while (e < len(order) and e - s < max_batch_size
+               and (e - s + 1) * lengths[order[e]] <= max_batch_tokens):
+            e += 1
+        batches.append(order[s:e])
+        s = e
+    return batches
+
+# %% ../nbs/02a_lac.ipynb #72fcafc9
+def _decode_batches(decoder, id_seqs: list, max_batch_size: int, max_batch_tokens: int) -> list:
+    "Tag paths of many id sequences by `decoder.decode`, in `_length_batches`, zero-padded; in the order of `id_seqs`."
+    paths = [None] * len(id_seqs)
+    for idx in _length_batches([len(s) for s in id_seqs], max_batch_size, max_batch_tokens):
+        lengths = np.array([len(id_seqs[i]) for i in idx])
+        ids = np.zeros((len(idx), lengths.max()), np.int64)
+        for j, i in enumerate(idx):
+            ids[j, :lengths[j]] = id_seqs[i]
+        best = decoder.decode(ids, lengths)
+        for j, i in enumerate(idx):
+            paths[i] = best[j, :lengths[j]]
+    return paths
+
+# %% ../nbs/02a_lac.ipynb #6cd00087
+def _char_tags(labels: list, path, spans) -> list:
+    "Per-char tags from the tag ids of the input units; a unit of n > 1 chars (`spans`, lac mode) adds n - 1 `X-I`."
+    if spans is None:
+        return [labels[i] for i in path]
+    tags = []
+    for i, n in zip(path, spans):
+        tags.append(labels[i])
+        if n > 1:
+            tags.extend([labels[i][:-2] + '-I'] * (n - 1))
+    return tags
+
+# %% ../nbs/02a_lac.ipynb #5d86d4a2
+def _join_words(text: str, tags: list) -> tuple:
+    "(words, word tags) like LAC's `parse_result`: a tag ending in B or S opens a word; a word's tag is its last char's, minus 2 chars."
+    words, word_tags = [], []
+    for ch, tag in zip(text, tags):
+        if not words or tag.endswith('B') or tag.endswith('S'):
+            words.append(ch)
+            word_tags.append(tag[:-2])
+        else:
+            words[-1] += ch
+            word_tags[-1] = tag[:-2]
+    return words, word_tags
+
+# %% ../nbs/02a_lac.ipynb #1b424a3a
+def _split_where_words_open(text: str, opens) -> list:
+    "`seg` mode's fast path: `text` cut before every char whose tag opens a word (`opens`: one bool per char)."
+    cuts = np.flatnonzero(opens).tolist()
+    if not cuts or cuts[0] != 0:
+        cuts.insert(0, 0)
+    cuts.append(len(text))
+    return [text[a:b] for a, b in zip(cuts, cuts[1:])]
+
+# %% ../nbs/02a_lac.ipynb #cb525b3a
 class LAC:
     """Drop-in replacement for LAC 2.1.2's `LAC` class, running its shipped models on CPU without Paddle.
 
@@ -657,30 +845,11 @@ class LAC:
 
     def __init__(self, model_path=None, mode: str = 'lac', use_cuda: bool = False,
                  max_batch_size: int = 128, max_batch_tokens: int = 8192, engine: str = 'auto', threads: int = 1):
-        if mode == 'rank':
-            raise NotImplementedError("mode='rank' (word importance) is not supported here; use 'seg' or 'lac'")
-        if mode not in ('seg', 'lac'):
-            raise ValueError(f"mode must be 'seg' or 'lac', got {mode!r}")
-        if engine not in ('auto', 'onnx', 'numpy'):
-            raise ValueError(f"engine must be 'auto', 'onnx' or 'numpy', got {engine!r}")
-        if engine == 'auto':
-            engine = 'onnx' if all(importlib.util.find_spec(m) for m in ('onnxruntime', 'onnx')) else 'numpy'
+        engine = _lac_engine(mode, engine)
         self.mode = mode
         self.model_path = find_lac_model_dir(mode, model_path)
-        conf = configparser.ConfigParser()
-        conf.read(self.model_path / 'conf' / 'args.ini', encoding='utf-8')
-        get = lambda section, key, default: self.model_path / conf.get(section, key, fallback=default)
-        self.word2id = load_kv_dict(get('DICT_FILE', 'word_dict_path', 'conf/word.dic'), reverse=True, value_func=int)
-        id2label = load_kv_dict(get('DICT_FILE', 'label_dict_path', 'conf/tag.dic'))
-        self.q2b = load_kv_dict(get('DICT_FILE', 'word_rep_dict_path', 'conf/q2b.dic'))
-        if 'OOV' not in self.word2id:
-            raise ModelFileError(f"{self.model_path / 'conf'}: the word dictionary has no OOV entry")
+        self.word2id, self.labels, self.q2b, self.net = _read_lac_model(self.model_path)
         self.oov_id = self.word2id['OOV']
-        self.net = BiGRUCRF(get('TRAIN_CONFIG', 'init_checkpoint', 'model'))
-        missing = [i for i in range(self.net.num_tags) if str(i) not in id2label]
-        if missing:
-            raise ModelFileError(f"{self.model_path / 'conf'}: the tag dictionary has no label for ids {missing}")
-        self.labels = [id2label[str(i)] for i in range(self.net.num_tags)]
         self._opens_word = np.array([l.endswith('B') or l.endswith('S') for l in self.labels])
         self._char_ids = self._char_table()
         self.cutter = DagCutter(self.model_path / 'conf' / 'small_seg.dic') if mode == 'lac' else None
@@ -691,14 +860,7 @@ class LAC:
 
     def _char_table(self):
         "Code point -> model input id, with the q2b replacement applied first (per-char lookup in one gather)."
-        table = np.full(0x110000, self.oov_id, dtype=np.int32)
-        for word, i in self.word2id.items():
-            if len(word) == 1:
-                table[ord(word)] = i
-        for src, dst in self.q2b.items():
-            if len(src) == 1:
-                table[ord(src)] = self.word2id.get(dst, self.oov_id)
-        return table
+        return _char_id_table(self.word2id, self.q2b, self.oov_id)
 
     def _chars_to_ids(self, text: str):
         return self._char_ids[np.frombuffer(text.encode('utf-32-le', 'surrogatepass'), dtype='<u4')]
@@ -707,65 +869,20 @@ class LAC:
         "Model input ids, and in lac mode the number of characters behind each id."
         if self.mode == 'seg':
             return self._chars_to_ids(text), None
-        ids, spans = [], []
-        w2i, q2b, oov = self.word2id, self.q2b, self.oov_id
-        for piece in self.cutter.cut(text):
-            if piece in w2i:
-                ids.append(w2i.get(q2b.get(piece, piece), oov))
-                spans.append(len(piece))
-            else:
-                ids.extend(self._chars_to_ids(piece).tolist())
-                spans.extend([1] * len(piece))
-        return np.asarray(ids, dtype=np.int32), spans
+        return _lac_unit_ids(self.cutter.cut(text), self.word2id, self.q2b, self.oov_id, self._chars_to_ids)
 
     def _decode_many(self, id_seqs: list) -> list:
         "Tag paths for many id sequences: sorted by length, padded and batched by a token budget."
-        order = sorted(range(len(id_seqs)), key=lambda i: len(id_seqs[i]))
-        paths, s = [None] * len(id_seqs), 0
-        while s < len(order):
-            e = s + 1
-            while (e < len(order) and e - s < self.max_batch_size
-                   and (e - s + 1) * len(id_seqs[order[e]]) <= self.max_batch_tokens):
-                e += 1
-            idx = order[s:e]
-            lengths = np.array([len(id_seqs[i]) for i in idx])
-            ids = np.zeros((len(idx), lengths.max()), np.int64)
-            for j, i in enumerate(idx):
-                ids[j, :lengths[j]] = id_seqs[i]
-            best = self._decoder.decode(ids, lengths)
-            for j, i in enumerate(idx):
-                paths[i] = best[j, :lengths[j]]
-            s = e
-        return paths
+        return _decode_batches(self._decoder, id_seqs, self.max_batch_size, self.max_batch_tokens)
 
     def _assemble(self, text: str, path, spans):
         "Per-input tag ids -> (words, word tags), exactly like LAC's `parse_result`."
         if self.mode == 'seg' and self.custom is None:       # fast path: cut where a tag opens a word
-            cuts = np.flatnonzero(self._opens_word[path]).tolist()
-            if not cuts or cuts[0] != 0:
-                cuts.insert(0, 0)
-            cuts.append(len(text))
-            return [text[a:b] for a, b in zip(cuts, cuts[1:])], None
-        labels = self.labels
-        if spans is None:
-            tags = [labels[i] for i in path]
-        else:
-            tags = []
-            for i, n in zip(path, spans):
-                tags.append(labels[i])
-                if n > 1:
-                    tags.extend([labels[i][:-2] + '-I'] * (n - 1))
+            return _split_where_words_open(text, self._opens_word[path]), None
+        tags = _char_tags(self.labels, path, spans)
         if self.custom is not None:
             self.custom.apply(text, tags)
-        words, word_tags = [], []
-        for ch, tag in zip(text, tags):
-            if not words or tag.endswith('B') or tag.endswith('S'):
-                words.append(ch)
-                word_tags.append(tag[:-2])
-            else:
-                words[-1] += ch
-                word_tags[-1] = tag[:-2]
-        return words, word_tags
+        return _join_words(text, tags)
 
     def run(self, texts):
         """Segment (`seg`) or segment and tag (`lac`) one text, or a list of texts (batched).
@@ -773,13 +890,7 @@ class LAC:
         Bytes are decoded by `textio.decode_text` (BOM, UTF-8, else GB18030); an empty text gives no words. Raises
         `TypeError` for anything but str, bytes or a list of them, `UnicodeError` (`textio.TextDecodeError`) for bytes
         that are not text."""
-        single = isinstance(texts, (str, bytes))
-        batch = [texts] if single else list(texts)
-        for k, t in enumerate(batch):
-            if isinstance(t, bytes):
-                batch[k] = decode_text(t)[0]
-            elif not isinstance(t, str):
-                raise TypeError(f'LAC.run expects a str or a list of str, got {type(t).__name__}')
+        single, batch = _text_batch(texts)
         todo = [i for i, t in enumerate(batch) if t]
         encoded = [self._text_to_ids(batch[i]) for i in todo]
         paths = self._decode_many([ids for ids, _ in encoded])

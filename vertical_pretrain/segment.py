@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['BACKENDS', 'BLANK', 'LINE_FORMAT', 'words_with_blanks', 'read_segmented_line', 'Segmenter', 'JiebaSegmenter',
            'LacSegmenter', 'PreSplitSegmenter', 'check_segmenter_args', 'get_segmenter', 'UserDictError', 'DictEntry',
-           'UserDict', 'parse_dict_line', 'read_user_dict', 'user_dict_matches', 'segment_corpus', 'stage_text_files',
-           'run_stage', 'user_dict_warnings', 'main']
+           'parse_dict_line', 'UserDict', 'read_user_dict', 'user_dict_matches', 'segment_corpus', 'stage_text_files',
+           'user_dict_warnings', 'run_stage', 'main']
 
 # %% ../nbs/02_segment.ipynb #638fd2a8
 import argparse
@@ -39,7 +39,7 @@ def _no_spaces(tokens) -> list:
         out.extend(tok.split())
     return out
 
-
+# %% ../nbs/02_segment.ipynb #43a4f687
 BLANK = ' '  # a blank of the original sentence, kept as a word of its own between two words
 
 
@@ -60,7 +60,7 @@ def words_with_blanks(sentence: str, words: list) -> list:
         pos = j + len(w)
     return out
 
-
+# %% ../nbs/02_segment.ipynb #86deb441
 def read_segmented_line(line: str) -> list:
     """The words of a stage-02 line as PaddleNLP's `create_pretraining_data.py --cn_splited` reads them: split at single
     spaces; in a run of empty pieces every second one is a blank of the original text (`BLANK`), the others are dropped.
@@ -80,7 +80,7 @@ def read_segmented_line(line: str) -> list:
             out.append(x)
     return out
 
-
+# %% ../nbs/02_segment.ipynb #ce91d465
 class Segmenter:
     "A word segmenter: `seg(text) -> list[str]` and `seg.batch(lines) -> list[list[str]]`; words hold no whitespace."
     backend = 'base'
@@ -97,7 +97,7 @@ class Segmenter:
         "The words of each line with the line's blanks between them as `BLANK` (what stage 02 writes, joined by spaces)."
         return [words_with_blanks(line, ws) for line, ws in zip(lines, self.batch(lines))]
 
-
+# %% ../nbs/02_segment.ipynb #b10f7cc8
 class JiebaSegmenter(Segmenter):
     "jieba (precise mode, HMM on) with an optional user dictionary (jieba, LAC or tab-separated lines; see `read_user_dict`)."
     backend = 'jieba'
@@ -115,7 +115,7 @@ class JiebaSegmenter(Segmenter):
         "jieba's precise-mode words of each line, whitespace tokens dropped."
         return [_no_spaces(self.tokenizer.cut(line)) for line in lines]
 
-
+# %% ../nbs/02_segment.ipynb #ee693708
 class LacSegmenter(Segmenter):
     "LAC 2.1.2's models run by `vertical_pretrain.lac.LAC`; `mode='seg'` (words) or `'lac'` (words of the tagger)."
     backend = 'lac'
@@ -136,7 +136,7 @@ class LacSegmenter(Segmenter):
             out = [words for words, _tags in out]
         return [_no_spaces(words) for words in out]
 
-
+# %% ../nbs/02_segment.ipynb #4e27130e
 class PreSplitSegmenter(Segmenter):
     "The text is already segmented (stage 02's / PaddleNLP's `--cn_splited` format): words as `read_segmented_line` reads them."
     backend = 'cn_splited'
@@ -149,7 +149,7 @@ class PreSplitSegmenter(Segmenter):
         "Each already-segmented line read as PaddleNLP reads `--cn_splited` input (`read_segmented_line`)."
         return [read_segmented_line(line) for line in lines]
 
-
+# %% ../nbs/02_segment.ipynb #e09ff25e
 def check_segmenter_args(backend: str = "jieba", user_dict=None, lac_model_dir=None, lac_mode: str = "seg"):
     """Cheap checks of `get_segmenter` arguments (backend name, dictionary file, LAC model files), without loading.
 
@@ -163,7 +163,7 @@ def check_segmenter_args(backend: str = "jieba", user_dict=None, lac_model_dir=N
     if backend == 'lac':
         find_lac_model_dir(lac_mode, lac_model_dir)
 
-
+# %% ../nbs/02_segment.ipynb #9f735d28
 def get_segmenter(backend: str = "jieba", user_dict: str | None = None, lac_model_dir=None,
                   lac_mode: str = "seg") -> Segmenter:
     """A `Segmenter` for `backend` ('jieba' | 'lac' | 'cn_splited'), with an optional user dictionary.
@@ -186,14 +186,6 @@ class UserDictError(ValueError):
     "A user dictionary we cannot read; the message names the file."
 
 
-_NUM = re.compile(r'\d+(?:\.\d+)?$')
-_TAG = re.compile(r'[A-Za-z][A-Za-z_]*$')     # a tab-separated file's tag: n, vn, PER, LOC, SEASON
-_JIEBA_TAG = re.compile(r'[a-z]+$')          # jieba's own pattern for the tag of `word [freq] [tag]`
-_FORMAT_NAMES = {'word': 'one word a line', 'lac': "LAC's `word/tag`", 'lac_parts': "LAC's multi-part `a/x b/y`",
-                 'jieba': "jieba's `word [freq] [tag]`", 'tab': 'tab-separated `word<TAB>tag<TAB>freq`'}
-_NATIVE = {'lac': ('word', 'lac', 'lac_parts'), 'jieba': ('word', 'jieba')}
-
-
 @dataclasses.dataclass
 class DictEntry:
     "One user-dictionary entry: the word as it occurs in text, its tag / frequency if given, LAC parts if multi-part."
@@ -209,22 +201,10 @@ class DictEntry:
         if self.parts: return ' '.join(self.parts)
         return f'{self.word}/{self.tag}' if self.tag else self.word
 
-
-@dataclasses.dataclass
-class UserDict:
-    "A parsed user dictionary: entries the backend can use, counts by format, the foreign lines, one-line messages."
-    path: str
-    backend: str
-    encoding: str
-    entries: list
-    formats: dict
-    foreign: list          # (line number, line) of lines in no known format, or not expressible for the backend
-    messages: list
-
-    @property
-    def words(self) -> set:
-        "The set of words of the usable entries."
-        return {e.word for e in self.entries}
+# %% ../nbs/02_segment.ipynb #35444c5b
+_NUM = re.compile(r'\d+(?:\.\d+)?$')
+_TAG = re.compile(r'[A-Za-z][A-Za-z_]*$')     # a tab-separated file's tag: n, vn, PER, LOC, SEASON
+_JIEBA_TAG = re.compile(r'[a-z]+$')          # jieba's own pattern for the tag of `word [freq] [tag]`
 
 
 def _lac_split(tok: str):
@@ -232,7 +212,7 @@ def _lac_split(tok: str):
     k = tok.rfind('/')
     return (tok[:k], tok[k + 1:]) if k >= 1 and tok[k + 1:] else (tok, None)
 
-
+# %% ../nbs/02_segment.ipynb #1c703211
 def parse_dict_line(line: str, lineno: int = 0) -> DictEntry | None:
     "Recognise one dictionary line (see the table above); None for a line in no known format. Blank lines -> None too."
     s = line.strip()
@@ -256,7 +236,48 @@ def parse_dict_line(line: str, lineno: int = 0) -> DictEntry | None:
         return DictEntry(''.join(w for w, _ in split), parts=s.split(), fmt='lac_parts', lineno=lineno)
     return None
 
+# %% ../nbs/02_segment.ipynb #def5417c
+_FORMAT_NAMES = {'word': 'one word a line', 'lac': "LAC's `word/tag`", 'lac_parts': "LAC's multi-part `a/x b/y`",
+                 'jieba': "jieba's `word [freq] [tag]`", 'tab': 'tab-separated `word<TAB>tag<TAB>freq`'}
+_NATIVE = {'lac': ('word', 'lac', 'lac_parts'), 'jieba': ('word', 'jieba')}
 
+
+@dataclasses.dataclass
+class UserDict:
+    "A parsed user dictionary: entries the backend can use, counts by format, the foreign lines, one-line messages."
+    path: str
+    backend: str
+    encoding: str
+    entries: list
+    formats: dict
+    foreign: list          # (line number, line) of lines in no known format, or not expressible for the backend
+    messages: list
+
+    @property
+    def words(self) -> set:
+        "The set of words of the usable entries."
+        return {e.word for e in self.entries}
+
+
+def _dict_messages(path, backend: str, encoding: str, formats: dict, foreign: list, n_entries: int) -> list:
+    "The one-line messages of `read_user_dict`: read as GBK, lines converted from another tool's form, foreign lines, no entry."
+    msgs = []
+    if encoding == 'gb18030':
+        msgs.append(f"user dictionary {path}: read as GB18030/GBK text (it is not UTF-8)")
+    converted = {f: n for f, n in formats.items() if f not in _NATIVE.get(backend, ())}
+    if converted:
+        msgs.append(f"user dictionary {path}: converted " + ', '.join(f"{n} lines in {_FORMAT_NAMES[f]} form" for f, n in converted.items())
+                    + f" to what {backend} reads")
+    if foreign:
+        i, ln = foreign[0]
+        what = "in no dictionary format of LAC or jieba" if backend != 'jieba' else "in no dictionary format jieba can use"
+        msgs.append(f"warning: user dictionary {path}: {len(foreign)} of {len(foreign) + n_entries} lines look foreign "
+                    f"({what}; first: line {i} {ln[:40]!r}); they were skipped")
+    if not n_entries:
+        msgs.append(f"warning: user dictionary {path}: no usable entries")
+    return msgs
+
+# %% ../nbs/02_segment.ipynb #be9dc2c6
 def read_user_dict(path, backend: str) -> UserDict:
     """Read a user dictionary for `backend` ('lac' | 'jieba'): decoded like the corpus (`textio.text_encoding`: BOM, UTF-8,
     then GB18030), every line recognised by `parse_dict_line`. Lines the backend cannot use are left out and counted.
@@ -278,23 +299,10 @@ def read_user_dict(path, backend: str) -> UserDict:
             continue
         formats[e.fmt] += 1
         entries.append(e)
-    msgs = []
-    if encoding == 'gb18030':
-        msgs.append(f"user dictionary {path}: read as GB18030/GBK text (it is not UTF-8)")
-    converted = {f: n for f, n in formats.items() if f not in _NATIVE.get(backend, ())}
-    if converted:
-        msgs.append(f"user dictionary {path}: converted " + ', '.join(f"{n} lines in {_FORMAT_NAMES[f]} form" for f, n in converted.items())
-                    + f" to what {backend} reads")
-    if foreign:
-        i, ln = foreign[0]
-        what = "in no dictionary format of LAC or jieba" if backend != 'jieba' else "in no dictionary format jieba can use"
-        msgs.append(f"warning: user dictionary {path}: {len(foreign)} of {len(foreign) + len(entries)} lines look foreign "
-                    f"({what}; first: line {i} {ln[:40]!r}); they were skipped")
-    if not entries:
-        msgs.append(f"warning: user dictionary {path}: no usable entries")
+    msgs = _dict_messages(path, backend, encoding, formats, foreign, len(entries))
     return UserDict(str(path), backend, encoding, entries, dict(formats), foreign, msgs)
 
-
+# %% ../nbs/02_segment.ipynb #8aa23888
 def _occurring(words: set, text: str) -> set:
     """The members of `words` that occur in `text`: at each position holding an entry's first character (found by one
     regex scan), the substrings of every entry length are looked up in the set. Callers pass only the entries not yet
@@ -308,7 +316,7 @@ def _occurring(words: set, text: str) -> set:
         found |= words.intersection([text[i:i + L] for i in pos])
     return found
 
-
+# %% ../nbs/02_segment.ipynb #7824f32d
 def user_dict_matches(user_dict, backend: str, files) -> dict:
     "How many entries of `user_dict` occur in the text files `files` (decoded like the corpus): {'entries', 'matched', 'file'}."
     ud = read_user_dict(user_dict, backend)
@@ -320,7 +328,7 @@ def user_dict_matches(user_dict, backend: str, files) -> dict:
                 found |= _occurring(words - found, ''.join(lines))
     return {'file': ud.path, 'entries': len(words), 'matched': len(found)}
 
-# %% ../nbs/02_segment.ipynb #61eae2e2
+# %% ../nbs/02_segment.ipynb #bc0d5bd2
 _WORKER_SEGMENTER = None
 
 
@@ -336,16 +344,7 @@ def _segment_lines(seg: Segmenter, lines: list) -> tuple:
         words += n if n else 1
     return out, words, sum(map(len, sentences))
 
-
-def _worker_segment(args) -> tuple:
-    "Pool task: build this process's segmenter on first use, then segment one chunk."
-    global _WORKER_SEGMENTER
-    seg_kwargs, lines = args
-    if _WORKER_SEGMENTER is None:
-        _WORKER_SEGMENTER = get_segmenter(**seg_kwargs)
-    return _segment_lines(_WORKER_SEGMENTER, lines)
-
-
+# %% ../nbs/02_segment.ipynb #a1503205
 def _iter_chunks(path, encoding: str, chunk_chars: int):
     "Lists of lines (newline stripped), cut at blank lines (document ends) once `chunk_chars` is reached."
     lines, size = [], 0
@@ -359,6 +358,15 @@ def _iter_chunks(path, encoding: str, chunk_chars: int):
                 lines, size = [], 0
     if lines:
         yield lines
+
+# %% ../nbs/02_segment.ipynb #cccd1a23
+def _worker_segment(args) -> tuple:
+    "Pool task: build this process's segmenter on first use, then segment one chunk."
+    global _WORKER_SEGMENTER
+    seg_kwargs, lines = args
+    if _WORKER_SEGMENTER is None:
+        _WORKER_SEGMENTER = get_segmenter(**seg_kwargs)
+    return _segment_lines(_WORKER_SEGMENTER, lines)
 
 
 @contextlib.contextmanager
@@ -376,7 +384,51 @@ def _single_thread_blas():
             else:
                 os.environ[k] = v
 
+# %% ../nbs/02_segment.ipynb #324e3122
+def _segment_in_pool(chunks, seg_kwargs: dict, workers: int, consume):
+    "Segment `chunks` in `workers` spawned processes; `consume(out_lines, words, chars)` gets each result in input order."
+    with _single_thread_blas():
+        pool = mp.get_context('spawn').Pool(workers)
+    try:
+        pending = deque()
+        for lines in chunks:
+            pending.append(pool.apply_async(_worker_segment, ((seg_kwargs, lines),)))
+            if len(pending) >= 3 * workers:
+                consume(*pending.popleft().get())
+        while pending:
+            consume(*pending.popleft().get())
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
 
+# %% ../nbs/02_segment.ipynb #e45c51a4
+def _tally(stats: dict, out_lines: list, in_doc: bool) -> bool:
+    "Count the docs, sentences and blank lines of a chunk's output lines into `stats`; returns whether the chunk ends inside a doc."
+    for line in out_lines:
+        if line:
+            stats['sentences'] += 1
+            stats['docs'] += not in_doc
+            in_doc = True
+        else:
+            stats['blank_lines'] += 1
+            in_doc = False
+    return in_doc
+
+# %% ../nbs/02_segment.ipynb #de6695de
+def _user_dict_report(ud: UserDict, found: set, input_path, log) -> dict:
+    "The report's `user_dict` entry for `ud` (`found`: its entries seen in `input_path`), and one log line (a warning when none)."
+    dict_words = ud.words
+    rep = {'file': ud.path, 'entries': len(dict_words), 'matched': len(found),
+           'formats': ud.formats, 'foreign_lines': len(ud.foreign), 'encoding': ud.encoding}
+    if dict_words and not found:
+        log(f"warning: user dictionary {ud.path}: none of its {len(dict_words)} entries occurs in {input_path}; "
+            "check that the dictionary belongs to this corpus")
+    else:
+        log(f"user dictionary {ud.path}: {len(found)} of {len(dict_words)} entries occur in {input_path}")
+    return rep
+
+# %% ../nbs/02_segment.ipynb #7fd28fbc
 def _stderr_line(msg: str):
     print(msg, file=sys.stderr, flush=True)
 
@@ -417,14 +469,7 @@ def segment_corpus(input_path, output_path, backend="jieba", user_dict=None, wor
 
     def consume(out_lines, words, chars):
         nonlocal in_doc
-        for line in out_lines:
-            if line:
-                stats['sentences'] += 1
-                stats['docs'] += not in_doc
-                in_doc = True
-            else:
-                stats['blank_lines'] += 1
-                in_doc = False
+        in_doc = _tally(stats, out_lines, in_doc)
         stats['words'] += words
         stats['chars'] += chars
         f.write('\n'.join(out_lines) + '\n')
@@ -443,31 +488,10 @@ def segment_corpus(input_path, output_path, backend="jieba", user_dict=None, wor
             for lines in chunks:
                 consume(*_segment_lines(seg, lines))
         else:
-            with _single_thread_blas():
-                pool = mp.get_context('spawn').Pool(workers)
-            try:
-                pending = deque()
-                for lines in chunks:
-                    pending.append(pool.apply_async(_worker_segment, ((seg_kwargs, lines),)))
-                    if len(pending) >= 3 * workers:
-                        consume(*pending.popleft().get())
-                while pending:
-                    consume(*pending.popleft().get())
-                pool.close()
-            finally:
-                pool.terminate()
-                pool.join()
+            _segment_in_pool(chunks, seg_kwargs, workers, consume)
     bar.close()
     seconds = time.time() - t0
-    extra = {}
-    if ud:
-        extra['user_dict'] = {'file': ud.path, 'entries': len(dict_words), 'matched': len(dict_found),
-                              'formats': ud.formats, 'foreign_lines': len(ud.foreign), 'encoding': ud.encoding}
-        if dict_words and not dict_found:
-            log(f"warning: user dictionary {ud.path}: none of its {len(dict_words)} entries occurs in {input_path}; "
-                "check that the dictionary belongs to this corpus")
-        else:
-            log(f"user dictionary {ud.path}: {len(dict_found)} of {len(dict_words)} entries occur in {input_path}")
+    extra = {'user_dict': _user_dict_report(ud, dict_found, input_path, log)} if ud else {}
     return dict(input=str(input_path), output=str(output_path), backend=backend, encoding=encoding,
                 workers=workers, **stats, seconds=round(seconds, 3),
                 chars_per_second=round(stats['chars'] / seconds) if seconds > 0 else 0, **extra)
@@ -480,6 +504,24 @@ def stage_text_files(cfg) -> list:
     return required_files(cfg.paths.text_dir, TEXT_PRODUCERS, '.txt', producer='stage 01 (pdf2text)',
                           check=str(cfg.paths.raw_dir))
 
+# %% ../nbs/02_segment.ipynb #51c9662b
+def user_dict_warnings(user_dict, backend: str, files, totals: dict, log=print) -> list[dict]:
+    """Stage 02's warnings about its user dictionary, over all books at once (an entry may occur in one book only), as
+    `fileio.stage_warning` records: ignored by `cn_splited`, lines in no known format, no usable entry, no entry in the
+    corpus. Puts the match counts into `totals['user_dict']`."""
+    if backend == 'cn_splited':
+        return [stage_warning(f"segment.backend=cn_splited ignores the user dictionary {user_dict} (the text is already "
+                              "segmented)", fix="segment with jieba or lac to use it, or leave segment.user_dict empty")]
+    warns = [stage_warning(m.removeprefix('warning: ')) for m in read_user_dict(user_dict, backend).messages
+             if m.startswith('warning: ')]
+    m = totals['user_dict'] = user_dict_matches(user_dict, backend, files)
+    log(f"segment: user dictionary {Path(m['file']).name}: {m['matched']} of {m['entries']} entries occur in the corpus")
+    if m['entries'] and not m['matched']:
+        warns.append(stage_warning(f"user dictionary {m['file']}: none of its {m['entries']} entries occurs in the corpus",
+                                   fix="check that segment.user_dict belongs to this corpus"))
+    return warns
+
+# %% ../nbs/02_segment.ipynb #5d914cf7
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 02: every text file stage 01 listed -> `seg/<same relative path>`, with `cfg.segment`.
 
@@ -512,23 +554,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     totals['warnings'] = user_dict_warnings(user_dict, s.backend, list(jobs), totals, log) if user_dict else []
     return totals
 
-def user_dict_warnings(user_dict, backend: str, files, totals: dict, log=print) -> list[dict]:
-    """Stage 02's warnings about its user dictionary, over all books at once (an entry may occur in one book only), as
-    `fileio.stage_warning` records: ignored by `cn_splited`, lines in no known format, no usable entry, no entry in the
-    corpus. Puts the match counts into `totals['user_dict']`."""
-    if backend == 'cn_splited':
-        return [stage_warning(f"segment.backend=cn_splited ignores the user dictionary {user_dict} (the text is already "
-                              "segmented)", fix="segment with jieba or lac to use it, or leave segment.user_dict empty")]
-    warns = [stage_warning(m.removeprefix('warning: ')) for m in read_user_dict(user_dict, backend).messages
-             if m.startswith('warning: ')]
-    m = totals['user_dict'] = user_dict_matches(user_dict, backend, files)
-    log(f"segment: user dictionary {Path(m['file']).name}: {m['matched']} of {m['entries']} entries occur in the corpus")
-    if m['entries'] and not m['matched']:
-        warns.append(stage_warning(f"user dictionary {m['file']}: none of its {m['entries']} entries occurs in the corpus",
-                                   fix="check that segment.user_dict belongs to this corpus"))
-    return warns
-
-
+# %% ../nbs/02_segment.ipynb #d17c85f2
 def main(argv=None) -> int:
     "CLI: `--input_path X --output_path Y --backend lac|jieba|cn_splited [--user_dict D] [--workers N]`, or a config."
     p = argparse.ArgumentParser(prog='vertical-pretrain segment', description=main.__doc__)

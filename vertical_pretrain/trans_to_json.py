@@ -52,12 +52,14 @@ def iter_docs(path, on_bytes=None):
     if cur: yield cur
     if on_bytes is not None and pending: on_bytes(pending)
 
+# %% ../nbs/03_trans_to_json.ipynb #0215b507
 def read_docs(path) -> list[list[str]]:
     """All documents of a text file as a list (`iter_docs`): `[[line, ...], ...]`, no empty document.
 
     Raises `ValueError` naming the file and the byte offset when it is not UTF-8."""
     return list(iter_docs(path))
 
+# %% ../nbs/03_trans_to_json.ipynb #a8ae5501
 def doc_length(lines) -> int:
     """Length of a document (its lines) in non-whitespace characters: spaces and tabs are not counted, so the same before and
     after word segmentation."""
@@ -80,6 +82,7 @@ def _file_to_part(args) -> dict:
     return {"path": str(path), "part": str(part), "starts": np.array(starts, dtype=np.int64), "docs_dropped_short": dropped,
             "sentences": n_sent, "chars": n_chars, "bytes": Path(path).stat().st_size}
 
+# %% ../nbs/03_trans_to_json.ipynb #4749757a
 def list_text_files(input_path) -> list[Path]:
     """A file, every `*.txt` under a folder (recursive, sorted, hidden files and folders skipped), or a list of files as given.
 
@@ -111,6 +114,7 @@ def _merged_output(input_path, output_path) -> Path:
         return out / f"{name}.jsonl"
     return Path(str(output_path) + ".jsonl")
 
+# %% ../nbs/03_trans_to_json.ipynb #73a81a0c
 def _write_jsonl(path: Path, part: dict, shuffle: bool, rng: random.Random) -> Path:
     "One input's part file -> `path` (atomic), in the shuffled order when `shuffle`."
     with atomic_open(path) as out:
@@ -129,6 +133,21 @@ def _merge_parts(parts: list[dict], dest: Path) -> np.ndarray:
             starts.append(p["starts"][1:] + base); base += int(p["starts"][-1])
     return np.concatenate(starts)
 
+# %% ../nbs/03_trans_to_json.ipynb #6689ce53
+def _read_to_parts(tasks: list, workers: int, progress: bool) -> list:
+    "`_file_to_part` of every task (a fork pool when `workers` > 1 and several files), in order; a progress bar over the input bytes."
+    bar = tqdm(total=sum(t[0].stat().st_size for t in tasks), desc="trans_to_json", unit="B", unit_scale=True,
+               disable=not progress)
+    with bar:
+        if workers > 1 and len(tasks) > 1:  # per-file results are small (counts + offsets): imap's read-ahead is harmless
+            with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
+                results = []
+                for r in pool.imap(_file_to_part, tasks): results.append(r); bar.update(r["bytes"])
+        else:
+            results = [_file_to_part((*t, bar.update)) for t in tasks]
+    return results
+
+# %% ../nbs/03_trans_to_json.ipynb #5c5f7448
 def trans_to_json(input_path, output_path, *, min_doc_length: int = 10, merge: bool = True, shuffle: bool = True,
                   seed: int = 1234, workers: int = 1, json_key: str = "text", progress: bool = True, log=print) -> dict:
     """Text files (one sentence a line, blank line between docs) -> jsonl with one `{json_key: doc}` a line.
@@ -158,15 +177,7 @@ def trans_to_json(input_path, output_path, *, min_doc_length: int = 10, merge: b
         work = Path(tempfile.mkdtemp(prefix=".trans_to_json-", dir=first_out.parent))
         try:
             tasks = [(f, int(min_doc_length), json_key, work / f"{i:06d}.part") for i, f in enumerate(files)]
-            bar = tqdm(total=sum(f.stat().st_size for f in files), desc="trans_to_json", unit="B", unit_scale=True,
-                       disable=not progress)
-            with bar:
-                if workers > 1 and len(files) > 1:  # per-file results are small (counts + offsets): imap's read-ahead is harmless
-                    with multiprocessing.get_context("fork").Pool(min(workers, len(files))) as pool:
-                        results = []
-                        for r in pool.imap(_file_to_part, tasks): results.append(r); bar.update(r["bytes"])
-                else:
-                    results = [_file_to_part((*t, bar.update)) for t in tasks]
+            results = _read_to_parts(tasks, workers, progress)
             written = sum(len(r["starts"]) - 1 for r in results)
             if not written:
                 raise ValueError(f"{input_path}: no document has >= {min_doc_length} non-space characters "
@@ -217,6 +228,7 @@ def stage_input_files(cfg) -> list[Path]:
     pre = produced_files(seg, PRESEGMENTED_PRODUCERS, ".txt") if cfg.pretraining_data.cn_splited else None
     return pre if pre is not None else required_files(text, TEXT_PRODUCERS, ".txt", producer="stage 01 (pdf2text)", check=raw)
 
+# %% ../nbs/03_trans_to_json.ipynb #69673d69
 def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 03 from the config: the listed text/seg files -> jsonl dir, skipped when the manifest matches.
 

