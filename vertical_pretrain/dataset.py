@@ -80,6 +80,7 @@ class IndexedCorpus:
             for s in range(lo, hi, chunk):
                 yield np.fromfile(f, dtype=self.ids.dtype, count=min(chunk, hi - s))
 
+# %% ../nbs/05_dataset.ipynb #f077f1ee
 def write_indexed_corpus(prefix, docs: list[list[list[int]]], vocab_size: int = 65536) -> Path:
     """Write docs (lists of sentences of token ids) in the stage-04 format, atomically.
 
@@ -147,6 +148,7 @@ def index_map_path(prefix, name: str, num_samples: int, max_seq_len: int, short_
     p = f"{prefix}_{name}_indexmap_{num_samples}mns_{max_seq_len - 3}msl_{short_seq_prob:0.2f}ssp_{seed}s"
     return Path(p + ("" if binary_head else "_1minsent") + ".npy")
 
+# %% ../nbs/05_dataset.ipynb #7f058cba
 def _log(msg: str, verbose: bool = True):
     if verbose: print(msg, flush=True)
 
@@ -214,6 +216,7 @@ class MaskingVocab:
         "The vocab size (tokens); every id in the corpus must be below it."
         return len(self.to_char)
 
+# %% ../nbs/05_dataset.ipynb #1281d854
 def masking_vocab(tokenizer) -> MaskingVocab:
     "Lookup tables from a PaddleNLP tokenizer (ErnieTokenizer / AutoTokenizer)."
     vocab = dict(tokenizer.get_vocab())
@@ -238,12 +241,14 @@ class MaskResult(NamedTuple):
     labels: np.ndarray  # int64, original ids at `positions` ('##X' mapped to 'X')
     spans: list  # [(start, end, n_words)] token spans chosen as whole-word n-grams
 
+# %% ../nbs/05_dataset.ipynb #8904d4c5
 def ngram_probs(max_ngrams: int, favor_longer_ngram: bool = False) -> np.ndarray:
     "P(n) for n = 1..max_ngrams: proportional to 1/n, or reversed to favor longer n-grams."
     p = 1.0 / np.arange(1, max_ngrams + 1)
     if favor_longer_ngram: p = p[::-1].copy()
     return p / p.sum()
 
+# %% ../nbs/05_dataset.ipynb #1030fdb3
 def word_spans(tokens: np.ndarray, vocab: MaskingVocab) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Start, end (exclusive) and segment number of every whole word; special tokens split segments."
     special = vocab.is_special[tokens]
@@ -254,6 +259,7 @@ def word_spans(tokens: np.ndarray, vocab: MaskingVocab) -> tuple[np.ndarray, np.
     ends = cuts[np.searchsorted(cuts, starts, side="right")]
     return starts, ends, np.cumsum(special)[starts]
 
+# %% ../nbs/05_dataset.ipynb #bb26a729
 def mask_whole_words(tokens, vocab: MaskingVocab, rng: np.random.Generator, masked_lm_prob: float = 0.15,
                      max_ngrams: int = 3, favor_longer_ngram: bool = False,
                      max_predictions: int | None = None) -> MaskResult:
@@ -296,6 +302,7 @@ class Sample(NamedTuple):
     masked_labels: np.ndarray
     sop_label: int
 
+# %% ../nbs/05_dataset.ipynb #44c8db27
 def truncate_pair(len_a: int, len_b: int, max_tokens: int) -> tuple[int, int]:
     "How many tokens to cut from A and B: always from the longer one (ties cut B), as BERT's truncate_seq_pair."
     excess = len_a + len_b - max_tokens
@@ -313,6 +320,7 @@ def _cut(x: np.ndarray, n: int, rng) -> np.ndarray:
     front = int(rng.binomial(n, 0.5))
     return x[front:len(x) - (n - front)]
 
+# %% ../nbs/05_dataset.ipynb #b9f360ee
 def build_sample(sentences: list[np.ndarray], target_len: int, vocab: MaskingVocab, rng: np.random.Generator,
                  binary_head: bool = True, masked_lm_prob: float = 0.15, max_ngrams: int = 3,
                  favor_longer_ngram: bool = False) -> Sample:
@@ -353,6 +361,7 @@ class PretrainingDataset:
         rng = np.random.default_rng([self.seed, epoch, j])
         return build_sample(self.corpus.sentences(start, end), target, self.vocab, rng, self.binary_head, **self.mask_args)
 
+# %% ../nbs/05_dataset.ipynb #cff66272
 def collate_batch(samples: list[Sample], pad_id: int = 0, max_len: int | None = None, multiple: int = 8) -> dict:
     "Pad and stack samples into ErnieForPretraining inputs (numpy)."
     longest = max(len(s.input_ids) for s in samples)
@@ -413,6 +422,7 @@ def open_corpus(prefix, vocab: MaskingVocab, is_builder: bool = True) -> Indexed
                          "stage 04 used another vocab; rebuild it with this tokenizer")
     return corpus
 
+# %% ../nbs/05_dataset.ipynb #0678f3af
 def live_splits(corpus: IndexedCorpus, d, verbose: bool = True) -> tuple[list[int], list[tuple[int, str]]]:
     "Document bounds of `data.split` and the (index, name) of every split that has usable documents (logged)."
     bounds = split_documents(d.split, corpus.num_docs)
@@ -432,6 +442,7 @@ def live_splits(corpus: IndexedCorpus, d, verbose: bool = True) -> tuple[list[in
         live.append((k, n))
     return bounds, live
 
+# %% ../nbs/05_dataset.ipynb #6e29c25e
 def _index_map_args(d) -> dict:
     return dict(max_seq_len=d.max_seq_len, short_seq_prob=d.short_seq_prob, seed=d.seed, binary_head=d.binary_head,
                 max_repeat_epochs=d.max_repeat_epochs)
@@ -442,6 +453,7 @@ def split_num_samples(train_cfg) -> dict:
     return {"train": G * t.max_steps, "valid": (t.max_steps // max(t.eval_freq, 1) + 1) * t.eval_iters * G,
             "test": t.eval_iters * G}
 
+# %% ../nbs/05_dataset.ipynb #cfbf8c9f
 def build_datasets(cfg, tokenizer, is_builder: bool = True, barrier: Callable | None = None,
                    verbose: bool = True) -> dict[str, PretrainingDataset | None]:
     """Train/valid/test datasets of a run; a split with weight 0 is None.
@@ -496,10 +508,12 @@ def blend_weights(blend) -> tuple[list[str], np.ndarray]:
     w = np.array([x for x, _ in entries], dtype=np.float64)
     return [n for _, n in entries], w / w.sum()
 
+# %% ../nbs/05_dataset.ipynb #9dad604b
 def blend_num_samples(num_samples: int, weights) -> list[int]:
     "Samples each corpus's index map must hold so the interleave of `num_samples` never runs past it (Megatron's 1.005)."
     return [int(math.ceil(num_samples * float(w) * BLEND_MARGIN)) for w in weights]
 
+# %% ../nbs/05_dataset.ipynb #e2e4a079
 def blend_indices(weights, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Megatron's blending indices: for sample i, the corpus (uint8[size]) and the sample within that corpus (int64[size]).
 
@@ -513,6 +527,7 @@ def blend_indices(weights, size: int) -> tuple[np.ndarray, np.ndarray]:
     helpers.build_blending_indices(corpus_of, sample_of, w, len(w), size, False)
     return corpus_of, sample_of
 
+# %% ../nbs/05_dataset.ipynb #7c8e5dd7
 class BlendedDataset:
     """Map-style dataset over several corpora (Megatron's BlendableDataset): sample i is sample `sample_of[i]` of corpus
     `corpus_of[i]` (see `blend_indices`). Beyond `size` the table repeats, each corpus continuing where it left off."""
@@ -564,6 +579,7 @@ def blend_problems(cfg) -> list[str]:
                        f"--set paths.corpus={name}`")
     return out
 
+# %% ../nbs/05_dataset.ipynb #29b6a05e
 def build_blended_datasets(cfg, tokenizer, is_builder: bool = True, barrier: Callable | None = None,
                            verbose: bool = True) -> dict[str, BlendedDataset | None]:
     """Train/valid/test `BlendedDataset`s of a run with two or more corpora in `data.blend` (a split no corpus has is None).
@@ -617,6 +633,7 @@ def train_samples_per_epoch(cfg) -> int:
     bounds = split_documents(d.split, corpus.num_docs)
     return samples_per_epoch(corpus, (bounds[0], bounds[1]), d.max_seq_len, d.short_seq_prob, d.seed, d.binary_head)
 
+# %% ../nbs/05_dataset.ipynb #070957be
 def resolve_max_steps(cfg, world: int | None = None, echo: Callable | None = print):
     """The config with `train.max_steps: auto` replaced by ceil(train.epochs x train samples per epoch / global_batch_size);
     `cfg` itself when max_steps is already a number. `world` (data-parallel processes on all machines) only adds the
@@ -669,6 +686,7 @@ def _corpus_data_warnings(name: str, corpus: IndexedCorpus, d, num_samples: int)
                         "give it more documents with data.split, or set data.binary_head=false"))
     return out
 
+# %% ../nbs/05_dataset.ipynb #de9f9d33
 def data_warnings(cfg) -> list[dict]:
     """Problems of the run's data that do not stop training but may spoil it, said to the user (`fileio.stage_warning`)
     and returned as records, one list for all corpora of `data.blend`: most train documents skipped by SOP, more passes

@@ -28,18 +28,85 @@ from .fileio import (LockedError, atomic_dir, atomic_path, atomic_write_text, co
 from .modeldir import ModelInfo, load_tokenizer, quiet_paddlenlp, require_seq_len
 
 # %% auto #0
-__all__ = ['TRAINER_LOCK_GRACE', 'TRAINER_LOCK_FIX', 'MIN_CONTEXT_GAIN', 'DistEnv', 'init_distributed', 'agree_on_resume_step',
-           'accumulate_steps', 'run_tokenizer', 'build_model', 'enable_recompute', 'lr_at', 'schedule_args',
-           'build_optimizer', 'forward_loss', 'to_tensors', 'all_reduce_sum', 'global_count', 'evaluate', 'step_seed',
-           'optimizer_state_by_structure', 'optimizer_state_from_structure', 'save_checkpoint',
-           'find_resume_checkpoint', 'read_trainer_state', 'checkpoint_vocab_mismatch', 'corpus_digest',
-           'training_recipe', 'amp_recipe', 'start_digest', 'checkpoint_recipe_mismatch', 'check_resumable',
-           'load_optimizer_state', 'MetricsLogger', 'read_metrics', 'trainer_lock', 'trainer_running', 'setup_run',
-           'check_amp', 'make_scaler', 'scaler_state', 'load_scaler_state', 'scaler_step', 'trainer_state',
-           'maybe_checkpoint', 'prune_checkpoints', 'remove_stale_checkpoint_dirs', 'train_step', 'evaluate_per_corpus',
-           'train', 'main', 'plot_metrics', 'context_gain', 'context_report']
+__all__ = ['TRAINER_LOCK_GRACE', 'TRAINER_LOCK_FIX', 'MIN_CONTEXT_GAIN', 'train', 'train_step', 'DistEnv', 'init_distributed',
+           'agree_on_resume_step', 'accumulate_steps', 'run_tokenizer', 'build_model', 'enable_recompute', 'lr_at',
+           'schedule_args', 'build_optimizer', 'to_tensors', 'forward_loss', 'all_reduce_sum', 'global_count',
+           'train_record', 'evaluate', 'evaluate_per_corpus', 'eval_and_log', 'step_seed',
+           'optimizer_state_by_structure', 'optimizer_state_from_structure', 'check_amp', 'make_scaler', 'scaler_state',
+           'load_scaler_state', 'scaler_step', 'corpus_digest', 'start_digest', 'amp_recipe', 'training_recipe',
+           'trainer_state', 'save_checkpoint', 'find_resume_checkpoint', 'read_trainer_state', 'load_optimizer_state',
+           'checkpoint_vocab_mismatch', 'checkpoint_recipe_mismatch', 'check_resumable', 'prune_checkpoints',
+           'remove_stale_checkpoint_dirs', 'maybe_checkpoint', 'read_metrics', 'MetricsLogger', 'trainer_lock',
+           'trainer_running', 'setup_run', 'main', 'plot_metrics', 'context_gain', 'context_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
+def train(cfg) -> dict:
+    """Pretrain (or continue pretraining) one ERNIE model as `cfg` says; the loop of PaddleNLP `model_zoo/ernie-1.0`'s
+    `run_pretrain.py`, on one screen.
+
+    Runs in every process that `paddle.distributed.launch` starts (`vertical-pretrain pretrain`, or in-process when
+    `launch.nproc == 1`). Each step consumes `train.global_batch_size` samples (`micro_batch_size` × processes ×
+    accumulation steps) of `data.max_seq_len` token ids from stage 05's index maps; resumes from
+    `checkpoints/model_last/` when `train.continue_training` and the recipe matches. Writes `metrics.jsonl`
+    (losses in nats per masked token / per SOP pair, lr, tokens/s), VisualDL scalars and checkpoints (`atomic_dir`).
+
+    Returns `{"train": {...}, "valid": {...}, "test": {...}}`: the last logged record of each split that ran
+    (`loss`, `lm_loss`, `sop_loss` as floats; `step`). A checkpoint of another vocab or recipe is moved aside with a
+    warning and training starts at step 0. Raises `ValueError` when the global batch is not a multiple of micro batch ×
+    processes, `data.max_seq_len` exceeds the model's positions, or the checkpoint to resume used another global batch
+    size; `FileNotFoundError` when stage 04's ids/idx are missing; `RuntimeError` when the model or tokenizer cannot load.
+    `train.max_steps: auto` is resolved first (`dataset.resolve_max_steps`; the launcher has usually done it already)."""
+    cfg = resolve_blend(cfg)  # a one-entry blend is that corpus alone
+    cfg = resolve_max_steps(cfg, echo=print if os.environ.get("PADDLE_TRAINER_ID", "0") == "0" else None)
+    with trainer_lock(cfg):  # one trainer per checkpoint folder, whoever started it
+        r = setup_run(cfg)
+        env, acc, t, data = r["env"], r["acc"], cfg.train, r["data"]
+        step, last = r["state"]["step"], {}
+        win = dict(lm=0.0, sop=0.0, tokens=0.0, wait=0.0, time=0.0, steps=0)
+        while step < t.max_steps:
+            t0 = time.perf_counter()
+            micro = [next(r["loader"]) for _ in range(acc)]                      # this rank's share of the global batch
+            win["wait"] += time.perf_counter() - t0
+            lr = float(r["sched"].get_lr())
+            lm, sop, tokens = train_step(r, micro, cfg, step)
+            step += 1
+            for k, v in (("lm", lm), ("sop", sop), ("tokens", tokens), ("time", time.perf_counter() - t0), ("steps", 1)):
+                win[k] += v
+            if step % t.logging_freq == 0 or step == t.max_steps:
+                last["train"] = train_record(win, step, lr, cfg, env, r["scaler"])
+                r["logger"].log(last["train"]); win = dict.fromkeys(win, 0.0)
+            if t.eval_freq and step % t.eval_freq == 0 and data["valid"] is not None:
+                last["valid"] = eval_and_log(r, data["valid"], "valid", cfg, step, step // t.eval_freq)
+            maybe_checkpoint(cfg, r, step, final=step == t.max_steps)
+        for _ in r["loader"]: pass  # the sampler is used up: this ends the DataLoader's workers and prefetch thread cleanly
+        if data["test"] is not None: last["test"] = eval_and_log(r, data["test"], "test", cfg, step, 0)
+        r["logger"].close()
+        env.barrier()  # no rank leaves (and tears down gloo) while another is still in a collective
+        return last
+
+# %% ../nbs/06_pretrain.ipynb #af63bbf5
+def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple:
+    """One optimizer update (the `step`-th, 0-based) from this rank's micro-batches; returns this rank's (lm, sop, tokens)
+    as float64 device scalars. No device-to-host read, except the loss scaler's found-inf flag (`scaler_step`)."""
+    import paddle
+    env, acc, t = r["env"], len(micro), cfg.train
+    n_mask = global_count(sum(b["masked_positions"].shape[0] for b in micro), env)
+    lm_sum = sop_sum = tokens = 0.0  # device scalars from the first micro-batch on: read only at logging time
+    for k, b in enumerate(micro):
+        paddle.seed(step_seed(t.seed, step, env.rank * acc + k))  # dropout follows the samples, not the process count
+        sync = k == acc - 1 or env.world_size == 1                       # all-reduce only on the last micro-batch
+        with (contextlib.nullcontext() if sync else r["dp"].no_sync()), paddle.amp.auto_cast(r["amp"], level=t.amp_level,
+                                                                                               dtype=t.amp_dtype):
+            loss, lm, sop = forward_loss(r["dp"], b, n_mask, t.global_batch_size, env.world_size, cfg.data.binary_head)
+        (r["scaler"].scale(loss) if r["scaler"] else loss).backward()
+        lm_sum, sop_sum = lm_sum + lm.astype("float64"), sop_sum + sop.astype("float64")
+        tokens = tokens + b["attention_mask"].sum().astype("float64")
+    stepped = scaler_step(r["scaler"], r["opt"]) if r["scaler"] else (r["opt"].step() or True)
+    r["opt"].clear_grad()
+    if stepped: r["sched"].step()  # a step the scaler skipped (inf/nan) does not use up the schedule (as PaddleNLP)
+    return lm_sum, sop_sum, tokens
+
+# %% ../nbs/06_pretrain.ipynb #96947299
 @dataclass
 class DistEnv:
     """This process's place in the data-parallel job: global `rank`, `world_size` (processes on all machines) and
@@ -58,6 +125,7 @@ class DistEnv:
             import paddle.distributed as dist
             dist.barrier()
 
+# %% ../nbs/06_pretrain.ipynb #6bf137da
 def init_distributed(device: str = "cpu") -> DistEnv:
     "Set the device and, under paddle.distributed.launch, join the process group (gloo on CPU)."
     import paddle
@@ -73,6 +141,7 @@ def init_distributed(device: str = "cpu") -> DistEnv:
         env.rank, env.world_size = dist.get_rank(), dist.get_world_size()
     return env
 
+# %% ../nbs/06_pretrain.ipynb #5e889391
 def agree_on_resume_step(step: int, env: DistEnv, ckpt=None) -> None:
     """Every rank starts from the same step, or every rank raises RuntimeError. Each rank decides from its own disk:
     on several machines without a shared filesystem their `model_last` can differ, and ranks at different steps would
@@ -87,6 +156,7 @@ def agree_on_resume_step(step: int, env: DistEnv, ckpt=None) -> None:
                            f"{-lo}..{hi}: the machines see different checkpoints; put paths.output_root on a shared "
                            "filesystem or copy checkpoints/model_last to every machine")
 
+# %% ../nbs/06_pretrain.ipynb #51b4265c
 def accumulate_steps(train_cfg, world_size: int = 1) -> int:
     "global_batch_size / (micro_batch_size * world_size), or a clear error."
     per_step = train_cfg.micro_batch_size * world_size
@@ -100,6 +170,7 @@ def run_tokenizer(cfg, resume_dir=None):
     "The run's tokenizer (`modeldir.load_tokenizer`): from the checkpoint when resuming, else tokenizer_source(cfg)."
     return load_tokenizer(str(resume_dir) if resume_dir else tokenizer_source(cfg))
 
+# %% ../nbs/06_pretrain.ipynb #4c277b00
 def build_model(cfg, tokenizer, resume_dir=None):
     "ErnieForPretraining from the checkpoint, the base model, or from scratch (cfg.model)."
     import paddle
@@ -126,6 +197,7 @@ def build_model(cfg, tokenizer, resume_dir=None):
     require_seq_len("data.max_seq_len", cfg.data.max_seq_len, loaded)  # the launcher checked the config; this is the model itself
     return model
 
+# %% ../nbs/06_pretrain.ipynb #d25bb0f3
 def enable_recompute(model):
     """Recompute each encoder layer in backward (less activation memory, ~1/3 more compute).
 
@@ -137,7 +209,7 @@ def enable_recompute(model):
         layer.forward = functools.partial(recompute, layer.forward, use_reentrant=False, preserve_rng_state=True)
     return model
 
-# %% ../nbs/06_pretrain.ipynb #592221de
+# %% ../nbs/06_pretrain.ipynb #e2dc9bbc
 def lr_at(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_steps: int, style: str = "cosine") -> float:
     "Learning rate of the `step`-th update (0-based): linear warmup, then cosine/linear decay to min_lr, or constant."
     if warmup_steps > 0 and step < warmup_steps: return max_lr * (step + 1) / warmup_steps
@@ -147,6 +219,7 @@ def lr_at(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_step
     coeff = 0.5 * (1.0 + math.cos(math.pi * progress)) if style == "cosine" else 1.0 - progress  # cosine | linear
     return min_lr + coeff * (max_lr - min_lr)
 
+# %% ../nbs/06_pretrain.ipynb #cfaf0e40
 def schedule_args(train_cfg) -> dict:
     """`lr_at`'s keyword arguments from `train.*`: max/min lr, warmup steps = ceil(warmup_rate x max_steps), decay over
     max_steps, the decay style (PaddleNLP ernie-1.0's `--warmup_rate` / `--lr_decay_style`)."""
@@ -154,6 +227,7 @@ def schedule_args(train_cfg) -> dict:
     return dict(max_lr=t.max_lr, min_lr=t.min_lr, warmup_steps=int(math.ceil(t.warmup_rate * t.max_steps)),
                 decay_steps=t.max_steps, style=t.lr_decay_style)
 
+# %% ../nbs/06_pretrain.ipynb #f31b3adf
 def build_optimizer(cfg, model):
     "AdamW (no decay on bias/norm) + global-norm clip + the warmup/decay schedule."
     import paddle
@@ -173,7 +247,13 @@ def build_optimizer(cfg, model):
                                  multi_precision=t.use_amp)
     return opt, sched
 
-# %% ../nbs/06_pretrain.ipynb #09805bff
+# %% ../nbs/06_pretrain.ipynb #3355fb53
+def to_tensors(batch: dict) -> dict:
+    "A collated batch (numpy arrays, `collate_batch`) as Paddle tensors on the current device; tensors are kept as they are."
+    import paddle
+    return {k: v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v) for k, v in batch.items()}
+
+# %% ../nbs/06_pretrain.ipynb #051d7b0a
 def forward_loss(model, batch: dict, n_mask_total: float, n_samples_total: float, world_size: int = 1,
                  binary_head: bool = True):
     "Loss of one micro-batch, scaled so summing over micro-batches and averaging over ranks gives the global mean."
@@ -188,11 +268,7 @@ def forward_loss(model, batch: dict, n_mask_total: float, n_samples_total: float
         sop = 0.0 * seq_rel.sum()
     return (lm + sop) * world_size, lm.detach(), sop.detach()
 
-def to_tensors(batch: dict) -> dict:
-    "A collated batch (numpy arrays, `collate_batch`) as Paddle tensors on the current device; tensors are kept as they are."
-    import paddle
-    return {k: v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v) for k, v in batch.items()}
-
+# %% ../nbs/06_pretrain.ipynb #ddad9aca
 def all_reduce_sum(values: list, env: DistEnv) -> list[float]:
     "Sum a few numbers (floats or device scalars) over all ranks: one collective and one device-to-host read."
     import paddle
@@ -211,6 +287,22 @@ def global_count(n: int, env: DistEnv):
     t = paddle.to_tensor(float(n), "float32")
     dist.all_reduce(t)
     return t
+
+# %% ../nbs/06_pretrain.ipynb #77f15742
+def train_record(win: dict, step: int, lr: float, cfg, env: DistEnv, scaler=None) -> dict:
+    """The train record of the steps since the last log: `win` holds their summed losses and tokens (device scalars or
+    floats, summed over ranks here: one all-reduce, one read), their seconds, data-wait seconds and count."""
+    import paddle
+    t = cfg.train
+    lm, sop, tokens = all_reduce_sum([win["lm"], win["sop"], win["tokens"]], env)
+    n, sec = win["steps"], win["time"]
+    rec = {"split": "train", "step": step, "loss": (lm + sop) / n, "lm_loss": lm / n, "sop_loss": sop / n,
+           "lr": lr, "tokens_per_s": tokens / sec, "samples_per_s": n * t.global_batch_size / sec,
+           "data_wait": win["wait"] / sec, "consumed_samples": step * t.global_batch_size}
+    if scaler is not None: rec["loss_scale"] = scaler_state(scaler)["scale"]
+    if paddle.get_device().startswith("gpu"):  # an allocator statistic: no device sync
+        rec["max_mem_allocated_mb"] = paddle.device.cuda.max_memory_allocated() / 2 ** 20
+    return rec
 
 # %% ../nbs/06_pretrain.ipynb #851e4656
 def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0, amp: bool = False) -> dict:
@@ -233,11 +325,31 @@ def evaluate(model, dataset, cfg, env: DistEnv, eval_index: int = 0, amp: bool =
     out["loss"] = out["lm_loss"] + out["sop_loss"]
     return out
 
-# %% ../nbs/06_pretrain.ipynb #b43b9e93
+# %% ../nbs/06_pretrain.ipynb #5d78c101
+def evaluate_per_corpus(r: dict, dataset, cfg, step: int, eval_index: int) -> list[dict]:
+    """A blended split (`BlendedDataset`): `evaluate` on each corpus's own split alone, logged with its name
+    (`{"split": "valid", "corpus": name, ...}`); [] for a single corpus. Each corpus gets the full eval_iters batches."""
+    if not hasattr(dataset, "datasets"): return []
+    recs = [{"split": dataset.name, "corpus": name, "step": step,
+             **evaluate(r["model"], ds, cfg, r["env"], eval_index, r["amp"])} for name, ds in dataset.datasets.items()]
+    for rec in recs: r["logger"].log(rec)
+    return recs
+
+# %% ../nbs/06_pretrain.ipynb #f23bcf80
+def eval_and_log(r: dict, dataset, split: str, cfg, step: int, eval_index: int) -> dict:
+    """`evaluate` the run's model on `dataset` (the `eval_index`-th slice), log it as `split` at `step`, then each corpus of
+    a blended split on its own (`evaluate_per_corpus`). Returns the record of the whole split."""
+    rec = {"split": split, "step": step, **evaluate(r["model"], dataset, cfg, r["env"], eval_index, r["amp"])}
+    r["logger"].log(rec)
+    evaluate_per_corpus(r, dataset, cfg, step, eval_index)
+    return rec
+
+# %% ../nbs/06_pretrain.ipynb #a445fce0
 def step_seed(seed: int, step: int, micro: int) -> int:
     "Dropout seed of the `micro`-th micro-batch (0-based over the whole global batch, all ranks) of update `step`."
     return (seed + 100003 * step + micro) % (2 ** 31)
 
+# %% ../nbs/06_pretrain.ipynb #66491803
 def _param_names(model) -> list[tuple[str, str]]:
     "(runtime name, structural name) of every parameter, longest runtime name first."
     return sorted(((p.name, n) for n, p in model.named_parameters()), key=lambda x: -len(x[0]))
@@ -254,6 +366,7 @@ def optimizer_state_by_structure(optimizer, model) -> dict:
         out["@" + pair[1] + k[len(pair[0]):] if pair else k] = v
     return out
 
+# %% ../nbs/06_pretrain.ipynb #7967e9bb
 def optimizer_state_from_structure(state: dict, model) -> dict:
     """Inverse of optimizer_state_by_structure for this process's parameter names.
 
@@ -278,43 +391,40 @@ def optimizer_state_from_structure(state: dict, model) -> dict:
         out[k] = v
     return out
 
-def save_checkpoint(path, model, tokenizer, optimizer, state: dict) -> Path:
-    """Write a complete checkpoint dir atomically; trainer_state.json goes last.
+# %% ../nbs/06_pretrain.ipynb #8302bab5
+def check_amp(train_cfg):
+    "train.amp_level is O1 | O2 and train.amp_dtype float16 | bfloat16 (the config's one check), or ValueError (`o2` would autocast O2 without `decorate`)."
+    train_cfg.require_valid("amp_level", "amp_dtype")
 
-    The weights are float32 (under O2, `decorate(save_dtype="float32")` casts them), and config.json says so:
-    `save_pretrained` writes the dtype of the first parameter, float16 under O2, and `from_pretrained` would then build
-    the whole model, LayerNorm included, in float16."""
+def make_scaler(cfg, amp: bool):
+    """The float16 loss scaler of the run (PaddleNLP's initial scale 2^15), or None: without AMP, and for bfloat16,
+    which has float32's exponent range and so no gradient underflow to guard against."""
     import paddle
-    with atomic_dir(path) as tmp, quiet_paddlenlp():
-        model.save_pretrained(str(tmp))
-        conf = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
-        (tmp / "config.json").write_text(json.dumps({**conf, "dtype": "float32"}, indent=2, ensure_ascii=False) + "\n",
-                                         encoding="utf-8")
-        tokenizer.save_pretrained(str(tmp))
-        paddle.save(optimizer_state_by_structure(optimizer, model), str(tmp / "model_state.pdopt"))
-        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
-    return Path(path)
+    return paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if amp and cfg.train.amp_dtype == "float16" else None
 
-def find_resume_checkpoint(checkpoint_dir) -> Path | None:
-    "model_last/ if complete; else the previous model_last that atomic_dir was swapping out when killed."
-    d = Path(checkpoint_dir)
-    cands = [d / "model_last"] + sorted(d.glob(".model_last.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return next((p for p in cands if (p / "trainer_state.json").is_file()), None)
+# %% ../nbs/06_pretrain.ipynb #d9ba3973
+def scaler_state(scaler) -> dict:
+    "`GradScaler.state_dict()` as plain JSON numbers (scale, growth/backoff counters)."
+    return {k: (float(np.asarray(v).reshape(-1)[0]) if k == "scale" else np.asarray(v).item())
+            for k, v in scaler.state_dict().items()}
 
-def read_trainer_state(ckpt) -> dict:
-    "A checkpoint's `trainer_state.json` (see `trainer_state`). Raises FileNotFoundError when the checkpoint has none."
-    return json.loads((Path(ckpt) / "trainer_state.json").read_text(encoding="utf-8"))
+def load_scaler_state(scaler, state: dict):
+    "Inverse of `scaler_state`: the resumed run continues at the saved loss scale and counters."
+    scaler.load_state_dict({**state, "scale": np.array([state["scale"]], dtype=np.float32)})
 
-def checkpoint_vocab_mismatch(ckpt, tokenizer_src) -> str | None:
-    "Why `ckpt` cannot be resumed with the run's tokenizer (its vocab.txt differs), or None when it can (or we cannot tell)."
-    old, new = Path(ckpt) / "vocab.txt", Path(str(tokenizer_src)) / "vocab.txt"
-    if not (old.is_file() and new.is_file()): return None
-    a, b = old.read_text(encoding="utf-8").splitlines(), new.read_text(encoding="utf-8").splitlines()
-    if a == b: return None
-    diff = sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
-    return (f"the tokenizer changed since {ckpt} was saved ({diff} of {max(len(a), len(b))} vocab lines differ, "
-            f"{new} vs {old}): the data of stage 04 now uses token ids the checkpoint's embeddings do not match")
+def scaler_step(scaler, opt) -> bool:
+    """`scaler.step(opt)` + `scaler.update()`; True when the optimizer updated, False when inf/nan grads skipped it.
 
+    The found-inf flag is read to the host once here and handed to `update()` as a bool, which would otherwise read it
+    again: one device-to-host read per optimizer step (PaddleNLP reads the same `_cache_found_inf`)."""
+    scaler.step(opt)
+    found = scaler._cache_found_inf
+    found = bool(found) if found is not None else False
+    scaler._cache_found_inf = found
+    scaler.update()
+    return not found
+
+# %% ../nbs/06_pretrain.ipynb #de21733e
 def corpus_digest(cfg) -> str:
     "SHA-256 (first 16 hex) over the contents of stage 04's `_ids.npy` and `_idx.npz`: which corpus the samples come from."
     import hashlib
@@ -326,6 +436,21 @@ def corpus_digest(cfg) -> str:
     files = [Path(f"{prefix}_ids.npy"), Path(f"{prefix}_idx.npz")]
     return hashlib.sha256("".join(content_hash(f) if f.is_file() else "missing" for f in files).encode()).hexdigest()[:16]
 
+# %% ../nbs/06_pretrain.ipynb #4eda3682
+def start_digest(src) -> str | None:
+    "SHA-256 (first 16 hex) of a local start model's weight files (`*.pdparams`, `*.safetensors`); None for a hub name."
+    d = Path(str(src))
+    files = sorted([*d.glob("*.pdparams"), *d.glob("*.safetensors")]) if d.is_dir() else []
+    if not files: return None
+    import hashlib
+    return hashlib.sha256("".join(content_hash(f) for f in files).encode()).hexdigest()[:16]
+
+def amp_recipe(train_cfg) -> dict:
+    "The AMP settings a checkpoint's weights and optimizer state (moments of fp32 or master weights) depend on."
+    t = train_cfg
+    return {"use_amp": True, "amp_level": t.amp_level, "amp_dtype": t.amp_dtype} if t.use_amp else {"use_amp": False}
+
+# %% ../nbs/06_pretrain.ipynb #4a4ce738
 def training_recipe(cfg) -> dict:
     """What a checkpoint's weights and optimizer state depend on besides the step count: the start model (and, from scratch,
     the architecture), the sample stream (the corpus's content included: a book added or removed is another stream) and
@@ -343,19 +468,73 @@ def training_recipe(cfg) -> dict:
             "schedule": {k: getattr(t, k) for k in ("max_lr", "min_lr", "warmup_rate", "lr_decay_style", "weight_decay")},
             "amp": amp_recipe(t)}
 
-def amp_recipe(train_cfg) -> dict:
-    "The AMP settings a checkpoint's weights and optimizer state (moments of fp32 or master weights) depend on."
-    t = train_cfg
-    return {"use_amp": True, "amp_level": t.amp_level, "amp_dtype": t.amp_dtype} if t.use_amp else {"use_amp": False}
+# %% ../nbs/06_pretrain.ipynb #6dc8f108
+def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None) -> dict:
+    """What `trainer_state.json` holds for a resume at `step`: consumed samples, batch split, lr scheduler state, the
+    training recipe (`training_recipe`), the dropout-seed rule, the data position (`next_sample`, the blend) and, under
+    float16 AMP, the loss scaler."""
+    t = cfg.train
+    return {"step": step, "consumed_samples": step * t.global_batch_size, "global_batch_size": t.global_batch_size,
+            "micro_batch_size": t.micro_batch_size, "accumulate_steps": acc, "world_size": env.world_size,
+            "max_steps": t.max_steps, "seed": t.seed, "lr": float(sched.get_lr()), "lr_scheduler": sched.state_dict(),
+            "recipe": training_recipe(cfg),
+            "rng": {"rule": "paddle.seed(step_seed(train.seed, step, rank * accumulate_steps + k)) before micro-batch k",
+                    "seed": t.seed},
+            "data": {"corpus": str(cfg.paths.ids_dir / cfg.pretraining_data.output_prefix), "split": cfg.data.split,
+                     "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size,
+                     **({"blend": list(cfg.data.blend)} if is_blended(cfg) else {})},
+            **({"scaler": scaler_state(scaler)} if scaler is not None else {})}
 
-def start_digest(src) -> str | None:
-    "SHA-256 (first 16 hex) of a local start model's weight files (`*.pdparams`, `*.safetensors`); None for a hub name."
-    d = Path(str(src))
-    files = sorted([*d.glob("*.pdparams"), *d.glob("*.safetensors")]) if d.is_dir() else []
-    if not files: return None
-    import hashlib
-    return hashlib.sha256("".join(content_hash(f) for f in files).encode()).hexdigest()[:16]
+# %% ../nbs/06_pretrain.ipynb #e6736061
+def save_checkpoint(path, model, tokenizer, optimizer, state: dict) -> Path:
+    """Write a complete checkpoint dir atomically; trainer_state.json goes last.
 
+    The weights are float32 (under O2, `decorate(save_dtype="float32")` casts them), and config.json says so:
+    `save_pretrained` writes the dtype of the first parameter, float16 under O2, and `from_pretrained` would then build
+    the whole model, LayerNorm included, in float16."""
+    import paddle
+    with atomic_dir(path) as tmp, quiet_paddlenlp():
+        model.save_pretrained(str(tmp))
+        conf = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+        (tmp / "config.json").write_text(json.dumps({**conf, "dtype": "float32"}, indent=2, ensure_ascii=False) + "\n",
+                                         encoding="utf-8")
+        tokenizer.save_pretrained(str(tmp))
+        paddle.save(optimizer_state_by_structure(optimizer, model), str(tmp / "model_state.pdopt"))
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+    return Path(path)
+
+# %% ../nbs/06_pretrain.ipynb #8f7d95ef
+def find_resume_checkpoint(checkpoint_dir) -> Path | None:
+    "model_last/ if complete; else the previous model_last that atomic_dir was swapping out when killed."
+    d = Path(checkpoint_dir)
+    cands = [d / "model_last"] + sorted(d.glob(".model_last.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return next((p for p in cands if (p / "trainer_state.json").is_file()), None)
+
+def read_trainer_state(ckpt) -> dict:
+    "A checkpoint's `trainer_state.json` (see `trainer_state`). Raises FileNotFoundError when the checkpoint has none."
+    return json.loads((Path(ckpt) / "trainer_state.json").read_text(encoding="utf-8"))
+
+# %% ../nbs/06_pretrain.ipynb #d7f6f9f9
+def load_optimizer_state(ckpt, optimizer, sched, state: dict, model):
+    """Restore AdamW's moments (`model_state.pdopt`, keyed by parameter structure so a rebuilt model matches) and the lr
+    scheduler (`state["lr_scheduler"]`) from a checkpoint, for an exact resume."""
+    import paddle
+    saved = paddle.load(str(Path(ckpt) / "model_state.pdopt"))
+    optimizer.set_state_dict(optimizer_state_from_structure(saved, model))
+    sched.set_state_dict(state["lr_scheduler"])
+
+# %% ../nbs/06_pretrain.ipynb #6989e126
+def checkpoint_vocab_mismatch(ckpt, tokenizer_src) -> str | None:
+    "Why `ckpt` cannot be resumed with the run's tokenizer (its vocab.txt differs), or None when it can (or we cannot tell)."
+    old, new = Path(ckpt) / "vocab.txt", Path(str(tokenizer_src)) / "vocab.txt"
+    if not (old.is_file() and new.is_file()): return None
+    a, b = old.read_text(encoding="utf-8").splitlines(), new.read_text(encoding="utf-8").splitlines()
+    if a == b: return None
+    diff = sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+    return (f"the tokenizer changed since {ckpt} was saved ({diff} of {max(len(a), len(b))} vocab lines differ, "
+            f"{new} vs {old}): the data of stage 04 now uses token ids the checkpoint's embeddings do not match")
+
+# %% ../nbs/06_pretrain.ipynb #a90ea8fc
 def checkpoint_recipe_mismatch(state: dict, cfg) -> str | None:
     "Why a checkpoint was trained under another recipe than cfg's (see `training_recipe`), or None (same, or saved before recipes)."
     old = state.get("recipe")
@@ -369,6 +548,7 @@ def checkpoint_recipe_mismatch(state: dict, cfg) -> str | None:
         changed.append(f"start model {new['start']} has other weights now ({old['start_sha256']} -> {new.get('start_sha256')})")
     return f"the checkpoint was trained with another recipe ({'; '.join(changed)})" if changed else None
 
+# %% ../nbs/06_pretrain.ipynb #9112d98b
 def check_resumable(state: dict, cfg, ckpt) -> None:
     "Refuse a resume that cannot continue the same sample stream."
     if state["global_batch_size"] != cfg.train.global_batch_size:
@@ -380,15 +560,55 @@ def check_resumable(state: dict, cfg, ckpt) -> None:
             warnings.warn(f"resuming {ckpt}: train.{key} changed {state.get(key)} -> {getattr(cfg.train, key)}; "
                           "the train index map and lr schedule change with it")
 
-def load_optimizer_state(ckpt, optimizer, sched, state: dict, model):
-    """Restore AdamW's moments (`model_state.pdopt`, keyed by parameter structure so a rebuilt model matches) and the lr
-    scheduler (`state["lr_scheduler"]`) from a checkpoint, for an exact resume."""
-    import paddle
-    saved = paddle.load(str(Path(ckpt) / "model_state.pdopt"))
-    optimizer.set_state_dict(optimizer_state_from_structure(saved, model))
-    sched.set_state_dict(state["lr_scheduler"])
+# %% ../nbs/06_pretrain.ipynb #1dc2ae4d
+def prune_checkpoints(checkpoint_dir, limit: int, echo=print) -> list[Path]:
+    """Delete all but the newest `limit` model_<step>/ dirs (by step; `limit` 0 keeps all), as PaddleNLP Trainer's
+    `save_total_limit`; model_last/ is never touched. Says which it removed; returns them."""
+    import shutil
+    if limit <= 0: return []
+    numbered = sorted((p for p in Path(checkpoint_dir).glob("model_*") if p.name[6:].isdigit()), key=lambda p: int(p.name[6:]))
+    old = numbered[:-limit]
+    for p in old: shutil.rmtree(p)
+    if old and echo:
+        echo(f" > removed {', '.join(p.name for p in old)} (train.save_total_limit={limit} keeps the newest model_<step>/)")
+    return old
+
+# %% ../nbs/06_pretrain.ipynb #2ccea438
+def remove_stale_checkpoint_dirs(checkpoint_dir):
+    "Temp dirs of checkpoints torn by a kill, and old model_last copies, once a new model_last is in place."
+    import shutil
+    d = Path(checkpoint_dir)
+    if not (d / "model_last" / "trainer_state.json").is_file(): return
+    for p in list(d.glob(".model_*.tmp")) + list(d.glob(".model_last.old-*")):
+        shutil.rmtree(p, ignore_errors=True)
+
+# %% ../nbs/06_pretrain.ipynb #b0b42773
+def maybe_checkpoint(cfg, r: dict, step: int, final: bool = False):
+    """model_<step>/ every save_steps (only the newest `train.save_total_limit` kept when > 0), model_last/ every
+    checkpoint_steps and at the end (rank 0)."""
+    t, env = cfg.train, r["env"]
+    if not env.is_main: return
+    state = trainer_state(cfg, step, r["sched"], env, r["acc"], r["scaler"])
+    if t.save_steps and step % t.save_steps == 0:
+        save_checkpoint(cfg.paths.checkpoint_dir / f"model_{step}", r["model"], r["tokenizer"], r["opt"], state)
+        prune_checkpoints(cfg.paths.checkpoint_dir, t.save_total_limit)
+    if final or (t.checkpoint_steps and step % t.checkpoint_steps == 0):
+        save_checkpoint(cfg.paths.checkpoint_dir / "model_last", r["model"], r["tokenizer"], r["opt"], state)
+        remove_stale_checkpoint_dirs(cfg.paths.checkpoint_dir)
 
 # %% ../nbs/06_pretrain.ipynb #8f0aa1a0
+def read_metrics(path) -> list[dict]:
+    "Records of a metrics.jsonl (a torn last line from a kill is skipped)."
+    p = Path(path)
+    if p.is_dir(): p = p / "metrics.jsonl"
+    if not p.is_file(): return []
+    out = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try: out.append(json.loads(line))
+        except json.JSONDecodeError: pass
+    return out
+
+# %% ../nbs/06_pretrain.ipynb #c5b81bd4
 class MetricsLogger:
     "Append records to output/<run>/metrics.jsonl, mirror scalars to VisualDL (output/<run>/runs/), print one line."
     def __init__(self, run_dir, enabled: bool = True, resume_step: int = 0):
@@ -421,17 +641,6 @@ class MetricsLogger:
         "Flush and close the VisualDL writer (metrics.jsonl is appended line by line and needs no closing)."
         if self.vdl is not None: self.vdl.close()
 
-def read_metrics(path) -> list[dict]:
-    "Records of a metrics.jsonl (a torn last line from a kill is skipped)."
-    p = Path(path)
-    if p.is_dir(): p = p / "metrics.jsonl"
-    if not p.is_file(): return []
-    out = []
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError: pass
-    return out
-
 # %% ../nbs/06_pretrain.ipynb #a4df945a
 TRAINER_LOCK_GRACE = 10.0  # seconds a new trainer waits for a dying one (killed a moment ago) to release the run dir
 TRAINER_LOCK_FIX = "another trainer is writing this run's checkpoints: let it finish, or stop that process"
@@ -451,13 +660,11 @@ def trainer_running(run_dir) -> str | None:
         with dir_lock(run_dir, name="trainer", timeout=TRAINER_LOCK_GRACE, log=None, fix=TRAINER_LOCK_FIX): return None
     except LockedError as e: return str(e)
 
-# %% ../nbs/06_pretrain.ipynb #8dbed630
-def setup_run(cfg):
-    "Everything the loop needs: env, resume point, tokenizer, data, model, optimizer, loader, logger."
-    import paddle
-    check_amp(cfg.train)  # before any work: a typo in the AMP settings is one clear line
-    env = init_distributed(cfg.launch.device)
-    acc = accumulate_steps(cfg.train, env.world_size)
+# %% ../nbs/06_pretrain.ipynb #b327f1f4
+def _resume_point(cfg, env: DistEnv) -> tuple:
+    """(the checkpoint to resume from or None, its trainer state or `{"step": 0}`). A checkpoint of another vocab or
+    recipe is moved aside with a warning (the run starts at step 0); one that cannot continue the sample stream raises
+    (`check_resumable`); all ranks agree on the step (`agree_on_resume_step`)."""
     ckpt_dir = cfg.paths.checkpoint_dir
     resume = find_resume_checkpoint(ckpt_dir) if cfg.train.continue_training else None
     state = read_trainer_state(resume) if resume else {"step": 0}
@@ -476,6 +683,39 @@ def setup_run(cfg):
         resume, state = None, {"step": 0}
     if resume: check_resumable(state, cfg, resume)
     agree_on_resume_step(state["step"], env, resume)
+    return resume, state
+
+# %% ../nbs/06_pretrain.ipynb #eb76064f
+def _train_loader(cfg, dataset, tokenizer, env: DistEnv, step: int):
+    "The DataLoader of this rank's micro-batches from update `step` on (`GlobalBatchSampler`), collated by `collate_batch`."
+    import paddle
+    t = cfg.train
+    sampler = GlobalBatchSampler(t.global_batch_size, t.micro_batch_size, env.rank, env.world_size, step, t.max_steps)
+    return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
+                                collate_fn=functools.partial(collate_batch, pad_id=tokenizer.pad_token_id,
+                                                             max_len=cfg.data.max_seq_len),  # picklable for spawn
+                                worker_init_fn=die_with_parent)
+
+# %% ../nbs/06_pretrain.ipynb #f4c6af94
+def _log_reference_lines(cfg, data: dict, logger, step: int) -> None:
+    "Log the unigram line (05's `unigram_reference`): the loss a context-free model reaches; one per corpus when blended."
+    if hasattr(data["train"], "datasets"):  # blended: one line per corpus (a corpus's own train vs valid)
+        for name, ds in data["train"].datasets.items():
+            ref = unigram_reference(ds.corpus, split_documents(cfg.data.split, ds.corpus.num_docs), ds.vocab)
+            if ref is not None: logger.log({"split": "reference", "corpus": name, "step": 0, "unigram_lm_loss": ref})
+    else:
+        c = data["train"].corpus
+        ref = unigram_reference(c, split_documents(cfg.data.split, c.num_docs), data["train"].vocab)
+        if ref is not None: logger.log({"split": "reference", "step": step, "unigram_lm_loss": ref})
+
+# %% ../nbs/06_pretrain.ipynb #fc09b0ae
+def setup_run(cfg):
+    "Everything the loop needs: env, resume point, tokenizer, data, model, optimizer, loader, logger."
+    import paddle
+    check_amp(cfg.train)  # before any work: a typo in the AMP settings is one clear line
+    env = init_distributed(cfg.launch.device)
+    acc = accumulate_steps(cfg.train, env.world_size)
+    resume, state = _resume_point(cfg, env)
     if env.is_main and state["step"] >= cfg.train.max_steps:
         print(f" > {resume} is already at step {state['step']} >= train.max_steps={cfg.train.max_steps}: nothing to train "
               "(raise train.max_steps to continue, or set train.continue_training=false to start over)", flush=True)
@@ -498,192 +738,12 @@ def setup_run(cfg):
         model, opt = paddle.amp.decorate(models=model, optimizers=opt, level="O2", dtype=cfg.train.amp_dtype,
                                          save_dtype="float32")
     dp = paddle.DataParallel(model) if env.world_size > 1 else model
-    t = cfg.train
-    sampler = GlobalBatchSampler(t.global_batch_size, t.micro_batch_size, env.rank, env.world_size, state["step"], t.max_steps)
-    loader = paddle.io.DataLoader(data["train"], batch_sampler=sampler, num_workers=cfg.data.num_workers,
-                                  collate_fn=functools.partial(collate_batch, pad_id=tokenizer.pad_token_id,
-                                                               max_len=cfg.data.max_seq_len),  # picklable for spawn
-                                  worker_init_fn=die_with_parent)
+    loader = _train_loader(cfg, data["train"], tokenizer, env, state["step"])
     logger = MetricsLogger(cfg.paths.run_dir, env.is_main, state["step"])
     if env.is_main and state["step"] == 0 and data["valid"] is not None:  # the line a context-free model reaches (05)
-        if hasattr(data["train"], "datasets"):  # blended: one line per corpus (a corpus's own train vs valid)
-            for name, ds in data["train"].datasets.items():
-                ref = unigram_reference(ds.corpus, split_documents(cfg.data.split, ds.corpus.num_docs), ds.vocab)
-                if ref is not None: logger.log({"split": "reference", "corpus": name, "step": 0, "unigram_lm_loss": ref})
-        else:
-            c = data["train"].corpus
-            ref = unigram_reference(c, split_documents(cfg.data.split, c.num_docs), data["train"].vocab)
-            if ref is not None: logger.log({"split": "reference", "step": state["step"], "unigram_lm_loss": ref})
+        _log_reference_lines(cfg, data, logger, state["step"])
     return dict(env=env, acc=acc, state=state, tokenizer=tokenizer, data=data, model=model, dp=dp, opt=opt,
                 sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger)
-
-def check_amp(train_cfg):
-    "train.amp_level is O1 | O2 and train.amp_dtype float16 | bfloat16 (the config's one check), or ValueError (`o2` would autocast O2 without `decorate`)."
-    train_cfg.require_valid("amp_level", "amp_dtype")
-
-def make_scaler(cfg, amp: bool):
-    """The float16 loss scaler of the run (PaddleNLP's initial scale 2^15), or None: without AMP, and for bfloat16,
-    which has float32's exponent range and so no gradient underflow to guard against."""
-    import paddle
-    return paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if amp and cfg.train.amp_dtype == "float16" else None
-
-def scaler_state(scaler) -> dict:
-    "`GradScaler.state_dict()` as plain JSON numbers (scale, growth/backoff counters)."
-    return {k: (float(np.asarray(v).reshape(-1)[0]) if k == "scale" else np.asarray(v).item())
-            for k, v in scaler.state_dict().items()}
-
-def load_scaler_state(scaler, state: dict):
-    "Inverse of `scaler_state`: the resumed run continues at the saved loss scale and counters."
-    scaler.load_state_dict({**state, "scale": np.array([state["scale"]], dtype=np.float32)})
-
-def scaler_step(scaler, opt) -> bool:
-    """`scaler.step(opt)` + `scaler.update()`; True when the optimizer updated, False when inf/nan grads skipped it.
-
-    The found-inf flag is read to the host once here and handed to `update()` as a bool, which would otherwise read it
-    again: one device-to-host read per optimizer step (PaddleNLP reads the same `_cache_found_inf`)."""
-    scaler.step(opt)
-    found = scaler._cache_found_inf
-    found = bool(found) if found is not None else False
-    scaler._cache_found_inf = found
-    scaler.update()
-    return not found
-
-def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None) -> dict:
-    """What `trainer_state.json` holds for a resume at `step`: consumed samples, batch split, lr scheduler state, the
-    training recipe (`training_recipe`), the dropout-seed rule, the data position (`next_sample`, the blend) and, under
-    float16 AMP, the loss scaler."""
-    t = cfg.train
-    return {"step": step, "consumed_samples": step * t.global_batch_size, "global_batch_size": t.global_batch_size,
-            "micro_batch_size": t.micro_batch_size, "accumulate_steps": acc, "world_size": env.world_size,
-            "max_steps": t.max_steps, "seed": t.seed, "lr": float(sched.get_lr()), "lr_scheduler": sched.state_dict(),
-            "recipe": training_recipe(cfg),
-            "rng": {"rule": "paddle.seed(step_seed(train.seed, step, rank * accumulate_steps + k)) before micro-batch k",
-                    "seed": t.seed},
-            "data": {"corpus": str(cfg.paths.ids_dir / cfg.pretraining_data.output_prefix), "split": cfg.data.split,
-                     "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size,
-                     **({"blend": list(cfg.data.blend)} if is_blended(cfg) else {})},
-            **({"scaler": scaler_state(scaler)} if scaler is not None else {})}
-
-def maybe_checkpoint(cfg, r: dict, step: int, final: bool = False):
-    """model_<step>/ every save_steps (only the newest `train.save_total_limit` kept when > 0), model_last/ every
-    checkpoint_steps and at the end (rank 0)."""
-    t, env = cfg.train, r["env"]
-    if not env.is_main: return
-    state = trainer_state(cfg, step, r["sched"], env, r["acc"], r["scaler"])
-    if t.save_steps and step % t.save_steps == 0:
-        save_checkpoint(cfg.paths.checkpoint_dir / f"model_{step}", r["model"], r["tokenizer"], r["opt"], state)
-        prune_checkpoints(cfg.paths.checkpoint_dir, t.save_total_limit)
-    if final or (t.checkpoint_steps and step % t.checkpoint_steps == 0):
-        save_checkpoint(cfg.paths.checkpoint_dir / "model_last", r["model"], r["tokenizer"], r["opt"], state)
-        remove_stale_checkpoint_dirs(cfg.paths.checkpoint_dir)
-
-def prune_checkpoints(checkpoint_dir, limit: int, echo=print) -> list[Path]:
-    """Delete all but the newest `limit` model_<step>/ dirs (by step; `limit` 0 keeps all), as PaddleNLP Trainer's
-    `save_total_limit`; model_last/ is never touched. Says which it removed; returns them."""
-    import shutil
-    if limit <= 0: return []
-    numbered = sorted((p for p in Path(checkpoint_dir).glob("model_*") if p.name[6:].isdigit()), key=lambda p: int(p.name[6:]))
-    old = numbered[:-limit]
-    for p in old: shutil.rmtree(p)
-    if old and echo:
-        echo(f" > removed {', '.join(p.name for p in old)} (train.save_total_limit={limit} keeps the newest model_<step>/)")
-    return old
-
-def remove_stale_checkpoint_dirs(checkpoint_dir):
-    "Temp dirs of checkpoints torn by a kill, and old model_last copies, once a new model_last is in place."
-    import shutil
-    d = Path(checkpoint_dir)
-    if not (d / "model_last" / "trainer_state.json").is_file(): return
-    for p in list(d.glob(".model_*.tmp")) + list(d.glob(".model_last.old-*")):
-        shutil.rmtree(p, ignore_errors=True)
-
-def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple:
-    """One optimizer update (the `step`-th, 0-based) from this rank's micro-batches; returns this rank's (lm, sop, tokens)
-    as float64 device scalars. No device-to-host read, except the loss scaler's found-inf flag (`scaler_step`)."""
-    import paddle
-    env, acc, t = r["env"], len(micro), cfg.train
-    n_mask = global_count(sum(b["masked_positions"].shape[0] for b in micro), env)
-    lm_sum = sop_sum = tokens = 0.0  # device scalars from the first micro-batch on: read only at logging time
-    for k, b in enumerate(micro):
-        paddle.seed(step_seed(t.seed, step, env.rank * acc + k))  # dropout follows the samples, not the process count
-        sync = k == acc - 1 or env.world_size == 1                       # all-reduce only on the last micro-batch
-        with (contextlib.nullcontext() if sync else r["dp"].no_sync()), paddle.amp.auto_cast(r["amp"], level=t.amp_level,
-                                                                                               dtype=t.amp_dtype):
-            loss, lm, sop = forward_loss(r["dp"], b, n_mask, t.global_batch_size, env.world_size, cfg.data.binary_head)
-        (r["scaler"].scale(loss) if r["scaler"] else loss).backward()
-        lm_sum, sop_sum = lm_sum + lm.astype("float64"), sop_sum + sop.astype("float64")
-        tokens = tokens + b["attention_mask"].sum().astype("float64")
-    stepped = scaler_step(r["scaler"], r["opt"]) if r["scaler"] else (r["opt"].step() or True)
-    r["opt"].clear_grad()
-    if stepped: r["sched"].step()  # a step the scaler skipped (inf/nan) does not use up the schedule (as PaddleNLP)
-    return lm_sum, sop_sum, tokens
-
-def evaluate_per_corpus(r: dict, dataset, cfg, step: int, eval_index: int) -> list[dict]:
-    """A blended split (`BlendedDataset`): `evaluate` on each corpus's own split alone, logged with its name
-    (`{"split": "valid", "corpus": name, ...}`); [] for a single corpus. Each corpus gets the full eval_iters batches."""
-    if not hasattr(dataset, "datasets"): return []
-    recs = [{"split": dataset.name, "corpus": name, "step": step,
-             **evaluate(r["model"], ds, cfg, r["env"], eval_index, r["amp"])} for name, ds in dataset.datasets.items()]
-    for rec in recs: r["logger"].log(rec)
-    return recs
-
-def train(cfg) -> dict:
-    """Pretrain (or continue pretraining) one ERNIE model as `cfg` says; the loop of PaddleNLP `model_zoo/ernie-1.0`'s
-    `run_pretrain.py`, on one screen.
-
-    Runs in every process that `paddle.distributed.launch` starts (`vertical-pretrain pretrain`, or in-process when
-    `launch.nproc == 1`). Each step consumes `train.global_batch_size` samples (`micro_batch_size` × processes ×
-    accumulation steps) of `data.max_seq_len` token ids from stage 05's index maps; resumes from
-    `checkpoints/model_last/` when `train.continue_training` and the recipe matches. Writes `metrics.jsonl`
-    (losses in nats per masked token / per SOP pair, lr, tokens/s), VisualDL scalars and checkpoints (`atomic_dir`).
-
-    Returns `{"train": {...}, "valid": {...}, "test": {...}}`: the last logged record of each split that ran
-    (`loss`, `lm_loss`, `sop_loss` as floats; `step`). A checkpoint of another vocab or recipe is moved aside with a
-    warning and training starts at step 0. Raises `ValueError` when the global batch is not a multiple of micro batch ×
-    processes, `data.max_seq_len` exceeds the model's positions, or the checkpoint to resume used another global batch
-    size; `FileNotFoundError` when stage 04's ids/idx are missing; `RuntimeError` when the model or tokenizer cannot load.
-    `train.max_steps: auto` is resolved first (`dataset.resolve_max_steps`; the launcher has usually done it already)."""
-    import paddle
-    cfg = resolve_blend(cfg)  # a one-entry blend is that corpus alone
-    cfg = resolve_max_steps(cfg, echo=print if os.environ.get("PADDLE_TRAINER_ID", "0") == "0" else None)
-    with trainer_lock(cfg):  # one trainer per checkpoint folder, whoever started it
-        r = setup_run(cfg)
-        env, acc, t, logger, data = r["env"], r["acc"], cfg.train, r["logger"], r["data"]
-        step, last = r["state"]["step"], {}
-        win = dict(lm=0.0, sop=0.0, tokens=0.0, wait=0.0, time=0.0, steps=0)
-        while step < t.max_steps:
-            t0 = time.perf_counter()
-            micro = [next(r["loader"]) for _ in range(acc)]                      # this rank's share of the global batch
-            win["wait"] += time.perf_counter() - t0
-            lr = float(r["sched"].get_lr())
-            lm, sop, tokens = train_step(r, micro, cfg, step)
-            step += 1
-            for k, v in (("lm", lm), ("sop", sop), ("tokens", tokens), ("time", time.perf_counter() - t0), ("steps", 1)):
-                win[k] += v
-            if step % t.logging_freq == 0 or step == t.max_steps:
-                lm, sop, tokens = all_reduce_sum([win["lm"], win["sop"], win["tokens"]], env)
-                n, sec = win["steps"], win["time"]
-                last["train"] = {"split": "train", "step": step, "loss": (lm + sop) / n, "lm_loss": lm / n, "sop_loss": sop / n,
-                                 "lr": lr, "tokens_per_s": tokens / sec, "samples_per_s": n * t.global_batch_size / sec,
-                                 "data_wait": win["wait"] / sec, "consumed_samples": step * t.global_batch_size}
-                if r["scaler"] is not None: last["train"]["loss_scale"] = scaler_state(r["scaler"])["scale"]
-                if paddle.get_device().startswith("gpu"):  # an allocator statistic: no device sync
-                    last["train"]["max_mem_allocated_mb"] = paddle.device.cuda.max_memory_allocated() / 2 ** 20
-                logger.log(last["train"]); win = dict.fromkeys(win, 0.0)
-            if t.eval_freq and step % t.eval_freq == 0 and data["valid"] is not None:
-                last["valid"] = {"split": "valid", "step": step,
-                                 **evaluate(r["model"], data["valid"], cfg, env, step // t.eval_freq, r["amp"])}
-                logger.log(last["valid"])
-                evaluate_per_corpus(r, data["valid"], cfg, step, step // t.eval_freq)
-            maybe_checkpoint(cfg, r, step, final=step == t.max_steps)
-        for _ in r["loader"]: pass  # the sampler is used up: this ends the DataLoader's workers and prefetch thread cleanly
-        if data["test"] is not None:
-            last["test"] = {"split": "test", "step": step, **evaluate(r["model"], data["test"], cfg, env, 0, r["amp"])}
-            logger.log(last["test"])
-            evaluate_per_corpus(r, data["test"], cfg, step, 0)
-        logger.close()
-        env.barrier()  # no rank leaves (and tears down gloo) while another is still in a collective
-        return last
 
 # %% ../nbs/06_pretrain.ipynb #da76bef7
 def main(argv=None) -> int:
@@ -743,6 +803,7 @@ def context_gain(run_dir, last_evals: int = 3) -> dict | None:
     v = float(np.mean(val[-last_evals:]))
     return {"unigram_lm_loss": ref[-1], "valid_lm_loss": v, "gain": ref[-1] - v}
 
+# %% ../nbs/06_pretrain.ipynb #40fd5e3f
 def context_report(run_dir, warn: bool = False) -> str:
     """One line on whether the run's MLM uses context (see `context_gain`), with a warning when it does not. `warn`
     (the training stage's own cell): the warning goes out as a `fileio.stage_warning` the pipeline counts, not in the line."""

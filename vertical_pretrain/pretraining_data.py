@@ -68,7 +68,7 @@ def _is_wordpiece(tok) -> bool:
             and type(bt).__name__ == "BasicTokenizer" and getattr(bt, "tokenize_chinese_chars", True)
             and not getattr(bt, "never_split", None) and getattr(wp, "max_input_chars_per_word", 100) == 100)
 
-# %% ../nbs/04_pretraining_data.ipynb #bb891405
+# %% ../nbs/04_pretraining_data.ipynb #e32dd08f
 _SYMBOL_EXTRA = (0x00AD, 0x00B2, 0x00BA, 0x3007, 0x00B5, 0x00D8, 0x014B, 0x01B1)  # paddlenlp's _is_symbol extras
 _SYMBOL_SPLIT = r"[\p{S}" + "".join(map(chr, _SYMBOL_EXTRA)) + "]"  # paddlenlp BasicTokenizer also splits symbols
 
@@ -78,6 +78,123 @@ def _stands_alone(c: str) -> bool:
     return (is_han(c) or unicodedata.category(c)[0] in "PS" or 33 <= o <= 47 or 58 <= o <= 64 or 91 <= o <= 96
             or 123 <= o <= 126 or o in _SYMBOL_EXTRA)
 
+def _joins_neighbour(c: str) -> bool:
+    "The tokenizer keeps `c` in one word with a neighbour of the same kind (Latin, digits, ...): not a blank, not alone."
+    return not (c in " \t\n\r" or unicodedata.category(c) == "Zs" or _stands_alone(c))
+
+# %% ../nbs/04_pretraining_data.ipynb #cbb3b289
+def _join_pieces(words: list[str], joins, special) -> list[str]:
+    """The body of `DocEncoder.pieces`: `words` joined again where the tokenizer does not cut. `joins(c)`: `c` joins a
+    neighbour of its kind (`_joins_neighbour`); `special`: the regex of the special tokens, or None.
+
+    The words are cut where the tokenizer cuts as well: at blanks (`BLANK` words, dropped here) and next to a char that
+    is a token by itself (CJK, punctuation, symbols). Two words that meet inside a run of other chars are one piece again
+    (jieba cuts `4NATHOWTO` into `4` + `NATHOWTO`, while WordPiece sees one word: `4 ##n ##a ##t ...`), and so is a
+    special token such as `[MASK]` that the segmenter cut up. A Chinese word never joins another (its chars stand
+    alone), so its ## marks still follow the segmenter."""
+    out, spans, joinable, pos = [], [], False, 0
+    for w in words:
+        n = len(w)
+        if not w or w.isspace(): joinable = False; pos += n; continue
+        if joinable and joins(w[0]): out[-1] += w; spans[-1][1] = pos + n
+        else: out.append(w); spans.append([pos, pos + n])
+        joinable, pos = joins(w[-1]), pos + n
+    if special is not None and len(out) > 1:
+        for m in special.finditer("".join(words)):
+            ks = [k for k, (a, b) in enumerate(spans) if a < m.end() and m.start() < b]
+            if len(ks) > 1:  # the tokenizer never splits a special token
+                k0, k1 = ks[0], ks[-1]
+                out[k0:k1 + 1] = ["".join(out[k0:k1 + 1])]
+                spans[k0:k1 + 1] = [[spans[k0][0], spans[k1][1]]]
+    return out
+
+# %% ../nbs/04_pretraining_data.ipynb #f2498173
+def _lone_char_id(c: str, vocab: dict, unk_id: int) -> int:
+    "Id of a char that is always a token by itself (CJK / punctuation / symbol, unchanged by lower case and NFD); -1 otherwise."
+    simple = (_stands_alone(c) and unicodedata.category(c)[0] != "C" and c.lower() == c
+              and unicodedata.normalize("NFD", c) == c)
+    return vocab.get(c, unk_id) if simple else -1
+
+# %% ../nbs/04_pretraining_data.ipynb #a9042f6c
+def _word_plans(words, char_id, special, runs: dict) -> tuple[list, set]:
+    """Each word as its plan: the ids of its chars that are tokens by themselves (`char_id(c) >= 0`) and the runs of other
+    chars between them (str). A word holding a special token (`special` regex) stays one run. Returns (plans, the runs
+    not in `runs` yet)."""
+    plans, todo = [], set()
+    for w in words:
+        plan, run = [], []
+        if special is not None and special.search(w):  # '[MASK]' etc. stay whole: HF matches them like PaddleNLP
+            plans.append([w]); todo.add(w) if w not in runs else None; continue
+        for c in w:
+            i = char_id(c)
+            if i >= 0:
+                if run: plan.append("".join(run)); run = []
+                plan.append(i)
+            else:
+                run.append(c)
+        if run: plan.append("".join(run))
+        for p in plan:
+            if type(p) is str and p not in runs: todo.add(p)
+        plans.append(plan)
+    return plans, todo
+
+# %% ../nbs/04_pretraining_data.ipynb #192114e3
+def _hf_wordpiece(spec):
+    """The HF `tokenizers` WordPiece tokenizer equivalent to the BERT/ERNIE tokenizer of `spec.vocab` (`EncoderSpec`):
+    BertNormalizer + BertPreTokenizer + symbol split."""
+    from tokenizers import Tokenizer, Regex, models, normalizers, pre_tokenizers
+    t = Tokenizer(models.WordPiece(spec.vocab, unk_token=spec.unk_token, max_input_chars_per_word=100))
+    t.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                              lowercase=spec.do_lower_case)
+    t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(),
+                                               pre_tokenizers.Split(Regex(_SYMBOL_SPLIT), behavior="isolated")])
+    if spec.special_tokens: t.add_special_tokens(list(spec.special_tokens))
+    return t
+
+# %% ../nbs/04_pretraining_data.ipynb #e068605f
+def _vocab_tables(vocab: dict) -> tuple[np.ndarray, np.ndarray]:
+    "(is_cjk bool [vocab]: the token is one Han char, hash_id int64 [vocab]: the id of `##<token>`, else the token's own id)."
+    n = max(vocab.values()) + 1
+    is_cjk, hash_id = np.zeros(n, dtype=bool), np.arange(n, dtype=np.int64)
+    for t, i in vocab.items():
+        if is_han(t):
+            is_cjk[i] = True
+            j = vocab.get("##" + t)
+            if j is not None: hash_id[i] = j
+    return is_cjk, hash_id
+
+# %% ../nbs/04_pretraining_data.ipynb #3b8bc309
+def _whole_word_marks(ids: np.ndarray, wlen: np.ndarray, is_cjk, hash_id, max_word_length: int) -> tuple[int, int]:
+    """Put the ## marks into the flat token ids `ids` (in place); `wlen`: tokens per word. Returns (marks made, marks that
+    fell back to the plain char because the vocab has no `##<char>`)."""
+    gw = np.repeat(np.arange(len(wlen)), wlen)  # word index of every token
+    ncjk = np.bincount(gw, weights=is_cjk[ids], minlength=len(wlen))
+    whole = (wlen == ncjk) & (wlen >= 2) & (wlen <= max_word_length)
+    inner = np.r_[False, gw[1:] == gw[:-1]]
+    m = whole[gw] & inner
+    new_ids = hash_id[ids[m]]
+    fallback, marked = int((new_ids == ids[m]).sum()), int((new_ids != ids[m]).sum())
+    ids[m] = new_ids
+    return marked, fallback
+
+# %% ../nbs/04_pretraining_data.ipynb #b45f5521
+def _flatten_words(per_word: list, n_words: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat ids int64, tokens per word int64, tokens per sentence int64) from the id lists of all words and the number of
+    words of each sentence."""
+    wlen = np.fromiter(map(len, per_word), dtype=np.int64, count=len(per_word))
+    ids = np.fromiter(chain.from_iterable(per_word), dtype=np.int64, count=int(wlen.sum()))
+    lens = np.bincount(np.repeat(np.arange(len(n_words)), n_words), weights=wlen, minlength=len(n_words)).astype(np.int64)
+    return ids, wlen, lens
+
+# %% ../nbs/04_pretraining_data.ipynb #be66f6ce
+def _append_eos(ids: np.ndarray, lens: np.ndarray, nsent: np.ndarray, eos_id: int) -> np.ndarray:
+    "The flat ids with `eos_id` after the last sentence of each document with sentences; `lens` grows in place."
+    last = np.cumsum(nsent)[nsent > 0] - 1
+    ends = np.cumsum(lens)[last]
+    lens[last] += 1
+    return np.insert(ids, ends, eos_id)
+
+# %% ../nbs/04_pretraining_data.ipynb #47f73536
 ENCODER_VERSION = 2  # 2: pieces follow the tokenizer's own word boundaries (issue 15); in stage 04's params, so old ids are rebuilt
 
 @dataclass
@@ -101,6 +218,7 @@ class EncoderSpec:
     max_word_length: int = 6
     eos_id: int | None = None  # append to each document when set (append_eos)
 
+# %% ../nbs/04_pretraining_data.ipynb #9eb27814
 class DocEncoder:
     """Encode documents into (ids, sentence lens, sentences per doc) with ERNIE's ## whole-word marks.
 
@@ -109,14 +227,7 @@ class DocEncoder:
     segmenter and HF tokenizer are built lazily, so the object pickles small for worker processes."""
     def __init__(self, spec: EncoderSpec):
         self.spec = spec
-        n = max(spec.vocab.values()) + 1
-        self.is_cjk = np.zeros(n, dtype=bool)
-        self.hash_id = np.arange(n, dtype=np.int64)
-        for t, i in spec.vocab.items():
-            if is_han(t):
-                self.is_cjk[i] = True
-                j = spec.vocab.get("##" + t)
-                if j is not None: self.hash_id[i] = j
+        self.is_cjk, self.hash_id = _vocab_tables(spec.vocab)
         self.unk_id = spec.vocab.get(spec.unk_token, 0)
         self._special = re.compile("|".join(map(re.escape, spec.special_tokens))) if spec.special_tokens else None
         self._hf = self._tok = self._seg = None
@@ -124,21 +235,10 @@ class DocEncoder:
         self._joinable = {}  # char -> whether the tokenizer keeps it in one word with a neighbour of the same kind
         self.counts = {"marked": 0, "fallback": 0}  # ## marks made, and marks that fell back to the plain char
 
-    # lazily built, so a DocEncoder pickles small and each worker builds its own
     @property
     def hf(self):
-        """The HF `tokenizers` WordPiece tokenizer equivalent to the vocab's BERT/ERNIE tokenizer (BertNormalizer +
-        BertPreTokenizer + symbol split), built on first use."""
-        if self._hf is None:
-            from tokenizers import Tokenizer, Regex, models, normalizers, pre_tokenizers
-            s = self.spec
-            t = Tokenizer(models.WordPiece(s.vocab, unk_token=s.unk_token, max_input_chars_per_word=100))
-            t.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
-                                                      lowercase=s.do_lower_case)
-            t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(),
-                                                       pre_tokenizers.Split(Regex(_SYMBOL_SPLIT), behavior="isolated")])
-            if s.special_tokens: t.add_special_tokens(list(s.special_tokens))
-            self._hf = t
+        "The HF `tokenizers` WordPiece tokenizer equivalent to the vocab's tokenizer (`_hf_wordpiece`), built on first use."
+        if self._hf is None: self._hf = _hf_wordpiece(self.spec)
         return self._hf
 
     @property
@@ -170,109 +270,23 @@ class DocEncoder:
     def _joins(self, c: str) -> bool:
         "The tokenizer keeps `c` in one word with a neighbour of the same kind (Latin, digits, ...): not a blank, not alone."
         j = self._joinable.get(c)
-        if j is None:
-            j = self._joinable[c] = not (c in " \t\n\r" or unicodedata.category(c) == "Zs" or _stands_alone(c))
+        if j is None: j = self._joinable[c] = _joins_neighbour(c)
         return j
 
     def pieces(self, words: list[str]) -> list[str]:
         """The pieces of one sentence to tokenize one by one: their tokens, concatenated, are the tokenizer's tokens of
-        `"".join(words)`.
-
-        The words are cut where the tokenizer cuts as well: at blanks (`BLANK` words, dropped here) and next to a char that
-        is a token by itself (CJK, punctuation, symbols). Two words that meet inside a run of other chars are one piece again
-        (jieba cuts `4NATHOWTO` into `4` + `NATHOWTO`, while WordPiece sees one word: `4 ##n ##a ##t ...`), and so is a
-        special token such as `[MASK]` that the segmenter cut up. A Chinese word never joins another (its chars stand
-        alone), so its ## marks still follow the segmenter."""
-        out, spans, joinable, pos = [], [], False, 0
-        for w in words:
-            n = len(w)
-            if not w or w.isspace(): joinable = False; pos += n; continue
-            if joinable and self._joins(w[0]): out[-1] += w; spans[-1][1] = pos + n
-            else: out.append(w); spans.append([pos, pos + n])
-            joinable, pos = self._joins(w[-1]), pos + n
-        if self._special is not None and len(out) > 1:
-            for m in self._special.finditer("".join(words)):
-                ks = [k for k, (a, b) in enumerate(spans) if a < m.end() and m.start() < b]
-                if len(ks) > 1:  # the tokenizer never splits a special token
-                    k0, k1 = ks[0], ks[-1]
-                    out[k0:k1 + 1] = ["".join(out[k0:k1 + 1])]
-                    spans[k0:k1 + 1] = [[spans[k0][0], spans[k1][1]]]
-        return out
+        `"".join(words)` (the words cut only where the tokenizer cuts as well: `_join_pieces`)."""
+        return _join_pieces(words, self._joins, self._special)
 
     def _char_id(self, c: str) -> int:
         "Id of a char that is always a token by itself (CJK / punctuation / symbol, unchanged by lower case and NFD); -1 otherwise."
         i = self._chars.get(c)
-        if i is None:
-            cat = unicodedata.category(c)
-            simple = _stands_alone(c) and cat[0] != "C" and c.lower() == c and unicodedata.normalize("NFD", c) == c
-            i = self.spec.vocab.get(c, self.unk_id) if simple else -1
-            self._chars[c] = i
+        if i is None: i = self._chars[c] = _lone_char_id(c, self.spec.vocab, self.unk_id)
         return i
 
-    def _fill(self, words, fast: bool) -> None:
-        "Tokenize words not seen before into the word cache (word frequencies are Zipfian: most lookups hit)."
-        cache = self._cache[fast]
-        if len(cache) > 1_000_000: cache.clear()
-        if not fast:
-            for w in words: cache[w] = self.tok.convert_tokens_to_ids(self.tok.tokenize(w))
-            return
-        # A word = chars that are always tokens by themselves + runs of other chars (Latin, digits, ...): only the runs
-        # need WordPiece, and they repeat even more than words do ('１９９８' in '１９９８年', '１９９８年度', ...).
-        runs = self._runs
-        if len(runs) > 1_000_000: runs.clear()
-        plans, todo = [], set()
-        special = self._special
-        for w in words:
-            plan, run = [], []
-            if special is not None and special.search(w):  # '[MASK]' etc. stay whole: HF matches them like PaddleNLP
-                plans.append([w]); todo.add(w) if w not in runs else None; continue
-            for c in w:
-                i = self._char_id(c)
-                if i >= 0:
-                    if run: plan.append("".join(run)); run = []
-                    plan.append(i)
-                else:
-                    run.append(c)
-            if run: plan.append("".join(run))
-            for p in plan:
-                if type(p) is str and p not in runs: todo.add(p)
-            plans.append(plan)
-        if todo:
-            todo = sorted(todo)
-            for r, e in zip(todo, self.hf.encode_batch(todo, add_special_tokens=False)): runs[r] = e.ids
-        for w, plan in zip(words, plans):
-            ids = []
-            for p in plan:
-                if type(p) is str: ids.extend(runs[p])
-                else: ids.append(p)
-            cache[w] = ids
+    def _fill(self, words, fast: bool) -> None: _fill_word_cache(self, words, fast)
 
-    def _encode_flat(self, word_lists: list[list[str]], fast: bool | None = None, mark: bool | None = None):
-        "Flat token ids of all sentences and the token count of each sentence."
-        fast = self.spec.fast if fast is None else fast
-        mark = self.spec.cn_whole_word_segment if mark is None else mark
-        cache = self._cache[fast]
-        word_lists = [self.pieces(ws) for ws in word_lists]
-        flat = list(chain.from_iterable(word_lists))
-        per_word = list(map(cache.get, flat))
-        if None in per_word:
-            self._fill(sorted({w for w, p in zip(flat, per_word) if p is None}), fast)
-            per_word = list(map(cache.__getitem__, flat))
-        wlen = np.fromiter(map(len, per_word), dtype=np.int64, count=len(per_word))
-        ids = np.fromiter(chain.from_iterable(per_word), dtype=np.int64, count=int(wlen.sum()))
-        n_words = np.fromiter(map(len, word_lists), dtype=np.int64, count=len(word_lists))
-        lens = np.bincount(np.repeat(np.arange(len(word_lists)), n_words), weights=wlen, minlength=len(word_lists)).astype(np.int64)
-        if mark and len(ids):
-            gw = np.repeat(np.arange(len(per_word)), wlen)  # word index of every token
-            ncjk = np.bincount(gw, weights=self.is_cjk[ids], minlength=len(per_word))
-            whole = (wlen == ncjk) & (wlen >= 2) & (wlen <= self.spec.max_word_length)
-            inner = np.r_[False, gw[1:] == gw[:-1]]
-            m = whole[gw] & inner
-            new_ids = self.hash_id[ids[m]]
-            self.counts["fallback"] += int((new_ids == ids[m]).sum())
-            self.counts["marked"] += int((new_ids != ids[m]).sum())
-            ids[m] = new_ids
-        return ids, lens
+    def _encode_flat(self, word_lists, fast=None, mark=None): return _encode_flat_ids(self, word_lists, fast, mark)
 
     def encode_words(self, word_lists: list[list[str]], fast: bool | None = None, mark: bool | None = None) -> list[np.ndarray]:
         """Token ids of each sentence (given as its words, see `pieces`), with ## marks on the non-initial chars of Chinese
@@ -289,21 +303,7 @@ class DocEncoder:
         Returns `{"ids": int32 [tokens], "lens": int32 [sentences] (tokens each), "nsent": int32 [docs] (sentences
         each, 0 for a document without tokens), "chars": characters read, "marked"/"fallback": ## marks made / fallen
         back}`. With `spec.eos_id`, the eos id ends each non-empty document (counted in its last sentence)."""
-        s = self.spec
-        sents_per_doc = [split_sentences(d) if s.split_sentences else ([d.strip()] if d.strip() else []) for d in docs]
-        before = dict(self.counts)
-        ids, lens = self._encode_flat(self.words(list(chain.from_iterable(sents_per_doc))))
-        doc_of_sent = np.repeat(np.arange(len(docs)), [len(x) for x in sents_per_doc])
-        keep = lens > 0  # sentences without any token are dropped, as PaddleNLP does
-        nsent = np.bincount(doc_of_sent[keep], minlength=len(docs))
-        lens = lens[keep]
-        if s.eos_id is not None and len(lens):  # one eos after the last sentence of each non-empty document
-            last = np.cumsum(nsent)[nsent > 0] - 1
-            ends = np.cumsum(lens)[last]
-            ids = np.insert(ids, ends, s.eos_id)
-            lens[last] += 1
-        return {"ids": ids.astype(np.int32), "lens": lens.astype(np.int32), "nsent": nsent.astype(np.int32),
-                "chars": sum(map(len, docs)), **{k: self.counts[k] - before[k] for k in self.counts}}
+        return _encode_documents(self, docs)
 
     def encode_lines(self, chunk) -> dict:
         """A chunk of raw jsonl lines `(path, json_key, [(line_no, line), ...])` -> `encode_docs` of their texts, plus `docs`
@@ -314,17 +314,58 @@ class DocEncoder:
         path, key, lines = chunk
         return {**self.encode_docs([_parse_doc(path, n, l, key) for n, l in lines]), "docs": len(lines)}
 
-# %% ../nbs/04_pretraining_data.ipynb #68660d3e
-_WORKER: DocEncoder | None = None
+# %% ../nbs/04_pretraining_data.ipynb #93f929a8
+def _fill_word_cache(enc: DocEncoder, words, fast: bool) -> None:
+    "Tokenize words not seen before into the word cache (word frequencies are Zipfian: most lookups hit)."
+    cache = enc._cache[fast]
+    if len(cache) > 1_000_000: cache.clear()
+    if not fast:
+        for w in words: cache[w] = enc.tok.convert_tokens_to_ids(enc.tok.tokenize(w))
+        return
+    # A word = chars that are always tokens by themselves + runs of other chars (Latin, digits, ...): only the runs
+    # need WordPiece, and they repeat even more than words do ('１９９８' in '１９９８年', '１９９８年度', ...).
+    runs = enc._runs
+    if len(runs) > 1_000_000: runs.clear()
+    plans, todo = _word_plans(words, enc._char_id, enc._special, runs)
+    if todo:
+        todo = sorted(todo)
+        for r, e in zip(todo, enc.hf.encode_batch(todo, add_special_tokens=False)): runs[r] = e.ids
+    for w, plan in zip(words, plans): cache[w] = [i for p in plan for i in (runs[p] if type(p) is str else (p,))]
 
-def _init_worker(encoder: DocEncoder, n_workers: int):
-    "One encoder per worker process (one Rust thread each: the processes are the parallelism)."
-    global _WORKER
-    _WORKER = encoder
+# %% ../nbs/04_pretraining_data.ipynb #20b25c96
+def _encode_flat_ids(enc: DocEncoder, word_lists: list[list[str]], fast: bool | None = None, mark: bool | None = None):
+    "Flat token ids of all sentences and the token count of each sentence."
+    fast = enc.spec.fast if fast is None else fast
+    mark = enc.spec.cn_whole_word_segment if mark is None else mark
+    cache = enc._cache[fast]
+    word_lists = [enc.pieces(ws) for ws in word_lists]
+    flat = list(chain.from_iterable(word_lists))
+    per_word = list(map(cache.get, flat))
+    if None in per_word:
+        enc._fill(sorted({w for w, p in zip(flat, per_word) if p is None}), fast)
+        per_word = list(map(cache.__getitem__, flat))
+    ids, wlen, lens = _flatten_words(per_word, np.fromiter(map(len, word_lists), dtype=np.int64, count=len(word_lists)))
+    if mark and len(ids):
+        marked, fallback = _whole_word_marks(ids, wlen, enc.is_cjk, enc.hash_id, enc.spec.max_word_length)
+        enc.counts["fallback"] += fallback; enc.counts["marked"] += marked
+    return ids, lens
 
-def _encode_chunk(chunk):
-    return _WORKER.encode_lines(chunk)
+# %% ../nbs/04_pretraining_data.ipynb #0c827f93
+def _encode_documents(enc: DocEncoder, docs: list[str]) -> dict:
+    "The body of `DocEncoder.encode_docs`."
+    s = enc.spec
+    sents_per_doc = [split_sentences(d) if s.split_sentences else ([d.strip()] if d.strip() else []) for d in docs]
+    before = dict(enc.counts)
+    ids, lens = enc._encode_flat(enc.words(list(chain.from_iterable(sents_per_doc))))
+    doc_of_sent = np.repeat(np.arange(len(docs)), [len(x) for x in sents_per_doc])
+    keep = lens > 0  # sentences without any token are dropped, as PaddleNLP does
+    nsent = np.bincount(doc_of_sent[keep], minlength=len(docs))
+    lens = lens[keep]
+    if s.eos_id is not None and len(lens): ids = _append_eos(ids, lens, nsent, s.eos_id)
+    return {"ids": ids.astype(np.int32), "lens": lens.astype(np.int32), "nsent": nsent.astype(np.int32),
+            "chars": sum(map(len, docs)), **{k: enc.counts[k] - before[k] for k in enc.counts}}
 
+# %% ../nbs/04_pretraining_data.ipynb #2b435541
 def list_jsonl_files(input_path) -> list[Path]:
     """A .jsonl file, every `*.jsonl` under a folder (recursive, sorted, hidden files and folders skipped), or a list of
     files as given (`textio.list_input_files`, the rule of every stage).
@@ -333,6 +374,7 @@ def list_jsonl_files(input_path) -> list[Path]:
     stage 03)."""
     return list_input_files(input_path, "*.jsonl", hint="; run stage 03 (trans_to_json) first")
 
+# %% ../nbs/04_pretraining_data.ipynb #2fced121
 def _parse_doc(path, n: int, line: str, json_key: str) -> str:
     "The text of one jsonl line; a bad line raises ValueError naming the file and line."
     try:
@@ -346,6 +388,7 @@ def _parse_doc(path, n: int, line: str, json_key: str) -> str:
         raise ValueError(f"{path}:{n}: {json_key!r} must be a string, got {type(obj[json_key]).__name__}")
     return obj[json_key]
 
+# %% ../nbs/04_pretraining_data.ipynb #ff41187f
 def read_jsonl_lines(path):
     """Yield `(line_no, line)` (1-based) of the non-blank lines of a UTF-8 file; an empty file raises ValueError naming it."""
     n_docs = 0
@@ -360,12 +403,46 @@ def read_jsonl_docs(path, json_key: str = "text"):
     "Yield the document texts of a jsonl file; bad lines raise ValueError naming the file and line."
     for n, line in read_jsonl_lines(path): yield _parse_doc(path, n, line, json_key)
 
+# %% ../nbs/04_pretraining_data.ipynb #e1d19c17
 def _chunks(it, n):
     buf = []
     for x in it:
         buf.append(x)
         if len(buf) >= n: yield buf; buf = []
     if buf: yield buf
+
+# %% ../nbs/04_pretraining_data.ipynb #edef6d5b
+_WORKER: DocEncoder | None = None
+
+def _init_worker(encoder: DocEncoder, n_workers: int):
+    "One encoder per worker process (one Rust thread each: the processes are the parallelism)."
+    global _WORKER
+    _WORKER = encoder
+
+def _encode_chunk(chunk):
+    return _WORKER.encode_lines(chunk)
+
+def _encoded_chunks(enc: DocEncoder, chunks, workers: int):
+    """Yield `(enc.encode_lines(chunk), nbytes)` for the `(chunk, nbytes)` of `chunks`, in order: in `workers` forked
+    processes when `workers` > 1 (at most `4 * workers` chunks in flight), else here. Close it to stop the pool early."""
+    if workers <= 1:
+        for c, nbytes in chunks: yield enc.encode_lines(c), nbytes
+        return
+    # HF tokenizers warns (and turns threads off) in forked children unless the setting is explicit
+    old_env = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(enc, workers)) as pool:
+            pending = deque()  # bounded: Pool.imap would read the whole input into its task queue
+            for c, nbytes in chunks:
+                pending.append((pool.apply_async(_encode_chunk, (c,)), nbytes))
+                if len(pending) >= 4 * workers:
+                    a, nb = pending.popleft(); yield a.get(), nb
+            while pending:
+                a, nb = pending.popleft(); yield a.get(), nb
+    finally:
+        if old_env is None: os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else: os.environ["TOKENIZERS_PARALLELISM"] = old_env
 
 # %% ../nbs/04_pretraining_data.ipynb #883afc8d
 def _pow2_hist(x: np.ndarray) -> dict:
@@ -377,6 +454,7 @@ def _pow2_hist(x: np.ndarray) -> dict:
     p = np.percentile(x, [50, 90, 99])
     return {"edges": edges, "counts": counts.tolist(), "p50": float(p[0]), "p90": float(p[1]), "p99": float(p[2]), "max": int(x.max())}
 
+# %% ../nbs/04_pretraining_data.ipynb #7a212535
 def corpus_stats(ids: np.ndarray | None, lens: np.ndarray, docs: np.ndarray, id_to_token: dict, unk_id: int,
                  marked: int = 0, fallback: int = 0, top_k: int = 30, token_counts: np.ndarray | None = None) -> dict:
     """The summary printed at the end of stage 04 (and saved as stats.json).
@@ -406,6 +484,7 @@ def corpus_stats(ids: np.ndarray | None, lens: np.ndarray, docs: np.ndarray, id_
         "doc_sentences_hist": _pow2_hist(np.diff(docs)),
     }
 
+# %% ../nbs/04_pretraining_data.ipynb #39f78427
 def format_summary(stats: dict) -> str:
     "The printed summary; every number is the one stored in stats.json."
     return "\n".join([
@@ -467,6 +546,7 @@ def _encoder_spec(tok, name_or_path, *, split_sentences, cn_whole_word_segment, 
                        cn_seg_func=cn_seg_func, cn_splited=cn_splited, user_dict=str(user_dict or ""),
                        max_word_length=max_word_length, eos_id=eos_id)
 
+# %% ../nbs/04_pretraining_data.ipynb #d850c9d4
 def _self_check(enc: DocEncoder, sample_docs: list[str], log) -> None:
     """Check on a sample (the first 300 sentences) that the tokens, before the ## marks, are the tokenizer's own tokens of
     each whole sentence (`tokenizer.tokenize(sentence)`, as fine-tuning will see it), on both paths.
@@ -493,6 +573,7 @@ def _self_check(enc: DocEncoder, sample_docs: list[str], log) -> None:
         if log: log(f"warning: fast tokenizer differs from {type(enc.tok).__name__} on {len(bad)}/{len(sents)} sample "
                     f"sentences (first: {sents[bad[0]][:60]!r}); using the Python tokenizer (slower, same output as PaddleNLP)")
 
+# %% ../nbs/04_pretraining_data.ipynb #2275de51
 def _encode_stream(enc: DocEncoder, files, json_key: str, chunk_size: int, workers: int, writer: NpyAppender,
                    vocab_size: int, bar) -> tuple:
     """Encode every document of `files` in chunks and append the ids to `writer` in input order.
@@ -515,31 +596,27 @@ def _encode_stream(enc: DocEncoder, files, json_key: str, chunk_size: int, worke
         lens_parts.append(r["lens"]); nsent_parts.append(r["nsent"])
         for k in tot: tot[k] += r[k]
         bar.update(nbytes)
+    results = _encoded_chunks(enc, chunks(), workers)
     try:
-        if workers > 1:
-            # HF tokenizers warns (and turns threads off) in forked children unless the setting is explicit
-            old_env = os.environ.get("TOKENIZERS_PARALLELISM")
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"
-            try:
-                with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(enc, workers)) as pool:
-                    pending = deque()  # bounded: Pool.imap would read the whole input into its task queue
-                    for c, nbytes in chunks():
-                        pending.append((pool.apply_async(_encode_chunk, (c,)), nbytes))
-                        if len(pending) >= 4 * workers:
-                            a, nb = pending.popleft(); collect(a.get(), nb)
-                    while pending:
-                        a, nb = pending.popleft(); collect(a.get(), nb)
-            finally:
-                if old_env is None: os.environ.pop("TOKENIZERS_PARALLELISM", None)
-                else: os.environ["TOKENIZERS_PARALLELISM"] = old_env
-        else:
-            for c, nbytes in chunks(): collect(enc.encode_lines(c), nbytes)
+        for r, nbytes in results: collect(r, nbytes)
     finally:
+        results.close()  # stops the pool (if any) and restores the environment now, also on an error
         bar.close()
     cat = lambda parts: np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, dtype=np.int32)
     lens = cat(lens_parts); del lens_parts[:]
     return lens, cat(nsent_parts), counts, tot
 
+# %% ../nbs/04_pretraining_data.ipynb #2d3dd339
+def _unsegmented_warning(path, sample: list[str]) -> list:
+    "[the stage warning] when most Chinese lines (over 20 Han chars) of the sample docs have no spaces, else []."
+    cjk = [x for d in sample for x in d.split("\n") if sum(map(is_han, x)) > 20]
+    if not (cjk and sum(" " not in x for x in cjk) > 0.5 * len(cjk)): return []
+    return [stage_warning(
+        f"{path}: pretraining_data.cn_splited is on but most Chinese lines have no spaces: is the input really "
+        "segmented (stage 02)? Without word boundaries no ## marks are made",
+        fix="run stage 02 (segment.enabled=true), or set pretraining_data.cn_splited=false")]
+
+# %% ../nbs/04_pretraining_data.ipynb #0017831c
 def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *, split_sentences: bool = True,
                             cn_whole_word_segment: bool = True, cn_seg_func: str = "jieba", cn_splited: bool = False,
                             user_dict=None, max_word_length: int = 6, append_eos: bool = False, json_key: str = "text",
@@ -582,13 +659,7 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
     if workers > 1 and total_bytes < min_parallel_bytes:
         workers = 1  # a small corpus is done before a pool has started: not worth the fork and the pickling
     sample = [d for _, d in zip(range(50), read_jsonl_docs(files[0], json_key))]  # also fails fast on an empty first file
-    if cn_splited and cn_whole_word_segment:
-        cjk = [x for d in sample for x in d.split("\n") if sum(map(is_han, x)) > 20]
-        if cjk and sum(" " not in x for x in cjk) > 0.5 * len(cjk):
-            warns.append(stage_warning(
-                f"{files[0]}: pretraining_data.cn_splited is on but most Chinese lines have no spaces: is the input really "
-                "segmented (stage 02)? Without word boundaries no ## marks are made",
-                fix="run stage 02 (segment.enabled=true), or set pretraining_data.cn_splited=false"))
+    if cn_splited and cn_whole_word_segment: warns += _unsegmented_warning(files[0], sample)
     _self_check(enc, sample, log)
 
     prefix = Path(str(output_prefix))
@@ -630,40 +701,72 @@ def create_pretraining_data(input_path, output_prefix, tokenizer_name_or_path, *
 # %% ../nbs/04_pretraining_data.ipynb #8e68915a
 _CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
               "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback")
+_SYSTEM_FONTS_ADDED = []  # once per process: the system font files matplotlib's cached font list did not have
+
+def _add_system_fonts() -> None:
+    "Add the system's font files that matplotlib's font cache does not list (fonts installed after it was built)."
+    from matplotlib import font_manager
+    if _SYSTEM_FONTS_ADDED: return
+    fm = font_manager.fontManager
+    known = {f.fname for f in fm.ttflist}
+    for path in font_manager.findSystemFonts():
+        if path in known: continue
+        try: fm.addfont(path)
+        except Exception: continue  # a font file matplotlib cannot read
+        _SYSTEM_FONTS_ADDED.append(path)
+    _SYSTEM_FONTS_ADDED.append(None)
 
 def cjk_font() -> str | None:
-    "The name of an installed (matplotlib) font that can draw Chinese, from a fixed list of common CJK fonts, or None."
-    from matplotlib import font_manager
-    names = {f.name for f in font_manager.fontManager.ttflist}
-    return next((n for n in _CJK_FONTS if n in names), None)
+    """The name of an installed (matplotlib) font that can draw Chinese, from a fixed list of common CJK fonts, or None.
 
+    Fonts installed after matplotlib built its font cache count: they are added to its font list first."""
+    from matplotlib import font_manager
+    for scan in (False, True):
+        if scan: _add_system_fonts()
+        names = {f.name for f in font_manager.fontManager.ttflist}
+        found = next((n for n in _CJK_FONTS if n in names), None)
+        if found: return found
+    return None
+
+# %% ../nbs/04_pretraining_data.ipynb #81d81b8e
+def _token_labels(top: list, font: str | None) -> list[str]:
+    "Bar labels of `top_tokens` rows `[token, id, count]`: the tokens, but `#id` for a non-ASCII one when there is no CJK `font`."
+    return [t if font or t.isascii() else f"#{i}" for t, i, _ in top]
+
+# %% ../nbs/04_pretraining_data.ipynb #d4793ea1
+def _hist_panel(ax, h: dict, what: str) -> None:
+    "One `_pow2_hist` dict as bars labelled by their bins, with its percentiles in the title."
+    if not h.get("counts"): ax.set_title(f"{what}: no data"); return
+    labels = [f"{a}-{b - 1}" if b - 1 > a else f"{a}" for a, b in zip(h["edges"][:-1], h["edges"][1:])]
+    ax.bar(range(len(h["counts"])), h["counts"], color="#4c72b0")
+    ax.set_xticks(range(len(labels))); ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+    ax.set_title(f"{what} (p50 {h['p50']:.0f}, p90 {h['p90']:.0f}, max {h['max']})", fontsize=10)
+    ax.set_ylabel("count")
+
+def _top_tokens_panel(ax, stats: dict, top_k: int, font: str | None) -> None:
+    "The `top_k` tokens of `stats` as bars of their share of all tokens, labelled by `_token_labels` (in `font`)."
+    top = stats["top_tokens"][:top_k]
+    ax.barh(range(len(top))[::-1], [c / max(stats["tokens"], 1) for *_, c in top], color="#55a868")
+    ax.set_yticks(range(len(top))[::-1])
+    ax.set_yticklabels(_token_labels(top, font), fontsize=8, **({"fontfamily": font} if font else {}))
+    ax.set_xlabel("share of all tokens")
+    ax.set_title(f"top tokens{'' if font else ' (non-ASCII ones by id: no CJK font)'}; UNK rate {stats['unk_rate']:.2%}",
+                 fontsize=10)
+
+# %% ../nbs/04_pretraining_data.ipynb #ca9e0aa7
 def plot_corpus_stats(stats, title: str = "", top_k: int = 20):
     """Four panels from stats.json (path or dict): sentence/doc length histograms, sentences per doc, top tokens.
 
-    Lengths are in tokens; the top tokens are shown by share of all tokens (labelled by id when no CJK font is
-    installed). Returns the matplotlib Figure."""
+    Lengths are in tokens; the top tokens are shown by share of all tokens, labelled by the tokens (in a CJK font when
+    one is installed, else the non-ASCII ones by id). Returns the matplotlib Figure."""
     import matplotlib
     import matplotlib.pyplot as plt
     if not isinstance(stats, dict): stats = json.loads(Path(stats).read_text(encoding="utf-8"))
-    font = cjk_font()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    def _hist(ax, h, what):
-        if not h.get("counts"): ax.set_title(f"{what}: no data"); return
-        labels = [f"{a}-{b - 1}" if b - 1 > a else f"{a}" for a, b in zip(h["edges"][:-1], h["edges"][1:])]
-        ax.bar(range(len(h["counts"])), h["counts"], color="#4c72b0")
-        ax.set_xticks(range(len(labels))); ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
-        ax.set_title(f"{what} (p50 {h['p50']:.0f}, p90 {h['p90']:.0f}, max {h['max']})", fontsize=10)
-        ax.set_ylabel("count")
-    _hist(axes[0, 0], stats["sentence_length_hist"], "tokens per sentence")
-    _hist(axes[0, 1], stats["doc_length_hist"], "tokens per document")
-    _hist(axes[1, 0], stats["doc_sentences_hist"], "sentences per document")
-    ax = axes[1, 1]
-    top = stats["top_tokens"][:top_k]
-    labels = [t if font else str(i) for t, i, _ in top]
-    ax.barh(range(len(top))[::-1], [c / max(stats["tokens"], 1) for *_, c in top], color="#55a868")
-    ax.set_yticks(range(len(top))[::-1]); ax.set_yticklabels(labels, fontsize=8, **({"fontfamily": font} if font else {}))
-    ax.set_xlabel("share of all tokens")
-    ax.set_title(f"top tokens{'' if font else ' (by id)'}; UNK rate {stats['unk_rate']:.2%}", fontsize=10)
+    _hist_panel(axes[0, 0], stats["sentence_length_hist"], "tokens per sentence")
+    _hist_panel(axes[0, 1], stats["doc_length_hist"], "tokens per document")
+    _hist_panel(axes[1, 0], stats["doc_sentences_hist"], "sentences per document")
+    _top_tokens_panel(axes[1, 1], stats, top_k, cjk_font())
     fig.suptitle(title or f"{stats['documents']} docs, {stats['sentences']} sentences, {stats['tokens']} tokens")
     fig.tight_layout()
     return fig

@@ -24,10 +24,12 @@ def replay_model_dir(cfg: Config) -> Path | None:
     d = replay_run_dir(cfg) / "model_domain"
     return d if (d / "config.json").is_file() else None
 
+# %% ../nbs/06b_replay.ipynb #80049b0d
 def _trained_step(run_dir: Path) -> int:
     ckpt = find_resume_checkpoint(run_dir / "checkpoints")
     return read_trainer_state(ckpt)["step"] if ckpt else 0
 
+# %% ../nbs/06b_replay.ipynb #d865fb87
 def run_stage(cfg: Config, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 06b: train the domain run with general-corpus replay (`replay_config`) and export it to `<run>/model_domain`.
 
