@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "readme": ("vertical_pretrain.docs", "readme_main", "demo figures to docs/figures/ + README.md from nbs/index.ipynb"),
 }
 
+# %% ../nbs/09a_cli.ipynb #245e5bee
 def config_main(argv=None):
     """Print the resolved config as YAML (save it with `> run.yaml` or --output); with --explain [SECTION], every
     setting's type, default, help and allowed values instead (exit 2 for an unknown section)."""
@@ -60,11 +61,13 @@ def config_main(argv=None):
     else: sys.stdout.write(cfg.to_yaml())
     return 0
 
+# %% ../nbs/09a_cli.ipynb #9a027e84
 def _usage() -> str:
     w = max(map(len, COMMANDS))
     rows = "\n".join(f"  {k:<{w}}  {v[2]}" for k, v in COMMANDS.items())
     return f"usage: vertical-pretrain <command> [args]\n\ncommands:\n{rows}\n\n`vertical-pretrain <command> -h` for the command's arguments."
 
+# %% ../nbs/09a_cli.ipynb #eb5293f3
 def main(argv=None) -> int:
     "Entry point of the `vertical-pretrain` console script."
     argv = list(sys.argv[1:] if argv is None else argv)
