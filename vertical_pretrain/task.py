@@ -343,7 +343,7 @@ def build_task(src_dir, out_dir, *, train_cap: int = 100, eval_cap: int = 300, d
         write_manifest(tmp, "build_task", [src_dir], params, counts=stats["totals"])
     return stats
 
-# %% ../nbs/08a_task.ipynb #e3b14e68
+# %% ../nbs/08a_task.ipynb #fcf8eb20
 TASK_SPLITS = ("train", "dev", "test")
 TASK_FORMATS = (".jsonl", ".csv", ".tsv")
 
@@ -364,11 +364,7 @@ def task_files(task_dir) -> dict[str, Path]:
     "{split: file} for train/dev/test (see `split_file` for the errors)."
     return {s: split_file(task_dir, s) for s in TASK_SPLITS}
 
-def _read_task_text(path: Path) -> str:
-    """A task file as text by `textio.decode_text`, as the corpus readers do: BOM, UTF-8, else GB18030 (a superset of
-    GBK). Raises `textio.TextDecodeError` (a ValueError) naming the file otherwise."""
-    return decode_text(path.read_bytes(), str(path))[0]
-
+# %% ../nbs/08a_task.ipynb #969aabaa
 def _task_row(path, line: int, r: dict, fcfg: FinetuneConfig) -> dict:
     """One example as {'text', 'label'} (multi-class) or {'text', 'labels': [...]} (multi-label); other fields are kept.
 
@@ -395,6 +391,12 @@ def _task_row(path, line: int, r: dict, fcfg: FinetuneConfig) -> dict:
         row["label"] = val.strip() if isinstance(val, str) else val  # "好评 " from a hand-typed cell is "好评"
     return row
 
+# %% ../nbs/08a_task.ipynb #d9007390
+def _read_task_text(path: Path) -> str:
+    """A task file as text by `textio.decode_text`, as the corpus readers do: BOM, UTF-8, else GB18030 (a superset of
+    GBK). Raises `textio.TextDecodeError` (a ValueError) naming the file otherwise."""
+    return decode_text(path.read_bytes(), str(path))[0]
+
 def read_jsonl(path, fcfg: FinetuneConfig | None = None, *, lines: list | None = None) -> list[dict]:
     """Rows of a task's jsonl file (see `_task_row`), with the line number in the error for a bad line; `lines`
     (a list) gets each row's line number."""
@@ -411,6 +413,7 @@ def read_jsonl(path, fcfg: FinetuneConfig | None = None, *, lines: list | None =
     if not rows: raise ValueError(f"{path}: no examples")
     return rows
 
+# %% ../nbs/08a_task.ipynb #f1a42e07
 _CSV_QUOTED = re.compile(r'"(?:[^"]|"")*""(?:[^"]|"")*"')  # a field as a CSV writer quotes a text with a " in it
 
 def tsv_is_quoted(header_line: str) -> bool:
@@ -418,6 +421,7 @@ def tsv_is_quoted(header_line: str) -> bool:
     fields = header_line.rstrip("\r").split("\t")
     return all(len(f) >= 2 and f[0] == f[-1] == '"' for f in fields)
 
+# %% ../nbs/08a_task.ipynb #6587f273
 def _plain_tsv(path: Path, text: str):
     """(line number, fields) of a TSV without quoting, header first: one row a line, split at tabs. A line whose field
     count differs from the header's, or a field quoted the CSV way, is a ValueError naming file:line."""
@@ -444,6 +448,7 @@ def _csv_records(path: Path, text: str, dialect):
         for rec in reader: yield reader.line_num, rec
     except csv.Error as e: raise ValueError(f"{path}:{reader.line_num}: {e} (a stray double quote?)") from None
 
+# %% ../nbs/08a_task.ipynb #c92a5101
 def read_table(path, fcfg: FinetuneConfig | None = None, *, lines: list | None = None) -> list[dict]:
     """Rows of a task's .csv (Excel dialect) or .tsv file with a header row; columns named by `fcfg`.
 
@@ -477,14 +482,17 @@ def read_table(path, fcfg: FinetuneConfig | None = None, *, lines: list | None =
     if not rows: raise ValueError(f"{path}: no examples")
     return rows
 
+# %% ../nbs/08a_task.ipynb #392afe39
 def read_task_file(path, fcfg: FinetuneConfig | None = None, *, lines: list | None = None) -> list[dict]:
     "Rows of one split file, by suffix: .jsonl, .csv or .tsv; `lines` (a list) gets each row's line number."
     return (read_jsonl if Path(path).suffix.lower() == ".jsonl" else read_table)(path, fcfg, lines=lines)
 
+# %% ../nbs/08a_task.ipynb #f04ff8a6
 def label_key(label) -> str:
     "What a label means when typed by hand: NFKC (full-width letters, digits and spaces become half-width), no whitespace."
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(label)))
 
+# %% ../nbs/08a_task.ipynb #fc4d3fdc
 def label_variants(splits: dict, files: dict, lines: dict) -> str | None:
     """None, or one line naming labels that differ only in whitespace or full-/half-width forms (`label_key`), each
     with its first three file:lines and row count: `好评` and `好 评`, `A` and `Ａ` would be different classes."""
@@ -504,6 +512,7 @@ def label_variants(splits: dict, files: dict, lines: dict) -> str | None:
             + "; ".join(" vs ".join(say(l) for l in g) for g in clash)
             + ". Fix: write each label one way in the task files")
 
+# %% ../nbs/08a_task.ipynb #8254c572
 def load_task(task_dir, fcfg: FinetuneConfig | None = None) -> dict:
     """train/dev/test rows, the label list and whether the task is multi-label (rows carry `labels: [...]`).
 
@@ -527,6 +536,7 @@ def load_task(task_dir, fcfg: FinetuneConfig | None = None) -> dict:
     if unknown: raise ValueError(f"{task_dir}: labels {sorted(unknown)} are not in labels.json")
     return {**splits, "labels": labels, "multi_label": multi, "task_dir": str(task_dir), "files": {s: str(f) for s, f in files.items()}}
 
+# %% ../nbs/08a_task.ipynb #c8195b6e
 def cap_per_class(rows: list[dict], cap: int, seed: int = 0) -> list[dict]:
     "At most `cap` rows per label (multi-class), a fixed subset whatever the run seed: every model sees the same data."
     if cap <= 0 or not rows or "label" not in rows[0]: return rows
@@ -535,6 +545,7 @@ def cap_per_class(rows: list[dict], cap: int, seed: int = 0) -> list[dict]:
     keep = set(i for lab, idx in by.items() for i in _sample(idx, cap, f"{seed}:cap:{lab}"))
     return [r for i, r in enumerate(rows) if i in keep]
 
+# %% ../nbs/08a_task.ipynb #83494dd3
 def targets(rows: list[dict], labels: list[str], multi: bool) -> np.ndarray:
     "Label indices (multi-class) or a 0/1 matrix (multi-label)."
     idx = {l: i for i, l in enumerate(labels)}
