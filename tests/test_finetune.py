@@ -1,5 +1,7 @@
-"""Stage 08: the man-page task (task.py), metrics, fine-tuning and the base-vs-domain comparison (finetune.py, report.py); real Paddle, real files."""
+"""Stage 08: the man-page task (its build, tools/build_manpages_task.py, and reading it, task.py), metrics, fine-tuning and the
+base-vs-domain comparison (finetune.py, report.py); real Paddle, real files."""
 import gzip
+import importlib.util
 import json
 import random
 import shutil
@@ -16,6 +18,17 @@ from vertical_pretrain.config import FinetuneConfig, get_config
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "data_file" / "manpages_cls"
 MANPAGES_SRC = REPO.parent / "shared" / "data" / "manpages-zh"
+
+
+def _load_tool(name: str):
+    "A script of tools/ as a module (the repo's developer tools are not part of the package)."
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bmt = _load_tool("build_manpages_task")  # the man-page task's build: roff parser, cleaning, split by page
 
 # Four sections with their own topic words among shared filler: a bag-of-characters signal a tiny random model can learn.
 WORDS = {"1": "命令 参数 选项 输出 终端 用户 显示 执行", "3": "函数 指针 返回 调用 结构 内存 变量 类型",
@@ -49,7 +62,7 @@ def write_pages(src: Path, pages: int = 10, paras: int = 6, seed: int = 0) -> Pa
 def smoke_task(tmp_path_factory):
     "The smoke task: 4 classes x 10 pages x 6 paragraphs, split by page."
     root = tmp_path_factory.mktemp("task")
-    stats = tk.build_task(write_pages(root / "src"), root / "task", min_chars=10)
+    stats = bmt.build_task(write_pages(root / "src"), root / "task", min_chars=10)
     return root / "task", stats
 
 
@@ -84,7 +97,7 @@ def test_parse_roff_strips_macros_escapes_and_definitions():
         ".TH LS 1", ".SH NAME", "ls \\- 列出目录内容", ".SH DESCRIPTION",
         "列出", ".I FILE", "的信息\\(em默认为当前目录\\&.", ".TP", ".BR \\-a \", \" \\-\\-all",
         "不隐藏以 \\fB.\\fP 开头的项", ".TS", "l l.", "表格 内容", ".TE", ".Sh 另见", ".Xr dir 1 ,"])
-    paras = tk.parse_roff(src)
+    paras = bmt.parse_roff(src)
     assert paras == [("NAME", "ls - 列出目录内容"), ("DESCRIPTION", "列出 FILE 的信息—默认为当前目录."),
                      ("DESCRIPTION", "-a, --all 不隐藏以 . 开头的项"), ("另见", "dir ,")]
 
@@ -92,10 +105,100 @@ def test_parse_roff_strips_macros_escapes_and_definitions():
 def test_decode_page_falls_back_to_gb18030(tmp_path):
     p = tmp_path / "x.1.gz"
     p.write_bytes(gzip.compress(".SH 描述\n中文手册页\n".encode("gb2312")))
-    text, enc = tk.read_page(p)
+    text, enc = bmt.read_page(p)
     assert enc == "gb18030" and "中文手册页" in text
     (tmp_path / "bad.1.gz").write_bytes(b"x.1.gz")  # a lost symlink
-    assert tk.read_page(tmp_path / "bad.1.gz") == (None, "not_gzip")
+    assert bmt.read_page(tmp_path / "bad.1.gz") == (None, "not_gzip")
+
+
+# The tests below lived in nbs/08a_task.ipynb next to the build code before it moved to tools/build_manpages_task.py.
+ROFF_DEMO = r'''.\" a comment
+.de Sh \" Subsection
+.PP
+\fB\\$1\fR
+..
+.TH FOPEN 3 2002-01-03 "BSD MANPAGE"
+.SH NAME
+fopen, fdopen \- 打开流
+.SH "DESCRIPTION 描述"
+函数
+.B fopen
+打开文件名为
+.I path
+指向的字符串的文件，
+将一个流与它关联。
+.TP
+.BR r+ " 或 " w
+打开文本文件，用于\fB读写\fR\(em流被定位于文件的开始\&.
+.if n \{\
+.ds C` ""
+.\}
+.SH
+SEE ALSO
+.Xr fclose 3 ,
+.BR umask (2)
+'''
+
+
+def test_parse_roff_man_macros_escapes_and_mdoc_refs():
+    assert bmt.parse_roff(ROFF_DEMO) == [("NAME", "fopen, fdopen - 打开流"),
+                                         ("DESCRIPTION 描述", "函数 fopen 打开文件名为 path 指向的字符串的文件，将一个流与它关联。"),
+                                         ("DESCRIPTION 描述", "r+ 或 w 打开文本文件，用于读写—流被定位于文件的开始."),
+                                         ("SEE ALSO", "fclose , umask(2)")]
+    assert bmt.split_args('"a b" c "say ""hi""" ""') == ["a b", "c", 'say "hi"', ""]
+
+
+def test_clean_paragraph_and_page_paragraphs():
+    assert bmt.clean_paragraph("打开流，参见 fopen(3) 和 umask (2) 以及 Tk_Main(3tk) 的说明文字") == "打开流，参见 fopen 和 umask 以及 Tk_Main 的说明文字"
+    assert bmt.clean_paragraph("Write all measured values out as a gnuplot file 中文") is None  # mostly English
+    assert bmt.clean_paragraph("太短了") is None
+    assert bmt.decode_page("中文页面".encode("gbk")) == ("中文页面", "gb18030")
+    assert bmt.page_paragraphs(ROFF_DEMO, min_chars=5) == ["函数 fopen 打开文件名为 path 指向的字符串的文件，将一个流与它关联。",
+                                                          "r+ 或 w 打开文本文件，用于读写—流被定位于文件的开始."]  # NAME is mostly ASCII, SEE ALSO dropped
+
+
+def write_fake_pages(root: Path, per_section: int = 4, paras: int = 3) -> Path:
+    "4 sections x `per_section` gzip roff pages, plus a lost symlink, a .so redirect, a GBK page and a duplicate paragraph."
+    words = {"1": "命令行参数选项输出显示", "3": "函数返回指针调用参数", "5": "配置文件格式字段", "8": "系统守护进程管理员"}
+    for sec, w in words.items():
+        d = root / f"man{sec}"; d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_section):
+            body = "\n".join(f".PP\n第{i}页第{j}段：这一段描述{w}，编号 {sec}{i}{j}，另见 \\fBls\\fR(1)。" for j in range(paras))
+            src = f'.TH P{i} {sec}\n.SH NAME\np{i} \\- 页面\n.SH "DESCRIPTION 描述"\n{body}\n.SH "SEE ALSO"\n全部页面都一样的参见段落内容（{sec}）。\n'
+            (d / f"p{i}.{sec}.gz").write_bytes(gzip.compress(src.encode("gbk" if (sec, i) == ("5", 0) else "utf-8")))
+    (root / "man1" / "alias.1.gz").write_bytes(b"p0.1.gz")  # a lost symlink
+    (root / "man1" / "so.1.gz").write_bytes(gzip.compress(b".so man1/p0.1\n"))
+    (root / "man1" / "dup.1.gz").write_bytes(gzip.compress(".SH 描述\n第0页第0段：这一段描述命令行参数选项输出显示，编号 100，另见 \\fBls\\fR(1)。\n".encode()))
+    (root / "copyright").write_text("License: GFDL-1.2+\n")
+    return root
+
+
+def test_build_task_on_handwritten_pages(tmp_path):
+    st = bmt.build_task(write_fake_pages(tmp_path / "src"), tmp_path / "task", train_cap=5, min_chars=10)
+    split_rows = {s: rows(tmp_path / "task", s) for s in ("train", "dev", "test")}
+    pages = {s: {r["page"] for r in rs} for s, rs in split_rows.items()}
+    assert not (pages["train"] & pages["dev"]) and not (pages["train"] & pages["test"]) and not (pages["dev"] & pages["test"])
+    assert st["skipped_files"] == {"not_gzip": 1, "so_redirect": 1}
+    assert st["encodings"]["gb18030"] == 1
+    assert st["dedupe"]["duplicates_removed"] == 1  # dup.1 repeats p0.1's first paragraph
+    assert all(v <= 5 for v in st["counts"]["train"]["examples"].values())
+    assert not any("(1)" in r["text"] for rs in split_rows.values() for r in rs)  # section numbers of cross refs are gone
+    assert (tmp_path / "task" / "copyright").exists() and (tmp_path / "task" / "README.md").exists()
+    un = (tmp_path / "task" / "unlabeled.txt").read_text(encoding="utf-8")
+    assert un.strip() and all(r["text"] not in un for r in split_rows["test"] + split_rows["dev"])  # no test page text in the TAPT corpus
+    from vertical_pretrain.tapt import tapt_corpus  # stage 07a turns unlabeled.txt into a corpus
+    assert tapt_corpus(tmp_path / "task", tmp_path / "tapt").read_text(encoding="utf-8") == un
+    assert bmt.build_task(tmp_path / "src", tmp_path / "task", train_cap=5, min_chars=10) == st  # manifest matches: skipped
+
+
+def test_build_task_script_main(tmp_path, capsys):
+    write_fake_pages(tmp_path / "src")
+    assert bmt.main(["--src_dir", str(tmp_path / "src"), "--output_dir", str(tmp_path / "task_cli"), "--train_cap", "5",
+                     "--profile", "smoke"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"] == json.loads((tmp_path / "task_cli" / "stats.json").read_text(encoding="utf-8"))["totals"]
+    assert bmt.main(["--src_dir", str(tmp_path / "no_such_dir"), "--output_dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no man pages under"), err
 
 
 # ---------------------------------------------------------------- the task
@@ -127,19 +230,19 @@ def test_build_task_splits_by_page_and_reports_counts(smoke_task, tmp_path):
 def test_build_task_caps_train_and_is_deterministic(smoke_task, tmp_path):
     task_dir, _ = smoke_task
     src = task_dir.parent / "src"
-    st = tk.build_task(src, tmp_path / "capped", train_cap=5, min_chars=10)
+    st = bmt.build_task(src, tmp_path / "capped", train_cap=5, min_chars=10)
     assert st["counts"]["train"]["examples"] == {"1": 5, "3": 5, "5": 5, "8": 5}
-    again = tk.build_task(src, tmp_path / "capped2", train_cap=5, min_chars=10)
+    again = bmt.build_task(src, tmp_path / "capped2", train_cap=5, min_chars=10)
     assert (tmp_path / "capped" / "train.jsonl").read_bytes() == (tmp_path / "capped2" / "train.jsonl").read_bytes()
     assert again["counts"] == st["counts"]
 
 
 def test_build_task_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="no man pages"):
-        tk.build_task(tmp_path / "empty", tmp_path / "out")
+        bmt.build_task(tmp_path / "empty", tmp_path / "out")
     src = write_pages(tmp_path / "src", pages=2)
     with pytest.raises(ValueError, match="need >= 3"):
-        tk.build_task(src, tmp_path / "out", min_chars=10)
+        bmt.build_task(src, tmp_path / "out", min_chars=10)
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
@@ -163,7 +266,7 @@ def test_committed_task_is_split_by_page():
 @pytest.mark.skipif(not MANPAGES_SRC.is_dir(), reason="manpages-zh source not beside the repo")
 def test_committed_task_rebuilds_identically(tmp_path):
     p = json.loads((TASK / "stats.json").read_text(encoding="utf-8"))["params"]
-    tk.build_task(MANPAGES_SRC, tmp_path / "t", **{k: p[k] for k in ("train_cap", "eval_cap", "dev_frac", "test_frac",
+    bmt.build_task(MANPAGES_SRC, tmp_path / "t", **{k: p[k] for k in ("train_cap", "eval_cap", "dev_frac", "test_frac",
                                                                      "max_per_page", "min_chars", "min_cjk_ratio", "max_chars", "seed")})
     for f in ("train.jsonl", "dev.jsonl", "test.jsonl", "unlabeled.txt", "labels.json"):
         assert (tmp_path / "t" / f).read_bytes() == (TASK / f).read_bytes(), f

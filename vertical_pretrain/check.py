@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PRETRAIN_STAGES', 'TRAIN_STAGES', 'MODEL_STAGES', 'TOKENIZER_STAGES', 'DATA_STAGES', 'OFFLINE_FIX', 'DERIVED_FACTOR',
            'all_stages', 'stage_keys', 'check_inputs', 'url_problem', 'check_model_sources', 'check_blend',
-           'check_task', 'check_shapes', 'check_batches', 'step_problems', 'ernie_param_count', 'disk_estimate',
+           'check_task', 'check_shapes', 'step_problems', 'check_batches', 'ernie_param_count', 'disk_estimate',
            'check_disk', 'check_gpu', 'check_notebooks', 'check_kernel', 'check_report', 'run_checks', 'main']
 
 # %% ../nbs/09b_check.ipynb #4cd83f3b
@@ -37,6 +37,7 @@ DATA_STAGES = {"01", "02", "03", "04", "05"}  # write derived data under paths.d
 OFFLINE_FIX = ("a local model dir (--set model.model_name_or_path=/path/to/dir) or the offline base "
                "(--set model.model_name_or_path= --set base_model.enabled=true)")
 
+# %% ../nbs/09b_check.ipynb #bc93cd4b
 def all_stages() -> list:
     "The pipeline's STAGES, imported when needed: the pipeline can then import this module without a cycle."
     return list(STAGES)
@@ -87,13 +88,14 @@ def url_problem(url: str, timeout: float = 3.0) -> str | None:
     t.start(); t.join(timeout + 0.5)
     return result.get("r", f"no answer within {timeout:g} s") if not t.is_alive() else f"no answer within {timeout:g} s"
 
-# %% ../nbs/09b_check.ipynb #291f0d05
+# %% ../nbs/09b_check.ipynb #52505e37
 def _local_dir_problems(setting: str, d: Path, need: dict) -> list[str]:
     "Lines for a local dir that is missing or lacks one of `need` ({what: patterns})."
     if not d.is_dir(): return [f"{setting}={d}: no such directory; fix: point it at a model dir (config.json + model_state.pdparams + vocab.txt)"]
     return [f"{setting}={d}: no {what} ({' or '.join(pats)}); fix: point it at a complete model dir (an exported "
             f"stage-07 dir is one) or copy the missing files in" for what, pats in need.items() if not has_files(d, pats)]
 
+# %% ../nbs/09b_check.ipynb #2089a670
 def _hub_problems(setting: str, name: str, what: str, cached: bool, url: str | None, net: dict) -> list[str]:
     "Lines for a PaddleNLP hub name: cached, or its URL reachable (one HEAD per URL host in `net`)."
     if cached: return []
@@ -105,6 +107,7 @@ def _hub_problems(setting: str, name: str, what: str, cached: bool, url: str | N
     return [f"{setting}={name}: offline ({host} unreachable: {net[host]}) and the {what} is not in PaddleNLP's cache "
             f"{ppnlp_model_home() / name}; fix: {OFFLINE_FIX}"]
 
+# %% ../nbs/09b_check.ipynb #57559f5a
 def check_model_sources(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> list[str]:
     """The model (stages 06/06b/07a/07b/08) and the tokenizer (04/06/06b/07a/07b) resolve: local files, PaddleNLP names, or the offline base.
 
@@ -198,7 +201,21 @@ def check_shapes(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> 
         if keys & stages and (msg := seq_len_problem(key, cfg.get(key), info)): out.append(msg)
     return out
 
-# %% ../nbs/09b_check.ipynb #fe11b3a0
+# %% ../nbs/09b_check.ipynb #bb5d63cd
+def step_problems(train_cfg) -> list[str]:
+    "train.max_steps is a number > 0, or 'auto' with train.epochs > 0; train.epochs is not set beside a fixed step count."
+    t = train_cfg
+    if t.max_steps == "auto":
+        if t.epochs > 0: return []
+        return [f"train.max_steps=auto needs train.epochs > 0 (passes over the train split), got {t.epochs}; "
+                "fix: --set train.epochs=1, or give train.max_steps a number"]
+    if t.max_steps <= 0: return [f"train.max_steps={t.max_steps} must be > 0 or auto; fix: --set train.max_steps=200"]
+    if t.epochs > 0:
+        return [f"train.epochs={t.epochs:g} is used only with train.max_steps=auto, but train.max_steps={t.max_steps}; "
+                f"fix: --set train.max_steps=auto (steps from the data), or --set train.epochs=0"]
+    return []
+
+# %% ../nbs/09b_check.ipynb #112cc1f5
 def check_batches(cfg: Config, keys: set[str]) -> list[str]:
     """train.global_batch_size divides into micro_batch_size x world (training stages); finetune.batch_size > 0 (08).
 
@@ -223,19 +240,6 @@ def check_batches(cfg: Config, keys: set[str]) -> list[str]:
         out.append(f"finetune.batch_size={cfg.finetune.batch_size} must be > 0; fix: --set finetune.batch_size=16")
     return out
 
-def step_problems(train_cfg) -> list[str]:
-    "train.max_steps is a number > 0, or 'auto' with train.epochs > 0; train.epochs is not set beside a fixed step count."
-    t = train_cfg
-    if t.max_steps == "auto":
-        if t.epochs > 0: return []
-        return [f"train.max_steps=auto needs train.epochs > 0 (passes over the train split), got {t.epochs}; "
-                "fix: --set train.epochs=1, or give train.max_steps a number"]
-    if t.max_steps <= 0: return [f"train.max_steps={t.max_steps} must be > 0 or auto; fix: --set train.max_steps=200"]
-    if t.epochs > 0:
-        return [f"train.epochs={t.epochs:g} is used only with train.max_steps=auto, but train.max_steps={t.max_steps}; "
-                f"fix: --set train.max_steps=auto (steps from the data), or --set train.epochs=0"]
-    return []
-
 # %% ../nbs/09b_check.ipynb #b314e653
 DERIVED_FACTOR = 4  # text + segmented text + jsonl + token ids, each about one copy of the raw text
 
@@ -252,6 +256,7 @@ def ernie_param_count(conf: dict) -> int:
     heads = (H * H + H) + (H * H + H + 2 * H + V) + (2 * H + 2)  # pooler + MLM transform/LN/bias + SOP
     return emb + L * layer + heads
 
+# %% ../nbs/09b_check.ipynb #51b993c5
 def _vocab_size(cfg: Config, info: ModelInfo) -> int:
     "The vocab size for the estimate: the model config's, cfg.model's, the local vocab.txt's, else vocab.vocab_size."
     if (info.config or {}).get("vocab_size"): return info.config["vocab_size"]
@@ -261,6 +266,7 @@ def _vocab_size(cfg: Config, info: ModelInfo) -> int:
         with open(v / VOCAB_NAME, "rb") as f: return sum(1 for _ in f)
     return cfg.vocab.vocab_size
 
+# %% ../nbs/09b_check.ipynb #720fdf6e
 def _existing_parent(p: Path) -> Path:
     p = Path(p).absolute()
     while not p.exists(): p = p.parent
@@ -271,12 +277,14 @@ def _input_bytes(cfg: Config) -> int:
     if src.is_file(): return src.stat().st_size
     return sum(f.stat().st_size for f in src.iterdir() if f.is_file() and not f.name.startswith(".")) if src.is_dir() else 0
 
+# %% ../nbs/09b_check.ipynb #03d91835
 def _domain_steps(cfg: Config) -> int | None:
     "train.max_steps as a number: `auto` resolved from stage 04's data when it is there, else None (unknown before stage 04)."
     if cfg.train.max_steps != "auto": return cfg.train.max_steps
     try: return resolve_max_steps(cfg, echo=None).train.max_steps
     except (FileNotFoundError, ValueError): return None
 
+# %% ../nbs/09b_check.ipynb #bb0d42db
 def disk_estimate(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> dict:
     """Bytes the selected stages will write: {'data': ..., 'output': ..., 'parts': [human-readable terms]}.
 
@@ -304,6 +312,7 @@ def disk_estimate(cfg: Config, keys: set[str], info: ModelInfo | None = None) ->
     parts += [f"{name}: {n} checkpoints x {fmt_bytes(ckpt)} + {e} export(s) x {fmt_bytes(weights)}" for name, n, e in runs]
     return {"data": data, "output": output, "params": params, "parts": parts}
 
+# %% ../nbs/09b_check.ipynb #1b06051a
 def check_disk(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> list[str]:
     """Free space under paths.data_root and paths.output_root against `disk_estimate`.
 
@@ -399,10 +408,12 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None =
             problems.append(f"{name} check could not run: {type(e).__name__}: {e}")
     return {"problems": problems, "checks": [n for n, _ in checks], "seconds": time.perf_counter() - t0}
 
+# %% ../nbs/09b_check.ipynb #28017aad
 def run_checks(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None = None) -> list[str]:
     "One line per problem (setting, value, fix) for the selected pipeline stages; an empty list means all good."
     return check_report(cfg, stages=stages, nbs_dir=nbs_dir, kernel=kernel)["problems"]
 
+# %% ../nbs/09b_check.ipynb #7547c6b1
 def main(argv=None) -> int:
     "vertical-pretrain check: the preflight of a run (inputs, model, lengths, batches, disk, GPU, notebooks, kernel); writes nothing."
     p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain check", description=main.__doc__))

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['THRESHOLD_GRID', 'WARMUP_RATE', 'WEIGHT_DECAY', 'GRAD_CLIP', 'EVAL_BATCH_SIZE', 'multiclass_metrics',
-           'multilabel_metrics', 'tune_thresholds', 'linear_baseline', 'majority_baseline', 'load_classifier', 'encode',
+           'multilabel_metrics', 'tune_thresholds', 'majority_baseline', 'linear_baseline', 'load_classifier', 'encode',
            'predict_logits', 'score', 'set_seed', 'finetune', 'run_params', 'recipe', 'finetune_devices', 'compare',
-           'random_init_model', 'default_models', 'run_stage', 'task_relevance', 'finetune_main', 'parse_models',
-           'compare_main']
+           'finetune_main', 'parse_models', 'compare_main', 'random_init_model', 'default_models', 'task_relevance',
+           'run_stage']
 
 # %% ../nbs/08_finetune.ipynb #c63ccdba
 import argparse
@@ -40,6 +40,7 @@ def multiclass_metrics(y_true, y_pred, num_labels: int) -> dict:
     return {"accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0, "macro_f1": float(per.mean()),
             "per_label_f1": [round(float(x), 6) for x in per], "n": int(len(y_true))}
 
+# %% ../nbs/08_finetune.ipynb #afd9e32a
 def multilabel_metrics(y_true, y_pred) -> dict:
     "Micro-F1, macro-F1 and subset accuracy of 0/1 matrices of shape (examples, labels)."
     from sklearn.metrics import f1_score
@@ -49,6 +50,7 @@ def multilabel_metrics(y_true, y_pred) -> dict:
             "subset_accuracy": float((y_true == y_pred).all(axis=1).mean()), "per_label_f1": [round(float(x), 6) for x in per],
             "n": int(len(y_true))}
 
+# %% ../nbs/08_finetune.ipynb #d9775cb4
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 def tune_thresholds(y_true, probs, grid=THRESHOLD_GRID) -> np.ndarray:
@@ -62,6 +64,14 @@ def tune_thresholds(y_true, probs, grid=THRESHOLD_GRID) -> np.ndarray:
         best.append(order[int(np.argmax(scores))])
     return np.asarray(best, dtype=float)
 
+# %% ../nbs/08_finetune.ipynb #c52b7bc1
+def majority_baseline(y_true, num_labels: int) -> dict:
+    "Metrics of always predicting the most frequent class of this evaluation set."
+    y_true = np.asarray(y_true)
+    top = int(np.bincount(y_true, minlength=num_labels).argmax()) if len(y_true) else 0
+    return {**multiclass_metrics(y_true, np.full_like(y_true, top), num_labels), "predicts": top}
+
+# %% ../nbs/08_finetune.ipynb #41ec771e
 def linear_baseline(task: dict, train_cap: int) -> dict | None:
     """Reference row: TF-IDF over character 1-3-grams + logistic regression (scikit-learn, C=1), trained on the same capped
     train set as the fine-tuned models, scored on dev and test. No pretraining at all. None for multi-label tasks."""
@@ -74,17 +84,11 @@ def linear_baseline(task: dict, train_cap: int) -> dict | None:
     return {s: multiclass_metrics(targets(task[s], labels, False), clf.predict(vec.transform([r["text"] for r in task[s]])),
                                   len(labels)) for s in ("dev", "test")}
 
-def majority_baseline(y_true, num_labels: int) -> dict:
-    "Metrics of always predicting the most frequent class of this evaluation set."
-    y_true = np.asarray(y_true)
-    top = int(np.bincount(y_true, minlength=num_labels).argmax()) if len(y_true) else 0
-    return {**multiclass_metrics(y_true, np.full_like(y_true, top), num_labels), "predicts": top}
-
 # %% ../nbs/08_finetune.ipynb #2c932ce0
 WARMUP_RATE, WEIGHT_DECAY, GRAD_CLIP = 0.1, 0.01, 1.0  # shared by every model compared
 EVAL_BATCH_SIZE = 64  # dev/test forward passes only: larger batches, same numbers
 
-# %% ../nbs/08_finetune.ipynb #bc30d4be
+# %% ../nbs/08_finetune.ipynb #a0698e17
 def load_classifier(model_dir, num_labels: int, dropout: float | None = None):
     """Tokenizer and sequence classifier (fresh head with `num_labels` outputs) from an exported model dir or hub name.
 
@@ -103,6 +107,7 @@ def load_classifier(model_dir, num_labels: int, dropout: float | None = None):
                            f"dir, export it first or run `vertical-pretrain repair-config {src}`") from e
     return tok, model
 
+# %% ../nbs/08_finetune.ipynb #e663ab6c
 def encode(tokenizer, rows: list[dict], max_seq_len: int) -> dict:
     "Token ids (truncated, unpadded) of each row's text, plus the [UNK] rate as a vocab-coverage check."
     enc = tokenizer([r["text"] for r in rows], max_length=max_seq_len, truncation=True)
@@ -112,6 +117,7 @@ def encode(tokenizer, rows: list[dict], max_seq_len: int) -> dict:
     return {"input_ids": ids, "token_type_ids": enc.get("token_type_ids") or [[0] * len(x) for x in ids],
             "unk_rate": float(sum(t == unk for x in ids for t in x) / max(1, n_tok))}
 
+# %% ../nbs/08_finetune.ipynb #d792b864
 def _batch(enc: dict, idx, pad_id: int) -> dict:
     import paddle
     L = max(len(enc["input_ids"][i]) for i in idx)
@@ -140,6 +146,7 @@ def predict_logits(model, enc: dict, batch_size: int, pad_id: int) -> np.ndarray
     logits[order] = np.concatenate(out, axis=0)
     return logits
 
+# %% ../nbs/08_finetune.ipynb #de6d29ba
 def score(logits: np.ndarray, y: np.ndarray, multi: bool, thresholds=None) -> dict:
     "Metrics of logits against targets; multi-label uses the given per-label thresholds (0.5 if None)."
     if not multi: return multiclass_metrics(y, logits.argmax(-1), logits.shape[1])
@@ -147,6 +154,7 @@ def score(logits: np.ndarray, y: np.ndarray, multi: bool, thresholds=None) -> di
     th = np.full(logits.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
     return {**multilabel_metrics(y, (probs >= th).astype(int)), "thresholds": [float(t) for t in th]}
 
+# %% ../nbs/08_finetune.ipynb #1be9b950
 def set_seed(seed: int):
     "Seed Paddle (head init, dropout), numpy and random."
     import paddle
@@ -243,7 +251,7 @@ def recipe(fcfg: FinetuneConfig) -> dict:
     return {**{k: v for k, v in run_params(fcfg).items() if k != "task_dir"},
             "warmup_rate": WARMUP_RATE, "weight_decay": WEIGHT_DECAY, "grad_clip": GRAD_CLIP}
 
-# %% ../nbs/08_finetune.ipynb #85abfaea
+# %% ../nbs/08_finetune.ipynb #3e55fce4
 def finetune_devices(cfg, cuda: bool | None = None) -> list[str]:
     """Where stage 08's runs go: ["cpu"], or one "gpu:<i>" per id of `launch.devices` (indexes within
     CUDA_VISIBLE_DEVICES, as in 06a), one run at a time on each. A Paddle without CUDA falls back to ["cpu"] with a warning."""
@@ -257,6 +265,7 @@ def finetune_devices(cfg, cuda: bool | None = None) -> list[str]:
                       fix="install paddlepaddle-gpu (README), or set launch.device=cpu"); return ["cpu"]
     return [f"gpu:{int(d)}" for d in (l.devices or "0").split(",") if d.strip()]
 
+# %% ../nbs/08_finetune.ipynb #b35a41c6
 _WORKER_DEVICE = None  # the device a spawned fine-tune worker was given (one per worker)
 
 def _init_worker(threads: int, devices=None):
@@ -271,6 +280,7 @@ def _finetune_job(model_dir, task_dir, seed: int, fcfg: FinetuneConfig, name: st
     return finetune(model_dir, task_dir, None, seed=seed, fcfg=fcfg, name=name, progress=False, device=_WORKER_DEVICE,
                     amp_dtype=amp_dtype)
 
+# %% ../nbs/08_finetune.ipynb #35987b52
 def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfig | None = None, *,
             base: str | None = None, force: bool = False, progress: bool = True, devices: list[str] | None = None,
             amp_dtype: str | None = None) -> dict:
@@ -329,6 +339,62 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     write_report(summary, out_dir, recipe(fcfg), task_dir)
     return summary
 
+# %% ../nbs/08_finetune.ipynb #72a6b76d
+@cli_errors(*TASK_ERRORS)
+def finetune_main(argv=None) -> int:
+    "Fine-tune one model on a classification task (one seed); writes metrics.json."
+    p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain finetune", description=finetune_main.__doc__))
+    p.add_argument("--model_dir", required=True, help="exported model dir (or a hub name when online)")
+    p.add_argument("--task_dir", default=None, help="default: finetune.task_dir")
+    p.add_argument("--output_dir", default=None, help="default: <run>/finetune/<name>/seed_<seed>")
+    p.add_argument("--name", default=None, help="model name in reports (default: the dir name)")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    cfg = config_from_args(a)
+    # typed paths are taken from the current directory (config.typed_path), not from the project root
+    a.model_dir, a.task_dir, a.output_dir = typed_path(a.model_dir, or_name=True), typed_path(a.task_dir), typed_path(a.output_dir)
+    name = a.name or Path(a.model_dir).name
+    out = a.output_dir or cfg.paths.run_dir / "finetune" / name / f"seed_{a.seed}"
+    m = finetune(a.model_dir, a.task_dir or cfg.finetune.task_dir, out, seed=a.seed, fcfg=cfg.finetune, name=name,
+                 device=finetune_devices(cfg)[0], amp_dtype=cfg.train.amp_dtype if cfg.train.use_amp else None)
+    print(json.dumps({"model": name, "seed": a.seed, "dev": m["dev"]["macro_f1"], "test": {k: v for k, v in m["test"].items() if k != "per_label_f1"},
+                      "metrics": str(Path(out) / "metrics.json")}, ensure_ascii=False))
+    return 0
+
+# %% ../nbs/08_finetune.ipynb #c73bae38
+def parse_models(items) -> dict:
+    "['base=dir', 'domain=dir'] -> {'base': 'dir', 'domain': 'dir'} (order kept, names unique)."
+    out = {}
+    for it in items or []:
+        if "=" not in it: raise ValueError(f"--models expects name=dir, got {it!r}")
+        k, v = (s.strip() for s in it.split("=", 1))
+        if not k or not v: raise ValueError(f"--models expects name=dir, got {it!r}")
+        if k in out: raise ValueError(f"model name {k!r} given twice")
+        out[k] = v
+    return out
+
+# %% ../nbs/08_finetune.ipynb #de12052c
+@cli_errors(*TASK_ERRORS)
+def compare_main(argv=None) -> int:
+    "Stage 08: fine-tune several models with several seeds; write comparison.{md,png,json}."
+    p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain compare", description=compare_main.__doc__))
+    p.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR", help="e.g. base=<dir> domain=<dir> [tapt=<dir>]")
+    p.add_argument("--base", default=None, help="the reference model name (default: 'base' or the first)")
+    p.add_argument("--seeds", type=int, default=None, help="default: finetune.seeds")
+    p.add_argument("--task_dir", default=None, help="default: finetune.task_dir")
+    p.add_argument("--output_dir", default=None, help="default: <run>/finetune")
+    p.add_argument("--force", action="store_true", help="rerun every run even when its metrics.json matches")
+    a = p.parse_args(argv)
+    cfg = config_from_args(a)
+    a.task_dir, a.output_dir = typed_path(a.task_dir), typed_path(a.output_dir)  # from the current directory
+    models = {k: typed_path(v, or_name=True) for k, v in parse_models(a.models).items()}
+    out = a.output_dir or cfg.paths.run_dir / "finetune"
+    s = compare(models, a.task_dir or cfg.finetune.task_dir, out, seeds=a.seeds or cfg.finetune.seeds,
+                fcfg=cfg.finetune, base=a.base, force=a.force)
+    print(Path(resolve_path(out) / "comparison.md").read_text(encoding="utf-8"))
+    return 0
+
+# %% ../nbs/08_finetune.ipynb #8edc1833
 def random_init_model(base, out_dir, seed: int = 0) -> Path:
     """The control model: `base`'s config and tokenizer with freshly initialised weights (built once, then reused).
 
@@ -345,6 +411,7 @@ def random_init_model(base, out_dir, seed: int = 0) -> Path:
                                              f"weights initialised with paddle.seed({seed}); no pretraining.\n")
     return out_dir
 
+# %% ../nbs/08_finetune.ipynb #8adbe532
 def default_models(cfg) -> dict:
     """The rows of stage 08: the pretrained models of stage 07b without replay (`evaluate_mlm.default_models`: base,
     domain, tapt), plus the random-init control when finetune.random_init."""
@@ -353,6 +420,22 @@ def default_models(cfg) -> dict:
         models[RANDOM_INIT] = str(random_init_model(models["base"], cfg.paths.run_dir / "model_random_init"))
     return models
 
+# %% ../nbs/08_finetune.ipynb #b34e0e7a
+def task_relevance(cfg) -> list[str]:
+    """One warning when the run trains on the user's own corpus but fine-tunes on the default demo task: then stage 08's
+    rows measure the demo's domain, not the user's. [] when the task or the corpus is the profile's own."""
+    default_task = FinetuneConfig().task_dir
+    if resolve_path(cfg.finetune.task_dir) != resolve_path(default_task): return []
+    corpora = [n for _, n in parse_blend(cfg.data.blend)] if cfg.data.blend else [cfg.paths.corpus]
+    demo_corpus = get_config(cfg.profile if cfg.profile in PROFILES else "demo").paths.corpus
+    mine = [c for c in corpora if c not in (demo_corpus, cfg.base_model.corpus)]  # the general corpus is nobody's domain
+    if not mine: return []
+    return [f"WARNING: the fine-tune task is the default one ({default_task}, built for the demo book), while the domain "
+            f"corpus is {', '.join(mine)}: these fine-tune rows say how the models do on "
+            "the demo's domain, not on yours. Point finetune.task_dir at your own labelled train/dev/test files "
+            "(format: nbs/08a_task.ipynb) for evidence about your domain; stage 07b's held-out MLM rows are on your corpus."]
+
+# %% ../nbs/08_finetune.ipynb #8d597120
 def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress: bool = True, log=print) -> dict:
     """Stage 08 of the pipeline: compare `models` ({name: dir}, default base vs domain) on cfg.finetune.task_dir into
     <run>/finetune/. Finished fine-tune runs are reused (manifest of the task, the models and the settings); the report
@@ -380,70 +463,3 @@ def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress:
     for v in [*verdict(summary), *extra]:
         if v.startswith("WARNING: "): stage_warning(v.removeprefix("WARNING: "))
     return summary
-
-def task_relevance(cfg) -> list[str]:
-    """One warning when the run trains on the user's own corpus but fine-tunes on the default demo task: then stage 08's
-    rows measure the demo's domain, not the user's. [] when the task or the corpus is the profile's own."""
-    default_task = FinetuneConfig().task_dir
-    if resolve_path(cfg.finetune.task_dir) != resolve_path(default_task): return []
-    corpora = [n for _, n in parse_blend(cfg.data.blend)] if cfg.data.blend else [cfg.paths.corpus]
-    demo_corpus = get_config(cfg.profile if cfg.profile in PROFILES else "demo").paths.corpus
-    mine = [c for c in corpora if c not in (demo_corpus, cfg.base_model.corpus)]  # the general corpus is nobody's domain
-    if not mine: return []
-    return [f"WARNING: the fine-tune task is the default one ({default_task}, built for the demo book), while the domain "
-            f"corpus is {', '.join(mine)}: these fine-tune rows say how the models do on "
-            "the demo's domain, not on yours. Point finetune.task_dir at your own labelled train/dev/test files "
-            "(format: nbs/08a_task.ipynb) for evidence about your domain; stage 07b's held-out MLM rows are on your corpus."]
-
-# %% ../nbs/08_finetune.ipynb #72a6b76d
-@cli_errors(*TASK_ERRORS)
-def finetune_main(argv=None) -> int:
-    "Fine-tune one model on a classification task (one seed); writes metrics.json."
-    p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain finetune", description=finetune_main.__doc__))
-    p.add_argument("--model_dir", required=True, help="exported model dir (or a hub name when online)")
-    p.add_argument("--task_dir", default=None, help="default: finetune.task_dir")
-    p.add_argument("--output_dir", default=None, help="default: <run>/finetune/<name>/seed_<seed>")
-    p.add_argument("--name", default=None, help="model name in reports (default: the dir name)")
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    cfg = config_from_args(a)
-    # typed paths are taken from the current directory (config.typed_path), not from the project root
-    a.model_dir, a.task_dir, a.output_dir = typed_path(a.model_dir, or_name=True), typed_path(a.task_dir), typed_path(a.output_dir)
-    name = a.name or Path(a.model_dir).name
-    out = a.output_dir or cfg.paths.run_dir / "finetune" / name / f"seed_{a.seed}"
-    m = finetune(a.model_dir, a.task_dir or cfg.finetune.task_dir, out, seed=a.seed, fcfg=cfg.finetune, name=name,
-                 device=finetune_devices(cfg)[0], amp_dtype=cfg.train.amp_dtype if cfg.train.use_amp else None)
-    print(json.dumps({"model": name, "seed": a.seed, "dev": m["dev"]["macro_f1"], "test": {k: v for k, v in m["test"].items() if k != "per_label_f1"},
-                      "metrics": str(Path(out) / "metrics.json")}, ensure_ascii=False))
-    return 0
-
-def parse_models(items) -> dict:
-    "['base=dir', 'domain=dir'] -> {'base': 'dir', 'domain': 'dir'} (order kept, names unique)."
-    out = {}
-    for it in items or []:
-        if "=" not in it: raise ValueError(f"--models expects name=dir, got {it!r}")
-        k, v = (s.strip() for s in it.split("=", 1))
-        if not k or not v: raise ValueError(f"--models expects name=dir, got {it!r}")
-        if k in out: raise ValueError(f"model name {k!r} given twice")
-        out[k] = v
-    return out
-
-@cli_errors(*TASK_ERRORS)
-def compare_main(argv=None) -> int:
-    "Stage 08: fine-tune several models with several seeds; write comparison.{md,png,json}."
-    p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain compare", description=compare_main.__doc__))
-    p.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR", help="e.g. base=<dir> domain=<dir> [tapt=<dir>]")
-    p.add_argument("--base", default=None, help="the reference model name (default: 'base' or the first)")
-    p.add_argument("--seeds", type=int, default=None, help="default: finetune.seeds")
-    p.add_argument("--task_dir", default=None, help="default: finetune.task_dir")
-    p.add_argument("--output_dir", default=None, help="default: <run>/finetune")
-    p.add_argument("--force", action="store_true", help="rerun every run even when its metrics.json matches")
-    a = p.parse_args(argv)
-    cfg = config_from_args(a)
-    a.task_dir, a.output_dir = typed_path(a.task_dir), typed_path(a.output_dir)  # from the current directory
-    models = {k: typed_path(v, or_name=True) for k, v in parse_models(a.models).items()}
-    out = a.output_dir or cfg.paths.run_dir / "finetune"
-    s = compare(models, a.task_dir or cfg.finetune.task_dir, out, seeds=a.seeds or cfg.finetune.seeds,
-                fcfg=cfg.finetune, base=a.base, force=a.force)
-    print(Path(resolve_path(out) / "comparison.md").read_text(encoding="utf-8"))
-    return 0

@@ -21,6 +21,7 @@ def _mean_std(xs) -> tuple[float, float | None]:
     xs = np.asarray(xs, dtype=float)
     return float(xs.mean()), (float(xs.std(ddof=1)) if len(xs) > 1 else None)
 
+# %% ../nbs/08b_report.ipynb #3094c0fb
 def summarize(results: dict[str, list[dict]], base: str) -> dict:
     "Mean ± std per model, delta vs `base`, seed spread, Welch p and paired deltas, from per-run metrics."
     first = next(iter(results.values()))[0]
@@ -61,11 +62,9 @@ def summarize(results: dict[str, list[dict]], base: str) -> dict:
     return out
 
 # %% ../nbs/08b_report.ipynb #a71d7c32
-def _fmt(mean, std) -> str:
-    return f"{mean * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
-
 RANDOM_INIT = "random-init"  # name of the control row: the base architecture with fresh weights
 
+# %% ../nbs/08b_report.ipynb #4e83b649
 def verdict(summary: dict) -> list[str]:
     "The comparison in plain words: each model's Δ against the seed spread, and whether the base's pretraining helped at all."
     P, base, out = summary["primary"], summary["base"], []
@@ -109,6 +108,10 @@ def verdict(summary: dict) -> list[str]:
                    " The linear model wins: the fine-tuned models here are too small or too briefly trained to beat "
                    "surface features, so their differences measure little about what pretraining taught them." if li > b else ""))
     return out or ["(only one model: nothing to compare)"]
+
+# %% ../nbs/08b_report.ipynb #1da06cab
+def _fmt(mean, std) -> str:
+    return f"{mean * 100:.2f}" + ("" if std is None else f" ± {std * 100:.2f}")
 
 # %% ../nbs/08b_report.ipynb #e29e30fa
 def comparison_markdown(summary: dict, settings: dict, task_dir, *, extra_sections: Sequence[str] = (),
