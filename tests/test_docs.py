@@ -92,10 +92,23 @@ def test_readme_figures_come_from_the_demo_run(tmp_path):
     for f in (run / "finetune" / "comparison.png", run / "loss_curves.png", run / "adaptation" / "adaptation.png"):
         plt.figure(); plt.plot([1, 2]); plt.savefig(f); plt.close()
     (run / "config.yaml").write_text("profile: demo\n")
+    (run / "pipeline_state.json").write_text(json.dumps({
+        "01": {"status": "ok", "seconds": 12.34, "finished_at": "2026-12-01T10:00:00"},
+        "08": {"status": "ok", "seconds": 1122.0, "finished_at": "2026-12-01T10:30:00"}, "_last_run_seconds": 5.0}))
     out = docs.readme_figures(run, tmp_path / "figs", log=lambda s: None)
     assert [p.name for p in out] == ["demo_comparison.png", "demo_loss_curves.png", "demo_adaptation.png", "demo_run.json"]
     assert (tmp_path / "figs" / "demo_loss_curves.png").read_bytes() == (run / "loss_curves.png").read_bytes()
-    assert '"profile": "demo"' in (tmp_path / "figs" / "demo_run.json").read_text(encoding="utf-8")
+    info = json.loads((tmp_path / "figs" / "demo_run.json").read_text(encoding="utf-8"))
+    assert info["profile"] == "demo" and [(s["key"], s["seconds"]) for s in info["stages"]] == [("01", 12.3), ("08", 1122.0)]
+    assert info["machine"]["cores"] >= 1 and "cpu_vendor" in info["machine"] and not Path(info["run_dir"]).is_absolute()
+    # README's stage-time table is generated from that file, naming the machine
+    nbs = tmp_path / "nbs"; nbs.mkdir()
+    index = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        f"# 课程\n\n{docs.STAGE_TIMES_MARK[0]}\n还没有耗时表。\n{docs.STAGE_TIMES_MARK[1]}\n")])
+    nbformat.write(index, str(nbs / "index.ipynb"))
+    readme = docs.render_readme(nbs / "index.ipynb", tmp_path, run_json=tmp_path / "figs" / "demo_run.json")
+    assert "还没有耗时表" not in readme and "| 08 | 微调对比：基座 vs 领域 | 18.7 分钟 |" in readme, readme
+    assert f"{info['machine']['cores']} 核" in readme and "共 **18.9 分钟**" in readme
 
 
 def _git(repo: Path, *args) -> str:
