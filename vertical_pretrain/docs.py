@@ -33,6 +33,19 @@ from .textio import HAN_RANGES, char_class
 COURSE_DIR = "docs/course"  # published course notebooks (relative to the project root): the site's and nbdev_docs' source
 FIGURES_DIR = "docs/figures"  # README figures from the demo run (committed)
 
+def _read_sidebar(side: Path) -> list:
+    "The `website.sidebar.contents` list of a Quarto sidebar.yml; `ValueError` naming the file when it is not that format."
+    import yaml
+    try: return yaml.safe_load(side.read_text(encoding="utf-8"))["website"]["sidebar"]["contents"]
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"{side}: expected website: sidebar: contents: [...] (Quarto's sidebar format); missing {e}") from None
+
+def _default_order(nbs_dir: Path) -> list[tuple[str, list[str]]]:
+    "Without a sidebar.yml: `index.ipynb`, then the numbered notebooks by name."
+    names = [p.name for p in sorted(nbs_dir.glob("[0-9]*.ipynb"))]
+    return [("", (["index.ipynb"] if (nbs_dir / "index.ipynb").exists() else []) + names)]
+
+# %% ../nbs/09c_docs.ipynb #e5cf3758
 def course_order(nbs_dir=None) -> list[tuple[str, list[str]]]:
     """The course order as `[(section title, [notebook file names])]`, read from `nbs/sidebar.yml`.
 
@@ -40,16 +53,10 @@ def course_order(nbs_dir=None) -> list[tuple[str, list[str]]]:
     show one order. Top-level entries get the section title `""`. Without a sidebar.yml the order is `index.ipynb`
     then the numbered notebooks sorted by name. Raises `FileNotFoundError` naming sidebar.yml when it lists a
     notebook that is not in `nbs_dir`, and `ValueError` when the YAML is not Quarto's `website.sidebar.contents` list."""
-    import yaml
     nbs_dir = Path(nbs_dir) if nbs_dir else project_root() / "nbs"
     side = nbs_dir / "sidebar.yml"
-    if not side.exists():
-        names = [p.name for p in sorted(nbs_dir.glob("[0-9]*.ipynb"))]
-        return [("", (["index.ipynb"] if (nbs_dir / "index.ipynb").exists() else []) + names)]
-    try: contents = yaml.safe_load(side.read_text(encoding="utf-8"))["website"]["sidebar"]["contents"]
-    except (TypeError, KeyError) as e:
-        raise ValueError(f"{side}: expected website: sidebar: contents: [...] (Quarto's sidebar format); missing {e}") from None
-    out: list[tuple[str, list[str]]] = []
+    if not side.exists(): return _default_order(nbs_dir)
+    contents, out = _read_sidebar(side), []
     def add(title, entries):
         for e in entries:
             if isinstance(e, dict):
@@ -95,6 +102,7 @@ def _run_info(run_dir: Path) -> dict:
         info["_state"] = state
     return info
 
+# %% ../nbs/09c_docs.ipynb #4538cb30
 def _stale_notebooks(state: dict, nbs_dir: Path) -> list[str]:
     "Executed notebooks whose source in nbs/ changed after the run (their outputs may not match the code shown)."
     out = []
@@ -116,6 +124,7 @@ _LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
 def _is_relative(url: str) -> bool: return not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^/|^#", url)
 
+# %% ../nbs/09c_docs.ipynb #12bd963d
 def rebase_links(md: str, from_dir, to_dir, missing_image=None, siblings=()) -> str:
     """Markdown `md` written in `from_dir`, with every relative link and image re-pointed so that it works from `to_dir`
     (e.g. `nbs/index.ipynb`'s `../docs/figures/x.png` is `docs/figures/x.png` in README.md). `missing_image(alt, url)`,
@@ -144,6 +153,7 @@ def local_paths(text: str, roots: dict) -> str:
         text = re.sub(re.escape(prefix.rstrip("/")) + r"(?![\w.-])", lambda m: name, text)
     return text
 
+# %% ../nbs/09c_docs.ipynb #82cc96a9
 def machine_roots(run_dir=None, nb=None, root=None) -> dict:
     """The building machine's folders for `local_paths`: the project root (`root`, default this one) and the root a
     papermill-executed `nb` ran in (`metadata.papermill.input_path` is `<root>/nbs/<name>`) as `.`; the run's output
@@ -173,6 +183,7 @@ def strip_startup_warnings(text: str) -> str:
     "`text` without the libraries' start-up warnings (`STARTUP_WARNINGS`), each with the source line Python prints under it."
     return _STARTUP_RE.sub("", text)
 
+# %% ../nbs/09c_docs.ipynb #f13db42c
 def _map_strings(x, f, skip=()):
     if isinstance(x, str): return f(x)
     if isinstance(x, list): return [_map_strings(v, f, skip) for v in x]
@@ -220,6 +231,23 @@ def _stale_lessons(lessons: dict, nbs_dir: Path) -> list[str]:
     return [n for n, r in lessons.items() if (nbs_dir / n).exists() and r.get("sha256") != file_fingerprint(nbs_dir / n).get("sha256")]
 
 # %% ../nbs/09c_docs.ipynb #d08b765b
+def _publish_notebook(src: Path, out: Path, run_dir, roots: dict, nbs_dir: Path, dest: Path, names: list):
+    "One page: read and validate `src` (a broken copy fails here, naming it), `clean_outputs`, links rebased for `dest`."
+    import nbformat
+    nb = nbformat.read(str(src), as_version=4)
+    nbformat.validate(nb)
+    nb = clean_outputs(nb, {**roots, **machine_roots(run_dir, nb)})
+    for c in nb.cells:  # relative links were written for nbs/: make them work from dest
+        if c.cell_type == "markdown": c.source = rebase_links(c.source, nbs_dir, dest, siblings=names)
+    nbformat.write(nb, str(out))
+
+def _link_quarto_files(tmp: Path, nbs_dir: Path):
+    "Quarto's config files beside the published notebooks, as symlinks into nbs/ (so `nbdev_docs --path` finds them)."
+    for name in ("_quarto.yml", "sidebar.yml", "styles.css", "nbdev.yml"):
+        target = nbs_dir / name
+        if target.exists() or name == "nbdev.yml": _link(tmp, name, target.resolve() if target.exists() else target)
+
+# %% ../nbs/09c_docs.ipynb #027ac2e0
 def publish(run_dir=None, dest=None, nbs_dir=None, log=print) -> dict:
     """Write the course notebooks to `dest` (default `docs/course/`): the executed copy from `run_dir/notebooks/`
     where the run has one (papermill output: plots, tables, logs), the lesson `execute_lessons` ran into
@@ -232,7 +260,6 @@ def publish(run_dir=None, dest=None, nbs_dir=None, log=print) -> dict:
     when it was published, which notebooks are executed, lessons, clean, or stale (source changed after it ran).
     `run_dir=None` publishes the clean course. Raises `FileNotFoundError` when `run_dir` has no executed notebooks.
     Returns the run.json dict."""
-    import nbformat
     nbs_dir = Path(nbs_dir) if nbs_dir else project_root() / "nbs"
     dest = Path(dest) if dest else project_root() / COURSE_DIR
     info = {"run": None, "profile": None, "finished_at": None}
@@ -245,15 +272,8 @@ def publish(run_dir=None, dest=None, nbs_dir=None, log=print) -> dict:
         for name in names:
             src, kind = _course_source(name, run_dir, lessons, nbs_dir)
             got[kind].append(name)
-            nb = nbformat.read(str(src), as_version=4)
-            nbformat.validate(nb)  # a broken copy fails here, naming the file
-            nb = clean_outputs(nb, {**roots, **machine_roots(run_dir, nb)})
-            for c in nb.cells:  # relative links were written for nbs/: make them work from dest
-                if c.cell_type == "markdown": c.source = rebase_links(c.source, nbs_dir, dest, siblings=names)
-            nbformat.write(nb, str(tmp / name))
-        for name, target in (("_quarto.yml", nbs_dir / "_quarto.yml"), ("sidebar.yml", nbs_dir / "sidebar.yml"),
-                             ("styles.css", nbs_dir / "styles.css"), ("nbdev.yml", nbs_dir / "nbdev.yml")):
-            if target.exists() or name == "nbdev.yml": _link(tmp, name, target.resolve() if target.exists() else target)
+            _publish_notebook(src, tmp / name, run_dir, roots, nbs_dir, dest, names)
+        _link_quarto_files(tmp, nbs_dir)
         stale = (_stale_notebooks(state, nbs_dir) if state else []) + [n for n in _stale_lessons(lessons, nbs_dir) if n in got["lesson"]]
         info.update(published_at=datetime.now().isoformat(timespec="seconds"), executed=got["executed"], lessons=got["lesson"],
                     lessons_profile=LESSON_PROFILE if got["lesson"] else None, clean=got["clean"], stale=stale)
@@ -298,7 +318,7 @@ def _skip_as_nbdev_test(src: Path, dst: Path, flags) -> list[int]:
     nbformat.write(nb, str(dst))
     return added
 
-def _untag(executed: Path, dst: Path, skipped: list[int]):
+def _untag(executed: Path, dst: Path, skipped: list):
     "Move the executed lesson to `dst` without the `skip-execution` tags `_skip_as_nbdev_test` added (papermill keeps cell order)."
     import nbformat
     nb = nbformat.read(str(executed), as_version=4)
@@ -308,6 +328,7 @@ def _untag(executed: Path, dst: Path, skipped: list[int]):
         if not cells[i].metadata["tags"]: del cells[i].metadata["tags"]
     nbformat.write(nb, str(dst)); executed.unlink()
 
+# %% ../nbs/09c_docs.ipynb #ed79de00
 def execute_lessons(run_dir, nbs_dir=None, names=None, kernel=None, log=print) -> dict:
     """Execute the lessons (`course_lessons`, or `names`) with papermill into `run_dir/lessons/`: in `nbs/` and without the
     cells nbdev_test skips (`nbdev_test_skips`: `#| eval: false`, `#| slow`), as nbdev_test does; in the kernel the run's stages used (`kernel`, default the run's `pipeline.kernel`; see `stages.kernel_spec`),
@@ -358,6 +379,7 @@ def cjk_bigrams(text: str) -> list[str]:
         out += [run] if len(run) == 1 else [run[i:i + 2] for i in range(len(run) - 1)]
     return out
 
+# %% ../nbs/09c_docs.ipynb #3b6e7c6d
 # The same split in the browser: Sphinx puts this `splitQuery` into language_data.js.
 _JS_SPLIT_QUERY = r"""
 function splitQuery(query) {
@@ -405,6 +427,7 @@ def _unlink_file_lines(app, doctree):
         uri = ref.get("refuri", "")
         if uri.startswith("file:") and not uri.startswith("file:/"): ref.replace_self(nodes.Text(ref.astext()))
 
+# %% ../nbs/09c_docs.ipynb #45c491ed
 SERVE_HINT = "python -m http.server -d _docs"
 _JS_SEARCH_FROM_DISK = """
 document.addEventListener("DOMContentLoaded", () => {
@@ -428,6 +451,14 @@ def setup(app):
 # %% ../nbs/09c_docs.ipynb #c8eba2f6
 STAGE_TIMES_MARK = ("<!-- demo-stage-times -->", "<!-- /demo-stage-times -->")  # in nbs/index.ipynb: replaced by the table
 
+def _fill_stage_times(body: str, run_json: Path) -> str:
+    "README text `body` with the `STAGE_TIMES_MARK` block replaced by `stage_times_table` of `run_json` when it has stage times."
+    info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.exists() else {}
+    if not info.get("stages"): return body
+    a, b = map(re.escape, STAGE_TIMES_MARK)
+    return re.sub(f"({a})\n.*?\n({b})", lambda m: f"{m[1]}\n{stage_times_table(info)}\n{m[2]}", body, flags=re.S)
+
+# %% ../nbs/09c_docs.ipynb #9e34701a
 def render_readme(nb_path=None, out_dir=None, run_json=None) -> str:
     """README.md text from nbs/index.ipynb (markdown cells and code outputs) for a file in `out_dir` (default: the
     project root). Relative image links are rewritten from the notebook's folder to `out_dir`; an image whose file
@@ -440,15 +471,12 @@ def render_readme(nb_path=None, out_dir=None, run_json=None) -> str:
     out_dir = Path(out_dir) if out_dir else project_root()
     nb = nbformat.read(str(nb_path), as_version=4)
     body, _ = MarkdownExporter(exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
-    run_json = Path(run_json) if run_json else project_root() / FIGURES_DIR / "demo_run.json"
-    info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.exists() else {}
-    if info.get("stages"):
-        a, b = map(re.escape, STAGE_TIMES_MARK)
-        body = re.sub(f"({a})\n.*?\n({b})", lambda m: f"{m[1]}\n{stage_times_table(info)}\n{m[2]}", body, flags=re.S)
+    body = _fill_stage_times(body, Path(run_json) if run_json else project_root() / FIGURES_DIR / "demo_run.json")
     not_yet = lambda alt, url: f"*（图“{alt}”还没有生成：`make demo && make readme` 之后出现）*"
     note = "<!-- generated from nbs/index.ipynb by `make readme`; edit the notebook, not this file -->\n\n"
     return note + rebase_links(body, nb_path.parent, out_dir, missing_image=not_yet).strip() + "\n"
 
+# %% ../nbs/09c_docs.ipynb #77c0efe4
 def build_readme(nb_path=None, out_path=None) -> Path:
     """Write README.md (default: the project's) from nbs/index.ipynb; returns its path.
 
@@ -467,6 +495,7 @@ def machine_info(cpuinfo="/proc/cpuinfo") -> dict:
     vendor = {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}.get(cpu_vendor(cpuinfo), cpu_vendor(cpuinfo))
     return {"cores": os.cpu_count(), "cpu_vendor": vendor, "cpu_model": model}
 
+# %% ../nbs/09c_docs.ipynb #d9e49d31
 def _minutes(s: float) -> str: return f"{s / 60:.1f} 分钟" if s >= 60 else f"{s:.0f} 秒"
 
 def stage_times_table(info: dict) -> str:
@@ -480,6 +509,17 @@ def stage_times_table(info: dict) -> str:
     return "\n".join([head, "", "| 阶段 | 做什么 | 耗时 |", "|---|---|---|", *rows, f"| | 合计 | {_minutes(total)} |"])
 
 # %% ../nbs/09c_docs.ipynb #a615ab4e
+def _demo_run_record(run_dir: Path, root: Path) -> dict:
+    "demo_run.json: which run and when (`_run_info`, its folder without this machine's paths), each ok stage's seconds, this machine."
+    info = _run_info(run_dir)
+    state = info.pop("_state", {})
+    info["run_dir"] = local_paths(str(run_dir.absolute()), machine_roots(run_dir, root=root))
+    info["stages"] = [{"key": st.key, "notebook": st.notebook, "title": st.title, "seconds": round(state[st.key]["seconds"], 1)}
+                      for st in STAGES if (state.get(st.key) or {}).get("status") == "ok"]
+    info["machine"] = machine_info()
+    return info
+
+# %% ../nbs/09c_docs.ipynb #87c51531
 README_FIGURES = {"demo_comparison.png": "finetune/comparison.png", "demo_loss_curves.png": "loss_curves.png",
                   "demo_adaptation.png": "adaptation/adaptation.png"}
 
@@ -501,12 +541,7 @@ def readme_figures(run_dir=None, dest=None, log=print) -> list[Path]:
     for name, src in README_FIGURES.items():
         with atomic_path(dest / name) as tmp: shutil.copy(run_dir / src, tmp)
         out.append(dest / name)
-    info = _run_info(run_dir)
-    state = info.pop("_state", {})
-    info["run_dir"] = local_paths(str(run_dir.absolute()), machine_roots(run_dir, root=root))
-    info["stages"] = [{"key": st.key, "notebook": st.notebook, "title": st.title, "seconds": round(state[st.key]["seconds"], 1)}
-                      for st in STAGES if (state.get(st.key) or {}).get("status") == "ok"]
-    info["machine"] = machine_info()
+    info = _demo_run_record(run_dir, root)
     out.append(atomic_write_text(dest / "demo_run.json", json.dumps(info, ensure_ascii=False, indent=1) + "\n"))
     log(f"readme: figures and stage times from {run_dir} (finished {info['finished_at']}) -> {dest}")
     return out
@@ -553,6 +588,7 @@ def _api_modules() -> list[str]:
     mods = _modidx.d["syms"]
     return sorted(m for m in mods if m.count(".") == 1 and not m.endswith("._modidx"))
 
+# %% ../nbs/09c_docs.ipynb #be02aafc
 def _run_note(info: dict, name: str) -> str:
     "The provenance note put under each page's title."
     stale = "注意：这个 notebook 在执行之后改过，输出可能与代码不完全一致。" if name in info.get("stale", []) else ""
@@ -565,6 +601,7 @@ def _run_note(info: dict, name: str) -> str:
     if info.get("run"): return f"本页不在流水线里执行，显示的是 `nbs/` 里的源 notebook（运行 `{info['run']}` 发布于 {info['published_at']}）。"
     return "本页没有执行输出：还没有发布过流水线运行。`make demo`（或 `vertical-pretrain pipeline`）之后再 `make docs`。"
 
+# %% ../nbs/09c_docs.ipynb #98af4b06
 def _site_note(info: dict) -> str:
     "The provenance note on the landing page: which run the whole site shows."
     if not info.get("run"):
@@ -589,6 +626,7 @@ def _stage_notebooks(course: Path, src: Path, order, rel: dict):
             nb.nbformat_minor = 4
             nbformat.write(nb, str(src / name))
 
+# %% ../nbs/09c_docs.ipynb #ee5e442b
 def _stage_landing(course: Path, src: Path, nbs_dir: Path, order, rel: dict, mods: list):
     "index.md: README's content (from index.ipynb, images copied beside it), the site note, the hidden toctrees."
     index_nb = course / "index.ipynb" if (course / "index.ipynb").exists() else nbs_dir / "index.ipynb"
@@ -604,6 +642,7 @@ def _stage_landing(course: Path, src: Path, nbs_dir: Path, order, rel: dict, mod
     readme = re.sub(r"^(# .+\n)", lambda m: m.group(1) + f"\n:::{{note}}\n{_site_note(rel)}\n:::\n", readme, count=1, flags=re.M)
     (src / "index.md").write_text(readme + "\n" + "\n\n".join(toc) + "\n", encoding="utf-8")
 
+# %% ../nbs/09c_docs.ipynb #69d6d252
 def _stage_sources(course: Path, src: Path, nbs_dir: Path, modules=None) -> dict:
     "Copy the course into the Sphinx source dir: notebooks with a provenance note, landing page, API pages, conf.py."
     import configparser
@@ -629,6 +668,21 @@ def _require_site_dir(out_dir: Path) -> None:
         raise ValueError(f"{out_dir} is not empty and not a site built by `vertical-pretrain docs` (no {SITE_MARK}): "
                          "building would replace its files; choose a new or empty --output_dir")
 
+# %% ../nbs/09c_docs.ipynb #a9f627ce
+def _run_sphinx(src: Path, tmp: Path) -> list[str]:
+    "`python -m sphinx` on `src` into `tmp/html`, this package first on `PYTHONPATH`; its WARNING lines, or `RuntimeError` with its last lines."
+    pkg_root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           "GLOG_minloglevel": "2", "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True"}
+    # Sphinx writes into tmp/html: MyST-NB puts its `jupyter_execute/` beside the output folder, so not in the project
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-d", str(tmp / "doctrees"), str(src), str(tmp / "html")]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
+        raise RuntimeError(f"sphinx-build failed ({r.returncode}) on {src}:\n{tail}")
+    return [l for l in r.stderr.splitlines() if "WARNING" in l]
+
+# %% ../nbs/09c_docs.ipynb #618e60ab
 def build_site(out_dir=None, course_dir=None, nbs_dir=None, modules=None, log=print) -> Path:
     """Build the course site with Sphinx + sphinx-book-theme + MyST-NB from the published notebooks in `course_dir`
     (default `docs/course/`, see `publish`) into `out_dir` (default `_docs/`); returns `out_dir/index.html`.
@@ -649,16 +703,7 @@ def build_site(out_dir=None, course_dir=None, nbs_dir=None, modules=None, log=pr
     with tempfile.TemporaryDirectory(prefix="vp-docs-") as tmp, atomic_dir(out_dir) as html:
         src = Path(tmp) / "src"; src.mkdir()
         _stage_sources(course, src, nbs_dir, modules)
-        pkg_root = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               "GLOG_minloglevel": "2", "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True"}
-        # Sphinx writes into tmp/html: MyST-NB puts its `jupyter_execute/` beside the output folder, so not in the project
-        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-d", str(Path(tmp) / "doctrees"), str(src), str(Path(tmp) / "html")]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-15:])
-            raise RuntimeError(f"sphinx-build failed ({r.returncode}) on {src}:\n{tail}")
-        warnings = [l for l in r.stderr.splitlines() if "WARNING" in l]
+        warnings = _run_sphinx(src, Path(tmp))
         shutil.copytree(Path(tmp) / "html", html, dirs_exist_ok=True)
         (html / SITE_MARK).touch()
     log(f"docs: {out_dir / 'index.html'} ({time.time() - t0:.1f} s, {len(warnings)} Sphinx warnings); "
@@ -682,6 +727,7 @@ def _run_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def _chosen_run(args) -> Path:
     return Path(args.run) if args.run else config_from_args(args).paths.run_dir
 
+# %% ../nbs/09c_docs.ipynb #5a59a898
 def publish_main(argv=None) -> int:
     "vertical-pretrain publish: execute the lessons, then copy a finished run's notebooks to docs/course/ (the site's and nbdev_docs' source)."
     p = _run_args(argparse.ArgumentParser(prog="vertical-pretrain publish", description=publish_main.__doc__))
@@ -697,7 +743,7 @@ def publish_main(argv=None) -> int:
         print(f"vertical-pretrain publish: {e}", file=sys.stderr); return 1
     return 0
 
-# %% ../nbs/09c_docs.ipynb #5a59a898
+# %% ../nbs/09c_docs.ipynb #426c334b
 def main(argv=None) -> int:
     """vertical-pretrain docs: build the offline course site into _docs/ (Sphinx + sphinx-book-theme + MyST-NB) from
     the run's executed notebooks when it has them, else from docs/course/ as published. Writes the site folder only:
@@ -724,6 +770,7 @@ def main(argv=None) -> int:
         print(f"vertical-pretrain docs: {e}", file=sys.stderr); return 1
     return 0
 
+# %% ../nbs/09c_docs.ipynb #8b96dda3
 def readme_main(argv=None) -> int:
     "vertical-pretrain readme: copy the demo run's figures and stage times to docs/figures/ and regenerate README.md from nbs/index.ipynb."
     p = _run_args(argparse.ArgumentParser(prog="vertical-pretrain readme", description=readme_main.__doc__))
