@@ -276,7 +276,8 @@ def publish(run_dir=None, dest=None, nbs_dir=None, log=print) -> dict:
         _link_quarto_files(tmp, nbs_dir)
         stale = (_stale_notebooks(state, nbs_dir) if state else []) + [n for n in _stale_lessons(lessons, nbs_dir) if n in got["lesson"]]
         info.update(published_at=datetime.now().isoformat(timespec="seconds"), executed=got["executed"], lessons=got["lesson"],
-                    lessons_profile=LESSON_PROFILE if got["lesson"] else None, clean=got["clean"], stale=stale)
+                    lessons_profile=LESSON_PROFILE if got["lesson"] else None, clean=got["clean"], stale=stale,
+                    lessons_executed_at=max((lessons[n]["executed_at"] for n in got["lesson"]), default=None))
         (tmp / "run.json").write_text(json.dumps(info, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     what = f"run {info['run']} (profile {info['profile']}, finished {info['finished_at']})" if run_dir else "no run (clean notebooks)"
     log(f"publish: {dest}: {len(got['executed'])} executed + {len(got['lesson'])} lessons + {len(got['clean'])} clean notebooks from {what}")
@@ -597,7 +598,7 @@ def _run_note(info: dict, name: str) -> str:
                 f"发布于 {info['published_at']}）。" + stale)
     if name in info.get("lessons", []):
         return (f"本页不在流水线里，输出是发布运行 `{info['run']}` 时执行的（`vertical-pretrain publish`，"
-                f"有参数的课用 profile `{info.get('lessons_profile') or LESSON_PROFILE}`，发布于 {info['published_at']}）。" + stale)
+                f"有参数的课用 profile `{info.get('lessons_profile') or LESSON_PROFILE}`，执行于 {info.get('lessons_executed_at') or info['published_at']}）。" + stale)
     if info.get("run"): return f"本页不在流水线里执行，显示的是 `nbs/` 里的源 notebook（运行 `{info['run']}` 发布于 {info['published_at']}）。"
     return "本页没有执行输出：还没有发布过流水线运行。`make demo`（或 `vertical-pretrain pipeline`）之后再 `make docs`。"
 
