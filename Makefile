@@ -56,11 +56,13 @@ test-py: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
-## publish: a finished run's executed notebooks -> docs/course/ (the source of both doc sites); RUN=output/<run> (default: the demo run)
+## publish: execute the lessons the pipeline does not run (smoke examples, ~2 min), then a finished run's notebooks and those
+##   lessons -> docs/course/ (the source of both doc sites), without this machine's paths; RUN=output/<run> (default: the demo run)
 publish: $(STAMP)
 	$(BIN)/vertical-pretrain publish $(if $(RUN),--run $(RUN),--profile $(PROFILE))
 
-## docs: the offline course site in _docs/ (Sphinx + sphinx-book-theme + MyST-NB) from the run's notebooks, else docs/course/; writes no tracked file
+## docs: the offline course site in _docs/ (Sphinx + sphinx-book-theme + MyST-NB) from the run's notebooks, else docs/course/; writes no tracked file;
+##   open _docs/index.html, or `python -m http.server -d _docs` for search snippets
 docs: $(STAMP)
 	$(BIN)/vertical-pretrain docs $(if $(RUN),--run $(RUN),--profile $(PROFILE))
 
@@ -68,7 +70,7 @@ docs: $(STAMP)
 docs-quarto: publish
 	$(BIN)/nbdev_docs --path docs/course
 
-## readme: demo figures -> docs/figures/ (when a demo run exists; says so when not) and README.md from nbs/index.ipynb
+## readme: demo figures and stage times -> docs/figures/ (when a demo run exists; says so when not) and README.md from nbs/index.ipynb
 readme: $(STAMP)
 	$(BIN)/vertical-pretrain readme $(if $(RUN),--run $(RUN),--profile $(PROFILE))
 

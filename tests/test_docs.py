@@ -1,6 +1,8 @@
 """The course site (vertical_pretrain.docs): built offline from a small course whose lesson was really executed by
 papermill, then used in headless Chromium the way a reader does. The full course on a smoke run is checked in
 test_e2e_smoke.py; the CLI's messages are checked here."""
+import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -8,7 +10,7 @@ import pytest
 
 from browser import CHROMIUM, NO_NETWORK, check_course_site, docstring_first_paragraph
 from vertical_pretrain import docs
-from vertical_pretrain.docs import build_docs, publish
+from vertical_pretrain.docs import build_docs, execute_lessons, publish
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -25,7 +27,9 @@ def _course(tmp_path) -> tuple[Path, Path]:
     nb("01_data.ipynb", nbformat.v4.new_markdown_cell("# 01 数据\n\n把书变成一行一句的文本。"))
     nb("06_pretrain.ipynb", nbformat.v4.new_markdown_cell("# 06 预训练\n\n检查点可以断点续训；下面是损失曲线。"),
        nbformat.v4.new_code_cell("%matplotlib inline\nimport matplotlib.pyplot as plt\n"
-                                 "plt.plot([3, 2.5, 2.1, 1.9]); plt.title('loss'); plt.show()"))
+                                 "plt.plot([3, 2.5, 2.1, 1.9]); plt.title('loss'); plt.show()"),
+       nbformat.v4.new_code_cell("from IPython.display import Markdown, display\n"
+                                 "display(Markdown('| 模型 | F1 |\\n|---|---|\\n| 基座 | 44.4 |\\n| 领域 | 41.4 |'))"))
     (nbs / "sidebar.yml").write_text("website:\n  sidebar:\n    contents:\n      - index.ipynb\n"
                                      "      - section: 数据\n        contents: [01_data.ipynb]\n"
                                      "      - section: 训练\n        contents: [06_pretrain.ipynb]\n", encoding="utf-8")
@@ -41,7 +45,7 @@ def test_site_offline_navigable_searchable_with_plots_and_api(tmp_path, monkeypa
     nbs, run = _course(tmp_path)
     with monkeypatch.context() as m:  # the build must not need the network: every proxy is a closed port
         for k, v in NO_NETWORK.items(): m.setenv(k, v)
-        index = build_docs(tmp_path / "site", run_dir=run, nbs_dir=nbs, modules=["vertical_pretrain.fileio"])
+        index = build_docs(tmp_path / "site", run_dir=run, nbs_dir=nbs, modules=["vertical_pretrain.fileio", "vertical_pretrain.formats"])
     fileio_py = Path(docs.__file__).parent / "fileio.py"
     rep = check_course_site(index, ["01_data.html", "06_pretrain.html"], ARTIFACTS, prefix="docs",
                             search=("断点续训", "06_pretrain.html"),
@@ -52,6 +56,11 @@ def test_site_offline_navigable_searchable_with_plots_and_api(tmp_path, monkeypa
     page = (index.parent / "06_pretrain.html").read_text(encoding="utf-8")
     assert "流水线运行 <code" in page and "demo" in page and "2026-11-30T04:00:00" in page, "the page says which run and when"
     assert "不在流水线里执行" in (index.parent / "01_data.html").read_text(encoding="utf-8"), "a page the run did not execute says so"
+    assert re.search(r"<table[^>]*>.*<td><p>基座</p></td>", page, re.S), "a display(Markdown(table)) output is a table, not a paragraph"
+    api = (index.parent / "api" / "vertical_pretrain.formats.html").read_text(encoding="utf-8")
+    assert "file:line" in api and 'href="file:' not in api, "a docstring's file:line is text, not a link"
+    search = (index.parent / "search.html").read_text(encoding="utf-8")
+    assert "python -m http.server -d _docs" in search, "opened from disk, the search page says how to serve the site"
 
 
 def test_published_course_is_what_nbdev_docs_reads(tmp_path):
@@ -83,10 +92,23 @@ def test_readme_figures_come_from_the_demo_run(tmp_path):
     for f in (run / "finetune" / "comparison.png", run / "loss_curves.png", run / "adaptation" / "adaptation.png"):
         plt.figure(); plt.plot([1, 2]); plt.savefig(f); plt.close()
     (run / "config.yaml").write_text("profile: demo\n")
+    (run / "pipeline_state.json").write_text(json.dumps({
+        "01": {"status": "ok", "seconds": 12.34, "finished_at": "2026-12-01T10:00:00"},
+        "08": {"status": "ok", "seconds": 1122.0, "finished_at": "2026-12-01T10:30:00"}, "_last_run_seconds": 5.0}))
     out = docs.readme_figures(run, tmp_path / "figs", log=lambda s: None)
     assert [p.name for p in out] == ["demo_comparison.png", "demo_loss_curves.png", "demo_adaptation.png", "demo_run.json"]
     assert (tmp_path / "figs" / "demo_loss_curves.png").read_bytes() == (run / "loss_curves.png").read_bytes()
-    assert '"profile": "demo"' in (tmp_path / "figs" / "demo_run.json").read_text(encoding="utf-8")
+    info = json.loads((tmp_path / "figs" / "demo_run.json").read_text(encoding="utf-8"))
+    assert info["profile"] == "demo" and [(s["key"], s["seconds"]) for s in info["stages"]] == [("01", 12.3), ("08", 1122.0)]
+    assert info["machine"]["cores"] >= 1 and "cpu_vendor" in info["machine"] and not Path(info["run_dir"]).is_absolute()
+    # README's stage-time table is generated from that file, naming the machine
+    nbs = tmp_path / "nbs"; nbs.mkdir()
+    index = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        f"# 课程\n\n{docs.STAGE_TIMES_MARK[0]}\n还没有耗时表。\n{docs.STAGE_TIMES_MARK[1]}\n")])
+    nbformat.write(index, str(nbs / "index.ipynb"))
+    readme = docs.render_readme(nbs / "index.ipynb", tmp_path, run_json=tmp_path / "figs" / "demo_run.json")
+    assert "还没有耗时表" not in readme and "| 08 | 微调对比：基座 vs 领域 | 18.7 分钟 |" in readme, readme
+    assert f"{info['machine']['cores']} 核" in readme and "共 **18.9 分钟**" in readme
 
 
 def _git(repo: Path, *args) -> str:
@@ -112,3 +134,92 @@ def test_docs_into_another_folder_changes_no_tracked_file(tmp_path, tmp_path_fac
     assert docs.main(["--run", str(run), "--output_dir", str(tmp_path / "docs")]) == 1
     assert "not a site built by `vertical-pretrain docs`" in capsys.readouterr().err
     assert _git(tmp_path, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+# --- every lesson shows its output; no path of the building machine in the committed course (issue 25.2) ---
+
+_MACHINE_PATH = re.compile(r"[\w.-]/(?:site|dist)-packages/|(?<![\w.~<>:/-])/(?:[\w.+-]+/)+?(?:\.venv|output|data_file|nbs)/")
+_STARTUP = ("No ccache found", "Setuptools is replacing distutils", "IProgress not found")
+
+
+def _committed_texts(path: Path):
+    "The texts of a docs/ file a build writes: a notebook's outputs, metadata and papermill's injected cell; a text file whole."
+    if path.suffix != ".ipynb":
+        yield path.read_text(encoding="utf-8"); return
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    yield json.dumps(nb["metadata"], ensure_ascii=False)
+    for c in nb["cells"]:
+        if "injected-parameters" in c.get("metadata", {}).get("tags", []): yield "".join(c["source"])
+        for o in c.get("outputs", []):
+            yield json.dumps({k: v for k, v in o.get("data", {}).items() if not k.startswith("image/")}, ensure_ascii=False)
+            yield "".join(o.get("text", "")) + "\n".join(o.get("traceback", []))
+
+
+def machine_specific(folder: Path) -> list[str]:
+    "`file: text` for every absolute path of a machine (into a checkout or a Python environment) or start-up warning under `folder`."
+    bad = []
+    for f in sorted(folder.rglob("*")):
+        if f.is_symlink() or not f.is_file() or f.suffix not in (".ipynb", ".json", ".md", ".yml", ".txt"): continue
+        for text in _committed_texts(f):
+            bad += [f"{f.name}: {m.group(0)}" for m in _MACHINE_PATH.finditer(text)]
+            bad += [f"{f.name}: {w}" for w in _STARTUP if w in text]
+    return bad
+
+
+def test_committed_docs_hold_no_path_of_the_building_machine():
+    docs_dir = Path(docs.__file__).resolve().parents[1] / "docs"
+    assert machine_specific(docs_dir) == []
+
+
+def test_publish_rewrites_machine_paths_and_drops_startup_warnings(tmp_path, tmp_path_factory):
+    "A run executed in another clone, written outside the project: publish leaves none of its paths, nor the libraries' warnings."
+    nbs, run = _course(tmp_path)
+    elsewhere = tmp_path_factory.mktemp("clone")  # the clone the run was executed in
+    ex = run / "notebooks" / "06_pretrain.ipynb"
+    nb = nbformat.read(str(ex), as_version=4)
+    nb.metadata["papermill"]["input_path"] = str(elsewhere / "nbs" / "06_pretrain.ipynb")
+    params = nbformat.v4.new_code_cell(f'config_path = "{run}/config.yaml"', metadata={"tags": ["injected-parameters"]})
+    warn = (f"{elsewhere}/.venv/lib/python3.11/site-packages/paddle/utils/cpp_extension/extension_utils.py:712: UserWarning: "
+            "No ccache found. Please be aware ...\n  warnings.warn(warning_message)\n")
+    log = nbformat.v4.new_code_cell("train()", outputs=[
+        nbformat.v4.new_output("stream", name="stderr", text=warn),
+        nbformat.v4.new_output("stream", name="stdout", text=f"resuming from {run}/checkpoints/model_last\n"
+                                                              f"corpus {elsewhere}/data_file/book/ids/corpus: 3 docs\n"
+                                                              "/usr/lib/python3/dist-packages/x.py:1: DeprecationWarning: kept\n")])
+    nb.cells[1:1] = [params, log]
+    nbformat.write(nb, str(ex))
+    assert machine_specific(run / "notebooks"), "the fixture does hold machine paths"
+    info = publish(run, tmp_path / "course", nbs, log=lambda s: None)
+    assert machine_specific(tmp_path / "course") == []
+    out = nbformat.read(str(tmp_path / "course" / "06_pretrain.ipynb"), as_version=4)
+    text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs)
+    assert "resuming from <paths.output_root>/demo/checkpoints/model_last" in text and "corpus ./data_file/book" in text
+    assert "<site-packages>/x.py:1: DeprecationWarning: kept" in text, "other warnings stay, with the environment's path hidden"
+    assert out.cells[1].source == 'config_path = "<paths.output_root>/demo/config.yaml"'
+    assert out.metadata.papermill.input_path == "./nbs/06_pretrain.ipynb" and info["run_dir"] == "<paths.output_root>/demo"
+
+
+def test_publish_executes_the_lessons_the_pipeline_does_not(tmp_path):
+    "A lesson is executed as nbdev_test runs it (cwd nbs/, slow and eval: false cells skipped), smoke where it takes a profile."
+    nbs, run = _course(tmp_path)
+    lesson = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# 02 一课"),
+        nbformat.v4.new_code_cell('profile = "demo"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os\nprint(profile, os.path.basename(os.getcwd()))"),
+        nbformat.v4.new_code_cell("#| slow\nraise SystemExit('a slow cell ran')"),
+        nbformat.v4.new_code_cell("#| eval: false\nraise SystemExit('an eval: false cell ran')")])
+    lesson.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(lesson, str(nbs / "02_lesson.ipynb"))
+    (nbs / "sidebar.yml").write_text((nbs / "sidebar.yml").read_text(encoding="utf-8").replace("[01_data.ipynb]", "[01_data.ipynb, 02_lesson.ipynb]"),
+                                     encoding="utf-8")
+    rec = execute_lessons(run, nbs, log=lambda s: None)
+    assert list(rec) == ["02_lesson.ipynb"] and rec["02_lesson.ipynb"]["profile"] == "smoke"
+    info = publish(run, tmp_path / "course", nbs, log=lambda s: None)
+    assert info["lessons"] == ["02_lesson.ipynb"] and info["executed"] == ["06_pretrain.ipynb"]
+    out = nbformat.read(str(tmp_path / "course" / "02_lesson.ipynb"), as_version=4)
+    code = [c for c in out.cells if c.cell_type == "code"]
+    assert [o["text"] for o in code[2].outputs] == ["smoke nbs\n"]
+    assert not code[3].outputs and not code[4].outputs and "tags" not in code[3].metadata
+    assert info["stale"] == []
+    (nbs / "02_lesson.ipynb").write_text((nbs / "02_lesson.ipynb").read_text(encoding="utf-8").replace("一课", "一课（改）"), encoding="utf-8")
+    assert publish(run, tmp_path / "course2", nbs, log=lambda s: None)["stale"] == ["02_lesson.ipynb"]
