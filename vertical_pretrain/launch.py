@@ -151,12 +151,21 @@ def use_fast_cpu_math(echo=None) -> dict:
 _NOISE = re.compile(r"LAUNCH INFO |[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] |FLAGS\(name=|=+ Modified FLAGS detected =+$"
                     r"|.*UserWarning: (No ccache found|Setuptools is replacing distutils)")
 
+_PPNLP_INFO = re.compile(r"(\x1b\[\d+m)?\[\d{4}-\d\d-\d\d [\d:,]+\] \[ *INFO\]")  # PaddleNLP's logger at INFO
+
 class NoiseFilter:
-    """`f(line)` -> True for a line of launcher / library noise: `LAUNCH INFO`, glog info and warning lines, the
+    """`f(line)` -> True for a line of launcher / library noise: `LAUNCH INFO`, PaddleNLP's INFO messages (loading files),
+    glog info and warning lines, the
     `Modified FLAGS detected` banner, the ccache and distutils warnings with the `warnings.warn(...)` line under each.
     One filter per output stream: it remembers being inside the banner or right after a warning."""
-    def __init__(self): self.in_banner, self.after_warning = False, False
+    def __init__(self): self.in_banner, self.after_warning, self.in_info = False, False, False
     def __call__(self, line: str) -> bool:
+        if self.in_info:  # a PaddleNLP INFO message over several lines ends with its colour reset
+            self.in_info = not line.endswith("\x1b[0m")
+            return True
+        if _PPNLP_INFO.match(line):  # coloured (a terminal, a kernel): the message runs until the colour reset
+            self.in_info = line.startswith("\x1b[") and not line.endswith("\x1b[0m")
+            return True
         if self.after_warning:
             self.after_warning = False
             if line.strip().startswith("warnings.warn("): return True
