@@ -74,9 +74,9 @@ docs-quarto: publish
 readme: $(STAMP)
 	$(BIN)/vertical-pretrain readme $(if $(RUN),--run $(RUN),--profile $(PROFILE))
 
-## lab: JupyterLab on the course notebooks
+## lab: JupyterLab on the course notebooks (as root, e.g. in a container: with --allow-root)
 lab: $(STAMP)
-	$(BIN)/jupyter lab nbs/
+	$(BIN)/jupyter lab nbs/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 clean-venv:
 	rm -rf $(VENV)

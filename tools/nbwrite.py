@@ -55,7 +55,7 @@ if __name__ == "__main__":
         sys.stdout.write(to_text(sys.argv[2])); sys.exit(0)
     src, dst = sys.argv[1], sys.argv[2]
     nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"display_name": "Python 3 (vertical_pretrain)", "language": "python", "name": "python3"},
+    nb.metadata = {"kernelspec": {"display_name": "Python 3 (vertical_pretrain)", "language": "python", "name": "vertical_pretrain"},
                    "language_info": {"name": "python"}}
     nb.cells = parse(open(src, encoding="utf-8").read())
     import os

@@ -25,6 +25,7 @@ import sys
 import textwrap
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,12 @@ from typing import Any
 import yaml
 
 from .fileio import atomic_write_text
+
+# In a Jupyter kernel without ipywidgets, the first `import tqdm.auto` (PaddleNLP's, at its first import) prints a red
+# "IProgress not found" block, then uses the text bar: the bar we want (it survives papermill and the docs site).
+warnings.filterwarnings("ignore", message="IProgress not found")
+for _msg in ("No ccache found", "Setuptools is replacing distutils"):  # Paddle's import-time noise, not ours to fix
+    warnings.filterwarnings("ignore", message=_msg)
 
 # %% ../nbs/00_config.ipynb #1c7d1adb
 def arg(default, help: str, **checks):

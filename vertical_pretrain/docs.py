@@ -26,7 +26,7 @@ from . import _modidx
 from .config import add_config_args, config_from_args, get_config, project_root
 from .fileio import atomic_dir, atomic_path, atomic_write_text, file_fingerprint
 from .launch import cpu_vendor
-from .stages import STAGES, THIS_PYTHON, kernel_manager
+from .stages import STAGES, THIS_PYTHON, kernel_manager, notebook_fingerprint
 from .textio import HAN_RANGES, char_class
 
 # %% ../nbs/09c_docs.ipynb #53edaf97
@@ -109,7 +109,7 @@ def _stale_notebooks(state: dict, nbs_dir: Path) -> list[str]:
     for st in STAGES:
         rec = state.get(st.key) or {}
         if rec.get("notebook") and (nbs_dir / st.notebook).exists():
-            if rec["notebook"].get("sha256") != file_fingerprint(nbs_dir / st.notebook).get("sha256"): out.append(st.notebook)
+            if rec["notebook"] != notebook_fingerprint(nbs_dir / st.notebook): out.append(st.notebook)  # code cells only
     return out
 
 # %% ../nbs/09c_docs.ipynb #1d7f1255

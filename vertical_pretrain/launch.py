@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,13 +17,14 @@ from pathlib import Path
 from .config import add_config_args, config_from_args, is_blended, resolve_blend
 from .dataset import blend_problems, corpus_prefix, data_warnings, resolve_max_steps
 from .fileio import die_with_parent
-from .modeldir import model_info, seq_len_problem
+from .modeldir import WEIGHTS_NAME, model_info, seq_len_problem
 from .pretrain import trainer_running
 
 # %% auto #0
 __all__ = ['CPU_MATH_NOTE', 'num_processes', 'world_size', 'visible_device_ids', 'run_log_dir', 'master_address',
-           'local_ip_toward', 'build_launch_command', 'cpu_vendor', 'cpu_math_env', 'use_fast_cpu_math',
-           'missing_data_message', 'launch_env', 'log_tails', 'run_command', 'fit_micro_batch', 'launch', 'main']
+           'local_ip_toward', 'build_launch_command', 'cpu_vendor', 'cpu_math_env', 'use_fast_cpu_math', 'NoiseFilter',
+           'missing_data_message', 'missing_model_message', 'launch_env', 'log_tails', 'run_command', 'fit_micro_batch',
+           'launch', 'main', 'LaunchFailed', 'cause_line', 'launch_or_raise']
 
 # %% ../nbs/06a_launch.ipynb #e4d9518e
 def num_processes(cfg) -> int:
@@ -145,6 +147,35 @@ def use_fast_cpu_math(echo=None) -> dict:
     if env and echo: echo(CPU_MATH_NOTE)
     return env
 
+# %% ../nbs/06a_launch.ipynb #16358397
+_NOISE = re.compile(r"LAUNCH INFO |[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] |FLAGS\(name=|=+ Modified FLAGS detected =+$"
+                    r"|.*UserWarning: (No ccache found|Setuptools is replacing distutils)")
+
+_PPNLP_INFO = re.compile(r"(\x1b\[\d+m)?\[\d{4}-\d\d-\d\d [\d:,]+\] \[ *INFO\]")  # PaddleNLP's logger at INFO
+
+class NoiseFilter:
+    """`f(line)` -> True for a line of launcher / library noise: `LAUNCH INFO`, PaddleNLP's INFO messages (loading files),
+    glog info and warning lines, the
+    `Modified FLAGS detected` banner, the ccache and distutils warnings with the `warnings.warn(...)` line under each.
+    One filter per output stream: it remembers being inside the banner or right after a warning."""
+    def __init__(self): self.in_banner, self.after_warning, self.in_info = False, False, False
+    def __call__(self, line: str) -> bool:
+        if self.in_info:  # a PaddleNLP INFO message over several lines ends with its colour reset
+            self.in_info = not line.endswith("\x1b[0m")
+            return True
+        if _PPNLP_INFO.match(line):  # coloured (a terminal, a kernel): the message runs until the colour reset
+            self.in_info = line.startswith("\x1b[") and not line.endswith("\x1b[0m")
+            return True
+        if self.after_warning:
+            self.after_warning = False
+            if line.strip().startswith("warnings.warn("): return True
+        if self.in_banner:
+            if re.fullmatch(r"=+", line.strip()): self.in_banner = False
+            return True
+        if not _NOISE.match(line): return False
+        self.in_banner, self.after_warning = "Modified FLAGS" in line, "UserWarning" in line
+        return True
+
 # %% ../nbs/06a_launch.ipynb #630c5147
 def missing_data_message(cfg) -> str | None:
     "Why the run cannot start yet (no stage-04 output; with data.blend, any corpus's problem, one line each), or None."
@@ -155,6 +186,16 @@ def missing_data_message(cfg) -> str | None:
     return (f"no pretraining data at {p} (and _idx.npz): run stage 04 first, "
             f"`vertical-pretrain create-pretraining-data --config <run.yaml>` (nbs/04_pretraining_data.ipynb)")
 
+def missing_model_message(cfg) -> str | None:
+    """Why the run cannot start from the offline base model: it is the start model (`model_info(cfg).kind == "base"`),
+    there is no checkpoint to resume from, and stage 05a has not written it yet. One line naming 05a and its command."""
+    info = model_info(cfg)
+    if info.kind != "base" or (Path(info.source) / WEIGHTS_NAME).is_file(): return None
+    if cfg.train.continue_training and (cfg.paths.run_dir / "checkpoints" / "model_last").is_dir(): return None
+    return (f"the offline base model {info.source} is not there: stage 05a makes it (nbs/05a_base_model.ipynb); "
+            f"run: vertical-pretrain pipeline --profile {cfg.profile} --to 05a")
+
+# %% ../nbs/06a_launch.ipynb #a63e9097
 def launch_env(cfg) -> dict:
     """Extra environment for the workers. CPU: gloo, the CPU threads shared among the processes, and MKL's AVX2 kernels
     on an AMD CPU (`cpu_math_env`; the user's own MKL_DEBUG_CPU_TYPE is kept). GPU with
@@ -175,20 +216,27 @@ def log_tails(log_dir, lines: int = 30) -> str:
         out.append(f"----- {f} (last {len(tail)} lines) -----\n" + "\n".join(tail))
     return "\n".join(out)
 
-def run_command(cmd: list[str], log_dir=None, env: dict | None = None, echo=print) -> int:
-    """Run `cmd` streaming its output line by line; on failure print the worker log tails. The child runs in its own
+def run_command(cmd: list[str], log_dir=None, env: dict | None = None, echo=print, log_file=None) -> int:
+    """Run `cmd` streaming its output line by line; on failure print the worker log tails. Every line goes to `log_file`
+    (when given); `echo` gets the lines `NoiseFilter` lets through. The child runs in its own
     session and is SIGKILLed by the OS when this process (this thread, precisely) ends for any reason
     (`fileio.die_with_parent`); Ctrl-C ends its process group and re-raises KeyboardInterrupt."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             env={**os.environ, **(env or {})}, start_new_session=True,
                             preexec_fn=functools.partial(die_with_parent, parent=os.getpid()))
+    if log_file is not None: Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    log, noise = (open(log_file, "a", encoding="utf-8") if log_file is not None else None), NoiseFilter()
     try:
-        for line in proc.stdout: echo(line.rstrip("\n"))
+        for line in proc.stdout:
+            if log is not None: log.write(line); log.flush()
+            if not noise(line.rstrip("\n")): echo(line.rstrip("\n"))
         rc = proc.wait()
     except KeyboardInterrupt:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
         raise
+    finally:
+        if log is not None: log.close()
     if rc != 0:
         echo(f"training failed with exit code {rc}: {' '.join(cmd)}")
         if log_dir is not None and Path(log_dir).is_dir(): echo(log_tails(log_dir))
@@ -211,7 +259,7 @@ def fit_micro_batch(cfg, echo=print):
 def launch(cfg, echo=print) -> int:
     """Save the run's config, then start the (multi-process) pretraining; returns the exit code. The saved `config.yaml`
     is what every process reads: micro batch fitted to the process count, `train.max_steps: auto` resolved to a number."""
-    msg = missing_data_message(cfg)
+    msg = missing_data_message(cfg) or missing_model_message(cfg)
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
     msg = seq_len_problem("data.max_seq_len", cfg.data.max_seq_len, model_info(cfg))  # before any process starts
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
@@ -227,7 +275,8 @@ def launch(cfg, echo=print) -> int:
     echo("$ " + " ".join(cmd))
     env = launch_env(cfg)
     if "MKL_DEBUG_CPU_TYPE" in env: echo(CPU_MATH_NOTE)  # the workers get it (the pipeline has said so already)
-    return run_command(cmd, run_log_dir(cfg) if "paddle.distributed.launch" in cmd else None, env=env, echo=echo)
+    return run_command(cmd, run_log_dir(cfg) if "paddle.distributed.launch" in cmd else None, env=env, echo=echo,
+                       log_file=run_log_dir(cfg) / "launch.log")
 
 def main(argv=None) -> int:
     "vertical-pretrain pretrain --config run.yaml [--nproc N | --devices 0,1] [--set key=value]"
@@ -247,3 +296,26 @@ def main(argv=None) -> int:
             print("note: train.max_steps=auto is resolved from stage 04's data when the run starts (no data yet)")
         print(" ".join(build_launch_command(cfg, cfg.paths.run_dir / "config.yaml"))); return 0
     return launch(cfg)
+
+# %% ../nbs/06a_launch.ipynb #627a8013
+class LaunchFailed(RuntimeError):
+    "A training launch exited non-zero; the message is one line: what failed, the exit code, the cause, where the logs are."
+
+def cause_line(lines, limit: int = 400) -> str:
+    """Why a launch failed, from the lines it printed: the last `vertical-pretrain pretrain: ...` line, else the last Python
+    exception line (`SomeError: ...`, e.g. from a worker's traceback), else ''. Cut to `limit` characters."""
+    lines = [l.strip() for l in lines]
+    ours = [l for l in lines if l.startswith("vertical-pretrain pretrain: ")]
+    exc = [l for l in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b: ", l)]
+    line = (ours or exc or [""])[-1]
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+def launch_or_raise(cfg, what: str = "pretraining", echo=print) -> None:
+    "`launch(cfg)`, raising `LaunchFailed` with the cause line (`cause_line`) when it exits non-zero."
+    lines = []
+    def _echo(text):
+        lines.extend(str(text).splitlines()); echo(text)
+    rc = launch(cfg, echo=_echo)
+    if rc:
+        raise LaunchFailed(f"{what} failed (exit {rc}): {cause_line(lines) or 'see the output above'}; "
+                           f"logs: {run_log_dir(cfg)}")

@@ -7,7 +7,7 @@ __all__ = ['WEIGHTS_NAME', 'CONFIG_NAME', 'LEGACY_CONFIG_NAME', 'VOCAB_NAME', 'T
            'CONFIG_FILES', 'TOKENIZER_FILES', 'TOKENIZER_CLASS', 'ModelDirError', 'ModelDirMissing', 'has_files',
            'has_tokenizer', 'local_path', 'read_json', 'flat_config', 'read_model_configs', 'ModelInfo',
            'ppnlp_model_home', 'quiet_import', 'hub_model', 'hub_tokenizer', 'source_info', 'model_info', 'SeqLenError',
-           'seq_len_problem', 'require_seq_len', 'load_tokenizer', 'quiet_paddlenlp']
+           'seq_len_problem', 'require_seq_len', 'made_by_stage', 'load_tokenizer', 'quiet_paddlenlp']
 
 # %% ../nbs/00c_modeldir.ipynb #34915738
 import contextlib
@@ -19,7 +19,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from .config import Config, model_source, resolve_path
+from .config import PROFILES, Config, model_source, resolve_path
 
 # %% ../nbs/00c_modeldir.ipynb #a91578e0
 WEIGHTS_NAME = "model_state.pdparams"
@@ -216,6 +216,16 @@ def require_seq_len(setting: str, value: int, model) -> ModelInfo:
     return info
 
 # %% ../nbs/00c_modeldir.ipynb #d53c9a76
+def made_by_stage(p) -> str:
+    """'; stage 03a (the offline vocab) writes it: vertical-pretrain pipeline --profile smoke --to 03a' for the offline
+    base's tokenizer dir (`config.base_tokenizer_dir`), the same with 05a for its model dir (`base_model_dir`); else ''."""
+    p = Path(p)
+    stage = {"tokenizer": ("03a", "the offline vocab"), "model_base": ("05a", "the offline base model")}.get(p.name)
+    run = p.parent.name  # <profile>_base (config.base_run_dir), unless base_model.run_name names it otherwise
+    if stage is None or not run.endswith("_base"): return ""
+    prof = run[:-len("_base")] if run[:-len("_base")] in PROFILES else "<profile>"
+    return f"; stage {stage[0]} ({stage[1]}) writes it: vertical-pretrain pipeline --profile {prof} --to {stage[0]}"
+
 def load_tokenizer(name_or_path, **kwargs):
     """The tokenizer of a local dir (the class its tokenizer_config.json names, else ErnieTokenizer) or of a PaddleNLP name.
 
@@ -231,7 +241,7 @@ def load_tokenizer(name_or_path, **kwargs):
         except Exception as e:  # offline hub names end up here
             raise RuntimeError(f"could not load tokenizer {name!r} ({type(e).__name__}: {e}); offline? "
                                "pass a local dir with vocab.txt") from e
-    if not p.is_dir(): raise ModelDirMissing(f"tokenizer dir not found: {p}")
+    if not p.is_dir(): raise ModelDirMissing(f"tokenizer dir not found: {p}{made_by_stage(p)}")
     if not has_tokenizer(p):
         raise ModelDirMissing(f"no tokenizer files ({' or '.join(TOKENIZER_FILES[:2])}) in {p}; build one with "
                               "`vertical-pretrain build-vocab` or point to a model dir")

@@ -25,11 +25,11 @@ from typing import Callable
 from .check import run_checks
 from .config import (Config, add_config_args, config_from_args, get_config, parse_set, project_root,
                                       replay_run_dir, resolve_path, tapt_config)
-from .fileio import WARNING_MIME, LockedError, atomic_write_text, dir_lock, file_fingerprint, warning_line
+from .fileio import WARNING_MIME, LockedError, atomic_write_text, dir_lock, warning_line
 from .launch import use_fast_cpu_math
 from .pretrain import trainer_running
 from .stages import (STAGES, Stage, THIS_PYTHON, how_it_died, kernel_manager, last_log_line,
-                                      select_stages, stage_config_hashes, stage_deps, stage_inputs, stage_products)
+                                      notebook_fingerprint, select_stages, stage_config_hashes, stage_deps, stage_inputs, stage_products)
 
 # %% ../nbs/09_pipeline.ipynb #7d6d7da8
 class PipelineError(RuntimeError):
@@ -179,7 +179,7 @@ def _run_stages(cfg, todo, all_stages, *, nbs_dir, force, kernel, progress, log)
     for i, st in enumerate(todo, 1):
         src, dst = nbs_dir / st.notebook, out_dir / st.notebook
         head = f"[{i}/{len(todo)}] {st.key} {st.notebook} ({st.title})"
-        prev, nb_fp, inputs = state.get(st.key, {}), file_fingerprint(src), stage_inputs(st, cfg)
+        prev, nb_fp, inputs = state.get(st.key, {}), notebook_fingerprint(src), stage_inputs(st, cfg)
         deps = {k: state.get(k, {}).get("run_id") for k in stage_deps(st, cfg)}
         why = "--force" if force else rerun_reason(st, prev, config=hashes[st.key], notebook=nb_fp, inputs=inputs,
                                                     deps=deps, executed_exists=dst.exists(),

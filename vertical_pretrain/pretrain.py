@@ -25,7 +25,7 @@ from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, corpus_
                                        resolve_max_steps, split_documents, unigram_reference)
 from .fileio import (LockedError, atomic_dir, atomic_path, atomic_write_text, content_hash,
                                       die_with_parent, dir_bytes, dir_lock, fmt_bytes, stage_warning)
-from .modeldir import ModelInfo, load_tokenizer, quiet_paddlenlp, require_seq_len
+from .modeldir import ModelInfo, load_tokenizer, made_by_stage, quiet_paddlenlp, require_seq_len
 
 # %% auto #0
 __all__ = ['TRAINER_LOCK_GRACE', 'TRAINER_LOCK_FIX', 'MIN_CONTEXT_GAIN', 'train', 'train_step', 'DistEnv', 'init_distributed',
@@ -182,6 +182,8 @@ def build_model(cfg, tokenizer, resume_dir=None):
     if src:
         try: model = ErnieForPretraining.from_pretrained(src, dtype="float32", **drop)  # fp32 weights; AMP casts later
         except Exception as e:
+            if not Path(src).exists() and made_by_stage(src):  # the offline base model: say which stage makes it
+                raise RuntimeError(f"the base model {src} does not exist{made_by_stage(src)}") from None
             raise RuntimeError(f"cannot load the base model {src!r} ({e}); offline, use a local directory "
                                "or leave model.model_name_or_path empty to train from scratch") from e
     else:

@@ -19,13 +19,17 @@ from jupyter_client.manager import AsyncKernelManager, KernelManager
 from jupyter_client.utils import run_sync
 
 import vertical_pretrain
-from .config import Config, base_config, base_tokenizer_dir, resolve_path, tapt_config
+from .config import (Config, base_config, base_model_dir, base_tokenizer_dir, replay_run_dir, resolve_path,
+                                      tapt_config)
 from .fileio import file_fingerprint
+from .modeldir import WEIGHTS_NAME
 from .pdf2text import Pdf2TextError, list_inputs
 
 # %% auto #0
 __all__ = ['STAGES', 'THIS_PYTHON', 'Stage', 'stage_deps', 'stage_inputs', 'stage_products', 'select_stages',
-           'stage_config_hashes', 'kernel_spec', 'kernel_manager', 'last_log_line', 'how_it_died', 'probe_kernel']
+           'stage_config_hashes', 'StagesMissing', 'stage_by_key', 'required_stages', 'stage_outputs', 'missing_stages',
+           'prerequisites_command', 'require_stages', 'notebook_fingerprint', 'kernel_spec', 'kernel_manager',
+           'last_log_line', 'how_it_died', 'probe_kernel']
 
 # %% ../nbs/09_stages.ipynb #38b0419b
 @dataclass(frozen=True)
@@ -35,7 +39,8 @@ class Stage:
     `sections` name the config sections whose values are hashed into the stage's config hash; `deps` are the stage keys
     (or a function of the config giving them) whose outputs it reads; `inputs(cfg)` lists the user files it reads
     (fingerprinted by size + SHA-256); `products(cfg)` lists the manifests it writes into shared `data_file/` folders,
-    so a rewrite by another run is noticed. `run_pipeline` reruns a stage exactly when one of these changed."""
+    so a rewrite by another run is noticed. `run_pipeline` reruns a stage exactly when one of these changed.
+    `outputs(cfg)` (default: `products`) are the files whose presence shows that it has run for `cfg` (`require_stages`)."""
     key: str  # "01", "04a", ...
     notebook: str  # file name in nbs/
     title: str
@@ -43,7 +48,9 @@ class Stage:
     deps: tuple | Callable = ()  # stages whose outputs it reads (or cfg -> tuple): when one of them ran, this one reruns
     inputs: Callable | None = None  # cfg -> the user files it reads (books, dictionaries, the task); fingerprinted
     products: Callable | None = None  # cfg -> the manifests it writes in shared data folders (data_file/...)
+    outputs: Callable | None = None  # cfg -> the files that show it has run for cfg (default: products; [] = nothing to check)
 
+# %% ../nbs/09_stages.ipynb #01317922
 def _raw_inputs(cfg) -> list:
     "Stage 01's inputs: every file under pdf2text.input_path (or paths.raw_dir); [] when missing (the stage says why)."
     try: return list_inputs(resolve_path(cfg.pdf2text.input_path) if cfg.pdf2text.input_path else cfg.paths.raw_dir)
@@ -62,27 +69,40 @@ def _vocab_products(cfg) -> list:
     return _manifests(base_config, ("text_dir", "general_corpus"), ("seg_dir", "general_corpus"))(cfg) + \
         [base_tokenizer_dir(cfg) / "manifest_03a_vocab.json"]
 
+def _offline_base(cfg) -> bool:
+    "True when the offline base model of 03a/05a is used (no `model.model_name_or_path`, `base_model.enabled`)."
+    return not cfg.model.model_name_or_path and cfg.base_model.enabled
+
+def _last_checkpoint(run_dir) -> list:
+    return [run_dir / "checkpoints" / "model_last" / WEIGHTS_NAME]
+
 def _task_inputs(cfg) -> list:
     d = resolve_path(cfg.finetune.task_dir)
     return sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith(".")) if d.is_dir() else []
 
+# %% ../nbs/09_stages.ipynb #5db7c2a9
 STAGES: list[Stage] = [
     Stage("01", "01_pdf2text.ipynb", "PDF → 一行一句的文本", ("paths", "pdf2text"), (), _raw_inputs,
           _manifests(_same, ("text_dir", "pdf2text"))),
     Stage("02", "02_segment.ipynb", "分词（保持文档结构）", ("segment",), ("01",), lambda c: _files(c.segment.user_dict),
-          _manifests(_same, ("seg_dir", "segment"))),
+          _manifests(_same, ("seg_dir", "segment")),
+          lambda c: _manifests(_same, ("seg_dir", "segment"))(c) if c.segment.enabled else []),
     Stage("03", "03_trans_to_json.ipynb", "文本 → jsonl", ("trans_to_json",), ("02",), None,
           _manifests(_same, ("jsonl_dir", "03_trans_to_json"))),
     Stage("03a", "03a_vocab.ipynb", "通用语料与离线词表", ("vocab", "base_model", "model"),
-          lambda c: ("01",) if c.vocab.include_domain else (), None, _vocab_products),
+          lambda c: ("01",) if c.vocab.include_domain else (), None, _vocab_products,
+          lambda c: _vocab_products(c) if _offline_base(c) else []),
     Stage("04", "04_pretraining_data.ipynb", "jsonl → _ids.npy / _idx.npz", ("pretraining_data",), ("03", "03a"),
           lambda c: _files(c.segment.user_dict), _manifests(_same, ("ids_dir", "04_pretraining_data"))),
-    Stage("05", "05_dataset.ipynb", "切分、index map、掩码与 SOP", ("data",), ("04",)),
+    Stage("05", "05_dataset.ipynb", "切分、index map、掩码与 SOP", ("data",), ("04",), None, None,
+          lambda c: []),  # its index maps are a cache: 06 builds the ones it lacks
     Stage("05a", "05a_base_model.ipynb", "离线基座：从零预训练小 ERNIE", ("train", "launch"), ("03a",), None,
-          _manifests(base_config, ("jsonl_dir", "03_trans_to_json"), ("ids_dir", "04_pretraining_data"))),
-    Stage("06", "06_pretrain.ipynb", "领域继续预训练（多进程）", ("train", "launch"), ("05", "05a")),
+          _manifests(base_config, ("jsonl_dir", "03_trans_to_json"), ("ids_dir", "04_pretraining_data")),
+          lambda c: [base_model_dir(c) / WEIGHTS_NAME] if _offline_base(c) else []),
+    Stage("06", "06_pretrain.ipynb", "领域继续预训练（多进程）", ("train", "launch"), ("05", "05a"), None, None,
+          lambda c: _last_checkpoint(c.paths.run_dir)),
     Stage("06b", "06b_replay.ipynb", "回放：领域 + 通用语料按权重混合的继续预训练", ("replay", "data", "train", "launch"),
-          ("05", "05a")),
+          ("05", "05a"), None, None, lambda c: _last_checkpoint(replay_run_dir(c)) if c.replay.enabled else []),
     Stage("07", "07_export.ipynb", "导出与修复模型目录", ("export",), ("05a", "06"), lambda c: _files(c.export.user_terms)),
     Stage("07a", "07a_tapt.ipynb", "TAPT：任务文本上的继续预训练（可选）", ("tapt",), ("07",), _task_inputs,
           lambda c: _manifests(tapt_config, ("text_dir", "tapt_corpus"), ("jsonl_dir", "03_trans_to_json"),
@@ -92,6 +112,7 @@ STAGES: list[Stage] = [
     Stage("10", "10_summary.ipynb", "总结：产物、统计、曲线、对比", (), ("01", "04", "05a", "06", "06b", "07", "07a", "07b", "08")),
 ]
 
+# %% ../nbs/09_stages.ipynb #12e3e87f
 def stage_deps(st: Stage, cfg: Config) -> tuple:
     "The keys of the stages `st` reads outputs from under `cfg` (`Stage.deps`, called when it is a function of the config)."
     return st.deps(cfg) if callable(st.deps) else st.deps
@@ -128,6 +149,58 @@ def stage_config_hashes(cfg: Config, stages=None) -> dict[str, str]:
         blob = json.dumps({k: d[k] for k in seen}, sort_keys=True, default=str)
         out[st.key] = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return out
+
+# %% ../nbs/09_stages.ipynb #454081b3
+class StagesMissing(RuntimeError):
+    "Stages a stage notebook reads from have not run for this config; the message names them and the command."
+
+def stage_by_key(key: str, stages=None) -> Stage:
+    "The stage with this key ('06', '5a' -> '05a'); ValueError naming the keys otherwise."
+    return select_stages(key, key, stages)[0]
+
+def required_stages(key: str, cfg: Config, stages=None) -> list[Stage]:
+    "Every stage `key` reads from, directly or through another (`stage_deps`, transitively), in table order."
+    stages = list(STAGES if stages is None else stages)
+    need, todo = set(), list(stage_deps(stage_by_key(key, stages), cfg))
+    while todo:
+        k = todo.pop()
+        if k not in need: need.add(k); todo += stage_deps(stage_by_key(k, stages), cfg)
+    return [st for st in stages if st.key in need]
+
+def stage_outputs(st: Stage, cfg: Config) -> list[Path]:
+    "The files whose presence shows that `st` has run for `cfg` (`Stage.outputs`, else `Stage.products`)."
+    f = st.outputs or st.products
+    return [Path(p) for p in f(cfg)] if f else []
+
+def missing_stages(key: str, cfg: Config, stages=None) -> list[Stage]:
+    "The stages `key` needs whose output files are not there for `cfg` (see `stage_outputs`)."
+    return [st for st in required_stages(key, cfg, stages) if not all(p.exists() for p in stage_outputs(st, cfg))]
+
+def prerequisites_command(key: str, cfg: Config, stages=None) -> str | None:
+    "The one command that runs what stage `key` needs for `cfg`'s profile (None when it needs nothing)."
+    need = required_stages(key, cfg, stages)
+    return f"vertical-pretrain pipeline --profile {cfg.profile} --to {need[-1].key}" if need else None
+
+def require_stages(key: str, cfg: Config, stages=None) -> None:
+    """Raise `StagesMissing` (one line: the missing stages, the first missing file, the command) when a stage that `key`
+    reads from has not run for `cfg`. A stage notebook calls it right after building `cfg`, before it deletes or starts anything."""
+    miss = missing_stages(key, cfg, stages)
+    if not miss: return
+    first = next(p for p in stage_outputs(miss[0], cfg) if not p.exists())
+    raise StagesMissing(f"stage {key} needs stage{'s' if len(miss) > 1 else ''} {', '.join(st.key for st in miss)} "
+                        f"for profile {cfg.profile!r} (not there: {first}); run: {prerequisites_command(key, cfg, stages)}")
+
+# %% ../nbs/09_stages.ipynb #3001f7af
+def notebook_fingerprint(path) -> dict:
+    "{'code_sha256': ...} of a notebook's code cells (sources in order, the parameters cell marked): not outputs, metadata or prose."
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    h = hashlib.sha256()
+    for c in nb.get("cells", []):
+        if c.get("cell_type") != "code": continue
+        src = c.get("source", "")
+        tag = "parameters" in c.get("metadata", {}).get("tags", [])
+        h.update(json.dumps([tag, "".join(src) if isinstance(src, list) else src]).encode())
+    return {"code_sha256": h.hexdigest()}
 
 # %% ../nbs/09_stages.ipynb #d4ee47ba
 THIS_PYTHON = "this-python"  # the kernel name papermill gets for pipeline.kernel="" (not looked up in any registry)
