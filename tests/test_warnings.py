@@ -96,3 +96,13 @@ def test_a_rerun_that_skips_the_stages_still_says_and_counts_their_warnings(faq_
     assert "stages run: none" in r.stdout, r.stdout
     assert "(0 run, " in lines[-1] and lines[-1].split("), ", 1)[1] == first[-1].split("), ", 1)[1], (lines[-1], first[-1])
     assert sum(l.strip().startswith("WARNING: ") for l in lines) == sum(l.strip().startswith("WARNING: ") for l in first)
+
+
+def test_only_the_runs_own_warnings_are_counted_not_the_lessons_examples(faq_run):
+    "The stage notebooks' lesson examples show warnings on toy data (04's unsegmented x.jsonl); they are not the run's."
+    cfg, lines = faq_run
+    state = json.loads((cfg.paths.run_dir / "pipeline_state.json").read_text(encoding="utf-8"))
+    got = {k: [w["message"].split(":")[0] for w in s.get("warnings", [])] for k, s in state.items() if not k.startswith("_")}
+    assert got["04"] == [f"{state['04']['warnings'][0]['message'].split(':')[0]}"] and "[UNK]" in state["04"]["warnings"][0]["message"]
+    assert set(got["06"]) <= {"faq_tw", "smoke"} and set(got.get("05a", [])) <= {"smoke_base"}, got
+    assert not any(got[k] for k in got if k not in ("04", "05a", "06")), got

@@ -72,17 +72,21 @@ def resume_lines(executed_nb) -> list[str]:
     text = "\n".join(o.get("text", "") for o in _outputs(executed_nb) if o.get("output_type") == "stream")
     return list(dict.fromkeys(m.group(1) or m.group(0) for m in _RESUME_RE.finditer(text)))
 
-def _outputs(executed_nb) -> list:
-    "Every output of every code cell of an executed notebook, in order ([] when it cannot be read)."
+def _outputs(executed_nb, stage_cells_only: bool = False) -> list:
+    """Every output of every code cell of an executed notebook, in order ([] when it cannot be read); with
+    `stage_cells_only`, only those of the stage's own cells: the `#| slow` ones, which papermill runs and nbdev_test
+    skips (the lesson's examples around them run on toy data)."""
     import nbformat  # slow import (~0.3 s): only when a stage has run
     try: nb = nbformat.read(str(executed_nb), as_version=4)
     except (OSError, ValueError): return []
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    slow = lambda c: any(l.replace(" ", "") == "#|slow" for l in c.source.splitlines())
+    return [o for c in nb.cells if c.cell_type == "code" and (slow(c) or not stage_cells_only) for o in c.get("outputs", [])]
 
 def stage_warnings(executed_nb) -> list[dict]:
-    """The `fileio.stage_warning` records ({'message', 'fix'}) a stage notebook displayed, in order, each once: what the
-    pipeline prints under the stage's line, keeps in pipeline_state.json and counts in its last line."""
-    recs = [o["data"][WARNING_MIME] for o in _outputs(executed_nb)
+    """The `fileio.stage_warning` records ({'message', 'fix'}) a stage notebook's stage cells displayed, in order, each
+    once: what the pipeline prints under the stage's line, keeps in pipeline_state.json and counts in its last line.
+    A lesson example that shows a warning on its toy data (a cell without `#| slow`) is not the run's warning."""
+    recs = [o["data"][WARNING_MIME] for o in _outputs(executed_nb, stage_cells_only=True)
             if o.get("output_type") in ("display_data", "execute_result") and WARNING_MIME in o.get("data", {})]
     return list({json.dumps(r, sort_keys=True): dict(r) for r in recs}.values())
 
