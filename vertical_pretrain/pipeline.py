@@ -48,6 +48,7 @@ class _Terminated(KeyboardInterrupt):
     "SIGTERM, turned into an exception so the same clean stop as Ctrl-C runs (exit 143 instead of 130)."
     signum = signal.SIGTERM
 
+# %% ../nbs/09_pipeline.ipynb #71c8411b
 def locked_dirs(cfg: Config, stages) -> list[Path]:
     """The folders a pipeline run writes, locked for the whole run: the run dir, the corpus folders its stages write
     (from `Stage.products`), and the offline-base / replay / TAPT run dirs when those stages are selected."""
@@ -59,6 +60,7 @@ def locked_dirs(cfg: Config, stages) -> list[Path]:
             dirs.add(replay_run_dir(cfg))
     return sorted(dirs)  # one global order: two waiting runs cannot deadlock
 
+# %% ../nbs/09_pipeline.ipynb #a8b88b4b
 _RESUME_RE = re.compile(r"resuming from \S+ at step \d+|\S+ is already at step \d+|train\.max_steps=auto -> \d+ = [^\n]*"
                         r"|removed model_\d+[^\n]* \(train\.save_total_limit=\d+[^\n]*"
                         r"|(?:\S+:\d+: \w*Warning: )?([^\n]*the old checkpoints(?: \([^)\n]*\))? were moved to (?!\{)\S+ and training "
@@ -90,6 +92,7 @@ def stage_warnings(executed_nb) -> list[dict]:
             if o.get("output_type") in ("display_data", "execute_result") and WARNING_MIME in o.get("data", {})]
     return list({json.dumps(r, sort_keys=True): dict(r) for r in recs}.values())
 
+# %% ../nbs/09_pipeline.ipynb #0b3fc5cd
 def _load_state(path: Path) -> dict:
     try: return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     except json.JSONDecodeError: return {}
@@ -125,6 +128,7 @@ def rerun_reason(st: Stage, prev: dict, *, config: str, notebook: dict, inputs: 
     if not executed_exists: return "its executed notebook is missing"
     return None
 
+# %% ../nbs/09_pipeline.ipynb #bef2da74
 def _preflight(cfg, todo, nbs_dir, log, kernel=None):
     "Run `vertical-pretrain check` for the selected stages and `kernel`; PipelineError with one line per problem."
     t0 = time.time()
@@ -158,6 +162,7 @@ def run_pipeline(cfg: Config, *, from_stage=None, to_stage=None, force: bool = F
         for d in locked_dirs(cfg, todo): locks.enter_context(dir_lock(d, wait=wait, log=log))
         return _run_stages(cfg, todo, all_stages, nbs_dir=nbs_dir, force=force, kernel=kernel, progress=progress, log=log)
 
+# %% ../nbs/09_pipeline.ipynb #61f77032
 def kernel_death_message(st: Stage, cfg: Config, died: str, kernel_log: Path) -> str:
     """One line for a stage whose kernel died: the stage, how it died with the probable cause, the kernel log, and
     whether a trainer it started still holds one of the stage's run dirs (06's trainer lock, after its grace time)."""
@@ -167,6 +172,7 @@ def kernel_death_message(st: Stage, cfg: Config, died: str, kernel_log: Path) ->
     return (f"stage {st.key} ({st.notebook}): its kernel {died}{cause}{f' ({tail})' if tail else ''}; kernel log: {kernel_log}; "
             + ("; ".join(live) if live else "no training process it started is left running"))
 
+# %% ../nbs/09_pipeline.ipynb #e06a4416
 def _run_stages(cfg, todo, all_stages, *, nbs_dir, force, kernel, progress, log) -> dict:
     "The stage loop of `run_pipeline` (under its locks)."
     import papermill as pm
@@ -233,6 +239,7 @@ def _run_stages(cfg, todo, all_stages, *, nbs_dir, force, kernel, progress, log)
     atomic_write_text(state_path, json.dumps(state, indent=1))
     return state
 
+# %% ../nbs/09_pipeline.ipynb #37c60329
 def _n_warnings(n: int) -> str: return f"{n} warning{'' if n == 1 else 's'}"
 
 def _log_warnings(warns: list, log, note: str = "") -> list:
