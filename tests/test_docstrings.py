@@ -10,7 +10,7 @@ from vertical_pretrain._modidx import d
 
 # Modules whose public docstrings were reviewed and filled (shapes/units, errors, side effects, the source they follow).
 REVIEWED = ["fileio", "textio", "modeldir", "pdf2text", "formats", "ocr", "segment", "lac", "trans_to_json", "vocab",
-            "pretraining_data", "export", "check", "docs"]
+            "pretraining_data", "export", "extend_vocab", "check", "docs"]
 # Modules whose public symbols all have a docstring, not yet reviewed for units, errors and sources.
 HAVE_DOCSTRINGS = ["launch", "tapt", "finetune", "task", "report", "cli", "pipeline", "replay", "evaluate_mlm", "standin", "config", "dataset", "pretrain", "stages"]
 CHECKED = REVIEWED + HAVE_DOCSTRINGS

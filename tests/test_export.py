@@ -3,6 +3,7 @@ import contextlib
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import paddle
@@ -16,6 +17,8 @@ from paddlenlp.utils.log import logger as pnlp_logger
 
 from conftest import DEMO_PDF
 from vertical_pretrain import export as ex
+from vertical_pretrain import extend_vocab as xv
+from vertical_pretrain.textio import is_han
 from vertical_pretrain.cli import main as cli_main
 
 pnlp_logger.set_level("ERROR")
@@ -331,7 +334,7 @@ def test_extend_vocab_on_the_demo_book(tmp_path, trained, capsys):
     assert len(set(new_vocab)) == len(new_vocab)
     assert {"debian", "apt", "get"} <= set(new_vocab)
     added = new_vocab[len(old_vocab):]
-    cjk = [t for t in added if ex.is_han(t)]
+    cjk = [t for t in added if is_han(t)]
     assert cjk and all("##" + t in new_vocab for t in cjk)
 
     # the report's counts are what the new tokenizer really produces
@@ -383,6 +386,40 @@ def test_extend_vocab_on_the_demo_book(tmp_path, trained, capsys):
     assert "corpus file not found" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
+def test_stage_07c_extends_the_exported_model_only_when_asked(tmp_path, trained):
+    "Stage 07c (its own stage since issue 25): needs 07's model and 01's text; off by default; on, writes <model>_vocab."
+    from vertical_pretrain.config import get_config
+    from vertical_pretrain.modeldir import ModelDirError
+    from vertical_pretrain.stages import StagesMissing, missing_stages, require_stages
+    over = {"paths.data_root": str(tmp_path / "data"), "paths.output_root": str(tmp_path / "out"),
+            "paths.corpus": "book", "paths.run_name": "domain", "export.extend_min_freq": 3}
+    off = get_config("smoke", over)
+    assert xv.run_stage(off, log=None) == {"skipped": "export.extend_vocab is false"}
+    assert not (tmp_path / "out").exists()  # nothing written when it is off
+    cfg = get_config("smoke", {**over, "export.extend_vocab": True})
+    with pytest.raises(StagesMissing, match=r"stage 07c needs stages 01, .*07 .*--to 07$"):
+        require_stages("07c", cfg)
+    write_checkpoint(cfg.paths.run_dir / "checkpoints" / "model_last", trained, step=4)
+    with pytest.raises(ModelDirError, match="needs the domain text of stage 01"):
+        xv.run_stage(cfg, log=None)
+    cfg.paths.text_dir.mkdir(parents=True)
+    (cfg.paths.text_dir / "book.txt").write_text("\n".join(book_text(40, 4)) + "\n", encoding="utf-8")
+    assert "07" in [st.key for st in missing_stages("07c", cfg)]  # the checkpoint alone is not an export
+    out = ex.run_stage(cfg, log=None)["model_dir"]
+    assert "07" not in [st.key for st in missing_stages("07c", cfg)]
+    logged = []
+    res = xv.run_stage(cfg, log=logged.append)
+    ext = Path(out).with_name(Path(out).name + "_vocab")
+    assert res["extended_model_dir"] == str(ext) == str(xv.extended_model_dir(cfg))
+    assert res["after"]["unk_rate"] < res["before"]["unk_rate"] and sum(res["added"].values()) > 0
+    assert logged and logged[0].startswith(f"extend_vocab: {ext} (")
+    rep = json.loads((ext / "extend_vocab_report.json").read_text(encoding="utf-8"))
+    assert rep["model_dir"] == out and (ext / "manifest_extend_vocab.json").is_file()
+    mtime = (ext / "model_state.pdparams").stat().st_mtime_ns
+    xv.run_stage(cfg, log=None)  # its manifest matches: reused
+    assert (ext / "model_state.pdparams").stat().st_mtime_ns == mtime
+
+
 def test_continued_pretraining_on_the_extended_vocab(tmp_path, trained):
     "Stages 04 -> 06 for real on the demo book with the extended tokenizer/model, then stage 07 again."
     from vertical_pretrain.config import get_config
@@ -393,7 +430,7 @@ def test_continued_pretraining_on_the_extended_vocab(tmp_path, trained):
     lines = book_text(40, 12)
     (tmp_path / "book.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     ext = tmp_path / "model_base_vocab"
-    rep = ex.extend_vocab(base, [tmp_path / "book.txt"], ext, min_freq=3, max_new_tokens=300)
+    rep = xv.extend_vocab(base, [tmp_path / "book.txt"], ext, min_freq=3, max_new_tokens=300)
     n_old = rep["old_vocab_size"]
 
     cfg = get_config("smoke", {"paths.data_root": str(tmp_path / "data"), "paths.output_root": str(tmp_path / "out"),

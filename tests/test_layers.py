@@ -20,7 +20,7 @@ ORDER = [
     # 3 training: the loop, then the launcher that starts it
     "pretrain", "launch",
     # 4 models
-    "export", "replay", "tapt",
+    "export", "extend_vocab", "replay", "tapt",
     # 5 evaluation
     "task", "evaluate_mlm", "report", "finetune", "standin",
     # 6 orchestration

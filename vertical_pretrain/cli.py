@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pretrain": ("vertical_pretrain.launch", "main", "stage 06: launch (multi-process) pretraining"),
     "export": ("vertical_pretrain.export", "export_main", "stage 07: checkpoint -> clean model dir"),
     "repair-config": ("vertical_pretrain.export", "repair_main", "add missing architectures/model_type to a model dir"),
-    "extend-vocab": ("vertical_pretrain.export", "extend_vocab_main", "add domain tokens to vocab + resize the model"),
+    "extend-vocab": ("vertical_pretrain.extend_vocab", "extend_vocab_main", "add domain tokens to vocab + resize the model"),
     "replay": ("vertical_pretrain.replay", "main", "stage 06b: the domain run with general-corpus replay (data.blend)"),
     "tapt": ("vertical_pretrain.tapt", "main", "stage 07a: task-adaptive pretraining on the task's unlabeled text"),
     "evaluate-mlm": ("vertical_pretrain.evaluate_mlm", "main", "stage 07b: held-out MLM loss (domain, general) and term cloze, with bootstrap CIs"),

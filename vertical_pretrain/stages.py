@@ -21,8 +21,11 @@ from jupyter_client.utils import run_sync
 import vertical_pretrain
 from .config import (Config, base_config, base_model_dir, base_tokenizer_dir, replay_run_dir, resolve_path,
                                       tapt_config)
-from .fileio import file_fingerprint
-from .modeldir import WEIGHTS_NAME
+from .evaluate_mlm import adaptation_dir
+from .export import exported_model_dir
+from .extend_vocab import extended_model_dir
+from .fileio import file_fingerprint, manifest_path
+from .modeldir import WEIGHTS_NAME, ModelDirError
 from .pdf2text import Pdf2TextError, list_inputs
 
 # %% auto #0
@@ -76,6 +79,11 @@ def _offline_base(cfg) -> bool:
 def _last_checkpoint(run_dir) -> list:
     return [run_dir / "checkpoints" / "model_last" / WEIGHTS_NAME]
 
+def _exported(cfg, model_dir=exported_model_dir, stage: str = "export") -> list:
+    "The manifest of the model dir stage 07 (07c) wrote for `cfg`; when 06 left no checkpoint, a path that is not there."
+    try: return [manifest_path(model_dir(cfg), stage)]
+    except ModelDirError: return [cfg.paths.run_dir / "model_ernie_<step>" / f"manifest_{stage}.json"]
+
 def _task_inputs(cfg) -> list:
     d = resolve_path(cfg.finetune.task_dir)
     return sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith(".")) if d.is_dir() else []
@@ -103,11 +111,14 @@ STAGES: list[Stage] = [
           lambda c: _last_checkpoint(c.paths.run_dir)),
     Stage("06b", "06b_replay.ipynb", "回放：领域 + 通用语料按权重混合的继续预训练", ("replay", "data", "train", "launch"),
           ("05", "05a"), None, None, lambda c: _last_checkpoint(replay_run_dir(c)) if c.replay.enabled else []),
-    Stage("07", "07_export.ipynb", "导出与修复模型目录", ("export",), ("05a", "06"), lambda c: _files(c.export.user_terms)),
+    Stage("07", "07_export.ipynb", "导出与修复模型目录", ("export",), ("05a", "06"), None, None, _exported),
     Stage("07a", "07a_tapt.ipynb", "TAPT：任务文本上的继续预训练（可选）", ("tapt",), ("07",), _task_inputs,
           lambda c: _manifests(tapt_config, ("text_dir", "tapt_corpus"), ("jsonl_dir", "03_trans_to_json"),
                                ("ids_dir", "04_pretraining_data"))(c) if c.tapt.enabled else []),
-    Stage("07b", "07b_evaluate_mlm.ipynb", "留出集 MLM 评估：学到领域了吗、忘了多少", ("evaluate",), ("05", "05a", "06b", "07", "07a")),
+    Stage("07b", "07b_evaluate_mlm.ipynb", "留出集 MLM 评估：学到领域了吗、忘了多少", ("evaluate",), ("05", "05a", "06b", "07", "07a"),
+          None, None, lambda c: [adaptation_dir(c) / "adaptation.json"]),
+    Stage("07c", "07c_extend_vocab.ipynb", "领域词表扩充（可选）", ("export",), ("01", "07"), lambda c: _files(c.export.user_terms),
+          None, lambda c: _exported(c, extended_model_dir, "extend_vocab") if c.export.extend_vocab else []),
     Stage("08", "08_finetune.ipynb", "微调对比：基座 vs 领域", ("finetune",), ("05a", "07", "07a", "07b"), _task_inputs),
     Stage("10", "10_summary.ipynb", "总结：产物、统计、曲线、对比", (), ("01", "04", "05a", "06", "06b", "07", "07a", "07b", "08")),
 ]
