@@ -3,6 +3,7 @@ papermill, then used in headless Chromium the way a reader does. The full course
 test_e2e_smoke.py; the CLI's messages are checked here."""
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -185,6 +186,7 @@ def test_publish_rewrites_machine_paths_and_drops_startup_warnings(tmp_path, tmp
         nbformat.v4.new_output("stream", name="stderr", text=warn),
         nbformat.v4.new_output("stream", name="stdout", text=f"resuming from {run}/checkpoints/model_last\n"
                                                               f"corpus {elsewhere}/data_file/book/ids/corpus: 3 docs\n"
+                                                              f"missing weights file {tempfile.gettempdir()}/tmpqx5hz2kp/model/x\n"
                                                               "/usr/lib/python3/dist-packages/x.py:1: DeprecationWarning: kept\n")])
     nb.cells[1:1] = [params, log]
     nbformat.write(nb, str(ex))
@@ -195,6 +197,7 @@ def test_publish_rewrites_machine_paths_and_drops_startup_warnings(tmp_path, tmp
     text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs)
     assert "resuming from <paths.output_root>/demo/checkpoints/model_last" in text and "corpus ./data_file/book" in text
     assert "<site-packages>/x.py:1: DeprecationWarning: kept" in text, "other warnings stay, with the environment's path hidden"
+    assert "missing weights file <tmp>/model/x" in text, "a lesson's temp dir: its random name is not the reader's"
     assert out.cells[1].source == 'config_path = "<paths.output_root>/demo/config.yaml"'
     assert out.metadata.papermill.input_path == "./nbs/06_pretrain.ipynb" and info["run_dir"] == "<paths.output_root>/demo"
 

@@ -143,15 +143,17 @@ def rebase_links(md: str, from_dir, to_dir, missing_image=None, siblings=()) -> 
 
 # %% ../nbs/09c_docs.ipynb #60f747b7
 _SITE_PACKAGES = re.compile(r"[^\s\"'`()\[\]<>=,;]*/(?:site|dist)-packages(?=/)")
+_TEMP_DIR = re.compile(r"(?<![\w.~<>/-])" + re.escape(tempfile.gettempdir().rstrip("/")) + r"/[\w.+-]+")
 
 def local_paths(text: str, roots: dict) -> str:
     """`text` with the building machine's absolute paths replaced: each prefix in `roots` (`{folder: what to write
-    instead}`, longest first, whole path components only) and any Python environment's `.../site-packages`
-    (as `<site-packages>`)."""
+    instead}`, longest first, whole path components only), any Python environment's `.../site-packages` (as
+    `<site-packages>`), then a folder right under the temp dir (`tempfile.gettempdir()`, as `<tmp>`): a lesson's
+    `mkdtemp` folder, whose random name differs on every run."""
     text = _SITE_PACKAGES.sub("<site-packages>", text)
     for prefix, name in sorted(roots.items(), key=lambda kv: -len(kv[0])):
         text = re.sub(re.escape(prefix.rstrip("/")) + r"(?![\w.-])", lambda m: name, text)
-    return text
+    return _TEMP_DIR.sub("<tmp>", text)
 
 # %% ../nbs/09c_docs.ipynb #82cc96a9
 def machine_roots(run_dir=None, nb=None, root=None) -> dict:
