@@ -487,6 +487,22 @@ def test_finetune_cli_reads_a_csv_task_with_configured_columns(smoke_task, tiny_
 
 
 # ---------------------------------------------------------------- comparison
+def test_probe_features_are_the_mean_of_the_encoder_output_over_real_tokens(tiny_models):
+    "mean_pooled_features: a text's features do not depend on its batch (padding), and equal the mean of ErnieModel's output."
+    import paddle
+    tok = ft.load_tokenizer(str(tiny_models["base"]))
+    with ft.quiet_paddlenlp("ERROR"):
+        enc_model = ft.load_model(tiny_models["base"], "Model")
+    texts = [{"text": "命令行参数"}, {"text": "系统守护进程管理员服务"}, {"text": "函数"}]
+    enc = ft.encode(tok, texts, 32)
+    batched = ft.mean_pooled_features(enc_model, enc, 3, tok.pad_token_id)
+    assert batched.shape == (3, 32) and batched.dtype == np.float32
+    for i, r in enumerate(texts):
+        ids = paddle.to_tensor([enc["input_ids"][i]])
+        seq = enc_model(ids, token_type_ids=paddle.zeros_like(ids))[0].numpy()[0]
+        np.testing.assert_allclose(batched[i], seq.mean(0), atol=1e-5)
+
+
 def test_compare_writes_one_row_per_model_and_all_seeds(smoke_task, tiny_models, tmp_path):
     task_dir, _ = smoke_task
     fc = FinetuneConfig(**{**SMOKE_FT, "epochs": 4})
@@ -497,8 +513,19 @@ def test_compare_writes_one_row_per_model_and_all_seeds(smoke_task, tiny_models,
             m = json.loads((out / name / f"seed_{k}" / "metrics.json").read_text(encoding="utf-8"))
             assert (m["seed"], m["model"]) == (k, name)
     md = (out / "comparison.md").read_text(encoding="utf-8")
-    table = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| model")]
+    fine_tune_md, probe_md = md.split("## Linear probe (frozen features)")
+    table = [l for l in fine_tune_md.splitlines() if l.startswith("| ") and not l.startswith("| model")]
     assert [l.split("|")[1].strip() for l in table] == ["base", "domain", "char 1-3-gram TF-IDF + logistic regression", "majority class"]
+    # one linear-probe row per model, the numbers `linear_probe` gives on its own (deterministic), Δ against the base's
+    probe_rows = [l.split("|") for l in probe_md.split("## ")[0].splitlines() if l.startswith("| ") and not l.startswith("| model")]
+    assert [r[1].strip() for r in probe_rows] == ["base", "domain"]
+    task = tk.load_task(task_dir, fc)
+    for name, r in zip(tiny_models, probe_rows):
+        assert s["probe"][name] == ft.linear_probe(tiny_models[name], task, fc)
+        assert r[2].strip() == f"{s['probe'][name]['test']['macro_f1'] * 100:.2f}"
+        assert s["probe"][name]["test"]["n"] == len(task["test"])
+    assert probe_rows[1][4].strip() == f"{(s['probe']['domain']['test']['macro_f1'] - s['probe']['base']['test']['macro_f1']) * 100:+.2f}"
+    assert any(v.startswith("Linear probe (frozen mean-pooled features") for v in rp.verdict(s))
     assert [l.split("|")[2].strip() for l in table[:2]] == ["2", "2"]
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     j = json.loads((out / "comparison.json").read_text(encoding="utf-8"))

@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['THRESHOLD_GRID', 'WARMUP_RATE', 'WEIGHT_DECAY', 'GRAD_CLIP', 'EVAL_BATCH_SIZE', 'multiclass_metrics',
            'multilabel_metrics', 'tune_thresholds', 'majority_baseline', 'linear_baseline', 'load_classifier', 'encode',
-           'predict_logits', 'score', 'set_seed', 'finetune', 'run_params', 'recipe', 'finetune_devices', 'compare',
-           'finetune_main', 'parse_models', 'compare_main', 'random_init_model', 'default_models', 'task_relevance',
-           'run_stage']
+           'forward_in_length_order', 'predict_logits', 'score', 'set_seed', 'mean_pooled_features', 'linear_probe',
+           'finetune', 'run_params', 'recipe', 'finetune_devices', 'compare', 'finetune_main', 'parse_models',
+           'compare_main', 'random_init_model', 'default_models', 'task_relevance', 'run_stage']
 
 # %% ../nbs/08_finetune.ipynb #c63ccdba
 import argparse
@@ -133,18 +133,24 @@ def _logits(out):
     if hasattr(out, "logits"): return out.logits
     return out[0] if isinstance(out, (tuple, list)) else out
 
-def predict_logits(model, enc: dict, batch_size: int, pad_id: int) -> np.ndarray:
-    "Logits for every example, in input order (eval mode, no grad; batches of similar length to cut padding)."
+def forward_in_length_order(model, enc: dict, batch_size: int, pad_id: int, fn) -> np.ndarray:
+    """`fn(model output, batch)` -> one array row per example, for every example of `enc`, back in input order: eval
+    mode, no grad, batches of similar length to cut padding (`_batch`). Used by `predict_logits` and `mean_pooled_features`."""
     import paddle
     model.eval()
     order = np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
     out = []
     with paddle.no_grad():
         for s in range(0, len(order), batch_size):
-            out.append(_logits(model(**_batch(enc, order[s:s + batch_size], pad_id))).numpy())
-    logits = np.empty_like(np.concatenate(out, axis=0))
-    logits[order] = np.concatenate(out, axis=0)
-    return logits
+            b = _batch(enc, order[s:s + batch_size], pad_id)
+            out.append(fn(model(**b), b))
+    rows = np.empty_like(np.concatenate(out, axis=0))
+    rows[order] = np.concatenate(out, axis=0)
+    return rows
+
+def predict_logits(model, enc: dict, batch_size: int, pad_id: int) -> np.ndarray:
+    "Logits for every example, in input order (eval mode, no grad; batches of similar length to cut padding)."
+    return forward_in_length_order(model, enc, batch_size, pad_id, lambda out, b: _logits(out).numpy())
 
 # %% ../nbs/08_finetune.ipynb #de6d29ba
 def score(logits: np.ndarray, y: np.ndarray, multi: bool, thresholds=None) -> dict:
@@ -159,6 +165,41 @@ def set_seed(seed: int):
     "Seed Paddle (head init, dropout), numpy and random."
     import paddle
     paddle.seed(seed); np.random.seed(seed); random.seed(seed)
+
+# %% ../nbs/08_finetune.ipynb #e49a343a
+def mean_pooled_features(model, enc: dict, batch_size: int, pad_id: int) -> np.ndarray:
+    """[n, hidden] float32: for each encoded text (`encode`), the mean of the last encoder layer over its non-pad
+    tokens, in input order. `model` is an encoder (`ErnieModel`, whose first output is the sequence output); eval
+    mode, no gradients (`forward_in_length_order`)."""
+    def pool(out, b):
+        seq, m = _logits(out), b["attention_mask"].unsqueeze(-1)  # ErnieModel -> (sequence_output, pooled_output): the first
+        return ((seq * m).sum(axis=1) / m.sum(axis=1)).numpy()
+    return forward_in_length_order(model, enc, batch_size, pad_id, pool).astype(np.float32)
+
+# %% ../nbs/08_finetune.ipynb #631aeb71
+def linear_probe(model_dir, task: dict, fcfg: FinetuneConfig) -> dict | None:
+    """Linear-probe row of a model: logistic regression (scikit-learn, C=1, lbfgs) on its frozen mean-pooled features
+    (`mean_pooled_features`, standardised on train), trained on the capped train set the fine-tune runs use
+    (`fcfg.train_cap`, texts cut at `fcfg.max_seq_len` tokens), scored on dev and test. Deterministic.
+
+    Returns {"dev": metrics, "test": metrics} (`multiclass_metrics`), or None for a multi-label task. Raises
+    `FileNotFoundError` for a missing model dir and `RuntimeError` when no encoder loads from it."""
+    if task["multi_label"]: return None
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    src = str(model_dir)
+    p = local_path(src)
+    if p is not None and not p.exists(): raise FileNotFoundError(f"model dir {src} does not exist")
+    try:
+        with quiet_paddlenlp("ERROR"): tok, model = load_tokenizer(src), load_model(src, "Model")
+    except Exception as e:
+        raise RuntimeError(f"could not load an encoder from {src} ({type(e).__name__}: {e})") from e
+    labels, train = task["labels"], cap_per_class(task["train"], fcfg.train_cap)
+    feats = lambda rows: mean_pooled_features(model, encode(tok, rows, fcfg.max_seq_len), EVAL_BATCH_SIZE, tok.pad_token_id)
+    scaler = StandardScaler().fit(x_train := feats(train))
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(x_train), targets(train, labels, False))
+    return {s: multiclass_metrics(targets(task[s], labels, False), clf.predict(scaler.transform(feats(task[s]))), len(labels))
+            for s in ("dev", "test")}
 
 # %% ../nbs/08_finetune.ipynb #b9de2764
 def finetune(model_dir, task_dir, out_dir=None, *, seed: int = 0, fcfg: FinetuneConfig | None = None,
@@ -284,7 +325,8 @@ def _finetune_job(model_dir, task_dir, seed: int, fcfg: FinetuneConfig, name: st
 def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfig | None = None, *,
             base: str | None = None, force: bool = False, progress: bool = True, devices: list[str] | None = None,
             amp_dtype: str | None = None) -> dict:
-    """Fine-tune every model with seeds 0..seeds-1; write per-run metrics.json and comparison.{md,png,json}.
+    """Fine-tune every model with seeds 0..seeds-1, probe each linearly (`linear_probe`); write per-run metrics.json and
+    comparison.{md,png,json}.
 
     Finished runs whose inputs are unchanged are reused. On CPU (`devices` None or ["cpu"]), with `fcfg.workers` > 1 the
     runs go to that many spawned processes: one fine-tune run keeps about one CPU core busy, so on a 2-core machine two at
@@ -335,7 +377,8 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
                                      device=devices[0], amp_dtype=amp_dtype)); bar.update()
     bar.close()
     summary = summarize(results, base)
-    summary.update(task_dir=str(task_dir), params=vars(fcfg), seeds=seeds, linear=linear_baseline(task, fcfg.train_cap))
+    summary.update(task_dir=str(task_dir), params=vars(fcfg), seeds=seeds, linear=linear_baseline(task, fcfg.train_cap),
+                   probe={name: linear_probe(d, task, fcfg) for name, d in models.items()})
     write_report(summary, out_dir, recipe(fcfg), task_dir)
     return summary
 
