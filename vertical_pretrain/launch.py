@@ -23,7 +23,7 @@ from .pretrain import trainer_running
 # %% auto #0
 __all__ = ['CPU_MATH_NOTE', 'num_processes', 'world_size', 'visible_device_ids', 'run_log_dir', 'master_address',
            'local_ip_toward', 'build_launch_command', 'cpu_vendor', 'cpu_math_env', 'use_fast_cpu_math', 'NoiseFilter',
-           'missing_data_message', 'missing_model_message', 'launch_env', 'log_tails', 'run_command', 'fit_micro_batch',
+           'launch_env', 'log_tails', 'run_command', 'fit_micro_batch', 'missing_data_message', 'missing_model_message',
            'launch', 'main', 'LaunchFailed', 'cause_line', 'launch_or_raise']
 
 # %% ../nbs/06a_launch.ipynb #e4d9518e
@@ -39,6 +39,7 @@ def world_size(cfg) -> int:
     "Data-parallel processes of the training run: processes per machine (`num_processes`) x launch.nnodes."
     return num_processes(cfg) * max(1, cfg.launch.nnodes)
 
+# %% ../nbs/06a_launch.ipynb #4fddac46
 def visible_device_ids(devices: str, environ=None) -> str:
     """`launch.devices` (indexes among the GPUs this process sees, as `paddle.device.cuda.device_count()` counts them)
     -> the ids `paddle.distributed.launch --devices` expects: the entries of `CUDA_VISIBLE_DEVICES` at those indexes.
@@ -58,6 +59,7 @@ def visible_device_ids(devices: str, environ=None) -> str:
                          f"{','.join(map(str, range(len(labels)))) or '<none visible>'}")
     return ",".join(labels[int(d)] for d in idx)
 
+# %% ../nbs/06a_launch.ipynb #7062ccda
 def run_log_dir(cfg) -> Path:
     """Where this machine's worker logs go: `<run>/logs/`, and on several machines `<run>/logs/<hostname>/`. Every machine
     numbers its local workers from 0, so on a shared run directory they would all write `logs/workerlog.0` .. `.3`."""
@@ -65,6 +67,7 @@ def run_log_dir(cfg) -> Path:
     d = cfg.paths.run_dir / "logs"
     return d / socket.gethostname() if cfg.launch.nnodes > 1 else d
 
+# %% ../nbs/06a_launch.ipynb #54b19ec9
 def master_address(master: str) -> tuple[str, int]:
     """`launch.master` 'host:port' -> (IPv4 address, port): a host name is resolved here, because Paddle's launcher
     compares the master's address as written with this machine's IP to decide which launcher runs the rendezvous server.
@@ -78,6 +81,7 @@ def master_address(master: str) -> tuple[str, int]:
     except OSError as e:
         raise ValueError(f"launch.master={master!r}: cannot resolve {host!r} ({e}); fix: give the master's IP address") from None
 
+# %% ../nbs/06a_launch.ipynb #71f20a5f
 def local_ip_toward(ip: str) -> str | None:
     """This machine's address on the route to `ip`: the source address the kernel picks for a UDP socket connected there
     (nothing is sent). On the master machine it is the master's own address. None when there is no route."""
@@ -88,6 +92,7 @@ def local_ip_toward(ip: str) -> str | None:
             return s.getsockname()[0]
     except OSError: return None
 
+# %% ../nbs/06a_launch.ipynb #0a72a52b
 def build_launch_command(cfg, config_path, python: str = sys.executable) -> list[str]:
     """The command that runs `vertical_pretrain.pretrain` on every process of this machine. Several machines
     (`launch.nnodes` > 1): the same `--nnodes` and `--master` on each, and `--host` = this machine's address toward the
@@ -124,6 +129,7 @@ def cpu_vendor(cpuinfo="/proc/cpuinfo") -> str:
         pass
     return ""
 
+# %% ../nbs/06a_launch.ipynb #e22cbb58
 def cpu_math_env(environ=None, cpuinfo="/proc/cpuinfo") -> dict:
     """Environment that makes Paddle's bundled Intel MKL use its AVX2 kernels on an AMD CPU: `{"MKL_DEBUG_CPU_TYPE": "5"}`
     when the vendor (`cpu_vendor`) is AuthenticAMD and `environ` (default `os.environ`) has no MKL_DEBUG_CPU_TYPE of its
@@ -133,6 +139,7 @@ def cpu_math_env(environ=None, cpuinfo="/proc/cpuinfo") -> dict:
     if "MKL_DEBUG_CPU_TYPE" in environ or cpu_vendor(cpuinfo) != "AuthenticAMD": return {}
     return {"MKL_DEBUG_CPU_TYPE": "5"}
 
+# %% ../nbs/06a_launch.ipynb #6c3bbe93
 CPU_MATH_NOTE = ("CPU math: AMD CPU with Paddle's Intel MKL -> MKL_DEBUG_CPU_TYPE=5 (AVX2 kernels, ~1.9x training speed; "
                  "results differ only by float rounding). `MKL_DEBUG_CPU_TYPE=` (empty) keeps MKL's default.")
 
@@ -176,26 +183,7 @@ class NoiseFilter:
         self.in_banner, self.after_warning = "Modified FLAGS" in line, "UserWarning" in line
         return True
 
-# %% ../nbs/06a_launch.ipynb #630c5147
-def missing_data_message(cfg) -> str | None:
-    "Why the run cannot start yet (no stage-04 output; with data.blend, any corpus's problem, one line each), or None."
-    cfg = resolve_blend(cfg)
-    if is_blended(cfg): return "\n".join(blend_problems(cfg)) or None
-    p = Path(str(corpus_prefix(cfg)) + "_ids.npy")
-    if p.is_file() and Path(str(corpus_prefix(cfg)) + "_idx.npz").is_file(): return None
-    return (f"no pretraining data at {p} (and _idx.npz): run stage 04 first, "
-            f"`vertical-pretrain create-pretraining-data --config <run.yaml>` (nbs/04_pretraining_data.ipynb)")
-
-def missing_model_message(cfg) -> str | None:
-    """Why the run cannot start from the offline base model: it is the start model (`model_info(cfg).kind == "base"`),
-    there is no checkpoint to resume from, and stage 05a has not written it yet. One line naming 05a and its command."""
-    info = model_info(cfg)
-    if info.kind != "base" or (Path(info.source) / WEIGHTS_NAME).is_file(): return None
-    if cfg.train.continue_training and (cfg.paths.run_dir / "checkpoints" / "model_last").is_dir(): return None
-    return (f"the offline base model {info.source} is not there: stage 05a makes it (nbs/05a_base_model.ipynb); "
-            f"run: vertical-pretrain pipeline --profile {cfg.profile} --to 05a")
-
-# %% ../nbs/06a_launch.ipynb #a63e9097
+# %% ../nbs/06a_launch.ipynb #d9842c04
 def launch_env(cfg) -> dict:
     """Extra environment for the workers. CPU: gloo, the CPU threads shared among the processes, and MKL's AVX2 kernels
     on an AMD CPU (`cpu_math_env`; the user's own MKL_DEBUG_CPU_TYPE is kept). GPU with
@@ -208,6 +196,7 @@ def launch_env(cfg) -> dict:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // num_processes(cfg)))
     return {**env, **cpu_math_env()}
 
+# %% ../nbs/06a_launch.ipynb #8d24750d
 def log_tails(log_dir, lines: int = 30) -> str:
     "The last lines of every worker log."
     out = []
@@ -216,6 +205,7 @@ def log_tails(log_dir, lines: int = 30) -> str:
         out.append(f"----- {f} (last {len(tail)} lines) -----\n" + "\n".join(tail))
     return "\n".join(out)
 
+# %% ../nbs/06a_launch.ipynb #b853d192
 def run_command(cmd: list[str], log_dir=None, env: dict | None = None, echo=print, log_file=None) -> int:
     """Run `cmd` streaming its output line by line; on failure print the worker log tails. Every line goes to `log_file`
     (when given); `echo` gets the lines `NoiseFilter` lets through. The child runs in its own
@@ -242,7 +232,7 @@ def run_command(cmd: list[str], log_dir=None, env: dict | None = None, echo=prin
         if log_dir is not None and Path(log_dir).is_dir(): echo(log_tails(log_dir))
     return rc
 
-# %% ../nbs/06a_launch.ipynb #ffdefa37
+# %% ../nbs/06a_launch.ipynb #18a1b8aa
 def fit_micro_batch(cfg, echo=print):
     """The config with `train.micro_batch_size` lowered to global / processes when micro x processes (all machines)
     exceeds `train.global_batch_size` (the `full` profile's 32 x 8 GPUs on 2 machines > 128): the global batch, and with
@@ -256,6 +246,26 @@ def fit_micro_batch(cfg, echo=print):
          f"train.global_batch_size={t.global_batch_size}, which is kept (accumulate 1)")
     return cfg.override({"train.micro_batch_size": micro})
 
+# %% ../nbs/06a_launch.ipynb #630c5147
+def missing_data_message(cfg) -> str | None:
+    "Why the run cannot start yet (no stage-04 output; with data.blend, any corpus's problem, one line each), or None."
+    cfg = resolve_blend(cfg)
+    if is_blended(cfg): return "\n".join(blend_problems(cfg)) or None
+    p = Path(str(corpus_prefix(cfg)) + "_ids.npy")
+    if p.is_file() and Path(str(corpus_prefix(cfg)) + "_idx.npz").is_file(): return None
+    return (f"no pretraining data at {p} (and _idx.npz): run stage 04 first, "
+            f"`vertical-pretrain create-pretraining-data --config <run.yaml>` (nbs/04_pretraining_data.ipynb)")
+
+def missing_model_message(cfg) -> str | None:
+    """Why the run cannot start from the offline base model: it is the start model (`model_info(cfg).kind == "base"`),
+    there is no checkpoint to resume from, and stage 05a has not written it yet. One line naming 05a and its command."""
+    info = model_info(cfg)
+    if info.kind != "base" or (Path(info.source) / WEIGHTS_NAME).is_file(): return None
+    if cfg.train.continue_training and (cfg.paths.run_dir / "checkpoints" / "model_last").is_dir(): return None
+    return (f"the offline base model {info.source} is not there: stage 05a makes it (nbs/05a_base_model.ipynb); "
+            f"run: vertical-pretrain pipeline --profile {cfg.profile} --to 05a")
+
+# %% ../nbs/06a_launch.ipynb #5d9bdd72
 def launch(cfg, echo=print) -> int:
     """Save the run's config, then start the (multi-process) pretraining; returns the exit code. The saved `config.yaml`
     is what every process reads: micro batch fitted to the process count, `train.max_steps: auto` resolved to a number."""
@@ -310,6 +320,7 @@ def cause_line(lines, limit: int = 400) -> str:
     line = (ours or exc or [""])[-1]
     return line if len(line) <= limit else line[:limit - 1] + "…"
 
+# %% ../nbs/06a_launch.ipynb #30b23737
 def launch_or_raise(cfg, what: str = "pretraining", echo=print) -> None:
     "`launch(cfg)`, raising `LaunchFailed` with the cause line (`cause_line`) when it exits non-zero."
     lines = []

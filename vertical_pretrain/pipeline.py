@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PipelineError', 'PipelineInterrupted', 'KernelDied', 'locked_dirs', 'resume_lines', 'stage_warnings', 'rerun_reason',
-           'run_pipeline', 'kernel_death_message', 'finished_line', 'warnings_table', 'timing_table', 'main']
+           'finished_line', 'warnings_table', 'timing_table', 'run_pipeline', 'kernel_death_message', 'main']
 
 # %% ../nbs/09_pipeline.ipynb #b4c8508d
 import argparse
@@ -61,6 +61,17 @@ def locked_dirs(cfg: Config, stages) -> list[Path]:
     return sorted(dirs)  # one global order: two waiting runs cannot deadlock
 
 # %% ../nbs/09_pipeline.ipynb #a8b88b4b
+def _outputs(executed_nb, stage_cells_only: bool = False) -> list:
+    """Every output of every code cell of an executed notebook, in order ([] when it cannot be read); with
+    `stage_cells_only`, only those of the stage's own cells: the `#| slow` ones, which papermill runs and nbdev_test
+    skips (the lesson's examples around them run on toy data)."""
+    import nbformat  # slow import (~0.3 s): only when a stage has run
+    try: nb = nbformat.read(str(executed_nb), as_version=4)
+    except (OSError, ValueError): return []
+    slow = lambda c: any(l.replace(" ", "") == "#|slow" for l in c.source.splitlines())
+    return [o for c in nb.cells if c.cell_type == "code" and (slow(c) or not stage_cells_only) for o in c.get("outputs", [])]
+
+# %% ../nbs/09_pipeline.ipynb #58b9a703
 _RESUME_RE = re.compile(r"resuming from \S+ at step \d+|\S+ is already at step \d+|train\.max_steps=auto -> \d+ = [^\n]*"
                         r"|removed model_\d+[^\n]* \(train\.save_total_limit=\d+[^\n]*"
                         r"|(?:\S+:\d+: \w*Warning: )?([^\n]*the old checkpoints(?: \([^)\n]*\))? were moved to (?!\{)\S+ and training "
@@ -74,16 +85,7 @@ def resume_lines(executed_nb) -> list[str]:
     text = "\n".join(o.get("text", "") for o in _outputs(executed_nb) if o.get("output_type") == "stream")
     return list(dict.fromkeys(m.group(1) or m.group(0) for m in _RESUME_RE.finditer(text)))
 
-def _outputs(executed_nb, stage_cells_only: bool = False) -> list:
-    """Every output of every code cell of an executed notebook, in order ([] when it cannot be read); with
-    `stage_cells_only`, only those of the stage's own cells: the `#| slow` ones, which papermill runs and nbdev_test
-    skips (the lesson's examples around them run on toy data)."""
-    import nbformat  # slow import (~0.3 s): only when a stage has run
-    try: nb = nbformat.read(str(executed_nb), as_version=4)
-    except (OSError, ValueError): return []
-    slow = lambda c: any(l.replace(" ", "") == "#|slow" for l in c.source.splitlines())
-    return [o for c in nb.cells if c.cell_type == "code" and (slow(c) or not stage_cells_only) for o in c.get("outputs", [])]
-
+# %% ../nbs/09_pipeline.ipynb #ce8804ea
 def stage_warnings(executed_nb) -> list[dict]:
     """The `fileio.stage_warning` records ({'message', 'fix'}) a stage notebook's stage cells displayed, in order, each
     once: what the pipeline prints under the stage's line, keeps in pipeline_state.json and counts in its last line.
@@ -92,13 +94,14 @@ def stage_warnings(executed_nb) -> list[dict]:
             if o.get("output_type") in ("display_data", "execute_result") and WARNING_MIME in o.get("data", {})]
     return list({json.dumps(r, sort_keys=True): dict(r) for r in recs}.values())
 
-# %% ../nbs/09_pipeline.ipynb #0b3fc5cd
+# %% ../nbs/09_pipeline.ipynb #37c09896
 def _load_state(path: Path) -> dict:
     try: return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     except json.JSONDecodeError: return {}
 
 def _fmt_secs(s: float) -> str: return f"{s:6.1f}s" if s < 120 else f"{s / 60:5.1f}min"
 
+# %% ../nbs/09_pipeline.ipynb #02bb7790
 def _input_changes(before: dict, now: dict) -> str:
     "'2 added (a.pdf, b.docx), 1 removed (old.pdf)' from two {path: fingerprint} maps."
     parts = []
@@ -114,6 +117,7 @@ def _product_change(path: str) -> str:
     params = ", ".join(f"{k}={v}" for k, v in m.get("params", {}).items() if not isinstance(v, (dict, list)))
     return f"{Path(path).parent} was rewritten at {m.get('finished_at', '?')} (params: {params or '-'})"
 
+# %% ../nbs/09_pipeline.ipynb #9662a15f
 def rerun_reason(st: Stage, prev: dict, *, config: str, notebook: dict, inputs: dict, deps: dict,
                  executed_exists: bool, products: dict | None = None) -> str | None:
     "Why a stage must run again (None when its last run still holds): the same rules the pipeline applies."
@@ -129,6 +133,42 @@ def rerun_reason(st: Stage, prev: dict, *, config: str, notebook: dict, inputs: 
     return None
 
 # %% ../nbs/09_pipeline.ipynb #bef2da74
+def _n_warnings(n: int) -> str: return f"{n} warning{'' if n == 1 else 's'}"
+
+def _log_warnings(warns: list, log, note: str = "") -> list:
+    "Print each warning record indented under its stage's line; returns `warns`."
+    for w in warns: log(f"    {warning_line(w)}{note}")
+    return warns
+
+# %% ../nbs/09_pipeline.ipynb #42086d49
+def finished_line(state: dict, stages, ran) -> str:
+    """The pipeline's last line: 'finished: 14 stages (3 run, 11 up to date), 2 warnings (04, 06)', counting the
+    warnings every selected stage's last run gave (an up-to-date stage's warnings still hold for its outputs)."""
+    by_stage = {st.key: len(state.get(st.key, {}).get("warnings", [])) for st in stages}
+    n = sum(by_stage.values())
+    where = f" ({', '.join(k for k, v in by_stage.items() if v)}; see above and pipeline_state.json)" if n else ""
+    return (f"finished: {len(stages)} stage{'' if len(stages) == 1 else 's'} ({len(ran)} run, {len(stages) - len(ran)} up to date), "
+            f"{_n_warnings(n)}{where}")
+
+# %% ../nbs/09_pipeline.ipynb #10ebaf64
+def warnings_table(state: dict, stages) -> str:
+    "A markdown table of the warnings each stage's last run gave (pipeline_state.json), or '' when there is none."
+    rows = [f"| {st.key} | {w['message']} | {w.get('fix', '')} |" for st in stages
+            for w in state.get(st.key, {}).get("warnings", [])]
+    return "\n".join(["| stage | warning | fix |", "|---|---|---|", *rows]) if rows else ""
+
+def timing_table(state: dict, stages, ran=None) -> str:
+    "A markdown table of each stage's status and time; with `ran`, stages not in it show as skipped (time of their last run)."
+    rows = ["| stage | notebook | status | time |", "|---|---|---|---|"]
+    for st in stages:
+        s = state.get(st.key, {})
+        status = s.get("status", "-")
+        if ran is not None and st.key not in ran and status == "ok": status = "skipped (up to date)"
+        secs = _fmt_secs(s["seconds"]) if "seconds" in s else "-"
+        rows.append(f"| {st.key} | {st.notebook} | {status} | {secs if st.key in (ran or [st.key]) else f'({secs.strip()} then)'} |")
+    return "\n".join(rows)
+
+# %% ../nbs/09_pipeline.ipynb #3645913d
 def _preflight(cfg, todo, nbs_dir, log, kernel=None):
     "Run `vertical-pretrain check` for the selected stages and `kernel`; PipelineError with one line per problem."
     t0 = time.time()
@@ -138,6 +178,7 @@ def _preflight(cfg, todo, nbs_dir, log, kernel=None):
                             + "\n".join(f"  {p}" for p in problems))
     log(f"preflight: ok ({time.time() - t0:.1f}s)")
 
+# %% ../nbs/09_pipeline.ipynb #5fabdfb3
 def run_pipeline(cfg: Config, *, from_stage=None, to_stage=None, force: bool = False, nbs_dir=None,
                  stages=None, kernel: str | None = None, progress: bool = True, check: bool = True, wait: bool = False,
                  log=print) -> dict:
@@ -240,40 +281,28 @@ def _run_stages(cfg, todo, all_stages, *, nbs_dir, force, kernel, progress, log)
     return state
 
 # %% ../nbs/09_pipeline.ipynb #37c60329
-def _n_warnings(n: int) -> str: return f"{n} warning{'' if n == 1 else 's'}"
+class _NoKernelDiedLine(logging.Filter):
+    """Drops nbclient's 'Kernel died while waiting for execute reply.' (logged through papermill's logger): the pipeline
+    says it in its own one line, 'interrupted ... by SIGINT' when the user stopped the run, `KernelDied` otherwise."""
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Kernel died" not in record.getMessage()
 
-def _log_warnings(warns: list, log, note: str = "") -> list:
-    "Print each warning record indented under its stage's line; returns `warns`."
-    for w in warns: log(f"    {warning_line(w)}{note}")
-    return warns
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises _Terminated (a KeyboardInterrupt) in the main thread while the pipeline runs; SIGINT raises
+    KeyboardInterrupt as usual; nbclient's own 'Kernel died' line is dropped (`_NoKernelDiedLine`)."""
+    def _term(signum, frame): raise _Terminated()
+    quiet, pm_log = _NoKernelDiedLine(), logging.getLogger("papermill")
+    # SIGINT ignored by whoever started us (a background job of a non-interactive shell) stays ignored
+    keep_int = signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    old = signal.signal(signal.SIGTERM, _term), signal.getsignal(signal.SIGINT) if keep_int else signal.signal(signal.SIGINT, signal.default_int_handler)
+    pm_log.addFilter(quiet)
+    try: yield
+    finally:
+        signal.signal(signal.SIGTERM, old[0]); signal.signal(signal.SIGINT, old[1])
+        pm_log.removeFilter(quiet)
 
-def finished_line(state: dict, stages, ran) -> str:
-    """The pipeline's last line: 'finished: 14 stages (3 run, 11 up to date), 2 warnings (04, 06)', counting the
-    warnings every selected stage's last run gave (an up-to-date stage's warnings still hold for its outputs)."""
-    by_stage = {st.key: len(state.get(st.key, {}).get("warnings", [])) for st in stages}
-    n = sum(by_stage.values())
-    where = f" ({', '.join(k for k, v in by_stage.items() if v)}; see above and pipeline_state.json)" if n else ""
-    return (f"finished: {len(stages)} stage{'' if len(stages) == 1 else 's'} ({len(ran)} run, {len(stages) - len(ran)} up to date), "
-            f"{_n_warnings(n)}{where}")
-
-def warnings_table(state: dict, stages) -> str:
-    "A markdown table of the warnings each stage's last run gave (pipeline_state.json), or '' when there is none."
-    rows = [f"| {st.key} | {w['message']} | {w.get('fix', '')} |" for st in stages
-            for w in state.get(st.key, {}).get("warnings", [])]
-    return "\n".join(["| stage | warning | fix |", "|---|---|---|", *rows]) if rows else ""
-
-def timing_table(state: dict, stages, ran=None) -> str:
-    "A markdown table of each stage's status and time; with `ran`, stages not in it show as skipped (time of their last run)."
-    rows = ["| stage | notebook | status | time |", "|---|---|---|---|"]
-    for st in stages:
-        s = state.get(st.key, {})
-        status = s.get("status", "-")
-        if ran is not None and st.key not in ran and status == "ok": status = "skipped (up to date)"
-        secs = _fmt_secs(s["seconds"]) if "seconds" in s else "-"
-        rows.append(f"| {st.key} | {st.notebook} | {status} | {secs if st.key in (ran or [st.key]) else f'({secs.strip()} then)'} |")
-    return "\n".join(rows)
-
-# %% ../nbs/09_pipeline.ipynb #1259ad29
+# %% ../nbs/09_pipeline.ipynb #31062dd3
 def main(argv=None) -> int:
     "vertical-pretrain pipeline: run the notebooks in order with papermill."
     p = add_config_args(argparse.ArgumentParser(prog="vertical-pretrain pipeline", description=main.__doc__))
@@ -311,24 +340,3 @@ def main(argv=None) -> int:
                   f"are kept. Resume with: {resume}", file=sys.stderr)
             return 128 + signum
     return 0
-
-class _NoKernelDiedLine(logging.Filter):
-    """Drops nbclient's 'Kernel died while waiting for execute reply.' (logged through papermill's logger): the pipeline
-    says it in its own one line, 'interrupted ... by SIGINT' when the user stopped the run, `KernelDied` otherwise."""
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Kernel died" not in record.getMessage()
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM raises _Terminated (a KeyboardInterrupt) in the main thread while the pipeline runs; SIGINT raises
-    KeyboardInterrupt as usual; nbclient's own 'Kernel died' line is dropped (`_NoKernelDiedLine`)."""
-    def _term(signum, frame): raise _Terminated()
-    quiet, pm_log = _NoKernelDiedLine(), logging.getLogger("papermill")
-    # SIGINT ignored by whoever started us (a background job of a non-interactive shell) stays ignored
-    keep_int = signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    old = signal.signal(signal.SIGTERM, _term), signal.getsignal(signal.SIGINT) if keep_int else signal.signal(signal.SIGINT, signal.default_int_handler)
-    pm_log.addFilter(quiet)
-    try: yield
-    finally:
-        signal.signal(signal.SIGTERM, old[0]); signal.signal(signal.SIGINT, old[1])
-        pm_log.removeFilter(quiet)

@@ -30,9 +30,9 @@ from .pdf2text import Pdf2TextError, list_inputs
 
 # %% auto #0
 __all__ = ['STAGES', 'THIS_PYTHON', 'Stage', 'stage_deps', 'stage_inputs', 'stage_products', 'select_stages',
-           'stage_config_hashes', 'StagesMissing', 'stage_by_key', 'required_stages', 'stage_outputs', 'missing_stages',
-           'prerequisites_command', 'require_stages', 'notebook_fingerprint', 'kernel_spec', 'kernel_manager',
-           'last_log_line', 'how_it_died', 'probe_kernel']
+           'stage_config_hashes', 'stage_by_key', 'required_stages', 'stage_outputs', 'missing_stages',
+           'prerequisites_command', 'StagesMissing', 'require_stages', 'notebook_fingerprint', 'kernel_spec',
+           'kernel_manager', 'last_log_line', 'how_it_died', 'probe_kernel']
 
 # %% ../nbs/09_stages.ipynb #38b0419b
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ def stage_products(st: Stage, cfg: Config) -> dict:
     same corpus) that rewrites such a folder changes them, so this run's stage reruns instead of reading that data."""
     return {str(p): file_fingerprint(p) for p in (st.products(cfg) if st.products else [])}
 
+# %% ../nbs/09_stages.ipynb #941ceb44
 def select_stages(from_stage: str | None = None, to_stage: str | None = None, stages=None) -> list[Stage]:
     "The stages between `from_stage` and `to_stage` (inclusive, by key prefix order)."
     stages = list(STAGES if stages is None else stages)
@@ -151,6 +152,7 @@ def select_stages(from_stage: str | None = None, to_stage: str | None = None, st
     if lo > hi: raise ValueError(f"--from {from_stage} comes after --to {to_stage}")
     return stages[lo:hi + 1]
 
+# %% ../nbs/09_stages.ipynb #8789a5db
 def stage_config_hashes(cfg: Config, stages=None) -> dict[str, str]:
     "Cumulative hash of the config sections each stage (and every stage before it) reads."
     d = cfg.to_dict()
@@ -161,14 +163,12 @@ def stage_config_hashes(cfg: Config, stages=None) -> dict[str, str]:
         out[st.key] = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return out
 
-# %% ../nbs/09_stages.ipynb #454081b3
-class StagesMissing(RuntimeError):
-    "Stages a stage notebook reads from have not run for this config; the message names them and the command."
-
+# %% ../nbs/09_stages.ipynb #018bbe31
 def stage_by_key(key: str, stages=None) -> Stage:
     "The stage with this key ('06', '5a' -> '05a'); ValueError naming the keys otherwise."
     return select_stages(key, key, stages)[0]
 
+# %% ../nbs/09_stages.ipynb #7901895f
 def required_stages(key: str, cfg: Config, stages=None) -> list[Stage]:
     "Every stage `key` reads from, directly or through another (`stage_deps`, transitively), in table order."
     stages = list(STAGES if stages is None else stages)
@@ -178,6 +178,7 @@ def required_stages(key: str, cfg: Config, stages=None) -> list[Stage]:
         if k not in need: need.add(k); todo += stage_deps(stage_by_key(k, stages), cfg)
     return [st for st in stages if st.key in need]
 
+# %% ../nbs/09_stages.ipynb #23acae80
 def stage_outputs(st: Stage, cfg: Config) -> list[Path]:
     "The files whose presence shows that `st` has run for `cfg` (`Stage.outputs`, else `Stage.products`)."
     f = st.outputs or st.products
@@ -187,10 +188,15 @@ def missing_stages(key: str, cfg: Config, stages=None) -> list[Stage]:
     "The stages `key` needs whose output files are not there for `cfg` (see `stage_outputs`)."
     return [st for st in required_stages(key, cfg, stages) if not all(p.exists() for p in stage_outputs(st, cfg))]
 
+# %% ../nbs/09_stages.ipynb #2ec318d0
 def prerequisites_command(key: str, cfg: Config, stages=None) -> str | None:
     "The one command that runs what stage `key` needs for `cfg`'s profile (None when it needs nothing)."
     need = required_stages(key, cfg, stages)
     return f"vertical-pretrain pipeline --profile {cfg.profile} --to {need[-1].key}" if need else None
+
+# %% ../nbs/09_stages.ipynb #68514e08
+class StagesMissing(RuntimeError):
+    "Stages a stage notebook reads from have not run for this config; the message names them and the command."
 
 def require_stages(key: str, cfg: Config, stages=None) -> None:
     """Raise `StagesMissing` (one line: the missing stages, the first missing file, the command) when a stage that `key`
@@ -213,7 +219,7 @@ def notebook_fingerprint(path) -> dict:
         h.update(json.dumps([tag, "".join(src) if isinstance(src, list) else src]).encode())
     return {"code_sha256": h.hexdigest()}
 
-# %% ../nbs/09_stages.ipynb #d4ee47ba
+# %% ../nbs/09_stages.ipynb #ead88ed5
 THIS_PYTHON = "this-python"  # the kernel name papermill gets for pipeline.kernel="" (not looked up in any registry)
 
 def kernel_spec(name: str = ""):
@@ -225,6 +231,7 @@ def kernel_spec(name: str = ""):
                           display_name=f"Python {sys.version.split()[0]} ({sys.executable})", language="python")
     return KernelSpecManager().get_kernel_spec(name)
 
+# %% ../nbs/09_stages.ipynb #ee6f5701
 def kernel_manager(log_file: Path, processes: list | None = None, sync: bool = False):
     """A jupyter_client kernel manager class for `kernel_spec`'s kernels, whose kernel writes its own stdout/stderr
     (ipykernel's warnings, a traceback when it cannot start) to `log_file` instead of the pipeline's terminal. Cell
@@ -245,6 +252,7 @@ def kernel_manager(log_file: Path, processes: list | None = None, sync: bool = F
         start_kernel = run_sync(_async_start_kernel) if sync else _async_start_kernel
     return _KernelToLog
 
+# %% ../nbs/09_stages.ipynb #ad3848ea
 def last_log_line(log_file: Path) -> str:
     "The last non-blank line of a kernel log ('' when there is none)."
     try: lines = [l for l in Path(log_file).read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()]
@@ -260,6 +268,7 @@ def how_it_died(process) -> str:
         except ValueError: return f"was killed by signal {-rc}"
     return f"exited with status {rc}"
 
+# %% ../nbs/09_stages.ipynb #2d2344dd
 _PROBED: set = set()  # kernel names that started and imported vertical_pretrain in this process
 
 def probe_kernel(name: str = "", timeout: float = 90) -> str | None:
