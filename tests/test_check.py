@@ -49,7 +49,7 @@ def empty_ppnlp_home(tmp_path, monkeypatch):
 def test_good_config_passes(tmp_path):
     rep = check_report(good_config(tmp_path), nbs_dir=NBS)
     assert rep["problems"] == []
-    assert rep["checks"] == ["settings", "notebooks", "inputs", "model and tokenizer", "task data", "corpus blend",
+    assert rep["checks"] == ["settings", "notebooks", "inputs", "model and tokenizer", "start model", "task data", "corpus blend",
                              "sequence lengths", "batch sizes", "disk space", "gpu", "kernel"]
     assert rep["seconds"] < 10
 

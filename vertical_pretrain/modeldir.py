@@ -390,7 +390,7 @@ def audit_weights(shapes: dict, config: dict) -> dict:
 # %% ../nbs/00c_modeldir.ipynb #4bb2dcf7
 def _group_text(g: str, s: dict) -> str:
     if s["loaded"] == s["tensors"]: return f"{g} 100% loaded"
-    if s["loaded"] == 0: return f"{g} random ({s['tensors']} tensors)"
+    if s["loaded"] == 0: return f"{g} random ({s['tensors']} tensor{'s' * (s['tensors'] != 1)})"
     return f"{g} {100 * s['loaded'] // s['tensors']}% loaded ({len(s['random'])} of {s['tensors']} tensors random)"
 
 def audit_line(audit: dict, name: str) -> str:
