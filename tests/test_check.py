@@ -303,7 +303,7 @@ def test_cli_repo_profiles_pass(profile):
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True, text=True).stdout
     r = cli(["--profile", profile], cwd=REPO)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("check: ok (11 checks, ") and r.stderr == ""
+    assert r.stdout.startswith("check: ok (12 checks, ") and r.stderr == ""  # 12: the start-model audit (issue 26)
     assert subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True,
                           text=True).stdout == status
 

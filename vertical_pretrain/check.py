@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import (Config, add_config_args, base_tokenizer_dir, config_from_args, parse_blend,
+from .config import (Config, add_config_args, base_tokenizer_dir, config_from_args, model_source, parse_blend,
                                       project_root, replay_config, resolve_path, tokenizer_source)
 from .dataset import blend_problems, resolve_max_steps
 from .fileio import fmt_bytes
@@ -381,14 +381,15 @@ def check_kernel(kernel: str) -> list[str]:
 # %% ../nbs/09b_check.ipynb #5d936b16
 def check_start_model(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> tuple[list[str], list[str]]:
     """(notes, problems) for the start model of stages 06/06b: the audit line (`pretrain.start_audit`) as a note, and its
-    refusal (`modeldir.audit_problem`) as a problem unless `model.from_scratch`. Nothing when its weights are missing
-    (`check_model_sources` names that)."""
+    refusal (`modeldir.audit_problem`) as a problem unless `model.from_scratch`. Nothing when its weights are missing or
+    not downloaded yet (`check_model_sources` covers those); a note when they cannot be read."""
     if not keys & {"06", "06b"}: return [], []
     info = info or model_info(cfg)
     if info.kind in ("local", "base") and not has_files(Path(info.source), WEIGHT_FILES): return [], []
     try: audit = start_audit(cfg)
-    except ModelDirError as e: return [], [str(e)]
-    if audit.get("pending") or "groups" not in audit: return [audit["line"]], []
+    except ModelDirError as e: return [f"start model {model_source(cfg)}: not audited ({e})"], []  # loading will say so too
+    if audit.get("pending"): return [], []  # a name not downloaded yet: the model check above covers it
+    if "groups" not in audit: return [audit["line"]], []
     problem = audit_problem(audit, audit["source"])
     return [audit["line"]], [problem] if problem and not cfg.model.from_scratch else []
 

@@ -324,7 +324,7 @@ def model_params(klass, config: dict) -> list[tuple[list[str], tuple]]:
     state-dict names (tied parameters share one entry, first name first) and its shape."""
     import paddle  # slow import: Paddle / PaddleNLP
     from paddlenlp.transformers import ErnieConfig
-    with paddle.LazyGuard():
+    with paddle.utils.unique_name.guard(), paddle.LazyGuard():  # own name scope: the run's parameter names stay as they were
         model = klass(ErnieConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")}))
     by_id = {}
     for k, v in model.state_dict().items(): by_id.setdefault(id(v), ([], tuple(v.shape)))[0].append(k)
