@@ -922,8 +922,8 @@ def start_report(run_dir, warn: bool = False) -> str:
     rec = json.loads(p.read_text(encoding="utf-8"))
     loss, scratch = rec.get("start_loss"), rec.get("from_scratch", False)
     if warn and loss and loss["effectively_random"] and not scratch:
-        stage_warning(f"{rec['line']}; start loss {loss['valid_lm_loss']:.3f} is within {RANDOM_LOSS_BAND:.0%} of "
-                      f"ln(vocab) = {loss['ln_vocab']:.3f}: the start weights are effectively random",
+        stage_warning(f"{Path(run_dir).name}: start loss {loss['valid_lm_loss']:.3f} is within {RANDOM_LOSS_BAND:.0%} of "
+                      f"ln(vocab) = {loss['ln_vocab']:.3f}: the weights of start model {rec['source']} are effectively random",
                       fix="check model.model_name_or_path (a complete, trained checkpoint?), or set model.from_scratch=true "
                           "if training from scratch is meant")
     return f"{rec['line']}\n{start_loss_line(loss, scratch)}"
