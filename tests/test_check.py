@@ -49,7 +49,7 @@ def empty_ppnlp_home(tmp_path, monkeypatch):
 def test_good_config_passes(tmp_path):
     rep = check_report(good_config(tmp_path), nbs_dir=NBS)
     assert rep["problems"] == []
-    assert rep["checks"] == ["settings", "notebooks", "inputs", "model and tokenizer", "task data", "corpus blend",
+    assert rep["checks"] == ["settings", "notebooks", "inputs", "model and tokenizer", "start model", "task data", "corpus blend",
                              "sequence lengths", "batch sizes", "disk space", "gpu", "kernel"]
     assert rep["seconds"] < 10
 
@@ -303,7 +303,7 @@ def test_cli_repo_profiles_pass(profile):
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True, text=True).stdout
     r = cli(["--profile", profile], cwd=REPO)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("check: ok (11 checks, ") and r.stderr == ""
+    assert r.stdout.startswith("check: ok (12 checks, ") and r.stderr == ""  # 12: the start-model audit (issue 26)
     assert subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO, capture_output=True,
                           text=True).stdout == status
 

@@ -6,7 +6,8 @@
 __all__ = ['PRETRAIN_STAGES', 'TRAIN_STAGES', 'MODEL_STAGES', 'TOKENIZER_STAGES', 'DATA_STAGES', 'OFFLINE_FIX', 'DERIVED_FACTOR',
            'all_stages', 'stage_keys', 'check_inputs', 'url_problem', 'check_model_sources', 'check_blend',
            'check_task', 'check_shapes', 'step_problems', 'check_batches', 'ernie_param_count', 'disk_estimate',
-           'check_disk', 'check_gpu', 'check_notebooks', 'check_kernel', 'check_report', 'run_checks', 'main']
+           'check_disk', 'check_gpu', 'check_notebooks', 'check_kernel', 'check_start_model', 'check_report',
+           'run_checks', 'main']
 
 # %% ../nbs/09b_check.ipynb #4cd83f3b
 import argparse
@@ -15,16 +16,16 @@ import sys
 import time
 from pathlib import Path
 
-from .config import (Config, add_config_args, base_tokenizer_dir, config_from_args, parse_blend,
+from .config import (Config, add_config_args, base_tokenizer_dir, config_from_args, model_source, parse_blend,
                                       project_root, replay_config, resolve_path, tokenizer_source)
 from .dataset import blend_problems, resolve_max_steps
 from .fileio import fmt_bytes
 from .launch import fit_micro_batch, world_size
-from .modeldir import (CONFIG_FILES, ModelInfo, TOKENIZER_FILES, VOCAB_NAME, WEIGHT_FILES, has_files,
+from .modeldir import (CONFIG_FILES, ModelDirError, ModelInfo, TOKENIZER_FILES, VOCAB_NAME, WEIGHT_FILES, has_files,
                                         hub_model, hub_tokenizer, local_path, model_info, ppnlp_model_home,
-                                        quiet_import, seq_len_problem)
+                                        audit_problem, quiet_import, seq_len_problem)
 from .pdf2text import Pdf2TextError, list_inputs, pdf_page_count, sniff_input
-from .pretrain import accumulate_steps
+from .pretrain import accumulate_steps, start_audit
 from .stages import STAGES, probe_kernel, select_stages
 from .task import load_task
 
@@ -378,8 +379,24 @@ def check_kernel(kernel: str) -> list[str]:
     return [msg] if msg else []
 
 # %% ../nbs/09b_check.ipynb #5d936b16
+def check_start_model(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> tuple[list[str], list[str]]:
+    """(notes, problems) for the start model of stages 06/06b: the audit line (`pretrain.start_audit`) as a note, and its
+    refusal (`modeldir.audit_problem`) as a problem unless `model.from_scratch`. Nothing when its weights are missing or
+    not downloaded yet (`check_model_sources` covers those); a note when they cannot be read."""
+    if not keys & {"06", "06b"}: return [], []
+    info = info or model_info(cfg)
+    if info.kind in ("local", "base") and not has_files(Path(info.source), WEIGHT_FILES): return [], []
+    try: audit = start_audit(cfg)
+    except ModelDirError as e: return [f"start model {model_source(cfg)}: not audited ({e})"], []  # loading will say so too
+    if audit.get("pending"): return [], []  # a name not downloaded yet: the model check above covers it
+    if "groups" not in audit: return [audit["line"]], []
+    problem = audit_problem(audit, audit["source"])
+    return [audit["line"]], [problem] if problem and not cfg.model.from_scratch else []
+
+# %% ../nbs/09b_check.ipynb #8db26b09
 def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None = None) -> dict:
-    """{'problems': [line, ...], 'checks': [names run], 'seconds': float} for the selected stages (default: all), run in
+    """{'problems': [line, ...], 'notes': [line, ...], 'checks': [names run], 'seconds': float} for the selected stages
+    (default: all), run in
     the Jupyter kernel `kernel` (default `cfg.pipeline.kernel`).
 
     Runs only the checks that the selected stages need; `seconds` is wall-clock time. Never raises: a check that
@@ -401,12 +418,15 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None =
               ("gpu", lambda: check_gpu(cfg, keys)),
               ("kernel", lambda: check_kernel(cfg.pipeline.kernel if kernel is None else kernel))]
     checks = [c for c in checks if c]
-    problems = []
+    problems, notes = [], []
+    def start():  # its audit line is a note even when all is well
+        n, p = check_start_model(cfg, keys, info()); notes.extend(n); return p
+    if keys & {"06", "06b"}: checks.insert(4, ("start model", start))
     for name, fn in checks:
         try: problems += fn()
         except Exception as e:  # a check that cannot run is a problem to report, not a crash
             problems.append(f"{name} check could not run: {type(e).__name__}: {e}")
-    return {"problems": problems, "checks": [n for n, _ in checks], "seconds": time.perf_counter() - t0}
+    return {"problems": problems, "notes": notes, "checks": [n for n, _ in checks], "seconds": time.perf_counter() - t0}
 
 # %% ../nbs/09b_check.ipynb #28017aad
 def run_checks(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None = None) -> list[str]:
@@ -427,6 +447,7 @@ def main(argv=None) -> int:
     except (ValueError, KeyError, FileNotFoundError) as e:
         print(f"check: {e}", file=sys.stderr); return 1
     rep = check_report(cfg, stages=stages, nbs_dir=args.nbs_dir)
+    for line in rep["notes"]: print(f"check: {line}")  # the start model's audit line
     for line in rep["problems"]: print(f"check: {line}", file=sys.stderr)
     if rep["problems"]: return 1
     print(f"check: ok ({len(rep['checks'])} checks, {rep['seconds']:.1f} s)")

@@ -286,6 +286,9 @@ class ModelConfig(Section):
     hidden_dropout_prob: float = arg(0.1, "Dropout of the hidden states during pretraining (from scratch, or replacing "
                                           "the start model's value).")
     attention_probs_dropout_prob: float = arg(0.1, "Dropout of the attention probabilities during pretraining.")
+    from_scratch: bool = arg(False, "Allow a start model whose encoder or embeddings would load at random (the start-model "
+                                    "audit, 06): true trains those from scratch on purpose; false (default) refuses such a "
+                                    "run, so a continued-pretraining run never silently becomes a from-scratch one.")
 
 # %% ../nbs/00_config.ipynb #a15bb891
 @dataclass

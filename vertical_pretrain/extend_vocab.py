@@ -19,11 +19,11 @@ from tqdm.auto import tqdm
 
 from .config import cli_errors, resolve_path
 from .export import (WORD_EMB, check_out_dir, check_vocab_fits, exported_model_dir, find_weights,
-                                      fit_weights, inspect_weights, load_ernie_tokenizer, load_weights, merge_config,
-                                      print_json, write_model_dir)
+                                      fit_weights, inspect_weights, load_ernie_tokenizer, merge_config, print_json,
+                                      write_model_dir)
 from .fileio import atomic_dir, atomic_write_text, stage_is_done, write_manifest
 from .modeldir import (CONFIG_NAME, LEGACY_CONFIG_NAME, ModelDirError, TOKENIZER_FILES, VOCAB_NAME,
-                                        read_model_configs)
+                                        load_weights, read_model_configs)
 from .textio import is_han
 
 # %% ../nbs/07c_extend_vocab.ipynb #a75cadf3

@@ -18,7 +18,7 @@ from .config import add_config_args, config_from_args, is_blended, resolve_blend
 from .dataset import blend_problems, corpus_prefix, data_warnings, resolve_max_steps
 from .fileio import die_with_parent
 from .modeldir import WEIGHTS_NAME, model_info, seq_len_problem
-from .pretrain import trainer_running
+from .pretrain import start_problem, trainer_running
 
 # %% auto #0
 __all__ = ['CPU_MATH_NOTE', 'num_processes', 'world_size', 'visible_device_ids', 'run_log_dir', 'master_address',
@@ -272,6 +272,8 @@ def launch(cfg, echo=print) -> int:
     msg = missing_data_message(cfg) or missing_model_message(cfg)
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
     msg = seq_len_problem("data.max_seq_len", cfg.data.max_seq_len, model_info(cfg))  # before any process starts
+    if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
+    msg = start_problem(cfg)  # a start model whose encoder would load at random (06): refused before any process starts
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
     cfg = fit_micro_batch(cfg, echo)
     try: cfg = resolve_max_steps(cfg, world=world_size(cfg), echo=echo)  # before config.yaml

@@ -4,10 +4,13 @@
 
 # %% auto #0
 __all__ = ['WEIGHTS_NAME', 'CONFIG_NAME', 'LEGACY_CONFIG_NAME', 'VOCAB_NAME', 'TOKENIZER_CONFIG_NAME', 'WEIGHT_FILES',
-           'CONFIG_FILES', 'TOKENIZER_FILES', 'TOKENIZER_CLASS', 'ModelDirError', 'ModelDirMissing', 'has_files',
-           'has_tokenizer', 'local_path', 'read_json', 'flat_config', 'read_model_configs', 'ModelInfo',
-           'ppnlp_model_home', 'quiet_import', 'hub_model', 'hub_tokenizer', 'source_info', 'model_info', 'SeqLenError',
-           'seq_len_problem', 'require_seq_len', 'made_by_stage', 'load_tokenizer', 'quiet_paddlenlp']
+           'CONFIG_FILES', 'TOKENIZER_FILES', 'TOKENIZER_CLASS', 'PARAM_GROUPS', 'BODY_GROUPS', 'HEAD_GROUPS',
+           'KEY_REPAIRS', 'ModelDirError', 'ModelDirMissing', 'has_files', 'has_tokenizer', 'local_path', 'read_json',
+           'flat_config', 'read_model_configs', 'ModelInfo', 'ppnlp_model_home', 'quiet_import', 'hub_model',
+           'hub_tokenizer', 'source_info', 'model_info', 'SeqLenError', 'seq_len_problem', 'require_seq_len',
+           'made_by_stage', 'load_tokenizer', 'quiet_paddlenlp', 'load_weights', 'weight_file', 'weight_shapes',
+           'model_params', 'expected_shapes', 'param_group', 'repair_keys', 'audit_weights', 'audit_line',
+           'audit_problem', 'heads_random', 'audit_start_model']
 
 # %% ../nbs/00c_modeldir.ipynb #34915738
 import contextlib
@@ -19,6 +22,8 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+import numpy as np
+
 from .config import PROFILES, Config, model_source, resolve_path
 
 # %% ../nbs/00c_modeldir.ipynb #a91578e0
@@ -258,3 +263,167 @@ def quiet_paddlenlp(level: str = "WARNING"):
     logger.set_level(level)
     try: yield
     finally: logger.logger.setLevel(old)
+
+# %% ../nbs/00c_modeldir.ipynb #76430af4
+def _bf16_to_f32(a: np.ndarray) -> np.ndarray:
+    "bfloat16 stored as uint16 bits -> float32 (bf16 is the top half of an fp32)."
+    return (a.astype(np.uint32) << 16).view(np.float32)
+
+
+def load_weights(path) -> tuple[dict, dict]:
+    """Read a .pdparams as float32 numpy arrays. Returns (weights, info) with the keys that were cast or dropped.
+
+    `weights`: {parameter name: array}, float16/bfloat16/float64 cast to float32; `info`: {"cast": {name: old dtype},
+    "dropped": [names that are not tensors]}. Raises `ModelDirError` when Paddle cannot read the file or it is not a
+    state dict."""
+    import paddle  # slow import: Paddle
+    path = Path(path)
+    try:
+        raw = paddle.load(str(path), return_numpy=False)
+    except Exception as e:
+        raise ModelDirError(f"cannot read weights file {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(raw, dict): raise ModelDirError(f"weights file {path} holds a {type(raw).__name__}, not a state dict")
+    out, cast, dropped = {}, {}, []
+    for k, v in raw.items():
+        if isinstance(v, paddle.Tensor):
+            dt = str(v.dtype).replace("paddle.", "")
+            if dt in ("float16", "bfloat16"): v, cast[k] = v.astype("float32"), dt
+            a = v.numpy()
+        elif isinstance(v, np.ndarray):
+            a = v
+            if a.dtype == np.float16: a, cast[k] = a.astype(np.float32), "float16"
+            elif a.dtype == np.uint16: a, cast[k] = _bf16_to_f32(a), "bfloat16"
+        else:
+            dropped.append(k); continue  # e.g. 'StructuredToParameterName@@' name tables
+        if a.dtype == np.float64: a = a.astype(np.float32)
+        out[k] = a
+    return out, {"cast": cast, "dropped": dropped}
+
+# %% ../nbs/00c_modeldir.ipynb #4cb10ad6
+def weight_file(src) -> Path | None:
+    """The weights file of a start model: a local dir's `model_state.pdparams` (else its one `*.safetensors`), or for a
+    PaddleNLP name its download in PaddleNLP's cache (`ppnlp_model_home()`); None when there is none (yet)."""
+    p = local_path(src)
+    d = p if p is not None else ppnlp_model_home() / str(src)
+    if not d.is_dir(): return None
+    if (d / WEIGHTS_NAME).is_file(): return d / WEIGHTS_NAME
+    st = sorted(d.glob("*.safetensors"))
+    return st[0] if len(st) == 1 else None
+
+def weight_shapes(path) -> dict:
+    "{parameter name: shape tuple} of a `.pdparams` (`load_weights`) or `.safetensors` file (its header only)."
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open  # slow import, only for safetensors files
+        with safe_open(str(path), framework="np") as f: return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    return {k: tuple(v.shape) for k, v in load_weights(path)[0].items()}
+
+# %% ../nbs/00c_modeldir.ipynb #1af1fc16
+def model_params(klass, config: dict) -> list[tuple[list[str], tuple]]:
+    """Each parameter of `klass` (a PaddleNLP ERNIE class) built from `config`, without allocating the weights: its
+    state-dict names (tied parameters share one entry, first name first) and its shape."""
+    import paddle  # slow import: Paddle / PaddleNLP
+    from paddlenlp.transformers import ErnieConfig
+    with paddle.utils.unique_name.guard(), paddle.LazyGuard():  # own name scope: the run's parameter names stay as they were
+        model = klass(ErnieConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")}))
+    by_id = {}
+    for k, v in model.state_dict().items(): by_id.setdefault(id(v), ([], tuple(v.shape)))[0].append(k)
+    return list(by_id.values())
+
+def expected_shapes(klass, config: dict) -> dict:
+    "{state-dict name: shape} of `klass` built from `config` (`model_params`; tied names each listed)."
+    return {n: shape for names, shape in model_params(klass, config) for n in names}
+
+# %% ../nbs/00c_modeldir.ipynb #98e4eba7
+PARAM_GROUPS = (("embeddings", ("ernie.embeddings.",)), ("encoder", ("ernie.encoder.",)), ("pooler", ("ernie.pooler.",)),
+                ("MLM transform", ("cls.predictions.transform.", "cls.predictions.layer_norm.")),
+                ("MLM decoder", ("cls.predictions.decoder",)), ("SOP head", ("cls.seq_relationship.",)))
+
+BODY_GROUPS = ("embeddings", "encoder")  # random here = a from-scratch run: refused unless model.from_scratch
+HEAD_GROUPS = ("MLM transform", "MLM decoder", "SOP head")  # the pretraining heads
+
+def param_group(name: str) -> str:
+    "The `PARAM_GROUPS` group of an `ErnieForPretraining` state-dict name ('other' for none)."
+    return next((g for g, prefixes in PARAM_GROUPS if name.startswith(prefixes)), "other")
+
+# %% ../nbs/00c_modeldir.ipynb #5eac0df5
+KEY_REPAIRS = ((re.compile(r"^(.*(?:layer_norm|norm\d*))\.scale$"), r"\1.weight",
+                "old Paddle LayerNorm name: scale is the weight (PaddleNLP #2049: ernie-3.0-base's cls.predictions.layer_norm.scale)"),)
+
+def repair_keys(shapes: dict, expected: dict) -> tuple[dict, list[dict]]:
+    """Rename the known misnamed keys of a checkpoint (`KEY_REPAIRS`) to the names the model expects. `shapes`: {name:
+    shape} of the checkpoint; `expected`: {name: shape} of the model. Returns (renamed shapes, [{"from", "to", "why"}])."""
+    out, notes = dict(shapes), []
+    for k in list(shapes):
+        if k in expected: continue
+        for pat, repl, why in KEY_REPAIRS:
+            new = pat.sub(repl, k)
+            if new != k and new in expected and new not in out and tuple(shapes[k]) == tuple(expected[new]):
+                out[new] = out.pop(k); notes.append({"from": k, "to": new, "why": why}); break
+    return out, notes
+
+# %% ../nbs/00c_modeldir.ipynb #f2f195a3
+def audit_weights(shapes: dict, config: dict) -> dict:
+    """What a checkpoint (`shapes`: {name: shape}) supplies to `ErnieForPretraining` built from `config`.
+
+    Returns {"groups": {group: {"tensors": n, "loaded": n, "random": [names]}}, "repaired": [{"from", "to", "why"}],
+    "unused": [checkpoint names the model does not take], "mismatched": [{"name", "file", "model"}], "bare": bool}
+    (bare: no key starts with 'ernie', so PaddleNLP loads the whole file into `model.ernie`)."""
+    from paddlenlp.transformers import ErnieForPretraining  # slow import: PaddleNLP
+    params = model_params(ErnieForPretraining, config)
+    expected = {n: s for names, s in params for n in names}
+    bare = not any(k.startswith("ernie") for k in shapes)
+    keys, repaired = repair_keys({("ernie." + k if bare else k): tuple(v) for k, v in shapes.items()}, expected)
+    groups = {g: {"tensors": 0, "loaded": 0, "random": []} for g, _ in PARAM_GROUPS}
+    mismatched = []
+    for names, shape in params:
+        g = groups.setdefault(param_group(names[0]), {"tensors": 0, "loaded": 0, "random": []})
+        hit = [n for n in names if n in keys]
+        ok = [n for n in hit if keys[n] == shape]
+        if hit and not ok: mismatched.append({"name": hit[0], "file": list(keys[hit[0]]), "model": list(shape)})
+        g["tensors"] += 1
+        if ok: g["loaded"] += 1
+        else: g["random"].append(names[0])
+    return {"groups": {k: v for k, v in groups.items() if v["tensors"]}, "repaired": repaired,
+            "unused": sorted(k for k in keys if k not in expected), "mismatched": mismatched, "bare": bare}
+
+# %% ../nbs/00c_modeldir.ipynb #4bb2dcf7
+def _group_text(g: str, s: dict) -> str:
+    if s["loaded"] == s["tensors"]: return f"{g} 100% loaded"
+    if s["loaded"] == 0: return f"{g} random ({s['tensors']} tensor{'s' * (s['tensors'] != 1)})"
+    return f"{g} {100 * s['loaded'] // s['tensors']}% loaded ({len(s['random'])} of {s['tensors']} tensors random)"
+
+def audit_line(audit: dict, name: str) -> str:
+    "One line: `start model <name>: encoder 100% loaded; ...; MLM transform random (4 tensors); ...` plus repairs."
+    parts = [_group_text(g, s) for g, s in audit["groups"].items()]
+    if audit["repaired"]: parts.append("repaired " + ", ".join(f"{r['from']} -> {r['to']}" for r in audit["repaired"]))
+    if audit["mismatched"]: parts.append(f"{len(audit['mismatched'])} shape-mismatched (e.g. {audit['mismatched'][0]['name']})")
+    if audit["unused"]: parts.append(f"{len(audit['unused'])} unused (e.g. {audit['unused'][0]})")
+    return f"start model {name}: " + "; ".join(parts)
+
+def audit_problem(audit: dict, name: str) -> str | None:
+    "The one-line refusal when the encoder or embeddings would start at random, else None."
+    bad = [_group_text(g, audit["groups"][g]) for g in BODY_GROUPS if audit["groups"][g]["random"]]
+    if not bad: return None
+    return (f"start model {name}: {'; '.join(bad)}: this continued-pretraining run would train from random weights; "
+            "fix: point model.model_name_or_path to a complete checkpoint, or set model.from_scratch=true to train "
+            "from scratch on purpose")
+
+def heads_random(audit: dict) -> list[str]:
+    "The pretraining-head groups (`HEAD_GROUPS`) with any random tensor."
+    return [g for g in HEAD_GROUPS if audit["groups"].get(g, {}).get("random")]
+
+# %% ../nbs/00c_modeldir.ipynb #1fb0ec61
+def audit_start_model(src) -> dict | None:
+    """`audit_weights` of a start model (a local dir or a PaddleNLP name) plus `source`, `weights_file` and `line`
+    (`audit_line`); None when its weights are not on this machine (a name not downloaded yet). `ModelDirError` when a
+    local dir has no weights or config, or PaddleNLP does not know the name."""
+    f = weight_file(src)
+    if f is None:
+        if local_path(src) is not None:
+            raise ModelDirMissing(f"no weights ({' or '.join(WEIGHT_FILES)}) in the start model {src}{made_by_stage(src)}")
+        return None
+    info = source_info(src)
+    if info.config is None: raise ModelDirError(f"cannot read the config of the start model {src} ({info.where})")
+    audit = audit_weights(weight_shapes(f), info.config)
+    return {"source": str(src), "weights_file": str(f), **audit, "line": audit_line(audit, str(src))}

@@ -25,19 +25,22 @@ from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, corpus_
                                        resolve_max_steps, split_documents, unigram_reference)
 from .fileio import (LockedError, atomic_dir, atomic_path, atomic_write_text, content_hash,
                                       die_with_parent, dir_bytes, dir_lock, fmt_bytes, stage_warning)
-from .modeldir import ModelInfo, load_tokenizer, made_by_stage, quiet_paddlenlp, require_seq_len
+from .modeldir import (ModelDirError, ModelInfo, audit_problem, audit_start_model, load_tokenizer, load_weights, made_by_stage,
+                                        quiet_paddlenlp, require_seq_len)
 
 # %% auto #0
-__all__ = ['TRAINER_LOCK_GRACE', 'TRAINER_LOCK_FIX', 'MIN_CONTEXT_GAIN', 'train', 'train_step', 'DistEnv', 'init_distributed',
-           'agree_on_resume_step', 'accumulate_steps', 'run_tokenizer', 'build_model', 'enable_recompute', 'lr_at',
-           'schedule_args', 'build_optimizer', 'to_tensors', 'forward_loss', 'all_reduce_sum', 'global_count',
-           'train_record', 'evaluate', 'evaluate_per_corpus', 'eval_and_log', 'step_seed',
-           'optimizer_state_by_structure', 'optimizer_state_from_structure', 'check_amp', 'make_scaler', 'scaler_state',
-           'load_scaler_state', 'scaler_step', 'corpus_digest', 'start_digest', 'amp_recipe', 'training_recipe',
-           'trainer_state', 'save_checkpoint', 'find_resume_checkpoint', 'read_trainer_state', 'load_optimizer_state',
-           'checkpoint_vocab_mismatch', 'checkpoint_recipe_mismatch', 'check_resumable', 'prune_checkpoints',
-           'remove_stale_checkpoint_dirs', 'maybe_checkpoint', 'read_metrics', 'MetricsLogger', 'trainer_lock',
-           'trainer_running', 'setup_run', 'main', 'plot_metrics', 'context_gain', 'context_report']
+__all__ = ['RANDOM_LOSS_BAND', 'TRAINER_LOCK_GRACE', 'TRAINER_LOCK_FIX', 'MIN_CONTEXT_GAIN', 'train', 'train_step', 'DistEnv',
+           'init_distributed', 'agree_on_resume_step', 'accumulate_steps', 'run_tokenizer', 'build_model',
+           'StartModelError', 'start_audit', 'require_start', 'apply_repairs', 'start_model', 'enable_recompute',
+           'lr_at', 'schedule_args', 'build_optimizer', 'to_tensors', 'forward_loss', 'all_reduce_sum', 'global_count',
+           'train_record', 'evaluate', 'evaluate_per_corpus', 'eval_and_log', 'start_loss', 'start_loss_line',
+           'record_start', 'step_seed', 'optimizer_state_by_structure', 'optimizer_state_from_structure', 'check_amp',
+           'make_scaler', 'scaler_state', 'load_scaler_state', 'scaler_step', 'corpus_digest', 'start_digest',
+           'amp_recipe', 'training_recipe', 'trainer_state', 'save_checkpoint', 'find_resume_checkpoint',
+           'read_trainer_state', 'start_problem', 'load_optimizer_state', 'checkpoint_vocab_mismatch',
+           'checkpoint_recipe_mismatch', 'check_resumable', 'prune_checkpoints', 'remove_stale_checkpoint_dirs',
+           'maybe_checkpoint', 'read_metrics', 'MetricsLogger', 'trainer_lock', 'trainer_running', 'setup_run', 'main',
+           'plot_metrics', 'context_gain', 'context_report', 'start_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 def train(cfg) -> dict:
@@ -63,6 +66,7 @@ def train(cfg) -> dict:
         env, acc, t, data = r["env"], r["acc"], cfg.train, r["data"]
         step, last = r["state"]["step"], {}
         win = dict(lm=0.0, sop=0.0, tokens=0.0, wait=0.0, time=0.0, steps=0)
+        if r["audit"] is not None: record_start(r, cfg)                          # step 0: the start model's valid loss
         while step < t.max_steps:
             t0 = time.perf_counter()
             micro = [next(r["loader"]) for _ in range(acc)]                      # this rank's share of the global batch
@@ -198,6 +202,54 @@ def build_model(cfg, tokenizer, resume_dir=None):
                        f"{src} as loaded" if src else "cfg.model (from scratch)")
     require_seq_len("data.max_seq_len", cfg.data.max_seq_len, loaded)  # the launcher checked the config; this is the model itself
     return model
+
+# %% ../nbs/06_pretrain.ipynb #b523683a
+class StartModelError(ModelDirError):
+    "The start model would leave the encoder or embeddings random; the message is one line naming the model and the fix."
+
+def start_audit(cfg) -> dict:
+    """The audit of the run's start model (`modeldir.audit_start_model`) plus `from_scratch`; `{"pending": True}` for a
+    PaddleNLP name not downloaded yet, and a from-scratch record when there is no start model (`model_source` empty)."""
+    src = model_source(cfg)
+    if not src:
+        return {"source": "", "from_scratch": True, "line": "start model: none, training from scratch (the architecture of cfg.model)"}
+    a = audit_start_model(src)
+    if a is None: return {"source": src, "pending": True, "line": f"start model {src}: not downloaded yet; audited once loaded"}
+    return {**a, "from_scratch": bool(cfg.model.from_scratch)}
+
+def require_start(cfg, audit: dict) -> None:
+    "Raise `StartModelError` when the audit finds a random encoder/embeddings and `model.from_scratch` is not set."
+    problem = None if audit.get("pending") or not audit.get("groups") else audit_problem(audit, audit["source"])
+    if problem and not cfg.model.from_scratch: raise StartModelError(problem)
+
+# %% ../nbs/06_pretrain.ipynb #23986b19
+def apply_repairs(model, audit: dict) -> list[str]:
+    "Load the tensors the audit renamed (`audit['repaired']`) into `model`; returns the parameter names set."
+    if not audit.get("repaired"): return []
+    import paddle
+    f = Path(audit["weights_file"])
+    if f.suffix == ".safetensors":
+        from safetensors.numpy import load_file  # only for safetensors files
+        w = load_file(str(f))
+    else: w, _ = load_weights(f)
+    sd = model.state_dict()
+    for r in audit["repaired"]:
+        key = r["from"][len("ernie."):] if audit.get("bare") else r["from"]
+        sd[r["to"]].set_value(paddle.to_tensor(np.asarray(w[key]), dtype=sd[r["to"]].dtype))
+    return [r["to"] for r in audit["repaired"]]
+
+# %% ../nbs/06_pretrain.ipynb #8279d23f
+def start_model(cfg, tokenizer) -> tuple:
+    """The run's model at step 0 and its audit (`start_audit`): refused before loading when its encoder or embeddings
+    would be random (`require_start`), then `build_model`, then the misnamed keys loaded (`apply_repairs`)."""
+    audit = start_audit(cfg)
+    require_start(cfg, audit)
+    model = build_model(cfg, tokenizer)
+    if audit.get("pending"):  # a PaddleNLP name: from_pretrained has downloaded it just now
+        audit = start_audit(cfg)
+        require_start(cfg, audit)
+    apply_repairs(model, audit)
+    return model, audit
 
 # %% ../nbs/06_pretrain.ipynb #d25bb0f3
 def enable_recompute(model):
@@ -346,6 +398,37 @@ def eval_and_log(r: dict, dataset, split: str, cfg, step: int, eval_index: int) 
     evaluate_per_corpus(r, dataset, cfg, step, eval_index)
     return rec
 
+# %% ../nbs/06_pretrain.ipynb #0f857f44
+RANDOM_LOSS_BAND = 0.10  # a start MLM loss within 10% of ln(vocab size) is what random weights give
+
+def start_loss(r: dict, cfg) -> dict | None:
+    """Evaluate the start model on the valid split and log it as step 0 (`eval_and_log`, slice 0); returns its MLM loss,
+    ln(vocab size) and `effectively_random` (within `RANDOM_LOSS_BAND` of it). None without a valid split."""
+    if r["data"]["valid"] is None: return None
+    lm = eval_and_log(r, r["data"]["valid"], "valid", cfg, 0, 0)["lm_loss"]
+    ln_v = math.log(r["model"].config.vocab_size)
+    return {"valid_lm_loss": lm, "ln_vocab": ln_v, "effectively_random": abs(lm - ln_v) <= RANDOM_LOSS_BAND * ln_v}
+
+def start_loss_line(loss: dict | None, from_scratch: bool = False) -> str:
+    "One line on the step-0 loss: the number, ln(vocab), and plainly whether the start weights are effectively random."
+    if loss is None: return "start loss: no valid split to evaluate it on"
+    line = f"start loss (valid, step 0): MLM {loss['valid_lm_loss']:.3f} nats; random weights give ln(vocab) = {loss['ln_vocab']:.3f}"
+    if not loss["effectively_random"]: return line
+    if from_scratch: return line + " (from scratch: as expected)"
+    return (line + f" -- within {RANDOM_LOSS_BAND:.0%} of it: the start model's weights are effectively random, "
+            "this run is not continuing a trained model")
+
+# %% ../nbs/06_pretrain.ipynb #f3285755
+def record_start(r: dict, cfg) -> dict:
+    """Step 0 of a fresh run: `start_loss` (every rank: the evaluation all-reduces), then on rank 0 `<run>/start_model.json`
+    (the audit + `start_loss`) and its two lines on stdout. Returns the record written."""
+    loss = start_loss(r, cfg)
+    rec = {**r["audit"], "start_loss": loss}
+    if r["env"].is_main:
+        atomic_write_text(cfg.paths.run_dir / "start_model.json", json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
+        print(f" > {rec['line']}\n > {start_loss_line(loss, rec.get('from_scratch', False))}", flush=True)
+    return rec
+
 # %% ../nbs/06_pretrain.ipynb #a445fce0
 def step_seed(seed: int, step: int, micro: int) -> int:
     "Dropout seed of the `micro`-th micro-batch (0-based over the whole global batch, all ranks) of update `step`."
@@ -462,7 +545,7 @@ def training_recipe(cfg) -> dict:
     d, t = cfg.data, cfg.train
     src = model_source(cfg)
     digest = start_digest(src) if src else None
-    return {"start": src or {k: v for k, v in vars(cfg.model).items() if k != "model_name_or_path"},
+    return {"start": src or {k: v for k, v in vars(cfg.model).items() if k not in ("model_name_or_path", "from_scratch")},
             **({"start_sha256": digest} if digest else {}),
             "data": {**{k: getattr(d, k) for k in ("split", "max_seq_len", "masked_lm_prob", "short_seq_prob", "max_ngrams",
                                                    "favor_longer_ngram", "binary_head", "seed")},
@@ -515,6 +598,15 @@ def find_resume_checkpoint(checkpoint_dir) -> Path | None:
 def read_trainer_state(ckpt) -> dict:
     "A checkpoint's `trainer_state.json` (see `trainer_state`). Raises FileNotFoundError when the checkpoint has none."
     return json.loads((Path(ckpt) / "trainer_state.json").read_text(encoding="utf-8"))
+
+# %% ../nbs/06_pretrain.ipynb #9472c99a
+def start_problem(cfg) -> str | None:
+    """The refusal line of the run's start model (`require_start`), or a start model that cannot be read, before any
+    training process starts; None when it may start, or when the run resumes from its own checkpoint."""
+    if cfg.train.continue_training and find_resume_checkpoint(cfg.paths.checkpoint_dir): return None
+    try: require_start(cfg, start_audit(cfg))
+    except ModelDirError as e: return str(e)  # StartModelError too
+    return None
 
 # %% ../nbs/06_pretrain.ipynb #d7f6f9f9
 def load_optimizer_state(ckpt, optimizer, sched, state: dict, model):
@@ -712,7 +804,8 @@ def _log_reference_lines(cfg, data: dict, logger, step: int) -> None:
 
 # %% ../nbs/06_pretrain.ipynb #fc09b0ae
 def setup_run(cfg):
-    "Everything the loop needs: env, resume point, tokenizer, data, model, optimizer, loader, logger."
+    """Everything the loop needs: env, resume point, tokenizer, data, model (`start_model` at step 0, with its `audit`;
+    else the checkpoint's), optimizer, loader, logger."""
     import paddle
     check_amp(cfg.train)  # before any work: a typo in the AMP settings is one clear line
     env = init_distributed(cfg.launch.device)
@@ -728,7 +821,7 @@ def setup_run(cfg):
         cfg.save(cfg.paths.run_dir / "config.yaml")
     tokenizer = run_tokenizer(cfg, resume)
     data = build_datasets(cfg, tokenizer, is_builder=env.local_rank == 0, barrier=env.barrier, verbose=env.is_main)
-    model = build_model(cfg, tokenizer, resume)
+    model, audit = (build_model(cfg, tokenizer, resume), None) if resume else start_model(cfg, tokenizer)
     if cfg.train.use_recompute: enable_recompute(model)
     opt, sched = build_optimizer(cfg, model)
     if resume: load_optimizer_state(resume, opt, sched, state, model)
@@ -745,7 +838,7 @@ def setup_run(cfg):
     if env.is_main and state["step"] == 0 and data["valid"] is not None:  # the line a context-free model reaches (05)
         _log_reference_lines(cfg, data, logger, state["step"])
     return dict(env=env, acc=acc, state=state, tokenizer=tokenizer, data=data, model=model, dp=dp, opt=opt,
-                sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger)
+                sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger, audit=audit)
 
 # %% ../nbs/06_pretrain.ipynb #da76bef7
 def main(argv=None) -> int:
@@ -800,7 +893,7 @@ def context_gain(run_dir, last_evals: int = 3) -> dict | None:
     context-free unigram line, in nats. None when the run logged no reference line or no valid evaluation."""
     recs = read_metrics(run_dir)
     ref = [r["unigram_lm_loss"] for r in recs if r.get("split") == "reference" and not r.get("corpus")]
-    val = [r["lm_loss"] for r in recs if r.get("split") == "valid" and not r.get("corpus")]
+    val = [r["lm_loss"] for r in recs if r.get("split") == "valid" and not r.get("corpus") and r["step"] > 0]  # not the start
     if not ref or not val: return None
     v = float(np.mean(val[-last_evals:]))
     return {"unigram_lm_loss": ref[-1], "valid_lm_loss": v, "gain": ref[-1] - v}
@@ -819,6 +912,21 @@ def context_report(run_dir, warn: bool = False) -> str:
     fix = "train longer, or with a higher lr / shorter sequences"
     if warn: stage_warning(msg, fix=fix); return line
     return f"{line} -- WARNING: {msg} ({fix})"
+
+# %% ../nbs/06_pretrain.ipynb #cd867f70
+def start_report(run_dir, warn: bool = False) -> str:
+    """The audit line and the start-loss line of a run (`<run>/start_model.json`, written at step 0). `warn`: effectively
+    random start weights (not from scratch) also go out as a `fileio.stage_warning`."""
+    p = Path(run_dir) / "start_model.json"
+    if not p.is_file(): return f"{Path(run_dir).name}: no start_model.json (a run started before the start-model audit)"
+    rec = json.loads(p.read_text(encoding="utf-8"))
+    loss, scratch = rec.get("start_loss"), rec.get("from_scratch", False)
+    if warn and loss and loss["effectively_random"] and not scratch:
+        stage_warning(f"{Path(run_dir).name}: start loss {loss['valid_lm_loss']:.3f} is within {RANDOM_LOSS_BAND:.0%} of "
+                      f"ln(vocab) = {loss['ln_vocab']:.3f}: the weights of start model {rec['source']} are effectively random",
+                      fix="check model.model_name_or_path (a complete, trained checkpoint?), or set model.from_scratch=true "
+                          "if training from scratch is meant")
+    return f"{rec['line']}\n{start_loss_line(loss, scratch)}"
 
 # %% ../nbs/06_pretrain.ipynb #a7e39f7e
 if __name__ == "__main__" and not hasattr(sys, "ps1") and "ipykernel" not in sys.modules:
