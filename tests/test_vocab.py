@@ -147,6 +147,18 @@ def test_char_part_of_the_vocab_is_deterministic(tmp_path):
     assert [t for t in ta if t.startswith("##") and len(t) == 3] == [t for t in tb if t.startswith("##") and len(t) == 3]
 
 
+def test_the_whole_vocab_is_deterministic(tmp_path):
+    """Not only its characters: the wordpieces too (huggingface/tokenizers#1794: `tokenizers`' WordPieceTrainer alone gives
+    many different vocabs for this text, 17 in 20 trainings here; build_vocab fixes the ids of the ##x pieces first)."""
+    text = ["Wel come to the Tok en izers libr ary.", "apt-get install dpkg systemd journalctl",
+            "debian 软件包 configure make install"] * 3
+    vocabs = set()
+    for i in range(12):
+        build_vocab(text, tmp_path / str(i), vocab_size=80, min_frequency=1, charset=None, progress=False)
+        vocabs.add((tmp_path / str(i) / "vocab.txt").read_text(encoding="utf-8"))
+    assert len(vocabs) == 1
+
+
 def test_run_stage_builds_the_general_corpus_and_vocab_then_skips(tmp_path):
     from vertical_pretrain.config import base_config, base_tokenizer_dir, get_config
     cfg = get_config("smoke", {"paths.data_root": str(tmp_path / "data"), "paths.output_root": str(tmp_path / "out"),

@@ -191,21 +191,36 @@ def _iter_lines(texts_or_files):
                     if l.strip(): yield "".join(read_segmented_line(l)) if _mostly_segmented(l) else l.rstrip("\n")
 
 # %% ../nbs/03a_vocab.ipynb #0151906e
-def _train_wordpiece(texts_or_files, vocab_size: int, min_frequency: int, lowercase: bool, progress: bool) -> tuple:
-    "HF `tokenizers`' WordPiece trained on `_iter_lines(texts_or_files)` behind ERNIE's normaliser: (its vocab dict, chars read)."
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+def _bert_wordpiece(lowercase: bool):
+    "An untrained HF `tokenizers` WordPiece behind ERNIE's normaliser and pre-tokenizer (plus stage 04's symbol split)."
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
     tk = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tk.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase)
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(),
                                                 pre_tokenizers.Split(Regex(_SYMBOL_SPLIT), behavior="isolated")])
+    return tk
+
+
+def _train_wordpiece(texts_or_files, vocab_size: int, min_frequency: int, lowercase: bool, progress: bool) -> tuple:
+    """HF `tokenizers`' WordPiece trained on `_iter_lines(texts_or_files)` behind ERNIE's normaliser: (its vocab dict, chars read).
+
+    Deterministic: a first pass without merges finds every `##x` continuation piece, which the real training then gets
+    as sorted special tokens, so their ids (and the tie-breaks between merges of equal count) no longer follow hash order
+    (huggingface/tokenizers#1794). The input is read twice."""
+    from tokenizers import trainers
+    def trainer(size, specials):
+        return trainers.WordPieceTrainer(vocab_size=int(size), min_frequency=int(min_frequency), special_tokens=specials,
+                                         continuing_subword_prefix="##", show_progress=progress)
+    alphabet = _bert_wordpiece(lowercase)
+    alphabet.train_from_iterator(_iter_lines(texts_or_files), trainer=trainer(0, SPECIAL_TOKENS))
+    pieces = sorted(t for t in alphabet.get_vocab() if t.startswith("##"))
     n_chars = 0
     def lines():
         nonlocal n_chars
         for l in _iter_lines(texts_or_files):
             n_chars += len(l); yield l
-    trainer = trainers.WordPieceTrainer(vocab_size=int(vocab_size), min_frequency=int(min_frequency),
-                                        special_tokens=SPECIAL_TOKENS, continuing_subword_prefix="##", show_progress=progress)
-    tk.train_from_iterator(lines(), trainer=trainer)
+    tk = _bert_wordpiece(lowercase)
+    tk.train_from_iterator(lines(), trainer=trainer(vocab_size, SPECIAL_TOKENS + pieces))
     return tk.get_vocab(), n_chars
 
 # %% ../nbs/03a_vocab.ipynb #35332295
