@@ -160,3 +160,21 @@ def test_paths_typed_on_the_command_line_resolve_against_the_current_directory(t
     # a command's own flags (finetune): the cwd's task is read (its train split is found; the dev split is what is missing)
     r = vp("finetune", "--profile", "smoke", "--model_dir", "tiny_model", "--task_dir", "task")
     assert r.returncode == 2 and f"{tmp_path / 'task'}: no dev split" in r.stderr, r.stderr[-2000:]
+
+
+def test_the_missing_stages_command_rebuilds_the_notebooks_config(tmp_path, monkeypatch):
+    "A stage notebook run with overrides names a command whose --set flags give the pipeline the same config (issue 25)."
+    import argparse
+    import shlex
+    from vertical_pretrain.config import add_config_args, config_from_args
+    from vertical_pretrain.stages import StagesMissing, require_stages
+    cfg = get_config("smoke", {"paths.data_root": str(tmp_path / "my data"), "paths.output_root": str(tmp_path / "out"),
+                               "data.blend": ["0.8 book", "0.2 general"], "train.max_steps": 7, "segment.enabled": False})
+    with pytest.raises(StagesMissing) as e:
+        require_stages("06", cfg)
+    cmd = str(e.value).split("; run: ")[1]
+    argv = shlex.split(cmd)
+    assert argv[:4] == ["vertical-pretrain", "pipeline", "--profile", "smoke"] and argv[-2] == "--to"
+    monkeypatch.chdir(tmp_path)  # typed paths resolve against the cwd; these are absolute
+    args = add_config_args(argparse.ArgumentParser()).parse_args(argv[2:-2])
+    assert config_from_args(args) == cfg

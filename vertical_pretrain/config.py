@@ -7,12 +7,12 @@ __all__ = ['AUTO', 'PROFILES', 'LEGACY_FLAGS', 'INPUT_ERRORS', 'arg', 'arg_facto
            'split_weights', 'split_problem', 'checkpoint_problem', 'project_root', 'resolve_path', 'PathsConfig',
            'Pdf2TextConfig', 'SegmentConfig', 'TransToJsonConfig', 'PretrainingDataConfig', 'VocabConfig', 'DataConfig',
            'ModelConfig', 'TrainConfig', 'LaunchConfig', 'BaseModelConfig', 'ExportConfig', 'FinetuneConfig',
-           'TaptConfig', 'ReplayConfig', 'EvaluateConfig', 'PipelineConfig', 'Config', 'get_config', 'section_name',
-           'settings', 'explain', 'config_field', 'choices', 'value_problem', 'require_value', 'base_config',
-           'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source', 'parse_blend',
-           'resolve_blend', 'is_blended', 'replay_run_dir', 'replay_blend', 'replay_config', 'tapt_run_dir',
-           'tapt_config', 'parse_set', 'add_config_args', 'typed_path', 'typed_overrides', 'add_legacy_flags',
-           'legacy_overrides', 'config_from_args', 'cli_errors', 'stage_main']
+           'TaptConfig', 'ReplayConfig', 'EvaluateConfig', 'PipelineConfig', 'Config', 'get_config',
+           'profile_overrides', 'section_name', 'settings', 'explain', 'config_field', 'choices', 'value_problem',
+           'require_value', 'base_config', 'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'model_source',
+           'tokenizer_source', 'parse_blend', 'resolve_blend', 'is_blended', 'replay_run_dir', 'replay_blend',
+           'replay_config', 'tapt_run_dir', 'tapt_config', 'parse_set', 'add_config_args', 'typed_path',
+           'typed_overrides', 'add_legacy_flags', 'legacy_overrides', 'config_from_args', 'cli_errors', 'stage_main']
 
 # %% ../nbs/00_config.ipynb #04a9bb7a
 import argparse
@@ -641,6 +641,19 @@ def get_config(profile: str = "demo", overrides: dict | None = None) -> Config:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
     cfg = Config(profile=profile).override(PROFILES[profile])
     return cfg.override(overrides) if overrides else cfg
+
+# %% ../nbs/00_config.ipynb #747266b5
+def profile_overrides(cfg: Config) -> tuple[str, dict]:
+    """(profile, {dotted key: value}) with `get_config(profile, overrides) == cfg`: the keys where `cfg` differs from
+    its profile's preset, in declaration order (a profile that is not in PROFILES is compared with 'demo'). A list
+    value is written as JSON (`["a", "b"]`), which `--set` reads back; every other value as `str()` gives it."""
+    profile = cfg.profile if cfg.profile in PROFILES else "demo"
+    ref, cur, out = get_config(profile).to_dict(), cfg.to_dict(), {}
+    for sec, vals in cur.items():
+        if not isinstance(vals, dict): continue
+        for k, v in vals.items():
+            if v != ref[sec][k]: out[f"{sec}.{k}"] = json.dumps(v, ensure_ascii=False) if isinstance(v, list) else str(v)
+    return profile, out
 
 # %% ../nbs/00_config.ipynb #b148b637
 def section_name(cls) -> str:

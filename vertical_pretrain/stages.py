@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import signal
 import sys
 import tempfile
@@ -19,8 +20,8 @@ from jupyter_client.manager import AsyncKernelManager, KernelManager
 from jupyter_client.utils import run_sync
 
 import vertical_pretrain
-from .config import (Config, base_config, base_model_dir, base_tokenizer_dir, replay_run_dir, resolve_path,
-                                      tapt_config)
+from .config import (Config, base_config, base_model_dir, base_tokenizer_dir, profile_overrides,
+                                      replay_run_dir, resolve_path, tapt_config)
 from .evaluate_mlm import adaptation_dir
 from .export import exported_model_dir
 from .extend_vocab import extended_model_dir
@@ -190,9 +191,13 @@ def missing_stages(key: str, cfg: Config, stages=None) -> list[Stage]:
 
 # %% ../nbs/09_stages.ipynb #2ec318d0
 def prerequisites_command(key: str, cfg: Config, stages=None) -> str | None:
-    "The one command that runs what stage `key` needs for `cfg`'s profile (None when it needs nothing)."
+    """The one command that runs what stage `key` needs for `cfg` (None when it needs nothing): its profile, a `--set`
+    for every key where `cfg` differs from that profile (`config.profile_overrides`, shell-quoted), `--to` the last one."""
     need = required_stages(key, cfg, stages)
-    return f"vertical-pretrain pipeline --profile {cfg.profile} --to {need[-1].key}" if need else None
+    if not need: return None
+    profile, over = profile_overrides(cfg)
+    sets = "".join(f" --set {shlex.quote(f'{k}={v}')}" for k, v in over.items())
+    return f"vertical-pretrain pipeline --profile {profile}{sets} --to {need[-1].key}"
 
 # %% ../nbs/09_stages.ipynb #68514e08
 class StagesMissing(RuntimeError):
