@@ -743,6 +743,7 @@ def base_config(cfg: Config) -> Config:
         "segment.enabled": False, "pretraining_data.cn_splited": True, "base_model.enabled": False,
         "train.max_steps": b.max_steps, "train.epochs": 0.0, "train.max_lr": b.max_lr, "train.min_lr": b.min_lr,
         "train.warmup_rate": b.warmup_rate, "train.continue_training": True,
+        "train.head_warmup_steps": "auto",  # a count given for the domain run is not this run's (from scratch: auto is off)
         "train.save_steps": b.max_steps,  # only the final model_<step>/ is kept (model_last still makes it resumable)
     })
 
@@ -840,6 +841,7 @@ def tapt_config(cfg: Config, start: str | None = None) -> Config:
         "base_model.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
         "train.max_steps": t.max_steps, "train.epochs": 0.0, "train.max_lr": t.max_lr, "train.min_lr": t.min_lr,
         "train.warmup_rate": t.warmup_rate, "train.continue_training": True,
+        "train.head_warmup_steps": "auto",  # a count given for the domain run is not this run's (its start has trained heads)
     })
 
 # %% ../nbs/00_config.ipynb #3697772d
