@@ -167,4 +167,6 @@ def test_check_prints_the_audit_line(standins):
                        cwd=REPO, env={**os.environ, **ENV_KEYS})
     line = next(l for l in r.stdout.splitlines() if l.startswith("check: start model "))
     assert "MLM transform random (4 tensors)" in line and "SOP head random" in line and "encoder 100% loaded" in line
+    # the head warm-up it leads to (full profile: 200 steps -> 20)
+    assert "check: head warm-up: 20 steps (auto: MLM transform random, SOP head random), then all parameters" in r.stdout
     assert "Traceback" not in r.stderr

@@ -25,7 +25,7 @@ from .modeldir import (CONFIG_FILES, ModelDirError, ModelInfo, TOKENIZER_FILES, 
                                         hub_model, hub_tokenizer, local_path, model_info, ppnlp_model_home,
                                         audit_problem, quiet_import, seq_len_problem)
 from .pdf2text import Pdf2TextError, list_inputs, pdf_page_count, sniff_input
-from .pretrain import accumulate_steps, start_audit
+from .pretrain import accumulate_steps, head_warmup_line, head_warmup_plan, start_audit
 from .stages import STAGES, probe_kernel, select_stages
 from .task import load_task
 
@@ -204,7 +204,8 @@ def check_shapes(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> 
 
 # %% ../nbs/09b_check.ipynb #bb5d63cd
 def step_problems(train_cfg) -> list[str]:
-    "train.max_steps is a number > 0, or 'auto' with train.epochs > 0; train.epochs is not set beside a fixed step count."
+    """train.max_steps is a number > 0, or 'auto' with train.epochs > 0; train.epochs is not set beside a fixed step count;
+    a given train.head_warmup_steps leaves steps for the whole model."""
     t = train_cfg
     if t.max_steps == "auto":
         if t.epochs > 0: return []
@@ -214,6 +215,9 @@ def step_problems(train_cfg) -> list[str]:
     if t.epochs > 0:
         return [f"train.epochs={t.epochs:g} is used only with train.max_steps=auto, but train.max_steps={t.max_steps}; "
                 f"fix: --set train.max_steps=auto (steps from the data), or --set train.epochs=0"]
+    if t.head_warmup_steps != "auto" and t.head_warmup_steps >= t.max_steps:
+        return [f"train.head_warmup_steps={t.head_warmup_steps} must be < train.max_steps={t.max_steps}: the encoder would "
+                "never train; fix: --set train.head_warmup_steps=auto (or a smaller number, 0 = off)"]
     return []
 
 # %% ../nbs/09b_check.ipynb #112cc1f5
@@ -380,9 +384,10 @@ def check_kernel(kernel: str) -> list[str]:
 
 # %% ../nbs/09b_check.ipynb #5d936b16
 def check_start_model(cfg: Config, keys: set[str], info: ModelInfo | None = None) -> tuple[list[str], list[str]]:
-    """(notes, problems) for the start model of stages 06/06b: the audit line (`pretrain.start_audit`) as a note, and its
-    refusal (`modeldir.audit_problem`) as a problem unless `model.from_scratch`. Nothing when its weights are missing or
-    not downloaded yet (`check_model_sources` covers those); a note when they cannot be read."""
+    """(notes, problems) for the start model of stages 06/06b: the audit line (`pretrain.start_audit`) as a note (and the
+    head warm-up's line when it will run, `pretrain.head_warmup_plan`), and its refusal (`modeldir.audit_problem`) as a
+    problem unless `model.from_scratch`. Nothing when its weights are missing or not downloaded yet
+    (`check_model_sources` covers those); a note when they cannot be read."""
     if not keys & {"06", "06b"}: return [], []
     info = info or model_info(cfg)
     if info.kind in ("local", "base") and not has_files(Path(info.source), WEIGHT_FILES): return [], []
@@ -390,8 +395,10 @@ def check_start_model(cfg: Config, keys: set[str], info: ModelInfo | None = None
     except ModelDirError as e: return [f"start model {model_source(cfg)}: not audited ({e})"], []  # loading will say so too
     if audit.get("pending"): return [], []  # a name not downloaded yet: the model check above covers it
     if "groups" not in audit: return [audit["line"]], []
-    problem = audit_problem(audit, audit["source"])
-    return [audit["line"]], [problem] if problem and not cfg.model.from_scratch else []
+    problem, notes, steps = audit_problem(audit, audit["source"]), [audit["line"]], _domain_steps(cfg)
+    head = head_warmup_plan(cfg.train.head_warmup_steps, steps, audit) if steps and not step_problems(cfg.train) else (0, "")
+    if head[0]: notes.append(head_warmup_line(*head))
+    return notes, [problem] if problem and not cfg.model.from_scratch else []
 
 # %% ../nbs/09b_check.ipynb #8db26b09
 def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None = None) -> dict:

@@ -4,15 +4,16 @@
 
 # %% auto #0
 __all__ = ['AUTO', 'PROFILES', 'LEGACY_FLAGS', 'INPUT_ERRORS', 'arg', 'arg_factory', 'field_default', 'field_problem', 'Section',
-           'split_weights', 'split_problem', 'checkpoint_problem', 'project_root', 'resolve_path', 'PathsConfig',
-           'Pdf2TextConfig', 'SegmentConfig', 'TransToJsonConfig', 'PretrainingDataConfig', 'VocabConfig', 'DataConfig',
-           'ModelConfig', 'TrainConfig', 'LaunchConfig', 'BaseModelConfig', 'ExportConfig', 'FinetuneConfig',
-           'TaptConfig', 'ReplayConfig', 'EvaluateConfig', 'PipelineConfig', 'Config', 'get_config',
-           'profile_overrides', 'section_name', 'settings', 'explain', 'config_field', 'choices', 'value_problem',
-           'require_value', 'base_config', 'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'model_source',
-           'tokenizer_source', 'parse_blend', 'resolve_blend', 'is_blended', 'replay_run_dir', 'replay_blend',
-           'replay_config', 'tapt_run_dir', 'tapt_config', 'parse_set', 'add_config_args', 'typed_path',
-           'typed_overrides', 'add_legacy_flags', 'legacy_overrides', 'config_from_args', 'cli_errors', 'stage_main']
+           'split_weights', 'split_problem', 'checkpoint_problem', 'head_warmup_problem', 'project_root',
+           'resolve_path', 'PathsConfig', 'Pdf2TextConfig', 'SegmentConfig', 'TransToJsonConfig',
+           'PretrainingDataConfig', 'VocabConfig', 'DataConfig', 'ModelConfig', 'TrainConfig', 'LaunchConfig',
+           'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'TaptConfig', 'ReplayConfig', 'EvaluateConfig',
+           'PipelineConfig', 'Config', 'get_config', 'profile_overrides', 'section_name', 'settings', 'explain',
+           'config_field', 'choices', 'value_problem', 'require_value', 'base_config', 'base_run_dir',
+           'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source', 'parse_blend', 'resolve_blend',
+           'is_blended', 'replay_run_dir', 'replay_blend', 'replay_config', 'tapt_run_dir', 'tapt_config', 'parse_set',
+           'add_config_args', 'typed_path', 'typed_overrides', 'add_legacy_flags', 'legacy_overrides',
+           'config_from_args', 'cli_errors', 'stage_main']
 
 # %% ../nbs/00_config.ipynb #04a9bb7a
 import argparse
@@ -99,6 +100,11 @@ def split_problem(split) -> str | None:
 def checkpoint_problem(checkpoint) -> str | None:
     "What is wrong with an `export.checkpoint` value (`last`, empty = last, or a step number), or None."
     return None if str(checkpoint) in ("last", "") or str(checkpoint).isdigit() else "must be last or a step number N (model_N/)"
+
+def head_warmup_problem(steps) -> str | None:
+    "What is wrong with a `train.head_warmup_steps` value (`auto`, or a step count >= 0; 0 = off), or None."
+    ok = steps == "auto" or (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0)
+    return None if ok else "must be auto or a step count >= 0 (0 = no head warm-up)"
 
 # %% ../nbs/00_config.ipynb #3f000ef9
 def _is_our_root(d: Path) -> bool:
@@ -305,6 +311,15 @@ class TrainConfig(Section):
     warmup_rate: float = arg(0.01, "Share of max_steps with linear warmup from 0 to max_lr (PaddleNLP's --warmup_rate).")
     lr_decay_style: str = arg("cosine", "Decay from max_lr to min_lr after warmup: cosine, linear, or none (constant "
                                         "max_lr) (PaddleNLP's --lr_decay_style).", choices=("cosine", "linear", "none"))
+    head_warmup_steps: int | str = arg("auto", "First steps in which only the pretraining heads train (MLM transform, MLM "
+                                               "decoder bias, SOP head; embeddings, encoder and pooler frozen), then all "
+                                               "parameters on the usual warmup + decay over the remaining steps. auto = "
+                                               "on when the start model's MLM transform or decoder is random (as in the "
+                                               "ernie-3.0-medium-zh release, PaddleNLP #2049): 2% of max_steps, at least "
+                                               "20, at most half; off when the heads were loaded and from scratch. 0 = "
+                                               "off. Trade-off: these steps do not adapt the encoder, but random heads "
+                                               "no longer send large, meaningless gradients into it.",
+                                       check=head_warmup_problem)
     weight_decay: float = arg(0.01, "AdamW weight decay (not on biases and LayerNorm).")
     adam_beta1: float = arg(0.9, "AdamW beta1.")
     adam_beta2: float = arg(0.999, "AdamW beta2.")
@@ -444,7 +459,7 @@ AUTO = "auto"  # `train.max_steps: auto`: the step count follows from the data (
 
 def _coerce(tp, val, where: str):
     "Convert `val` to the field type `tp` (bool/int/float/str, or `int | str` = an integer or 'auto'), with a clear error."
-    if tp == (int | str):  # train.max_steps
+    if tp == (int | str):  # train.max_steps, train.head_warmup_steps
         if isinstance(val, str) and val.strip().lower() == AUTO: return AUTO
         try: return _coerce(int, val, where)
         except ValueError: raise ValueError(f"{where}: expected an integer or '{AUTO}', got {val!r}") from None
@@ -742,6 +757,7 @@ def base_config(cfg: Config) -> Config:
         "segment.enabled": False, "pretraining_data.cn_splited": True, "base_model.enabled": False,
         "train.max_steps": b.max_steps, "train.epochs": 0.0, "train.max_lr": b.max_lr, "train.min_lr": b.min_lr,
         "train.warmup_rate": b.warmup_rate, "train.continue_training": True,
+        "train.head_warmup_steps": "auto",  # a count given for the domain run is not this run's (from scratch: auto is off)
         "train.save_steps": b.max_steps,  # only the final model_<step>/ is kept (model_last still makes it resumable)
     })
 
@@ -839,6 +855,7 @@ def tapt_config(cfg: Config, start: str | None = None) -> Config:
         "base_model.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
         "train.max_steps": t.max_steps, "train.epochs": 0.0, "train.max_lr": t.max_lr, "train.min_lr": t.min_lr,
         "train.warmup_rate": t.warmup_rate, "train.continue_training": True,
+        "train.head_warmup_steps": "auto",  # a count given for the domain run is not this run's (its start has trained heads)
     })
 
 # %% ../nbs/00_config.ipynb #3697772d

@@ -25,22 +25,25 @@ from .dataset import (GlobalBatchSampler, build_datasets, collate_batch, corpus_
                                        resolve_max_steps, split_documents, unigram_reference)
 from .fileio import (LockedError, atomic_dir, atomic_path, atomic_write_text, content_hash,
                                       die_with_parent, dir_bytes, dir_lock, fmt_bytes, stage_warning)
-from .modeldir import (ModelDirError, ModelInfo, audit_problem, audit_start_model, load_tokenizer, load_weights, made_by_stage,
-                                        quiet_paddlenlp, require_seq_len)
+from .modeldir import (BODY_GROUPS, HEAD_GROUPS, ModelDirError, ModelInfo, audit_problem, audit_start_model,
+                                        heads_random, load_tokenizer, load_weights, made_by_stage, param_group, quiet_paddlenlp,
+                                        require_seq_len)
 
 # %% auto #0
-__all__ = ['RANDOM_LOSS_BAND', 'TRAINER_LOCK_GRACE', 'TRAINER_LOCK_FIX', 'MIN_CONTEXT_GAIN', 'train', 'train_step', 'DistEnv',
-           'init_distributed', 'agree_on_resume_step', 'accumulate_steps', 'run_tokenizer', 'build_model',
-           'StartModelError', 'start_audit', 'require_start', 'apply_repairs', 'start_model', 'enable_recompute',
-           'lr_at', 'schedule_args', 'build_optimizer', 'to_tensors', 'forward_loss', 'all_reduce_sum', 'global_count',
-           'train_record', 'evaluate', 'evaluate_per_corpus', 'eval_and_log', 'start_loss', 'start_loss_line',
-           'record_start', 'step_seed', 'optimizer_state_by_structure', 'optimizer_state_from_structure', 'check_amp',
-           'make_scaler', 'scaler_state', 'load_scaler_state', 'scaler_step', 'corpus_digest', 'start_digest',
-           'amp_recipe', 'training_recipe', 'trainer_state', 'save_checkpoint', 'find_resume_checkpoint',
-           'read_trainer_state', 'start_problem', 'load_optimizer_state', 'checkpoint_vocab_mismatch',
-           'checkpoint_recipe_mismatch', 'check_resumable', 'prune_checkpoints', 'remove_stale_checkpoint_dirs',
-           'maybe_checkpoint', 'read_metrics', 'MetricsLogger', 'trainer_lock', 'trainer_running', 'setup_run', 'main',
-           'plot_metrics', 'context_gain', 'context_report', 'start_report']
+__all__ = ['HEAD_WARMUP_SHARE', 'HEAD_WARMUP_MIN', 'MLM_HEADS', 'HEAD_LR_WARMUP', 'RANDOM_LOSS_BAND', 'TRAINER_LOCK_GRACE',
+           'TRAINER_LOCK_FIX', 'MIN_CONTEXT_GAIN', 'train', 'train_step', 'DistEnv', 'init_distributed',
+           'agree_on_resume_step', 'accumulate_steps', 'run_tokenizer', 'build_model', 'StartModelError', 'start_audit',
+           'require_start', 'apply_repairs', 'start_model', 'enable_recompute', 'lr_at', 'schedule_args',
+           'head_warmup_plan', 'head_warmup_line', 'head_phase_frozen', 'phase_lr_at', 'build_optimizer', 'to_tensors',
+           'forward_loss', 'drop_frozen_grads', 'all_reduce_sum', 'global_count', 'train_record', 'evaluate',
+           'evaluate_per_corpus', 'eval_and_log', 'start_loss', 'start_loss_line', 'record_start', 'step_seed',
+           'optimizer_state_by_structure', 'optimizer_state_from_structure', 'check_amp', 'make_scaler', 'scaler_state',
+           'load_scaler_state', 'scaler_step', 'corpus_digest', 'start_digest', 'amp_recipe', 'training_recipe',
+           'trainer_state', 'save_checkpoint', 'find_resume_checkpoint', 'read_trainer_state', 'start_problem',
+           'load_optimizer_state', 'checkpoint_vocab_mismatch', 'checkpoint_recipe_mismatch', 'check_resumable',
+           'prune_checkpoints', 'remove_stale_checkpoint_dirs', 'maybe_checkpoint', 'read_metrics', 'MetricsLogger',
+           'trainer_lock', 'trainer_running', 'run_head_warmup', 'setup_run', 'main', 'plot_metrics', 'context_gain',
+           'context_report', 'start_report']
 
 # %% ../nbs/06_pretrain.ipynb #9bb625e3
 def train(cfg) -> dict:
@@ -74,6 +77,8 @@ def train(cfg) -> dict:
             lr = float(r["sched"].get_lr())
             lm, sop, tokens = train_step(r, micro, cfg, step)
             step += 1
+            if step == r["head"]["steps"] and env.is_main:                     # the phase change, in the log
+                print(f" > step {step}: head warm-up done; all parameters train from here", flush=True)
             for k, v in (("lm", lm), ("sop", sop), ("tokens", tokens), ("time", time.perf_counter() - t0), ("steps", 1)):
                 win[k] += v
             if step % t.logging_freq == 0 or step == t.max_steps:
@@ -105,6 +110,7 @@ def train_step(r: dict, micro: list[dict], cfg, step: int = 0) -> tuple:
         (r["scaler"].scale(loss) if r["scaler"] else loss).backward()
         lm_sum, sop_sum = lm_sum + lm.astype("float64"), sop_sum + sop.astype("float64")
         tokens = tokens + b["attention_mask"].sum().astype("float64")
+    if step < r["head"]["steps"]: drop_frozen_grads(r["head"]["frozen"])  # head warm-up: only the heads update
     stepped = scaler_step(r["scaler"], r["opt"]) if r["scaler"] else (r["opt"].step() or True)
     r["opt"].clear_grad()
     if stepped: r["sched"].step()  # a step the scaler skipped (inf/nan) does not use up the schedule (as PaddleNLP)
@@ -274,22 +280,68 @@ def lr_at(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_step
     return min_lr + coeff * (max_lr - min_lr)
 
 # %% ../nbs/06_pretrain.ipynb #cfaf0e40
-def schedule_args(train_cfg) -> dict:
-    """`lr_at`'s keyword arguments from `train.*`: max/min lr, warmup steps = ceil(warmup_rate x max_steps), decay over
-    max_steps, the decay style (PaddleNLP ernie-1.0's `--warmup_rate` / `--lr_decay_style`)."""
+def schedule_args(train_cfg, head_steps: int = 0) -> dict:
+    """`lr_at`'s keyword arguments from `train.*`: max/min lr, warmup steps = ceil(warmup_rate x steps), decay over
+    steps, the decay style (PaddleNLP ernie-1.0's `--warmup_rate` / `--lr_decay_style`); steps = max_steps minus the
+    head warm-up's `head_steps` (the whole model's schedule starts after it, `phase_lr_at`)."""
     t = train_cfg
-    return dict(max_lr=t.max_lr, min_lr=t.min_lr, warmup_steps=int(math.ceil(t.warmup_rate * t.max_steps)),
-                decay_steps=t.max_steps, style=t.lr_decay_style)
+    steps = t.max_steps - head_steps
+    return dict(max_lr=t.max_lr, min_lr=t.min_lr, warmup_steps=int(math.ceil(t.warmup_rate * steps)),
+                decay_steps=steps, style=t.lr_decay_style)
 
 # %% ../nbs/06_pretrain.ipynb #f31b3adf
-def build_optimizer(cfg, model):
-    "AdamW (no decay on bias/norm) + global-norm clip + the warmup/decay schedule."
+HEAD_WARMUP_SHARE, HEAD_WARMUP_MIN = 0.02, 20  # auto: 2% of max_steps, at least 20 steps (at most half of max_steps)
+MLM_HEADS = ("MLM transform", "MLM decoder")  # random here turns the auto head warm-up on
+
+def head_warmup_plan(setting, max_steps: int, audit: dict | None) -> tuple[int, str]:
+    """(steps, why) of the head warm-up. `setting`: `train.head_warmup_steps` (auto or a step count, taken as it is);
+    `audit`: the start model's (`start_audit`). auto is on when the MLM transform or decoder is random and the body
+    loaded: `HEAD_WARMUP_SHARE` of max_steps, at least `HEAD_WARMUP_MIN`, at most max_steps // 2. ValueError when a
+    step count leaves no step for the whole model."""
+    if setting != "auto":
+        if setting >= max_steps:
+            raise ValueError(f"train.head_warmup_steps={setting} must be < train.max_steps={max_steps}: the encoder would "
+                             "never train; fix: --set train.head_warmup_steps=auto (or a smaller number, 0 = off)")
+        return setting, f"train.head_warmup_steps={setting}"
+    a = audit or {}
+    if not a.get("groups") or any(a["groups"].get(g, {}).get("random") for g in BODY_GROUPS):
+        return 0, "auto: from scratch, every parameter starts random"
+    heads = heads_random(a)
+    if not any(g in MLM_HEADS for g in heads): return 0, "auto: the MLM heads were loaded"
+    why = "auto: " + ", ".join(f"{g} random" for g in heads)
+    steps = min(max(HEAD_WARMUP_MIN, math.ceil(HEAD_WARMUP_SHARE * max_steps)), max_steps // 2)
+    return steps, why if steps else f"{why}, but train.max_steps={max_steps} leaves no room for it"
+
+def head_warmup_line(steps: int, why: str) -> str:
+    "One line for the log: `head warm-up: 20 steps (auto: MLM transform random, ...), then all parameters`, or `off (why)`."
+    return f"head warm-up: {steps} steps ({why}), then all parameters" if steps else f"head warm-up: off ({why})"
+
+# %% ../nbs/06_pretrain.ipynb #00069c76
+def head_phase_frozen(model) -> dict:
+    """The parameters the head warm-up freezes, by structural name: all but the pretraining heads (`HEAD_GROUPS`), i.e.
+    embeddings (the MLM decoder weight is tied to the word embeddings), encoder and pooler."""
+    return {n: p for n, p in model.named_parameters() if param_group(n) not in HEAD_GROUPS}
+
+# %% ../nbs/06_pretrain.ipynb #e677e58b
+HEAD_LR_WARMUP = 0.25  # share of the head warm-up with a linear lr warmup to max_lr (at least 1 step); then constant
+
+def phase_lr_at(step: int, head_steps: int, max_lr: float, min_lr: float, warmup_steps: int, decay_steps: int,
+                style: str = "cosine") -> float:
+    """Learning rate of the `step`-th update (0-based) of a run whose first `head_steps` updates train the heads only:
+    there, a linear warmup over ceil(`HEAD_LR_WARMUP` x head_steps) steps to max_lr, then max_lr; after it, `lr_at` of
+    the remaining steps (`schedule_args(train, head_steps)`). `head_steps=0` is `lr_at` itself."""
+    if step < head_steps: return lr_at(step, max_lr, max_lr, math.ceil(HEAD_LR_WARMUP * head_steps), head_steps, "none")
+    return lr_at(step - head_steps, max_lr, min_lr, warmup_steps, decay_steps, style)
+
+# %% ../nbs/06_pretrain.ipynb #d9095d26
+def build_optimizer(cfg, model, head_steps: int = 0):
+    "AdamW (no decay on bias/norm) + global-norm clip + the warmup/decay schedule (after `head_steps` of head warm-up)."
     import paddle
-    args = schedule_args(cfg.train)
+    args = schedule_args(cfg.train, head_steps)
     cfg.train.require_valid("lr_decay_style")  # before the first step, not inside lr_at at step 1
 
     class WarmupDecayLR(paddle.optimizer.lr.LRScheduler):
-        def get_lr(self): return lr_at(self.last_epoch, **args)
+        def get_lr(self): return phase_lr_at(self.last_epoch, head_steps, **args)
 
     sched = WarmupDecayLR(learning_rate=cfg.train.max_lr)
     decay = {p.name for n, p in model.named_parameters() if not any(k in n for k in ("bias", "norm"))}
@@ -321,6 +373,14 @@ def forward_loss(model, batch: dict, n_mask_total: float, n_samples_total: float
     else:
         sop = 0.0 * seq_rel.sum()
     return (lm + sop) * world_size, lm.detach(), sop.detach()
+
+# %% ../nbs/06_pretrain.ipynb #ee094bf1
+def drop_frozen_grads(frozen: dict) -> None:
+    """Release the gradients of the `frozen` parameters (`head_phase_frozen`) after the backward pass and before the
+    optimizer step. AdamW skips a parameter without a gradient: no update, no weight decay, no moments or beta powers,
+    and the global-norm clip sees the heads' gradients only. All parameters stay in the optimizer and in the
+    DataParallel all-reduce, which a `stop_gradient` flip would break."""
+    for p in frozen.values(): p.clear_gradient(False)  # None, not zero: a zero gradient would still decay and step
 
 # %% ../nbs/06_pretrain.ipynb #ddad9aca
 def all_reduce_sum(values: list, env: DistEnv) -> list[float]:
@@ -421,9 +481,11 @@ def start_loss_line(loss: dict | None, from_scratch: bool = False) -> str:
 # %% ../nbs/06_pretrain.ipynb #f3285755
 def record_start(r: dict, cfg) -> dict:
     """Step 0 of a fresh run: `start_loss` (every rank: the evaluation all-reduces), then on rank 0 `<run>/start_model.json`
-    (the audit + `start_loss`) and its two lines on stdout. Returns the record written."""
+    (the audit + `start_loss`, + `head_warmup` when the run has one) and its two lines on stdout. Returns the record written."""
     loss = start_loss(r, cfg)
     rec = {**r["audit"], "start_loss": loss}
+    head = r.get("head") or {"steps": 0}
+    if head["steps"]: rec["head_warmup"] = {"steps": head["steps"], "why": head["why"]}
     if r["env"].is_main:
         atomic_write_text(cfg.paths.run_dir / "start_model.json", json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
         print(f" > {rec['line']}\n > {start_loss_line(loss, rec.get('from_scratch', False))}", flush=True)
@@ -554,10 +616,10 @@ def training_recipe(cfg) -> dict:
             "amp": amp_recipe(t)}
 
 # %% ../nbs/06_pretrain.ipynb #6dc8f108
-def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None) -> dict:
+def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None, head: dict | None = None) -> dict:
     """What `trainer_state.json` holds for a resume at `step`: consumed samples, batch split, lr scheduler state, the
-    training recipe (`training_recipe`), the dropout-seed rule, the data position (`next_sample`, the blend) and, under
-    float16 AMP, the loss scaler."""
+    training recipe (`training_recipe`), the dropout-seed rule, the data position (`next_sample`, the blend), under
+    float16 AMP the loss scaler, and the head warm-up (`head`: its steps and why) when the run has one."""
     t = cfg.train
     return {"step": step, "consumed_samples": step * t.global_batch_size, "global_batch_size": t.global_batch_size,
             "micro_batch_size": t.micro_batch_size, "accumulate_steps": acc, "world_size": env.world_size,
@@ -568,7 +630,8 @@ def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None) ->
             "data": {"corpus": str(cfg.paths.ids_dir / cfg.pretraining_data.output_prefix), "split": cfg.data.split,
                      "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size,
                      **({"blend": list(cfg.data.blend)} if is_blended(cfg) else {})},
-            **({"scaler": scaler_state(scaler)} if scaler is not None else {})}
+            **({"scaler": scaler_state(scaler)} if scaler is not None else {}),
+            **({"head_warmup": {"steps": head["steps"], "why": head["why"]}} if head and head["steps"] else {})}
 
 # %% ../nbs/06_pretrain.ipynb #e6736061
 def save_checkpoint(path, model, tokenizer, optimizer, state: dict) -> Path:
@@ -682,7 +745,7 @@ def maybe_checkpoint(cfg, r: dict, step: int, final: bool = False):
     checkpoint_steps and at the end (rank 0)."""
     t, env = cfg.train, r["env"]
     if not env.is_main: return
-    state = trainer_state(cfg, step, r["sched"], env, r["acc"], r["scaler"])
+    state = trainer_state(cfg, step, r["sched"], env, r["acc"], r["scaler"], r["head"])
     if t.save_steps and step % t.save_steps == 0:
         save_checkpoint(cfg.paths.checkpoint_dir / f"model_{step}", r["model"], r["tokenizer"], r["opt"], state)
         prune_checkpoints(cfg.paths.checkpoint_dir, t.save_total_limit)
@@ -803,9 +866,27 @@ def _log_reference_lines(cfg, data: dict, logger, step: int) -> None:
         if ref is not None: logger.log({"split": "reference", "step": step, "unigram_lm_loss": ref})
 
 # %% ../nbs/06_pretrain.ipynb #fc09b0ae
+def run_head_warmup(cfg, audit: dict | None, state: dict, ckpt=None) -> tuple[int, str]:
+    """(steps, why) of the run's head warm-up: at step 0 `head_warmup_plan` of the start model's `audit`; on a resume
+    (`audit` None) the checkpoint's `head_warmup` (absent = none) for `auto`, else the configured count, with a warning
+    when that differs from the checkpoint's; ValueError when it would end the head phase a checkpoint inside it is in."""
+    t = cfg.train
+    if audit is not None: return head_warmup_plan(t.head_warmup_steps, t.max_steps, audit)
+    saved = state.get("head_warmup") or {"steps": 0, "why": "the checkpoint was trained without one"}
+    if t.head_warmup_steps == "auto": return saved["steps"], saved["why"]
+    if state["step"] < saved["steps"] and t.head_warmup_steps <= state["step"]:
+        raise ValueError(f"{ckpt} was saved at step {state['step']}, inside its head warm-up of {saved['steps']} steps (its "
+                         f"optimizer state has the heads only), but train.head_warmup_steps={t.head_warmup_steps} would end "
+                         f"that phase before it; fix: --set train.head_warmup_steps=auto, or train.continue_training=false")
+    if t.head_warmup_steps != saved["steps"]:
+        warnings.warn(f"resuming {ckpt}: train.head_warmup_steps changed {saved['steps']} -> {t.head_warmup_steps}; the "
+                      "phase boundary and the lr schedule change with it")
+    return head_warmup_plan(t.head_warmup_steps, t.max_steps, None)
+
+# %% ../nbs/06_pretrain.ipynb #33f587cc
 def setup_run(cfg):
     """Everything the loop needs: env, resume point, tokenizer, data, model (`start_model` at step 0, with its `audit`;
-    else the checkpoint's), optimizer, loader, logger."""
+    else the checkpoint's), the head warm-up (`head`: steps, why, the parameters it freezes), optimizer, loader, logger."""
     import paddle
     check_amp(cfg.train)  # before any work: a typo in the AMP settings is one clear line
     env = init_distributed(cfg.launch.device)
@@ -822,8 +903,10 @@ def setup_run(cfg):
     tokenizer = run_tokenizer(cfg, resume)
     data = build_datasets(cfg, tokenizer, is_builder=env.local_rank == 0, barrier=env.barrier, verbose=env.is_main)
     model, audit = (build_model(cfg, tokenizer, resume), None) if resume else start_model(cfg, tokenizer)
+    head_steps, why = run_head_warmup(cfg, audit, state, resume)
+    if env.is_main: print(f" > {head_warmup_line(head_steps, why)}", flush=True)
     if cfg.train.use_recompute: enable_recompute(model)
-    opt, sched = build_optimizer(cfg, model)
+    opt, sched = build_optimizer(cfg, model, head_steps)
     if resume: load_optimizer_state(resume, opt, sched, state, model)
     amp = cfg.train.use_amp and paddle.get_device().startswith("gpu")
     if cfg.train.use_amp and not amp: warnings.warn("train.use_amp needs a GPU: training in float32 on CPU")
@@ -833,12 +916,13 @@ def setup_run(cfg):
         model, opt = paddle.amp.decorate(models=model, optimizers=opt, level="O2", dtype=cfg.train.amp_dtype,
                                          save_dtype="float32")
     dp = paddle.DataParallel(model) if env.world_size > 1 else model
+    head = dict(steps=head_steps, why=why, frozen=head_phase_frozen(model) if state["step"] < head_steps else {})
     loader = _train_loader(cfg, data["train"], tokenizer, env, state["step"])
     logger = MetricsLogger(cfg.paths.run_dir, env.is_main, state["step"])
     if env.is_main and state["step"] == 0 and data["valid"] is not None:  # the line a context-free model reaches (05)
         _log_reference_lines(cfg, data, logger, state["step"])
     return dict(env=env, acc=acc, state=state, tokenizer=tokenizer, data=data, model=model, dp=dp, opt=opt,
-                sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger, audit=audit)
+                sched=sched, scaler=scaler, amp=amp, loader=iter(loader), logger=logger, audit=audit, head=head)
 
 # %% ../nbs/06_pretrain.ipynb #da76bef7
 def main(argv=None) -> int:
@@ -915,8 +999,9 @@ def context_report(run_dir, warn: bool = False) -> str:
 
 # %% ../nbs/06_pretrain.ipynb #cd867f70
 def start_report(run_dir, warn: bool = False) -> str:
-    """The audit line and the start-loss line of a run (`<run>/start_model.json`, written at step 0). `warn`: effectively
-    random start weights (not from scratch) also go out as a `fileio.stage_warning`."""
+    """The audit line and the start-loss line of a run (`<run>/start_model.json`, written at step 0), and the head
+    warm-up's line when it ran. `warn`: effectively random start weights (not from scratch) also go out as a
+    `fileio.stage_warning`."""
     p = Path(run_dir) / "start_model.json"
     if not p.is_file(): return f"{Path(run_dir).name}: no start_model.json (a run started before the start-model audit)"
     rec = json.loads(p.read_text(encoding="utf-8"))
@@ -926,7 +1011,8 @@ def start_report(run_dir, warn: bool = False) -> str:
                       f"ln(vocab) = {loss['ln_vocab']:.3f}: the weights of start model {rec['source']} are effectively random",
                       fix="check model.model_name_or_path (a complete, trained checkpoint?), or set model.from_scratch=true "
                           "if training from scratch is meant")
-    return f"{rec['line']}\n{start_loss_line(loss, scratch)}"
+    head = rec.get("head_warmup")
+    return f"{rec['line']}\n{start_loss_line(loss, scratch)}" + (f"\n{head_warmup_line(**head)}" if head else "")
 
 # %% ../nbs/06_pretrain.ipynb #a7e39f7e
 if __name__ == "__main__" and not hasattr(sys, "ps1") and "ipykernel" not in sys.modules:
