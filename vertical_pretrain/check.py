@@ -26,7 +26,7 @@ from .modeldir import (CONFIG_FILES, ModelInfo, TOKENIZER_FILES, VOCAB_NAME, WEI
 from .pdf2text import Pdf2TextError, list_inputs, pdf_page_count, sniff_input
 from .pretrain import accumulate_steps
 from .stages import STAGES, probe_kernel, select_stages
-from .task import load_task
+from .task import load_task, without_overlap
 
 # %% ../nbs/09b_check.ipynb #f5e7dc8b
 PRETRAIN_STAGES = {"05", "05a", "06", "06b", "07a", "07b"}  # build samples of data.max_seq_len / train with train.*
@@ -175,15 +175,18 @@ def check_blend(cfg: Config, keys: set[str]) -> list[str]:
     return out
 
 # %% ../nbs/09b_check.ipynb #c81a6214
-def check_task(cfg: Config, keys: set[str]) -> list[str]:
+def check_task(cfg: Config, keys: set[str], notes: list | None = None) -> list[str]:
     """Stage 08's task dir loads (train/dev/test with the configured columns); stage 07a (tapt.enabled) has unlabeled.txt.
+    Dev/test texts that repeat a train text (`task.without_overlap`) are one line in `notes` (not a problem).
 
     Returns one line per problem with the fix; `[]` when all is well."""
     out = []
     if "08" in keys:
-        try: load_task(cfg.finetune.task_dir, cfg.finetune)
+        try: task = without_overlap(load_task(cfg.finetune.task_dir, cfg.finetune), cfg.finetune.split_overlap)
         except (OSError, ValueError, KeyError) as e:
             out.append(f"finetune.task_dir: {e} (fix: --set finetune.task_dir=/path/to/task, or the finetune.*_column settings)")
+        else:
+            if task["overlap"]["line"] and notes is not None: notes.append(task["overlap"]["line"])
     if "07a" in keys and cfg.tapt.enabled and not (resolve_path(cfg.finetune.task_dir) / "unlabeled.txt").is_file():
         out.append(f"tapt.enabled=true but {resolve_path(cfg.finetune.task_dir) / 'unlabeled.txt'} does not exist (finetune.task_dir); "
                    f"fix: put the task's unlabeled train text there (`vertical-pretrain build-task` writes it) or --set tapt.enabled=false")
@@ -379,13 +382,13 @@ def check_kernel(kernel: str) -> list[str]:
 
 # %% ../nbs/09b_check.ipynb #5d936b16
 def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None = None) -> dict:
-    """{'problems': [line, ...], 'checks': [names run], 'seconds': float} for the selected stages (default: all), run in
+    """{'problems': [line, ...], 'notes': [line, ...], 'checks': [names run], 'seconds': float} for the selected stages (default: all), run in
     the Jupyter kernel `kernel` (default `cfg.pipeline.kernel`).
 
     Runs only the checks that the selected stages need; `seconds` is wall-clock time. Never raises: a check that
     crashes becomes a problem line naming the exception. Writes nothing."""
     t0, keys = time.perf_counter(), stage_keys(stages)
-    cache = {}
+    cache, notes = {}, []  # notes: true of the run but no reason to stop (check_task's repeated task texts)
     def info():  # one model_info per report (hub names import PaddleNLP once)
         if "info" not in cache: cache["info"] = model_info(cfg)
         return cache["info"]
@@ -393,7 +396,7 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None =
               ("notebooks", lambda: check_notebooks(stages, nbs_dir)),
               ("inputs", lambda: check_inputs(cfg)) if "01" in keys else None,
               ("model and tokenizer", lambda: check_model_sources(cfg, keys, info())) if keys & (MODEL_STAGES | TOKENIZER_STAGES) else None,
-              ("task data", lambda: check_task(cfg, keys)) if keys & {"07a", "08"} else None,
+              ("task data", lambda: check_task(cfg, keys, notes)) if keys & {"07a", "08"} else None,
               ("corpus blend", lambda: check_blend(cfg, keys)) if keys & {"05", "06", "06b"} else None,
               ("sequence lengths", lambda: check_shapes(cfg, keys, info())) if keys & (PRETRAIN_STAGES | {"08"}) else None,
               ("batch sizes", lambda: check_batches(cfg, keys)) if keys & (TRAIN_STAGES | {"07b", "08"}) else None,
@@ -406,7 +409,7 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None =
         try: problems += fn()
         except Exception as e:  # a check that cannot run is a problem to report, not a crash
             problems.append(f"{name} check could not run: {type(e).__name__}: {e}")
-    return {"problems": problems, "checks": [n for n, _ in checks], "seconds": time.perf_counter() - t0}
+    return {"problems": problems, "notes": notes, "checks": [n for n, _ in checks], "seconds": time.perf_counter() - t0}
 
 # %% ../nbs/09b_check.ipynb #28017aad
 def run_checks(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None = None) -> list[str]:
@@ -427,6 +430,7 @@ def main(argv=None) -> int:
     except (ValueError, KeyError, FileNotFoundError) as e:
         print(f"check: {e}", file=sys.stderr); return 1
     rep = check_report(cfg, stages=stages, nbs_dir=args.nbs_dir)
+    for line in rep["notes"]: print(f"check: note: {line}", file=sys.stderr)  # true of the run, not a reason to stop
     for line in rep["problems"]: print(f"check: {line}", file=sys.stderr)
     if rep["problems"]: return 1
     print(f"check: ok ({len(rep['checks'])} checks, {rep['seconds']:.1f} s)")

@@ -416,6 +416,10 @@ class FinetuneConfig(Section):
                               "pretraining value).")
     workers: int = arg(1, "Fine-tune runs in parallel processes (one run keeps about one CPU core busy).")
     random_init: bool = arg(True, "Add a control row: the base architecture with random weights (did pretraining help at all?).")
+    split_overlap: str = arg("drop", "Dev/test texts that repeat a train text (exact, or a near copy at dedup's Jaccard 0.8): "
+                                     "drop = remove them from dev/test (their scores would not be held-out), report = "
+                                     "keep them and only say how many (check, the comparison report).",
+                             choices=("drop", "report"))
 
 # %% ../nbs/00_config.ipynb #ed7965d2
 @dataclass

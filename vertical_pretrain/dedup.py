@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['MINHASH_SEED', 'STATE_FILE', 'STATE_FORMAT', 'normalize_text', 'shingles', 'jaccard', 'near_copy', 'exact_key',
            'candidate_probability', 'signatures', 'doc_id', 'Deduper', 'kept', 'add', 'load_state', 'dedup_books',
-           'format_report']
+           'format_report', 'repeats']
 
 # %% ../nbs/02b_dedup.ipynb #f43fe6ec
 import functools
@@ -293,3 +293,19 @@ def format_report(rep: dict, top: int = 10) -> str:
         out += [f"    {'kept ' if m['kept'] else 'drop '} {m['book']} #{m['doc']} ({m['chars']} chars): {m['snippet']}"
                 for m in c["members"]]
     return "\n".join(out)
+
+# %% ../nbs/02b_dedup.ipynb #5be6697f
+def repeats(reference: list, texts: list, threshold: float = 0.8, ngram: int = 5, num_perm: int = 128,
+            bands: int = 16) -> list:
+    """For each of `texts`: 'exact' when its normalised text is one of `reference`'s, 'near' when its estimated
+    character `ngram` Jaccard similarity with one of them is >= `threshold` (MinHash LSH), else None."""
+    ref = [normalize_text(t) for t in reference]
+    keys, lsh, sigs = {exact_key(t) for t in ref if t}, rensa.RMinHashLSH(threshold, num_perm, bands), {}
+    for i, (t, m) in enumerate(zip(ref, signatures(ref, ngram, num_perm))):
+        if t: lsh.insert(i, m); sigs[i] = np.asarray(m.digest(), dtype=np.uint32)
+    out, qs = [], [normalize_text(t) for t in texts]
+    for t, m in zip(qs, signatures(qs, ngram, num_perm)):
+        sig = np.asarray(m.digest(), dtype=np.uint32)
+        near = any(np.count_nonzero(sigs[k] == sig) >= threshold * num_perm for k in lsh.query(m))
+        out.append(None if not t else "exact" if exact_key(t) in keys else "near" if near else None)
+    return out
