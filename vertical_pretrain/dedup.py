@@ -58,9 +58,10 @@ _FILLER = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥"
 
 def near_copy(text: str, target: float, n: int = 5, seed: int = 0) -> str:
     """A copy of `text` whose character `n`-gram Jaccard similarity with `text` is just at or below `target`: characters
-    at random positions are replaced by others (seeded, so the copy is reproducible). For tests and benchmarks."""
+    at random positions are replaced by others (seeded, so the copy is reproducible). Only characters that
+    `normalize_text` keeps are replaced, so the copy's normalised length is the original's. For tests and benchmarks."""
     rng, chars = random.Random(seed), list(text)
-    order = [i for i in range(len(chars)) if not chars[i].isspace()]
+    order = [i for i in range(len(chars)) if normalize_text(chars[i])]
     rng.shuffle(order)
     for i in order:
         chars[i] = next(c for c in rng.sample(_FILLER, 3) if c != chars[i])
