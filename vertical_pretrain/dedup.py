@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import rensa
 
-from .fileio import atomic_write_bytes, atomic_write_text, fmt_bytes
+from .fileio import atomic_open, fmt_bytes
 
 # %% ../nbs/02b_dedup.ipynb #e8c3a16d
 @functools.cache
@@ -99,7 +99,7 @@ class Deduper:
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, bands: int = 16, per_book: bool = False):
         self.threshold, self.num_perm, self.bands, self.per_book = threshold, num_perm, bands, per_book
         self.lsh = rensa.RMinHashLSH(threshold, num_perm, bands)
-        self.sigs = {}     # kept id -> its signature (uint32 row): the check of an LSH candidate
+        self.sigs = {}     # kept id -> its signature (uint32 bytes, smaller than an array): the check of an LSH candidate
         self.lengths = {}  # kept id -> normalised length
         self.exact = {}    # exact key (with the book under per_book) -> the first id with that text
         self.parent = {}   # union-find over the documents that joined a cluster
@@ -130,7 +130,7 @@ def _hits(self, i: int, key, mh, sig) -> dict:
     for k in self.lsh.query(mh):
         if self.per_book and k >> 32 != i >> 32: continue
         self.compared += 1
-        if np.count_nonzero(self.sigs[k] == sig) >= self.threshold * self.num_perm:
+        if np.count_nonzero(np.frombuffer(self.sigs[k], dtype=np.uint32) == sig) >= self.threshold * self.num_perm:
             hits.setdefault(self._root(k), "near")
     return hits
 
@@ -155,13 +155,13 @@ def add(self, i: int, key: int, mh, length: int) -> int:
 
 def _keep(self, i: int, mh, sig, length: int) -> int:
     "Put document `i` into the index of kept documents."
-    self.lsh.insert(i, mh); self.sigs[i] = sig; self.lengths[i] = length
+    self.lsh.insert(i, mh); self.sigs[i] = sig.tobytes(); self.lengths[i] = length
     return i
 
 Deduper.add, Deduper._keep = add, _keep
 
 # %% ../nbs/02b_dedup.ipynb #df7fe658
-def _file_book(d: Deduper, slot: int, docs, ngram: int, batch: int = 4096) -> int:
+def _file_book(d: Deduper, slot: int, docs, ngram: int, batch: int = 256) -> int:
     "Add the documents of one book (an iterable of texts) as book `slot`; returns how many there were."
     n, texts = 0, []
     def flush():
@@ -269,13 +269,11 @@ def dedup_books(books: list, settings: dict, state_dir=None, log=print) -> dict:
         n = _file_book(d, len(known), docs(), settings["ngram"])
         known.append({"name": name, "fingerprint": fp, "docs": n}); hashed += n
     masks = _kept_masks(d, known)
-    state = b""
-    if path:
-        state = pickle.dumps({"key": _state_key(settings), "books": known, "deduper": d}, protocol=pickle.HIGHEST_PROTOCOL)
-        atomic_write_bytes(path, state)
+    if path:  # streamed to the file: the pickled bytes are never all in memory
+        with atomic_open(path) as f: pickle.dump({"key": _state_key(settings), "books": known, "deduper": d}, f, pickle.HIGHEST_PROTOCOL)
     rep = _report(d, known, {name: docs for name, _, docs in books}, masks)
     rep.update(mode=mode, hashed_docs=hashed, compared_with_kept=kept_before, candidates_checked=d.compared - compared_before,
-               state_bytes=len(state), state_bytes_per_doc=round(len(state) / max(1, rep["docs_in"]), 1),
+               state_bytes=(size := path.stat().st_size if path else 0), state_bytes_per_doc=round(size / max(1, rep["docs_in"]), 1),
                settings=settings, library=f"rensa {version('rensa')}", seconds=round(time.time() - t0, 3))
     if log: log(format_report(rep, top=0))
     return {"kept": {b["name"]: m for b, m in zip(known, masks)}, "report": rep}
