@@ -27,7 +27,7 @@ from .modeldir import (CONFIG_FILES, ModelDirError, ModelInfo, TOKENIZER_FILES, 
 from .pdf2text import Pdf2TextError, list_inputs, pdf_page_count, sniff_input
 from .pretrain import accumulate_steps, head_warmup_line, head_warmup_plan, start_audit
 from .stages import STAGES, probe_kernel, select_stages
-from .task import load_task
+from .task import load_task, without_overlap
 
 # %% ../nbs/09b_check.ipynb #f5e7dc8b
 PRETRAIN_STAGES = {"05", "05a", "06", "06b", "07a", "07b"}  # build samples of data.max_seq_len / train with train.*
@@ -176,15 +176,18 @@ def check_blend(cfg: Config, keys: set[str]) -> list[str]:
     return out
 
 # %% ../nbs/09b_check.ipynb #c81a6214
-def check_task(cfg: Config, keys: set[str]) -> list[str]:
+def check_task(cfg: Config, keys: set[str], notes: list | None = None) -> list[str]:
     """Stage 08's task dir loads (train/dev/test with the configured columns); stage 07a (tapt.enabled) has unlabeled.txt.
+    Dev/test texts that repeat a train text (`task.without_overlap`) are one line in `notes` (not a problem).
 
     Returns one line per problem with the fix; `[]` when all is well."""
     out = []
     if "08" in keys:
-        try: load_task(cfg.finetune.task_dir, cfg.finetune)
+        try: task = without_overlap(load_task(cfg.finetune.task_dir, cfg.finetune), cfg.finetune.split_overlap)
         except (OSError, ValueError, KeyError) as e:
             out.append(f"finetune.task_dir: {e} (fix: --set finetune.task_dir=/path/to/task, or the finetune.*_column settings)")
+        else:
+            if task["overlap"]["line"] and notes is not None: notes.append(task["overlap"]["line"])
     if "07a" in keys and cfg.tapt.enabled and not (resolve_path(cfg.finetune.task_dir) / "unlabeled.txt").is_file():
         out.append(f"tapt.enabled=true but {resolve_path(cfg.finetune.task_dir) / 'unlabeled.txt'} does not exist (finetune.task_dir); "
                    f"fix: put the task's unlabeled train text there (`vertical-pretrain build-task` writes it) or --set tapt.enabled=false")
@@ -409,7 +412,7 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None =
     Runs only the checks that the selected stages need; `seconds` is wall-clock time. Never raises: a check that
     crashes becomes a problem line naming the exception. Writes nothing."""
     t0, keys = time.perf_counter(), stage_keys(stages)
-    cache = {}
+    cache, notes = {}, []  # notes: true of the run, no reason to stop (the start model's audit, repeated task texts)
     def info():  # one model_info per report (hub names import PaddleNLP once)
         if "info" not in cache: cache["info"] = model_info(cfg)
         return cache["info"]
@@ -417,7 +420,7 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None =
               ("notebooks", lambda: check_notebooks(stages, nbs_dir)),
               ("inputs", lambda: check_inputs(cfg)) if "01" in keys else None,
               ("model and tokenizer", lambda: check_model_sources(cfg, keys, info())) if keys & (MODEL_STAGES | TOKENIZER_STAGES) else None,
-              ("task data", lambda: check_task(cfg, keys)) if keys & {"07a", "08"} else None,
+              ("task data", lambda: check_task(cfg, keys, notes)) if keys & {"07a", "08"} else None,
               ("corpus blend", lambda: check_blend(cfg, keys)) if keys & {"05", "06", "06b"} else None,
               ("sequence lengths", lambda: check_shapes(cfg, keys, info())) if keys & (PRETRAIN_STAGES | {"08"}) else None,
               ("batch sizes", lambda: check_batches(cfg, keys)) if keys & (TRAIN_STAGES | {"07b", "08"}) else None,
@@ -425,7 +428,7 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None =
               ("gpu", lambda: check_gpu(cfg, keys)),
               ("kernel", lambda: check_kernel(cfg.pipeline.kernel if kernel is None else kernel))]
     checks = [c for c in checks if c]
-    problems, notes = [], []
+    problems = []
     def start():  # its audit line is a note even when all is well
         n, p = check_start_model(cfg, keys, info()); notes.extend(n); return p
     if keys & {"06", "06b"}: checks.insert(4, ("start model", start))
@@ -454,7 +457,7 @@ def main(argv=None) -> int:
     except (ValueError, KeyError, FileNotFoundError) as e:
         print(f"check: {e}", file=sys.stderr); return 1
     rep = check_report(cfg, stages=stages, nbs_dir=args.nbs_dir)
-    for line in rep["notes"]: print(f"check: {line}")  # the start model's audit line
+    for line in rep["notes"]: print(f"check: {line}")  # the start model's audit, repeated task texts: true, not a reason to stop
     for line in rep["problems"]: print(f"check: {line}", file=sys.stderr)
     if rep["problems"]: return 1
     print(f"check: ok ({len(rep['checks'])} checks, {rep['seconds']:.1f} s)")

@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['AUTO', 'PROFILES', 'LEGACY_FLAGS', 'INPUT_ERRORS', 'arg', 'arg_factory', 'field_default', 'field_problem', 'Section',
            'split_weights', 'split_problem', 'checkpoint_problem', 'head_warmup_problem', 'project_root',
-           'resolve_path', 'PathsConfig', 'Pdf2TextConfig', 'SegmentConfig', 'TransToJsonConfig',
-           'PretrainingDataConfig', 'VocabConfig', 'DataConfig', 'ModelConfig', 'TrainConfig', 'LaunchConfig',
-           'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'TaptConfig', 'ReplayConfig', 'EvaluateConfig',
-           'PipelineConfig', 'Config', 'get_config', 'profile_overrides', 'section_name', 'settings', 'explain',
-           'config_field', 'choices', 'value_problem', 'require_value', 'base_config', 'base_run_dir',
+           'resolve_path', 'PathsConfig', 'Pdf2TextConfig', 'SegmentConfig', 'TransToJsonConfig', 'bands_problem',
+           'DedupConfig', 'PretrainingDataConfig', 'VocabConfig', 'DataConfig', 'ModelConfig', 'TrainConfig',
+           'LaunchConfig', 'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'TaptConfig', 'ReplayConfig',
+           'EvaluateConfig', 'PipelineConfig', 'Config', 'get_config', 'profile_overrides', 'section_name', 'settings',
+           'explain', 'config_field', 'choices', 'value_problem', 'require_value', 'base_config', 'base_run_dir',
            'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source', 'parse_blend', 'resolve_blend',
            'is_blended', 'replay_run_dir', 'replay_blend', 'replay_config', 'tapt_run_dir', 'tapt_config', 'parse_set',
            'add_config_args', 'typed_path', 'typed_overrides', 'add_legacy_flags', 'legacy_overrides',
@@ -220,6 +220,40 @@ class TransToJsonConfig(Section):
     seed: int = arg(1234, "Random seed of the document shuffle.")
     workers: int = arg(2, "Worker processes that read the text files.")
 
+# %% ../nbs/00_config.ipynb #62f6f96a
+def bands_problem(num_perm: int, bands: int) -> str | None:
+    "What is wrong with `dedup.bands` for this `num_perm` (rensa cuts the signature into equal bands), or None."
+    if bands >= 1 and num_perm % bands == 0: return None
+    ok = [b for b in range(1, num_perm + 1) if num_perm % b == 0]
+    return f"must divide dedup.num_perm={num_perm} into equal bands (one of {ok})"
+
+@dataclass
+class DedupConfig(Section):
+    "Stage 03's duplicate removal: exact copies, then near copies by MinHash LSH over character n-grams."
+    enabled: bool = arg(True, "Remove exact and near-duplicate documents before stage 03 merges and shuffles them "
+                              "(report: <jsonl_dir>/dedup.json). Off = today's jsonl, duplicates and all.")
+    threshold: float = arg(0.8, "Character n-gram Jaccard similarity from which two documents count as duplicates (0-1). "
+                                "Lower catches looser copies (templates with other names) but may merge different texts "
+                                "on the same subject; higher removes only close copies.",
+                           check=lambda v: None if 0 < v <= 1 else "must be in (0, 1]")
+    ngram: int = arg(5, "Characters per shingle, after whitespace and punctuation are removed. Smaller n finds more "
+                        "overlap between unrelated texts (common words); larger n misses copies with small edits.", minimum=1)
+    num_perm: int = arg(128, "MinHash signature length. More permutations estimate the similarity more precisely "
+                             "(standard error about 0.03 at 128) but hash slower and store num_perm x 4 bytes per kept document.",
+                        minimum=1)
+    bands: int = arg(16, "LSH bands (num_perm / bands rows each; must divide num_perm). More bands find more copies "
+                         "near the threshold (recall at J=0.8: 0.95 with 16x8, 0.2 with 8x16) but check more candidates "
+                         "(slower); every candidate is checked against the threshold, so precision stays.", minimum=1)
+    scope: str = arg("corpus", "Compare documents across the whole corpus (a PDF and a DOCX of one manual are one document) "
+                               "or only within each book.", choices=("corpus", "book"))
+
+    def validate(self, *names: str) -> list[str]:
+        "The field checks, plus `bands` dividing `num_perm`."
+        out = super().validate(*names)
+        if (not names or "bands" in names) and (why := bands_problem(self.num_perm, self.bands)):
+            out.append(f"dedup.bands={self.bands!r} {why}; fix: --set dedup.bands=16 (with dedup.num_perm=128)")
+        return out
+
 # %% ../nbs/00_config.ipynb #68e1ee94
 @dataclass
 class PretrainingDataConfig(Section):
@@ -400,6 +434,10 @@ class FinetuneConfig(Section):
                               "pretraining value).")
     workers: int = arg(1, "Fine-tune runs in parallel processes (one run keeps about one CPU core busy).")
     random_init: bool = arg(True, "Add a control row: the base architecture with random weights (did pretraining help at all?).")
+    split_overlap: str = arg("drop", "Dev/test texts that repeat a train text (exact, or a near copy at dedup's Jaccard 0.8): "
+                                     "drop = remove them from dev/test (their scores would not be held-out), report = "
+                                     "keep them and only say how many (check, the comparison report).",
+                             choices=("drop", "report"))
 
 # %% ../nbs/00_config.ipynb #ed7965d2
 @dataclass
@@ -516,6 +554,7 @@ class Config:
     pdf2text: Pdf2TextConfig = field(default_factory=Pdf2TextConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     trans_to_json: TransToJsonConfig = field(default_factory=TransToJsonConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     pretraining_data: PretrainingDataConfig = field(default_factory=PretrainingDataConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -755,6 +794,7 @@ def base_config(cfg: Config) -> Config:
         "paths.corpus": b.corpus, "paths.run_name": base_run_dir(cfg).name,
         "model.model_name_or_path": "", "pretraining_data.tokenizer_name_or_path": str(base_tokenizer_dir(cfg)),
         "segment.enabled": False, "pretraining_data.cn_splited": True, "base_model.enabled": False,
+        "dedup.enabled": False,  # the general corpus stays as it was: the stand-in base (and its runs) unchanged
         "train.max_steps": b.max_steps, "train.epochs": 0.0, "train.max_lr": b.max_lr, "train.min_lr": b.min_lr,
         "train.warmup_rate": b.warmup_rate, "train.continue_training": True,
         "train.head_warmup_steps": "auto",  # a count given for the domain run is not this run's (from scratch: auto is off)
@@ -853,6 +893,7 @@ def tapt_config(cfg: Config, start: str | None = None) -> Config:
     return cfg.override({
         "paths.corpus": t.corpus, "paths.run_name": tapt_run_dir(cfg).name, **model,
         "base_model.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
+        "dedup.enabled": False,  # TAPT reads the task's train text as it is (the task's splits are checked in 08a)
         "train.max_steps": t.max_steps, "train.epochs": 0.0, "train.max_lr": t.max_lr, "train.min_lr": t.min_lr,
         "train.warmup_rate": t.warmup_rate, "train.continue_training": True,
         "train.head_warmup_steps": "auto",  # a count given for the domain run is not this run's (its start has trained heads)

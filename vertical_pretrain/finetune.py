@@ -15,6 +15,7 @@ import json
 import math
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from .launch import use_fast_cpu_math
 from .modeldir import ModelInfo, load_tokenizer, local_path, quiet_paddlenlp, require_seq_len
 from .pretrain import scaler_step
 from .report import RANDOM_INIT, summarize, verdict, write_report
-from .task import TASK_ERRORS, cap_per_class, load_task, targets  # the task's reading side (08a)
+from .task import TASK_ERRORS, cap_per_class, load_task, targets, without_overlap  # the task's reading side (08a)
 
 # %% ../nbs/08_finetune.ipynb #da112a66
 def multiclass_metrics(y_true, y_pred, num_labels: int) -> dict:
@@ -281,11 +282,13 @@ def _run_key(model_dir, task: dict, seed: int, fcfg: FinetuneConfig) -> dict:
     md = Path(str(model_dir))
     return {"model_dir": str(model_dir), "model_files": file_fingerprint(md) if md.exists() else str(model_dir),
             "task_files": {s: file_fingerprint(f) for s, f in task["files"].items()},
-            "seed": seed, "params": run_params(fcfg)}
+            "seed": seed, "params": run_params(fcfg),
+            # the dev/test rows left out because they repeat train (08a): only when some were, so clean tasks keep their keys
+            **({"overlap_dropped": task["overlap"]["dropped"]} if task.get("overlap", {}).get("dropped") else {})}
 
 def run_params(fcfg: FinetuneConfig) -> dict:
     "The fine-tune settings one run depends on (not how many seeds or which extra rows the comparison has)."
-    return {k: v for k, v in vars(fcfg).items() if k not in ("seeds", "random_init", "workers")}
+    return {k: v for k, v in vars(fcfg).items() if k not in ("seeds", "random_init", "workers", "split_overlap")}
 
 def recipe(fcfg: FinetuneConfig) -> dict:
     "The settings every compared row trains with, as the report lists them: `run_params` (less the task) + the fixed optimiser constants."
@@ -317,9 +320,10 @@ def _init_worker(threads: int, devices=None):
     for msg in ("No ccache found", "Setuptools is replacing distutils"): warnings.filterwarnings("ignore", message=msg)
     if devices is not None: _WORKER_DEVICE = devices.get()
 
-def _finetune_job(model_dir, task_dir, seed: int, fcfg: FinetuneConfig, name: str, amp_dtype: str | None = None) -> dict:
-    return finetune(model_dir, task_dir, None, seed=seed, fcfg=fcfg, name=name, progress=False, device=_WORKER_DEVICE,
-                    amp_dtype=amp_dtype)
+def _finetune_job(model_dir, task_dir, seed: int, fcfg: FinetuneConfig, name: str, amp_dtype: str | None = None,
+                  task: dict | None = None) -> dict:
+    return finetune(model_dir, task_dir, None, seed=seed, fcfg=fcfg, name=name, progress=False, task=task,
+                    device=_WORKER_DEVICE, amp_dtype=amp_dtype)
 
 # %% ../nbs/08_finetune.ipynb #35987b52
 def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfig | None = None, *,
@@ -337,7 +341,9 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     base = base or ("base" if "base" in models else next(iter(models)))
     if base not in models: raise ValueError(f"base model {base!r} is not among {list(models)}")
     out_dir = resolve_path(out_dir)
-    task = load_task(task_dir, fcfg)
+    task = without_overlap(load_task(task_dir, fcfg), fcfg.split_overlap)  # dev/test rows that repeat train (08a)
+    if task["overlap"]["line"]: stage_warning(task["overlap"]["line"], "make the task's splits disjoint, or "
+                                              "--set finetune.split_overlap=drop|report (drop is the default)")
     for model_dir in models.values(): require_seq_len("finetune.max_seq_len", fcfg.max_seq_len, model_dir)  # all, before any run
     results, todo = {n: [] for n in models}, []
     for k in range(seeds):  # seed-major: partial results stay comparable
@@ -366,7 +372,7 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
         for d in (gpus or ["cpu"] * workers)[:workers]: free.put(d)
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(max(1, (os.cpu_count() or 1) // workers), free)) as ex:
-            futs = {ex.submit(_finetune_job, d, task_dir, k, fcfg, n, amp_dtype): (n, p, key) for n, d, k, p, key in todo}
+            futs = {ex.submit(_finetune_job, d, task_dir, k, fcfg, n, amp_dtype, task): (n, p, key) for n, d, k, p, key in todo}
             try:
                 for f in as_completed(futs): done(*futs[f], f.result()); bar.update()
             except BaseException:
@@ -378,7 +384,8 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     bar.close()
     summary = summarize(results, base)
     summary.update(task_dir=str(task_dir), params=vars(fcfg), seeds=seeds, linear=linear_baseline(task, fcfg.train_cap),
-                   probe={name: linear_probe(d, task, fcfg) for name, d in models.items()})
+                   probe={name: linear_probe(d, task, fcfg) for name, d in models.items()},
+                   task_overlap=task["overlap"])
     write_report(summary, out_dir, recipe(fcfg), task_dir)
     return summary
 
@@ -398,7 +405,10 @@ def finetune_main(argv=None) -> int:
     a.model_dir, a.task_dir, a.output_dir = typed_path(a.model_dir, or_name=True), typed_path(a.task_dir), typed_path(a.output_dir)
     name = a.name or Path(a.model_dir).name
     out = a.output_dir or cfg.paths.run_dir / "finetune" / name / f"seed_{a.seed}"
-    m = finetune(a.model_dir, a.task_dir or cfg.finetune.task_dir, out, seed=a.seed, fcfg=cfg.finetune, name=name,
+    task_dir = a.task_dir or cfg.finetune.task_dir
+    task = without_overlap(load_task(task_dir, cfg.finetune), cfg.finetune.split_overlap)  # as compare does (08a)
+    if task["overlap"]["line"]: print(f"finetune: {task['overlap']['line']}", file=sys.stderr)
+    m = finetune(a.model_dir, task_dir, out, seed=a.seed, fcfg=cfg.finetune, name=name, task=task,
                  device=finetune_devices(cfg)[0], amp_dtype=cfg.train.amp_dtype if cfg.train.use_amp else None)
     print(json.dumps({"model": name, "seed": a.seed, "dev": m["dev"]["macro_f1"], "test": {k: v for k, v in m["test"].items() if k != "per_label_f1"},
                       "metrics": str(Path(out) / "metrics.json")}, ensure_ascii=False))

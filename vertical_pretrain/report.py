@@ -134,7 +134,15 @@ def probe_table(summary: dict) -> str:
             "features, trained on the same capped train set; deterministic (no seeds).\n\n"
             f"| model | test {P} | test {S} | Δ {P} vs {base} | dev {P} |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
-# %% ../nbs/08b_report.ipynb #ad48d4bb
+# %% ../nbs/08b_report.ipynb #e2ba1882
+def _overlap_note(summary: dict) -> str:
+    "The sentence on the task's own splits (08a `without_overlap`), as a new paragraph; '' when the summary has none."
+    ov = summary.get("task_overlap")
+    if not ov: return ""
+    return "\n\n" + (ov["line"][0].upper() + ov["line"][1:] + "." if ov["line"] else
+                      "Task splits: no dev or test text repeats a train text (exact, or a near copy at Jaccard >= 0.8).")
+
+# %% ../nbs/08b_report.ipynb #747b21a9
 def comparison_markdown(summary: dict, settings: dict, task_dir, *, extra_sections: Sequence[str] = (),
                         extra_verdict: Sequence[str] = ()) -> str:
     """The comparison as markdown: the table (percent points), the verdict and the notes that make it readable on its own.
@@ -171,7 +179,7 @@ def comparison_markdown(summary: dict, settings: dict, task_dir, *, extra_sectio
     return f"""# Fine-tune comparison ({summary['problem']})
 
 Task: `{task_dir}`. Numbers are test-set percentages, mean ± sample std over seeds; the test set was scored once per run,
-with the weights of the best dev epoch (early stopping on dev {P}).
+with the weights of the best dev epoch (early stopping on dev {P}).{_overlap_note(summary)}
 
 {head}{chr(10).join(lines)}
 

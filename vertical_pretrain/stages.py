@@ -96,7 +96,7 @@ STAGES: list[Stage] = [
     Stage("02", "02_segment.ipynb", "分词（保持文档结构）", ("segment",), ("01",), lambda c: _files(c.segment.user_dict),
           _manifests(_same, ("seg_dir", "segment")),
           lambda c: _manifests(_same, ("seg_dir", "segment"))(c) if c.segment.enabled else []),
-    Stage("03", "03_trans_to_json.ipynb", "文本 → jsonl", ("trans_to_json",), ("02",), None,
+    Stage("03", "03_trans_to_json.ipynb", "文本 → jsonl", ("trans_to_json", "dedup"), ("02",), None,
           _manifests(_same, ("jsonl_dir", "03_trans_to_json"))),
     Stage("03a", "03a_vocab.ipynb", "通用语料与离线词表", ("vocab", "base_model", "model"),
           lambda c: ("01",) if c.vocab.include_domain else (), None, _vocab_products,

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['TASK_SPLITS', 'TASK_FORMATS', 'TASK_ERRORS', 'split_file', 'task_files', 'read_jsonl', 'tsv_is_quoted', 'read_table',
-           'read_task_file', 'label_key', 'label_variants', 'load_task', 'cap_per_class', 'targets']
+           'read_task_file', 'label_key', 'label_variants', 'load_task', 'cap_per_class', 'targets', 'split_overlap',
+           'overlap_line', 'without_overlap']
 
 # %% ../nbs/08a_task.ipynb #2fd0b1fb
 import collections
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import FinetuneConfig, resolve_path
+from .dedup import repeats
 from .textio import decode_text
 
 # %% ../nbs/08a_task.ipynb #fcf8eb20
@@ -239,3 +241,40 @@ def targets(rows: list[dict], labels: list[str], multi: bool) -> np.ndarray:
     for i, r in enumerate(rows):
         for l in r["labels"]: y[i, idx[str(l)]] = 1.0
     return y
+
+# %% ../nbs/08a_task.ipynb #df11b80f
+def split_overlap(task: dict) -> dict:
+    "{split: {'rows': n, 'exact': [row index, ...], 'near': [...]}} for dev and test: the rows that repeat a train text."
+    train, out = [r["text"] for r in task["train"]], {}
+    for s in ("dev", "test"):
+        kinds = repeats(train, [r["text"] for r in task[s]])
+        out[s] = {"rows": len(kinds), "exact": [i for i, k in enumerate(kinds) if k == "exact"],
+                  "near": [i for i, k in enumerate(kinds) if k == "near"]}
+    return out
+
+def overlap_line(overlap: dict, action: str, kept_all: tuple = ()) -> str | None:
+    """One line: how many dev/test texts repeat a train text and what is done with them (`action`); None when none does.
+    `kept_all`: the splits kept whole under 'drop' because every text repeats train (nothing would be left)."""
+    parts = [f"{len(o['exact']) + len(o['near'])} of {o['rows']} {s} texts repeat a train text "
+             f"({len(o['exact'])} exact, {len(o['near'])} near)" for s, o in overlap.items() if o["exact"] or o["near"]]
+    if not parts: return None
+    what = ("dropped from dev/test (finetune.split_overlap=drop)" if action == "drop" else
+            "kept, so those scores are not held-out (finetune.split_overlap=report; drop removes them)")
+    if kept_all:
+        what += (f", except {' and '.join(kept_all)}: every text there repeats train, so it is kept whole and its scores "
+                 f"are NOT held-out; fix: give the task {' and '.join(kept_all)} texts that are not in train")
+    return "task splits: " + "; ".join(parts) + "; " + what
+
+# %% ../nbs/08a_task.ipynb #e66e1e70
+def without_overlap(task: dict, action: str = "drop") -> dict:
+    """The task with `overlap` ({dev, test: `split_overlap`}, action, dropped row indices, line) and, when `action` is
+    'drop', without the dev/test rows that repeat a train text. `task` itself is not changed."""
+    ov, new = split_overlap(task), dict(task)
+    bad = {s: sorted(o["exact"] + o["near"]) for s, o in ov.items() if action == "drop" and (o["exact"] or o["near"])}
+    kept_all = tuple(s for s, b in bad.items() if len(b) == ov[s]["rows"])  # nothing would be left: kept whole, said loudly
+    dropped = {s: b for s, b in bad.items() if s not in kept_all}
+    for s, b in dropped.items():
+        new[s] = [r for i, r in enumerate(task[s]) if i not in set(b)]
+    new["overlap"] = {**ov, "action": action, "dropped": dropped, "kept_all": list(kept_all),
+                      "line": overlap_line(ov, action, kept_all)}
+    return new
