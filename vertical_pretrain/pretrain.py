@@ -469,14 +469,23 @@ def start_loss(r: dict, cfg) -> dict | None:
     ln_v = math.log(r["model"].config.vocab_size)
     return {"valid_lm_loss": lm, "ln_vocab": ln_v, "effectively_random": abs(lm - ln_v) <= RANDOM_LOSS_BAND * ln_v}
 
-def start_loss_line(loss: dict | None, from_scratch: bool = False) -> str:
-    "One line on the step-0 loss: the number, ln(vocab), and plainly whether the start weights are effectively random."
+def start_loss_line(loss: dict | None, from_scratch: bool = False, random_heads=()) -> str:
+    """One line on the step-0 loss: the number, ln(vocab), and plainly whether the start weights are effectively random.
+    `random_heads`: the audit's random head groups (`modeldir.heads_random`); a random MLM transform or decoder explains
+    a loss near ln(vocab) by itself (the encoder may be fine), and the line says that instead."""
     if loss is None: return "start loss: no valid split to evaluate it on"
     line = f"start loss (valid, step 0): MLM {loss['valid_lm_loss']:.3f} nats; random weights give ln(vocab) = {loss['ln_vocab']:.3f}"
     if not loss["effectively_random"]: return line
     if from_scratch: return line + " (from scratch: as expected)"
+    mlm = [h for h in random_heads if h.startswith("MLM")]
+    if mlm: return (line + f" -- near it because the {' and '.join(mlm)} {'is' if len(mlm) == 1 else 'are'} random at the start (the audit line): this loss "
+                    "measures the untrained head, not the encoder")
     return (line + f" -- within {RANDOM_LOSS_BAND:.0%} of it: the start model's weights are effectively random, "
             "this run is not continuing a trained model")
+
+def _random_heads(rec: dict) -> list[str]:
+    "`heads_random` of an audit record; [] for a from-scratch record, which has no groups."
+    return heads_random(rec) if "groups" in rec else []
 
 # %% ../nbs/06_pretrain.ipynb #f3285755
 def record_start(r: dict, cfg) -> dict:
@@ -488,7 +497,7 @@ def record_start(r: dict, cfg) -> dict:
     if head["steps"]: rec["head_warmup"] = {"steps": head["steps"], "why": head["why"]}
     if r["env"].is_main:
         atomic_write_text(cfg.paths.run_dir / "start_model.json", json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
-        print(f" > {rec['line']}\n > {start_loss_line(loss, rec.get('from_scratch', False))}", flush=True)
+        print(f" > {rec['line']}\n > {start_loss_line(loss, rec.get('from_scratch', False), _random_heads(rec))}", flush=True)
     return rec
 
 # %% ../nbs/06_pretrain.ipynb #a445fce0
@@ -1006,13 +1015,14 @@ def start_report(run_dir, warn: bool = False) -> str:
     if not p.is_file(): return f"{Path(run_dir).name}: no start_model.json (a run started before the start-model audit)"
     rec = json.loads(p.read_text(encoding="utf-8"))
     loss, scratch = rec.get("start_loss"), rec.get("from_scratch", False)
-    if warn and loss and loss["effectively_random"] and not scratch:
+    heads = _random_heads(rec)
+    if warn and loss and loss["effectively_random"] and not scratch and not any(h.startswith("MLM") for h in heads):
         stage_warning(f"{Path(run_dir).name}: start loss {loss['valid_lm_loss']:.3f} is within {RANDOM_LOSS_BAND:.0%} of "
                       f"ln(vocab) = {loss['ln_vocab']:.3f}: the weights of start model {rec['source']} are effectively random",
                       fix="check model.model_name_or_path (a complete, trained checkpoint?), or set model.from_scratch=true "
                           "if training from scratch is meant")
     head = rec.get("head_warmup")
-    return f"{rec['line']}\n{start_loss_line(loss, scratch)}" + (f"\n{head_warmup_line(**head)}" if head else "")
+    return f"{rec['line']}\n{start_loss_line(loss, scratch, heads)}" + (f"\n{head_warmup_line(**head)}" if head else "")
 
 # %% ../nbs/06_pretrain.ipynb #a7e39f7e
 if __name__ == "__main__" and not hasattr(sys, "ps1") and "ipykernel" not in sys.modules:
