@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     cfg = config_from_args(a)
     require_stages("06", cfg)  # the book's ids and the offline base of this profile
-    out = resolve_path(a.out) if a.out else cfg.paths.output_root / f"{cfg.profile}_head_warmup"
+    out = resolve_path(a.out) if a.out else resolve_path(cfg.paths.output_root) / f"{cfg.profile}_head_warmup"
     out.mkdir(parents=True, exist_ok=True)
     base = base_model_dir(cfg)
     released = released_like(base, out / "base_medium_release")
