@@ -6,15 +6,11 @@ into the same losses; without a head warm-up nothing changes."""
 import contextlib
 import io
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
-from test_pretrain import SUBPROCESS_ENV, base_cfg, corpus_root, cpu_grad_scaler, train_losses  # noqa: F401 (fixture)
+from test_pretrain import base_cfg, corpus_root, cpu_grad_scaler, kill_at_first_checkpoint, train_losses  # noqa: F401 (fixture)
 from test_start_model import _tiny_start
 from vertical_pretrain.launch import main as launch_main
 from vertical_pretrain.modeldir import load_weights, param_group
@@ -127,18 +123,11 @@ def test_kill_9_in_the_head_phase_then_resume_matches_uninterrupted(corpus_root,
     ref = cfg_from(corpus_root, char_tokenizer_dir, starts["medium"], "hw_ref", **over)
     quiet_train(ref)
     cfg = cfg_from(corpus_root, char_tokenizer_dir, starts["medium"], "hw_killed", **over)
-    path = cfg.save(corpus_root / "hw_killed.yaml")
-    proc = subprocess.Popen([sys.executable, "-m", "vertical_pretrain.pretrain", "--config", str(path)],
-                            env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = cfg.paths.checkpoint_dir / "model_last" / "trainer_state.json"
-    deadline = time.time() + 180
-    while not state.is_file() and proc.poll() is None and time.time() < deadline: time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL); proc.wait()
-    assert state.is_file(), proc.stderr.read().decode()[-3000:]
-    resumed_from = read_trainer_state(state.parent)["step"]
+    kill_at_first_checkpoint(cfg.save(corpus_root / "hw_killed.yaml"), cfg)
+    resumed_from = read_trainer_state(cfg.paths.checkpoint_dir / "model_last")["step"]
     assert 2 <= resumed_from < 12, f"the kill came at step {resumed_from}, after the head phase: nothing to test"
     out = quiet_train(cfg)  # resumes inside the head phase
-    assert f"resuming from {state.parent} at step {resumed_from}" in out and "head warm-up: 12 steps" in out
+    assert f"resuming from {cfg.paths.checkpoint_dir / 'model_last'} at step {resumed_from}" in out and "head warm-up: 12 steps" in out
     got, want = train_losses(cfg.paths.run_dir), train_losses(ref.paths.run_dir)
     assert sorted(got) == list(range(1, 25))
     np.testing.assert_allclose([got[s] for s in range(resumed_from + 1, 25)],

@@ -135,6 +135,18 @@ def _cmdline(proc_dir) -> str:
     except OSError: return ""
 
 
+
+def kill_at_first_checkpoint(config_path, cfg) -> None:
+    "Start `vertical_pretrain.pretrain --config config_path` and kill -9 it as soon as model_last/trainer_state.json exists."
+    proc = subprocess.Popen([sys.executable, "-m", "vertical_pretrain.pretrain", "--config", str(config_path)],
+                            env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = cfg.paths.checkpoint_dir / "model_last" / "trainer_state.json"
+    deadline = time.time() + 180
+    while not state.is_file() and proc.poll() is None and time.time() < deadline: time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    assert state.is_file(), proc.stderr.read().decode()[-3000:]
+
+
 def test_kill_9_and_resume_matches_uninterrupted_run(corpus_root, char_tokenizer_dir):
     over = {"train.max_steps": 40, "train.save_steps": 0, "train.checkpoint_steps": 4, "train.eval_freq": 10,
             "data.num_workers": 1}
@@ -142,13 +154,7 @@ def test_kill_9_and_resume_matches_uninterrupted_run(corpus_root, char_tokenizer
     train(ref)
     cfg = base_cfg(corpus_root, char_tokenizer_dir, "killed", **over)
     path = cfg.save(corpus_root / "killed.yaml")
-    proc = subprocess.Popen([sys.executable, "-m", "vertical_pretrain.pretrain", "--config", str(path)],
-                            env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = cfg.paths.checkpoint_dir / "model_last" / "trainer_state.json"
-    deadline = time.time() + 180
-    while not state.is_file() and proc.poll() is None and time.time() < deadline: time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL); proc.wait()
-    assert state.is_file(), proc.stderr.read().decode()[-3000:]
+    kill_at_first_checkpoint(path, cfg)
     # the DataLoader worker must not outlive its killed trainer (die_with_parent)
     def orphans(): return [p for p in Path("/proc").glob("[0-9]*") if str(path) in _cmdline(p)]
     deadline = time.time() + 10
