@@ -143,13 +143,14 @@ def rebase_links(md: str, from_dir, to_dir, missing_image=None, siblings=()) -> 
 
 # %% ../nbs/09c_docs.ipynb #60f747b7
 _SITE_PACKAGES = re.compile(r"[^\s\"'`()\[\]<>=,;]*/(?:site|dist)-packages(?=/)")
-_TEMP_DIR = re.compile(r"(?<![\w.~<>/-])" + re.escape(tempfile.gettempdir().rstrip("/")) + r"/[\w.+-]+")
+# a folder `tempfile.mkdtemp` made: its prefix ('tmp' by default, or one ending in '_') and 8 random characters
+_TEMP_DIR = re.compile(r"(?<![\w.~<>/-])" + re.escape(tempfile.gettempdir().rstrip("/")) + r"/(?:tmp|[\w.+-]*_)[a-z0-9_]{8}(?![\w.+-])")
 
 def local_paths(text: str, roots: dict) -> str:
     """`text` with the building machine's absolute paths replaced: each prefix in `roots` (`{folder: what to write
     instead}`, longest first, whole path components only), any Python environment's `.../site-packages` (as
-    `<site-packages>`), then a folder right under the temp dir (`tempfile.gettempdir()`, as `<tmp>`): a lesson's
-    `mkdtemp` folder, whose random name differs on every run."""
+    `<site-packages>`), then a `tempfile.mkdtemp` folder right under the temp dir (as `<tmp>`): a lesson's temp folder,
+    whose random name differs on every run. A path a lesson writes out itself (`/tmp/x`) stays as it is."""
     text = _SITE_PACKAGES.sub("<site-packages>", text)
     for prefix, name in sorted(roots.items(), key=lambda kv: -len(kv[0])):
         text = re.sub(re.escape(prefix.rstrip("/")) + r"(?![\w.-])", lambda m: name, text)
