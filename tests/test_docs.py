@@ -139,7 +139,9 @@ def test_docs_into_another_folder_changes_no_tracked_file(tmp_path, tmp_path_fac
 
 # --- every lesson shows its output; no path of the building machine in the committed course (issue 25.2) ---
 
-_MACHINE_PATH = re.compile(r"[\w.-]/(?:site|dist)-packages/|(?<![\w.~<>:/-])/(?:[\w.+-]+/)+?(?:\.venv|output|data_file|nbs)/")
+_MACHINE_PATH = re.compile(r"[\w.-]/(?:site|dist)-packages/|(?<![\w.~<>:/-])/(?:[\w.+-]+/)+?(?:\.venv|output|data_file|nbs)/"
+                           r"|(?<![\w.~<>:/-])" + re.escape(tempfile.gettempdir().rstrip("/")) +
+                           r"/(?:tmp|[\w.+-]*_)[a-z0-9_]{8}(?![\w.+-])")  # a lesson's mkdtemp folder
 _STARTUP = ("No ccache found", "Setuptools is replacing distutils", "IProgress not found")
 
 
