@@ -28,6 +28,7 @@ from pathlib import Path
 
 from vertical_pretrain import export
 from vertical_pretrain.config import add_config_args, base_model_dir, base_tokenizer_dir, config_from_args, resolve_path
+from vertical_pretrain.evaluate_mlm import _fmt as value_ci  # 07b's 'value [lo, hi]' cell
 from vertical_pretrain.evaluate_mlm import default_corpora, run_evaluation
 from vertical_pretrain.finetune import compare
 from vertical_pretrain.launch import launch
@@ -68,12 +69,6 @@ def last_valid_loss(run_dir: Path):
     return valid[-1].get("lm_loss", valid[-1].get("loss")) if valid else None
 
 
-def ci(row: dict, key: str) -> str:
-    m = row.get(key) or {}
-    lo, hi = (m.get("ci") or [None, None])[:2]
-    return f"{m['value']:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else (f"{m['value']:.3f}" if "value" in m else "–")
-
-
 def main(argv=None) -> int:
     p = add_config_args(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     p.add_argument("--out", default=None, help="default output/<profile>_head_warmup")
@@ -108,7 +103,7 @@ def main(argv=None) -> int:
     for name in models:
         m, probe, run = ft["models"][name], (ft.get("probe") or {}).get(name), runs.get(name)
         cells = [name, fmt(start_loss(run)) if run else "–", fmt(last_valid_loss(run)) if run else "–",
-                 ci(rows.get((name, "domain"), {}), "loss"), ci(rows.get((name, "general"), {}), "loss"),
+                 value_ci(rows.get((name, "domain"), {}).get("loss")), value_ci(rows.get((name, "general"), {}).get("loss")),
                  f"{probe['test'][P] * 100:.2f}" if probe else "–",
                  f"{m[f'test_{P}_mean'] * 100:.2f} ± {(m[f'test_{P}_std'] or 0) * 100:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
