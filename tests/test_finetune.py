@@ -111,7 +111,7 @@ def test_decode_page_falls_back_to_gb18030(tmp_path):
     assert bmt.read_page(tmp_path / "bad.1.gz") == (None, "not_gzip")
 
 
-# The tests below lived in nbs/08a_task.ipynb next to the build code before it moved to tools/build_manpages_task.py.
+# The tests below lived in nbs/03b_task.ipynb next to the build code before it moved to tools/build_manpages_task.py.
 ROFF_DEMO = r'''.\" a comment
 .de Sh \" Subsection
 .PP

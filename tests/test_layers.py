@@ -16,13 +16,13 @@ ORDER = [
     # local-path rule, config.json, loaders, sequence-length checks)
     "textio", "modeldir",
     # 2 data stages 01-05 (each imports only the ones before it)
-    "ocr", "formats", "pdf2text", "lac", "segment", "dedup", "trans_to_json", "pretraining_data", "vocab", "dataset",
+    "ocr", "formats", "pdf2text", "lac", "segment", "dedup", "trans_to_json", "task", "pretraining_data", "vocab", "dataset",
     # 3 training: the loop, then the launcher that starts it
     "pretrain", "launch",
     # 4 models
     "export", "extend_vocab", "replay", "tapt",
     # 5 evaluation
-    "task", "evaluate_mlm", "report", "finetune", "standin",
+    "evaluate_mlm", "report", "finetune", "standin",
     # 6 orchestration
     "stages", "check", "pipeline", "docs", "cli",
 ]

@@ -3,7 +3,7 @@
 The task ships built in the repo; this script is only needed to rebuild it, e.g. after changing a cleaning rule or with
 another release of manpages-zh. It reads the gzip roff pages under `<src_dir>/man1..man8/`, keeps the Chinese body
 paragraphs, labels each by its man section and splits train/dev/test by page (the design is explained in
-nbs/08a_task.ipynb, section 2). It imports `vertical_pretrain` for what it shares with the package: the text decoder
+nbs/03b_task.ipynb, section 2). It imports `vertical_pretrain` for what it shares with the package: the text decoder
 (`textio`), the atomic writers and the manifest (`fileio`), the config flags and the fixed seeded subset `task._sample`
 (the same one `task.cap_per_class` takes, so a rebuilt task is byte-identical).
 

@@ -893,7 +893,7 @@ def tapt_config(cfg: Config, start: str | None = None) -> Config:
     return cfg.override({
         "paths.corpus": t.corpus, "paths.run_name": tapt_run_dir(cfg).name, **model,
         "base_model.enabled": False, "tapt.enabled": False, "export.extend_vocab": False,
-        "dedup.enabled": False,  # TAPT reads the task's train text as it is (the task's splits are checked in 08a)
+        "dedup.enabled": False,  # TAPT reads the task's train text as it is (the task's splits are checked in 03b)
         "train.max_steps": t.max_steps, "train.epochs": 0.0, "train.max_lr": t.max_lr, "train.min_lr": t.min_lr,
         "train.warmup_rate": t.warmup_rate, "train.continue_training": True,
         "train.head_warmup_steps": "auto",  # a count given for the domain run is not this run's (its start has trained heads)

@@ -30,7 +30,7 @@ from .launch import use_fast_cpu_math
 from .modeldir import ModelInfo, load_tokenizer, local_path, quiet_paddlenlp, require_seq_len
 from .pretrain import scaler_step
 from .report import RANDOM_INIT, summarize, verdict, write_report
-from .task import TASK_ERRORS, cap_per_class, load_task, targets, without_overlap  # the task's reading side (08a)
+from .task import TASK_ERRORS, cap_per_class, load_task, targets, without_overlap  # the task's reading side (03b)
 
 # %% ../nbs/08_finetune.ipynb #da112a66
 def multiclass_metrics(y_true, y_pred, num_labels: int) -> dict:
@@ -283,7 +283,7 @@ def _run_key(model_dir, task: dict, seed: int, fcfg: FinetuneConfig) -> dict:
     return {"model_dir": str(model_dir), "model_files": file_fingerprint(md) if md.exists() else str(model_dir),
             "task_files": {s: file_fingerprint(f) for s, f in task["files"].items()},
             "seed": seed, "params": run_params(fcfg),
-            # the dev/test rows left out because they repeat train (08a): only when some were, so clean tasks keep their keys
+            # the dev/test rows left out because they repeat train (03b): only when some were, so clean tasks keep their keys
             **({"overlap_dropped": task["overlap"]["dropped"]} if task.get("overlap", {}).get("dropped") else {})}
 
 def run_params(fcfg: FinetuneConfig) -> dict:
@@ -341,7 +341,7 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     base = base or ("base" if "base" in models else next(iter(models)))
     if base not in models: raise ValueError(f"base model {base!r} is not among {list(models)}")
     out_dir = resolve_path(out_dir)
-    task = without_overlap(load_task(task_dir, fcfg), fcfg.split_overlap)  # dev/test rows that repeat train (08a)
+    task = without_overlap(load_task(task_dir, fcfg), fcfg.split_overlap)  # dev/test rows that repeat train (03b)
     if task["overlap"]["line"]: stage_warning(task["overlap"]["line"], "make the task's splits disjoint, or "
                                               "--set finetune.split_overlap=drop|report (drop is the default)")
     for model_dir in models.values(): require_seq_len("finetune.max_seq_len", fcfg.max_seq_len, model_dir)  # all, before any run
@@ -406,7 +406,7 @@ def finetune_main(argv=None) -> int:
     name = a.name or Path(a.model_dir).name
     out = a.output_dir or cfg.paths.run_dir / "finetune" / name / f"seed_{a.seed}"
     task_dir = a.task_dir or cfg.finetune.task_dir
-    task = without_overlap(load_task(task_dir, cfg.finetune), cfg.finetune.split_overlap)  # as compare does (08a)
+    task = without_overlap(load_task(task_dir, cfg.finetune), cfg.finetune.split_overlap)  # as compare does (03b)
     if task["overlap"]["line"]: print(f"finetune: {task['overlap']['line']}", file=sys.stderr)
     m = finetune(a.model_dir, task_dir, out, seed=a.seed, fcfg=cfg.finetune, name=name, task=task,
                  device=finetune_devices(cfg)[0], amp_dtype=cfg.train.amp_dtype if cfg.train.use_amp else None)
@@ -486,7 +486,7 @@ def task_relevance(cfg) -> list[str]:
     return [f"WARNING: the fine-tune task is the default one ({default_task}, built for the demo book), while the domain "
             f"corpus is {', '.join(mine)}: these fine-tune rows say how the models do on "
             "the demo's domain, not on yours. Point finetune.task_dir at your own labelled train/dev/test files "
-            "(format: nbs/08a_task.ipynb) for evidence about your domain; stage 07b's held-out MLM rows are on your corpus."]
+            "(format: nbs/03b_task.ipynb) for evidence about your domain; stage 07b's held-out MLM rows are on your corpus."]
 
 # %% ../nbs/08_finetune.ipynb #8d597120
 def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress: bool = True, log=print) -> dict:

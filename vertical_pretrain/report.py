@@ -136,7 +136,7 @@ def probe_table(summary: dict) -> str:
 
 # %% ../nbs/08b_report.ipynb #e2ba1882
 def _overlap_note(summary: dict) -> str:
-    "The sentence on the task's own splits (08a `without_overlap`), as a new paragraph; '' when the summary has none."
+    "The sentence on the task's own splits (03b `without_overlap`), as a new paragraph; '' when the summary has none."
     ov = summary.get("task_overlap")
     if not ov: return ""
     return "\n\n" + (ov["line"][0].upper() + ov["line"][1:] + "." if ov["line"] else
