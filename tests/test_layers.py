@@ -16,7 +16,7 @@ ORDER = [
     # local-path rule, config.json, loaders, sequence-length checks)
     "textio", "modeldir",
     # 2 data stages 01-05 (each imports only the ones before it)
-    "ocr", "formats", "pdf2text", "lac", "segment", "dedup", "trans_to_json", "task", "pretraining_data", "vocab", "dataset",
+    "ocr", "formats", "pdf2text", "lac", "segment", "dedup", "trans_to_json", "task", "decontam", "pretraining_data", "vocab", "dataset",
     # 3 training: the loop, then the launcher that starts it
     "pretrain", "launch",
     # 4 models

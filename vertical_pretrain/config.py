@@ -6,14 +6,14 @@
 __all__ = ['AUTO', 'PROFILES', 'LEGACY_FLAGS', 'INPUT_ERRORS', 'arg', 'arg_factory', 'field_default', 'field_problem', 'Section',
            'split_weights', 'split_problem', 'checkpoint_problem', 'head_warmup_problem', 'project_root',
            'resolve_path', 'PathsConfig', 'Pdf2TextConfig', 'SegmentConfig', 'TransToJsonConfig', 'bands_problem',
-           'DedupConfig', 'PretrainingDataConfig', 'VocabConfig', 'DataConfig', 'ModelConfig', 'TrainConfig',
-           'LaunchConfig', 'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'TaptConfig', 'ReplayConfig',
-           'EvaluateConfig', 'PipelineConfig', 'Config', 'get_config', 'profile_overrides', 'section_name', 'settings',
-           'explain', 'config_field', 'choices', 'value_problem', 'require_value', 'base_config', 'base_run_dir',
-           'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source', 'parse_blend', 'resolve_blend',
-           'is_blended', 'replay_run_dir', 'replay_blend', 'replay_config', 'tapt_run_dir', 'tapt_config', 'parse_set',
-           'add_config_args', 'typed_path', 'typed_overrides', 'add_legacy_flags', 'legacy_overrides',
-           'config_from_args', 'cli_errors', 'stage_main']
+           'DedupConfig', 'DecontamConfig', 'PretrainingDataConfig', 'VocabConfig', 'DataConfig', 'ModelConfig',
+           'TrainConfig', 'LaunchConfig', 'BaseModelConfig', 'ExportConfig', 'FinetuneConfig', 'TaptConfig',
+           'ReplayConfig', 'EvaluateConfig', 'PipelineConfig', 'Config', 'get_config', 'profile_overrides',
+           'section_name', 'settings', 'explain', 'config_field', 'choices', 'value_problem', 'require_value',
+           'base_config', 'base_run_dir', 'base_tokenizer_dir', 'base_model_dir', 'model_source', 'tokenizer_source',
+           'parse_blend', 'resolve_blend', 'is_blended', 'replay_run_dir', 'replay_blend', 'replay_config',
+           'tapt_run_dir', 'tapt_config', 'parse_set', 'add_config_args', 'typed_path', 'typed_overrides',
+           'add_legacy_flags', 'legacy_overrides', 'config_from_args', 'cli_errors', 'stage_main']
 
 # %% ../nbs/00_config.ipynb #04a9bb7a
 import argparse
@@ -253,6 +253,26 @@ class DedupConfig(Section):
         if (not names or "bands" in names) and (why := bands_problem(self.num_perm, self.bands)):
             out.append(f"dedup.bands={self.bands!r} {why}; fix: --set dedup.bands=16 (with dedup.num_perm=128)")
         return out
+
+# %% ../nbs/00_config.ipynb #04d89d85
+@dataclass
+class DecontamConfig(Section):
+    "Stage 04's decontamination: no text of the fine-tune task's dev/test splits reaches a pretraining run."
+    enabled: bool = arg(True, "Compare every pretraining corpus (domain, replay's general, TAPT's) with the dev and test "
+                              "texts of finetune.task_dir before training (report: ids/task-<fingerprint>/decontam.json). "
+                              "Off = the corpus as stage 03 wrote it, whatever the task.")
+    ngram: int = arg(13, "Characters of the shared n-gram (after whitespace and punctuation are removed) that make a "
+                         "corpus passage overlap a dev/test text (Megatron's 13, in characters). Shorter n also flags "
+                         "common phrases shared by chance; longer n misses copies with small edits.", minimum=1)
+    margin: int = arg(50, "remove: characters removed on each side of an overlap before whole sentences are taken (Megatron "
+                          "removes 200 English characters; one Chinese character carries about four of them). More removes "
+                          "more edited context of a test text, and more innocent text around it.", minimum=0)
+    action: str = arg("remove", "remove = cut the overlapping sentences out of the run's corpus view (the task unchanged); "
+                                "drop_test = keep the corpus, drop the overlapping examples from dev/test in stage 08; "
+                                "report = change nothing, only report (the scores are then not held-out).",
+                      choices=("remove", "drop_test", "report"))
+    max_pieces: int = arg(10, "remove: a document cut into more pieces than this is dropped whole (Megatron's rule: it is "
+                              "mostly the task's own text).", minimum=1)
 
 # %% ../nbs/00_config.ipynb #68e1ee94
 @dataclass
@@ -555,6 +575,7 @@ class Config:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     trans_to_json: TransToJsonConfig = field(default_factory=TransToJsonConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
     pretraining_data: PretrainingDataConfig = field(default_factory=PretrainingDataConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -795,6 +816,7 @@ def base_config(cfg: Config) -> Config:
         "model.model_name_or_path": "", "pretraining_data.tokenizer_name_or_path": str(base_tokenizer_dir(cfg)),
         "segment.enabled": False, "pretraining_data.cn_splited": True, "base_model.enabled": False,
         "dedup.enabled": False,  # the general corpus stays as it was: the stand-in base (and its runs) unchanged
+        "decontam.enabled": False,  # the base stands for a released model, whose pretraining text nobody can clean (03c)
         "train.max_steps": b.max_steps, "train.epochs": 0.0, "train.max_lr": b.max_lr, "train.min_lr": b.min_lr,
         "train.warmup_rate": b.warmup_rate, "train.continue_training": True,
         "train.head_warmup_steps": "auto",  # a count given for the domain run is not this run's (from scratch: auto is off)
