@@ -273,6 +273,9 @@ class DecontamConfig(Section):
                       choices=("remove", "drop_test", "report"))
     max_pieces: int = arg(10, "remove: a document cut into more pieces than this is dropped whole (Megatron's rule: it is "
                               "mostly the task's own text).", minimum=1)
+    max_doc_freq: int = arg(10, "A task n-gram found in more corpus documents than this is boilerplate (a template's fixed "
+                                "sentence), not a dev/test passage, and is ignored (GPT-3 ignored 13-grams with too many hits). "
+                                "0 = no limit. Higher treats more shared phrasing as contamination.", minimum=0)
 
 # %% ../nbs/00_config.ipynb #68e1ee94
 @dataclass

@@ -92,10 +92,25 @@ class Decontaminator:
                  cut: bool = True):
         self.texts, self.n, self.margin, self.max_pieces, self.min_len, self.cut = texts, n, margin, max_pieces, min_doc_length, cut
         self.grams = task_grams([t for *_, t in texts], n)
+        self.doc_freq: dict[str, int] = {}
+        self.common: list[str] = []
         self.hit: set[int] = set()
         self.examples: list[dict] = []
         self.counts = dict.fromkeys(("documents_in", "documents_out", "documents_touched", "documents_dropped",
                                      "chars_in", "chars_removed", "sentences_removed"), 0)
+
+    def count(self, text: str) -> None:
+        "First pass (optional): count in how many documents each task n-gram occurs, for `drop_common`."
+        norm, n = line_starts(text.split("\n"))[0], self.n
+        for g in {norm[k:k + n] for k in range(len(norm) - n + 1) if norm[k:k + n] in self.grams}:
+            self.doc_freq[g] = self.doc_freq.get(g, 0) + 1
+
+    def drop_common(self, max_doc_freq: int) -> int:
+        """Stop looking for the task n-grams that `count` found in more than `max_doc_freq` documents: boilerplate (a
+        template's fixed sentence, a licence line) shared by the corpus and the task, not one test passage. Returns how many."""
+        self.common = sorted(g for g, c in self.doc_freq.items() if c > max_doc_freq)
+        for g in self.common: del self.grams[g]
+        return len(self.common)
 
     def feed(self, text: str) -> list[str]:
         "The document `text` (lines joined by newlines) after the cut: [] when dropped, else one text or several."
@@ -125,14 +140,16 @@ class Decontaminator:
                       "too_short": too_short([t for sp, _, t in self.texts if sp == s], self.n),
                       "overlapped": sorted(self.texts[i][1] for i in self.hit if self.texts[i][0] == s)} for s in CHECKED_SPLITS}
         keys = sorted({exact_key(normalize_text(self.texts[i][2])) for i in self.hit})
-        return {**self.counts, "splits": splits, "overlap_keys": keys, "examples": self.examples}
+        common = sorted(self.common, key=lambda g: -self.doc_freq[g])[:5]
+        return {**self.counts, "splits": splits, "overlap_keys": keys, "examples": self.examples,
+                "common_ngrams": len(self.common), "common_examples": [[g, self.doc_freq[g]] for g in common]}
 
 # %% ../nbs/03c_decontam.ipynb #5a7cb88d
 REPORT = "decontam.json"
 
 def task_fingerprint(texts: list[str], dcfg) -> str:
     "SHA-256 (hex) of the normalised dev/test `texts` in order and the `decontam` settings that shape a view."
-    h = hashlib.sha256(json.dumps({k: getattr(dcfg, k) for k in ("ngram", "margin", "action", "max_pieces")},
+    h = hashlib.sha256(json.dumps({k: getattr(dcfg, k) for k in ("ngram", "margin", "action", "max_pieces", "max_doc_freq")},
                                   sort_keys=True).encode())
     for t in texts: h.update(normalize_text(t).encode("utf-8", "surrogatepass") + b"\0")
     return h.hexdigest()
@@ -164,19 +181,13 @@ def read_report(ids_dir, fingerprint: str) -> dict | None:
     return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
 
 def view_prefix(cfg, ids_dir, output_prefix: str) -> Path:
-    """The data prefix training reads for the corpus at `ids_dir`: the task's view when stage 04 cut something out of
-    it, else `<ids_dir>/<output_prefix>` (also when decontamination is off or there is no task). Raises
-    FileNotFoundError (one line: the corpus, the task, the fix) when the corpus has not been checked for this task."""
+    """The data prefix training reads for the corpus at `ids_dir`: the task's view when its `decontam.json` says stage 04
+    cut something out, else `<ids_dir>/<output_prefix>` (also when decontamination is off, there is no task, or the
+    corpus has not been checked: the launch checks every corpus of a run before training, 06a)."""
     plain = Path(ids_dir) / output_prefix
     key = task_key(cfg)
-    if key is None: return plain
-    rep = read_report(ids_dir, key[0])
-    if rep is None:
-        raise FileNotFoundError(
-            f"{Path(ids_dir).parent.name}: not checked against the dev/test texts of {cfg.finetune.task_dir} yet "
-            f"(no {view_dir(ids_dir, key[0]) / REPORT}); run stage 04 for this corpus (vertical-pretrain pipeline "
-            f"--to 04 with paths.corpus={Path(ids_dir).parent.name}), or set decontam.enabled=false")
-    return Path(ids_dir) / rep["view"] if rep.get("view") else plain
+    rep = read_report(ids_dir, key[0]) if key else None
+    return Path(ids_dir) / rep["view"] if rep and rep.get("view") else plain
 
 # %% ../nbs/03c_decontam.ipynb #19c0fbd9
 def report_line(rep: dict) -> str:
@@ -184,9 +195,10 @@ def report_line(rep: dict) -> str:
     s = rep["splits"]
     seen = "; ".join(f"{len(s[k]['overlapped'])} of {s[k]['examples']} {k} examples" for k in CHECKED_SPLITS)
     short = sum(s[k]["too_short"] for k in CHECKED_SPLITS)
+    common = f"; {rep['common_ngrams']} n-grams ignored as boilerplate (in > {rep['max_doc_freq']} documents)" if rep.get("common_ngrams") else ""
     done = {"remove": f"{rep['chars_removed']:,} of {rep['chars_in']:,} characters ({rep['sentences_removed']:,} sentences, "
                       f"{rep['documents_touched']} documents) removed from it",
             "drop_test": "the corpus kept; stage 08 drops those examples from dev/test",
             "report": "nothing changed (decontam.action=report): those scores are not held-out"}[rep["action"]]
     return (f"{rep['corpus']}: {seen} overlapped it ({rep['ngram']}-character n-grams); {done}"
-            + (f"; {short} examples shorter than {rep['ngram']} characters not checked" if short else ""))
+            + common + (f"; {short} examples shorter than {rep['ngram']} characters not checked" if short else ""))

@@ -18,6 +18,8 @@ from .config import add_config_args, config_from_args, is_blended, resolve_blend
 from .dataset import blend_problems, corpus_prefix, data_warnings, resolve_max_steps
 from .fileio import die_with_parent
 from .modeldir import WEIGHTS_NAME, model_info, seq_len_problem
+from .pretraining_data import task_views
+from .task import TASK_ERRORS
 from .pretrain import start_problem, trainer_running
 
 # %% auto #0
@@ -271,6 +273,8 @@ def launch(cfg, echo=print) -> int:
     is what every process reads: micro batch fitted to the process count, `train.max_steps: auto` resolved to a number."""
     msg = missing_data_message(cfg) or missing_model_message(cfg)
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
+    try: task_views(cfg, log=echo)  # no dev/test text of the task reaches training (03c): every corpus checked first
+    except TASK_ERRORS as e: echo(f"vertical-pretrain pretrain: {e}"); return 2
     msg = seq_len_problem("data.max_seq_len", cfg.data.max_seq_len, model_info(cfg))  # before any process starts
     if msg: echo(f"vertical-pretrain pretrain: {msg}"); return 2
     msg = start_problem(cfg)  # a start model whose encoder would load at random (06): refused before any process starts
