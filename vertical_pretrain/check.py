@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .config import (Config, add_config_args, base_tokenizer_dir, config_from_args, model_source, parse_blend,
                                       project_root, replay_config, resolve_path, tokenizer_source)
+from .decontam import CHECKED_SPLITS, report_line, run_reports
 from .dataset import blend_problems, resolve_max_steps
 from .fileio import fmt_bytes
 from .launch import fit_micro_batch, world_size
@@ -178,7 +179,8 @@ def check_blend(cfg: Config, keys: set[str]) -> list[str]:
 # %% ../nbs/09b_check.ipynb #c81a6214
 def check_task(cfg: Config, keys: set[str], notes: list | None = None) -> list[str]:
     """Stage 08's task dir loads (train/dev/test with the configured columns); stage 07a (tapt.enabled) has unlabeled.txt.
-    Dev/test texts that repeat a train text (`task.without_overlap`) are one line in `notes` (not a problem).
+    Dev/test texts that repeat a train text (`task.without_overlap`) are one line in `notes` (not a problem), and so is
+    each pretraining corpus of the run in which stage 04 found dev/test text (03c `run_reports`, `report_line`).
 
     Returns one line per problem with the fix; `[]` when all is well."""
     out = []
@@ -188,6 +190,9 @@ def check_task(cfg: Config, keys: set[str], notes: list | None = None) -> list[s
             out.append(f"finetune.task_dir: {e} (fix: --set finetune.task_dir=/path/to/task, or the finetune.*_column settings)")
         else:
             if task["overlap"]["line"] and notes is not None: notes.append(task["overlap"]["line"])
+            for role, corpus, rep in run_reports(cfg):  # what stage 04 found of the dev/test texts in the corpora (03c)
+                if rep and notes is not None and any(rep["splits"][s]["overlapped"] for s in CHECKED_SPLITS):
+                    notes.append(f"decontam ({role}): {report_line(rep)}")
     if "07a" in keys and cfg.tapt.enabled and not (resolve_path(cfg.finetune.task_dir) / "unlabeled.txt").is_file():
         out.append(f"tapt.enabled=true but {resolve_path(cfg.finetune.task_dir) / 'unlabeled.txt'} does not exist (finetune.task_dir); "
                    f"fix: put the task's unlabeled train text there (`vertical-pretrain build-task` writes it) or --set tapt.enabled=false")

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CHECKED_SPLITS', 'REPORT', 'task_texts', 'task_grams', 'too_short', 'line_starts', 'find_overlaps', 'lines_to_remove',
            'cut_document', 'Decontaminator', 'task_fingerprint', 'view_dir', 'task_key', 'read_report', 'view_prefix',
-           'report_line']
+           'report_line', 'run_corpora', 'run_reports', 'without_contaminated']
 
 # %% ../nbs/03c_decontam.ipynb #33ace216
 import hashlib
@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import resolve_path
+from .config import parse_blend, resolve_path
 from .dedup import exact_key, normalize_text
 from .fileio import atomic_write_text
 from .task import TASK_SPLITS, load_task
@@ -202,3 +202,28 @@ def report_line(rep: dict) -> str:
             "report": "nothing changed (decontam.action=report): those scores are not held-out"}[rep["action"]]
     return (f"{rep['corpus']}: {seen} overlapped it ({rep['ngram']}-character n-grams); {done}"
             + common + (f"; {short} examples shorter than {rep['ngram']} characters not checked" if short else ""))
+
+# %% ../nbs/03c_decontam.ipynb #0169a6e2
+def run_corpora(cfg) -> list[tuple[str, str]]:
+    """`(role, corpus)` of every corpus the run's models were pretrained on: 'domain' (`paths.corpus`, or each entry of
+    `data.blend`), 'replay' (`base_model.corpus`, when `replay.enabled`), 'tapt' (`tapt.corpus`, when `tapt.enabled`)."""
+    out = [("domain", n) for _, n in parse_blend(cfg.data.blend)] or [("domain", cfg.paths.corpus)]
+    if cfg.replay.enabled: out.append(("replay", cfg.base_model.corpus))
+    if cfg.tapt.enabled: out.append(("tapt", cfg.tapt.corpus))
+    return out
+
+def run_reports(cfg) -> list[tuple[str, str, dict | None]]:
+    "`(role, corpus, its decontam.json or None when not checked)` for `run_corpora`; [] when decontamination is off or there is no task."
+    key = task_key(cfg)
+    if key is None: return []
+    root = resolve_path(cfg.paths.data_root)
+    return [(role, c, read_report(root / c / "ids", key[0])) for role, c in run_corpora(cfg)]
+
+def without_contaminated(task: dict, keys) -> dict:
+    """The task without the dev/test rows whose normalised text hashes (`dedup.exact_key`) are in `keys` (the reports'
+    `overlap_keys`); `contaminated` records the dropped row indices per split. `task` itself is not changed."""
+    keys, new = set(keys), dict(task)
+    drop = {s: [i for i, r in enumerate(task[s]) if exact_key(normalize_text(r["text"])) in keys] for s in CHECKED_SPLITS}
+    for s, rows in drop.items(): new[s] = [r for i, r in enumerate(task[s]) if i not in set(rows)]
+    new["contaminated"] = {"dropped": {s: rows for s, rows in drop.items() if rows}}
+    return new

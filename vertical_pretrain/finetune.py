@@ -24,12 +24,13 @@ from tqdm.auto import tqdm
 from . import evaluate_mlm  # the pretrained rows and 07b's report section
 from .config import (FinetuneConfig, PROFILES, add_config_args, cli_errors, config_from_args,
                                       get_config, parse_blend, resolve_path, typed_path)
+from .decontam import run_reports, without_contaminated
 from .export import load_model
 from .fileio import atomic_dir, atomic_write_text, file_fingerprint, stage_is_done, stage_warning, write_manifest
 from .launch import use_fast_cpu_math
 from .modeldir import ModelInfo, load_tokenizer, local_path, quiet_paddlenlp, require_seq_len
 from .pretrain import scaler_step
-from .report import RANDOM_INIT, summarize, verdict, write_report
+from .report import RANDOM_INIT, decontam_section, summarize, verdict, write_report
 from .task import TASK_ERRORS, cap_per_class, load_task, targets, without_overlap  # the task's reading side (03b)
 
 # %% ../nbs/08_finetune.ipynb #da112a66
@@ -328,9 +329,10 @@ def _finetune_job(model_dir, task_dir, seed: int, fcfg: FinetuneConfig, name: st
 # %% ../nbs/08_finetune.ipynb #35987b52
 def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfig | None = None, *,
             base: str | None = None, force: bool = False, progress: bool = True, devices: list[str] | None = None,
-            amp_dtype: str | None = None) -> dict:
+            amp_dtype: str | None = None, drop_keys=()) -> dict:
     """Fine-tune every model with seeds 0..seeds-1, probe each linearly (`linear_probe`); write per-run metrics.json and
-    comparison.{md,png,json}.
+    comparison.{md,png,json}. `drop_keys`: normalised-text hashes of dev/test examples that a pretraining corpus holds
+    (03c `without_contaminated`, `decontam.action=drop_test`); those rows leave dev/test.
 
     Finished runs whose inputs are unchanged are reused. On CPU (`devices` None or ["cpu"]), with `fcfg.workers` > 1 the
     runs go to that many spawned processes: one fine-tune run keeps about one CPU core busy, so on a 2-core machine two at
@@ -342,6 +344,7 @@ def compare(models: dict, task_dir, out_dir, seeds: int = 3, fcfg: FinetuneConfi
     if base not in models: raise ValueError(f"base model {base!r} is not among {list(models)}")
     out_dir = resolve_path(out_dir)
     task = without_overlap(load_task(task_dir, fcfg), fcfg.split_overlap)  # dev/test rows that repeat train (03b)
+    if drop_keys: task = without_contaminated(task, drop_keys)  # dev/test rows a pretraining corpus holds (03c)
     if task["overlap"]["line"]: stage_warning(task["overlap"]["line"], "make the task's splits disjoint, or "
                                               "--set finetune.split_overlap=drop|report (drop is the default)")
     for model_dir in models.values(): require_seq_len("finetune.max_seq_len", fcfg.max_seq_len, model_dir)  # all, before any run
@@ -497,19 +500,23 @@ def run_stage(cfg, models: dict | None = None, *, force: bool = False, progress:
     models = models or default_models(cfg)
     out_dir = cfg.paths.run_dir / "finetune"
     task_dir = resolve_path(cfg.finetune.task_dir)
-    params = {"models": {k: str(v) for k, v in models.items()}, "finetune": vars(cfg.finetune)}
+    reports = run_reports(cfg)  # the task's dev/test against every pretraining corpus of the run (03c)
+    drop = sorted(k for _, _, r in reports if r for k in r["overlap_keys"]) if cfg.decontam.action == "drop_test" else []
+    params = {"models": {k: str(v) for k, v in models.items()}, "finetune": vars(cfg.finetune), "drop_keys": drop}
     inputs = [task_dir] + [Path(str(d)) for d in models.values() if Path(str(d)).exists()]
     if not force and stage_is_done(out_dir, "finetune", inputs, params) and (out_dir / "comparison.json").is_file():
         summary = json.loads((out_dir / "comparison.json").read_text(encoding="utf-8"))
     else:
         summary = compare(models, task_dir, out_dir, seeds=cfg.finetune.seeds, fcfg=cfg.finetune, force=force, progress=progress,
-                          devices=finetune_devices(cfg), amp_dtype=cfg.train.amp_dtype if cfg.train.use_amp else None)
+                          devices=finetune_devices(cfg), amp_dtype=cfg.train.amp_dtype if cfg.train.use_amp else None,
+                          drop_keys=drop)
         write_manifest(out_dir, "finetune", inputs, params, counts={n: r["n_seeds"] for n, r in summary["models"].items()},
                        outputs=[out_dir / f"comparison.{e}" for e in ("md", "png", "json")])
     # the report is re-rendered every time (cheap): stage 07b's held-out MLM section may be newer than the fine-tune runs
     sections, verdict_lines = evaluate_mlm.report_section(cfg, out_dir)
-    extra = [*task_relevance(cfg), *verdict_lines]
-    write_report(summary, out_dir, recipe(cfg.finetune), task_dir, extra_sections=sections, extra_verdict=extra)
+    dsec, dlines = decontam_section(reports, cfg.decontam.enabled)
+    extra = [*dlines, *task_relevance(cfg), *verdict_lines]
+    write_report(summary, out_dir, recipe(cfg.finetune), task_dir, extra_sections=[dsec, *sections], extra_verdict=extra)
     if log: log(f"finetune: {len(summary['models'])} models x {cfg.finetune.seeds} seeds -> {out_dir / 'comparison.md'}")
     # the verdict's WARNING lines (a row at the majority floor, a base worse than random weights, the demo task on
     # another domain) also go to the pipeline's console and count, not only into comparison.md

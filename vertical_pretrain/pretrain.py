@@ -636,7 +636,7 @@ def trainer_state(cfg, step: int, sched, env: DistEnv, acc: int, scaler=None, he
             "recipe": training_recipe(cfg),
             "rng": {"rule": "paddle.seed(step_seed(train.seed, step, rank * accumulate_steps + k)) before micro-batch k",
                     "seed": t.seed},
-            "data": {"corpus": str(cfg.paths.ids_dir / cfg.pretraining_data.output_prefix), "split": cfg.data.split,
+            "data": {"corpus": str(corpus_prefix(cfg)), "split": cfg.data.split,
                      "max_seq_len": cfg.data.max_seq_len, "seed": cfg.data.seed, "next_sample": step * t.global_batch_size,
                      **({"blend": list(cfg.data.blend)} if is_blended(cfg) else {})},
             **({"scaler": scaler_state(scaler)} if scaler is not None else {}),

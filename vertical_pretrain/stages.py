@@ -22,12 +22,14 @@ from jupyter_client.utils import run_sync
 import vertical_pretrain
 from .config import (Config, base_config, base_model_dir, base_tokenizer_dir, profile_overrides,
                                       replay_run_dir, resolve_path, tapt_config)
+from .decontam import REPORT, task_key, view_dir
 from .evaluate_mlm import adaptation_dir
 from .export import exported_model_dir
 from .extend_vocab import extended_model_dir
 from .fileio import file_fingerprint, manifest_path
 from .modeldir import WEIGHTS_NAME, ModelDirError
 from .pdf2text import Pdf2TextError, list_inputs
+from .task import TASK_ERRORS
 
 # %% auto #0
 __all__ = ['STAGES', 'THIS_PYTHON', 'Stage', 'stage_deps', 'stage_inputs', 'stage_products', 'select_stages',
@@ -85,6 +87,12 @@ def _exported(cfg, model_dir=exported_model_dir, stage: str = "export") -> list:
     try: return [manifest_path(model_dir(cfg), stage)]
     except ModelDirError: return [cfg.paths.run_dir / "model_ernie_<step>" / f"manifest_{stage}.json"]
 
+def _view_report(cfg) -> list:
+    "The `decontam.json` of this task's view of the corpus (03c), when decontamination applies; [] otherwise (or for a task 04 will reject)."
+    try: key = task_key(cfg)
+    except TASK_ERRORS: return []
+    return [view_dir(cfg.paths.ids_dir, key[0]) / REPORT] if key else []
+
 def _task_inputs(cfg) -> list:
     d = resolve_path(cfg.finetune.task_dir)
     return sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith(".")) if d.is_dir() else []
@@ -101,8 +109,10 @@ STAGES: list[Stage] = [
     Stage("03a", "03a_vocab.ipynb", "通用语料与离线词表", ("vocab", "base_model", "model"),
           lambda c: ("01",) if c.vocab.include_domain else (), None, _vocab_products,
           lambda c: _vocab_products(c) if _offline_base(c) else []),
-    Stage("04", "04_pretraining_data.ipynb", "jsonl → _ids.npy / _idx.npz", ("pretraining_data",), ("03", "03a"),
-          lambda c: _files(c.segment.user_dict), _manifests(_same, ("ids_dir", "04_pretraining_data"))),
+    Stage("04", "04_pretraining_data.ipynb", "jsonl → _ids.npy / _idx.npz（+ 任务视图）", ("pretraining_data", "decontam"),
+          ("03", "03a"), lambda c: _files(c.segment.user_dict) + (_task_inputs(c) if c.decontam.enabled else []),
+          _manifests(_same, ("ids_dir", "04_pretraining_data")),
+          lambda c: _manifests(_same, ("ids_dir", "04_pretraining_data"))(c) + _view_report(c)),
     Stage("05", "05_dataset.ipynb", "切分、index map、掩码与 SOP", ("data",), ("04",), None, None,
           lambda c: []),  # its index maps are a cache: 06 builds the ones it lacks
     Stage("05a", "05a_base_model.ipynb", "离线基座：从零预训练小 ERNIE", ("train", "launch"), ("03a",), None,
