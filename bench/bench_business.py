@@ -415,7 +415,27 @@ def run(root: Path, seed: int, settings: list) -> dict:
         mark_removed(docs, c)
         dj = json.loads((c.paths.jsonl_dir / trans_to_json.DEDUP_REPORT).read_text(encoding="utf-8"))
         rows.append({"settings": over, "seconds": sec, "report": rep, "dedup": dj, "score": score(docs)})
-    return {"truth": truth, "docs": docs, "rows": rows, "t01": t01, "t02": t02, "files": len(r01["ran"])}
+        if not over: decon = decontam_rows(c, truth)  # on the default dedup's jsonl, as stage 04 would read it
+    return {"truth": truth, "docs": docs, "rows": rows, "t01": t01, "t02": t02, "files": len(r01["ran"]), "decontam": decon}
+
+
+def decontam_rows(cfg, truth: dict) -> list[dict]:
+    """The task's dev/test texts against stage 03's jsonl, scanned as stage 04 scans it (`pretraining_data._scan`, 03c's
+    `Decontaminator`, action remove): the defaults (any 13-gram, boilerplate in > 10 documents ignored), the boilerplate
+    rule off, and a text counted only when one document holds half / 80% of its n-grams (`decontam.min_overlap`)."""
+    from vertical_pretrain.decontam import task_texts
+    from vertical_pretrain.fileio import required_files
+    from vertical_pretrain.pretraining_data import _scan
+    from vertical_pretrain.task import load_task
+    texts = task_texts(load_task(truth["task_dir"]))
+    src = required_files(cfg.paths.jsonl_dir, ("03_trans_to_json",), ".jsonl", producer="stage 03")
+    out = []
+    for over in ({}, {"decontam.max_doc_freq": 0}, {"decontam.min_overlap": 0.5}, {"decontam.min_overlap": 0.8}):
+        c = cfg.override(over)
+        t0 = time.perf_counter()
+        rep = _scan(c, src, texts, cfg.paths.corpus_dir / "decontam_bench", cfg.paths.corpus_dir / "decontam_bench" / "kept.jsonl")
+        out.append({"settings": over, "report": rep, "seconds": time.perf_counter() - t0})
+    return out
 
 
 def boilerplate(truth: list, at_least: int = 5) -> dict:
@@ -481,6 +501,22 @@ def tables(r: dict) -> list[str]:
     out += ["", f"fine-tune task {truth['task_dir']}: " + ", ".join(
         f"{s} {sizes[s]} rows ({len(t[s])} occur verbatim in an archive document, {len(t13[s])} share a 13-gram with one)"
         for s in ("train", "dev", "test"))]
+    out += ["", "Decontamination (stage 04's scan, 13-character n-grams, margin 50, action remove) of the task's dev/test "
+            "against the archive after the default dedup: rows found, of them the rows that occur verbatim in the archive "
+            "(the planted contamination), rows found that are not verbatim copies, and what was cut:", "",
+            "| settings | dev found (verbatim found / verbatim) | test found (verbatim found / verbatim) | "
+            "found, not verbatim | boilerplate n-grams ignored | documents touched | characters removed | s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in r["decontam"]:
+        rep, cells, other = row["report"], [], 0
+        for s in ("dev", "test"):
+            found = set(rep["splits"][s]["overlapped"])
+            cells.append(f"{len(found)} ({len(found & set(t[s]))} / {len(t[s])})")
+            other += len(found - set(t[s]))
+        label = ", ".join(f"{k.split('.')[1]}={v}" for k, v in row["settings"].items()) or "defaults (min_overlap=0, max_doc_freq=10)"
+        out.append(f"| {label} | {cells[0]} | {cells[1]} | {other} | {rep['common_ngrams']} | "
+                   f"{rep['documents_touched']} of {rep['documents_in']} | {rep['chars_removed']:,} of {rep['chars_in']:,} "
+                   f"({rep['chars_removed'] / max(1, rep['chars_in']):.1%}) | {row['seconds']:.2f} |")
     return out
 
 

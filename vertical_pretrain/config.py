@@ -276,6 +276,10 @@ class DecontamConfig(Section):
     max_doc_freq: int = arg(10, "A task n-gram found in more corpus documents than this is boilerplate (a template's fixed "
                                 "sentence), not a dev/test passage, and is ignored (GPT-3 ignored 13-grams with too many hits). "
                                 "0 = no limit. Higher treats more shared phrasing as contamination.", minimum=0)
+    min_overlap: float = arg(0.0, "Share of a dev/test text's distinct n-grams that one corpus document must hold for the text to "
+                                  "count as read there (PaLM counts 70%). 0 = any one n-gram (Megatron, GPT-3): catches edited "
+                                  "copies, but also other instances of the same template; 0.8 keeps template siblings.",
+                             check=lambda v: None if 0 <= v <= 1 else "must be in [0, 1]")
 
 # %% ../nbs/00_config.ipynb #68e1ee94
 @dataclass

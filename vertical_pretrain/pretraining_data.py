@@ -833,7 +833,8 @@ def _scan(cfg, src, texts, vdir: Path, tmp: Path) -> dict:
     """Stream stage 03's documents through a `Decontaminator` (first counting the task n-grams' document frequency when
     `decontam.max_doc_freq` is set); with action remove, write what is kept to `tmp` (jsonl)."""
     d = cfg.decontam
-    dc = Decontaminator(texts, d.ngram, d.margin, d.max_pieces, cfg.trans_to_json.min_doc_length, cut=d.action == "remove")
+    dc = Decontaminator(texts, d.ngram, d.margin, d.max_pieces, cfg.trans_to_json.min_doc_length, cut=d.action == "remove",
+                        min_overlap=d.min_overlap)
     if d.max_doc_freq:  # a first pass: which task n-grams are boilerplate of the corpus (03c)
         for f in src:
             for doc in read_jsonl_docs(f): dc.count(doc)
@@ -879,6 +880,11 @@ def task_view(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     write_manifest(vdir, DECONTAM_STAGE, inputs, params, counts={k: rep[k] for k in ("documents_touched", "chars_removed")},
                    outputs=outs)
     if log: log(f"decontam: {report_line(rep)}" + (f" -> {vdir / out}" if cut else ""))
+    if cut and rep["chars_removed"] > 0.1 * rep["chars_in"]:
+        stage_warning(f"decontam removed {rep['chars_removed'] / rep['chars_in']:.0%} of corpus {cfg.paths.corpus}: its text shares "
+                      f"much with {len(rep['splits']['test']['overlapped'])} of {rep['splits']['test']['examples']} test examples "
+                      f"of {cfg.finetune.task_dir} (templates?)", fix="if they are other instances of one template rather "
+                      "than copies, --set decontam.min_overlap=0.8 (03c); or decontam.action=drop_test to keep the corpus")
     return {**rep, "skipped": False}
 
 # %% ../nbs/04_pretraining_data.ipynb #36933b65
