@@ -101,15 +101,20 @@ class Decontaminator:
                  cut: bool = True, min_overlap: float = 0.0):
         self.texts, self.n, self.margin, self.max_pieces, self.min_len, self.cut = texts, n, margin, max_pieces, min_doc_length, cut
         self.grams = task_grams([t for *_, t in texts], n)
-        self.min_overlap, self.sizes = min_overlap, [0] * len(texts)
-        for ids in self.grams.values():
-            for i in ids: self.sizes[i] += 1
+        self.min_overlap = min_overlap
         self.doc_freq: dict[str, int] = {}
         self.common: list[str] = []
         self.hit: set[int] = set()
         self.examples: list[dict] = []
         self.counts = dict.fromkeys(("documents_in", "documents_out", "documents_touched", "documents_dropped",
                                      "chars_in", "chars_removed", "sentences_removed"), 0)
+        self._count_sizes()
+
+    def _count_sizes(self) -> None:
+        "How many distinct n-grams each task text has among those looked for (the denominator of `min_overlap`)."
+        self.sizes = [0] * len(self.texts)
+        for ids in self.grams.values():
+            for i in ids: self.sizes[i] += 1
 
     def count(self, text: str) -> None:
         "First pass (optional): count in how many documents each task n-gram occurs, for `drop_common`."
@@ -122,6 +127,7 @@ class Decontaminator:
         template's fixed sentence, a licence line) shared by the corpus and the task, not one test passage. Returns how many."""
         self.common = sorted(g for g, c in self.doc_freq.items() if c > max_doc_freq)
         for g in self.common: del self.grams[g]
+        self._count_sizes()  # boilerplate no longer counts towards a text's share either
         return len(self.common)
 
     def feed(self, text: str) -> list[str]:
