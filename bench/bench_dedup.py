@@ -20,6 +20,9 @@ Part 2 (`--scale_mb 100`): the synthetic corpus of bench/bench_scale.py (`synth_
 into documents of 3-30 sentences) goes through `dedup.dedup_books` as stage 03 calls it, streamed from the files:
 docs/s, the growth of peak RSS per document, and the size of the saved state per document.
 
+Part 3 (with `--scale_mb`, first): stage 04's decontamination scan of the demo task's dev/test texts over the same
+corpus (`decontam_row`): docs/s, characters/s and the peak RSS growth (the task's n-grams; nothing grows with the corpus).
+
     python bench/bench_dedup.py [--docs 4000] [--chars 600] [--scale_mb 0]
 """
 import argparse
@@ -193,6 +196,33 @@ def scale_row(mb: float, work: Path) -> list[str]:
             f"{r['docs_in'] / sec:,.0f} | {grown / r['docs_in']:,.0f} | {r['state_bytes_per_doc']:,.0f} |"]
 
 
+def decontam_row(mb: float, work: Path, task_dir: Path = REPO / "data_file" / "manpages_cls") -> list[str]:
+    """Stage 04's decontamination scan (03c `Decontaminator`, the defaults: 13 units, margin 50, the boilerplate pass
+    first) of the demo task's dev/test texts over bench_scale's corpus of `mb` MB, streamed from its files. Run before
+    the dedup row, so the peak RSS growth is the scan's own (the task's n-grams, not the corpus: nothing grows with it)."""
+    from bench_scale import general_sentences, synth_corpus
+    from vertical_pretrain.config import DecontamConfig
+    from vertical_pretrain.decontam import Decontaminator, task_texts
+    from vertical_pretrain.task import load_task
+    raw = work / f"{mb:g}MB" / "raw"
+    if not raw.is_dir(): synth_corpus(raw, general_sentences(work), mb)
+    files, d = sorted(raw.glob("*.txt")), DecontamConfig()
+    hwm0 = peak_rss()
+    t0 = time.perf_counter()
+    dc = Decontaminator(task_texts(load_task(task_dir)), d.ngram, d.margin, d.max_pieces)
+    for f in files:
+        for doc in iter_file_docs(f): dc.count(doc)
+    dc.drop_common(d.max_doc_freq)
+    for f in files:
+        for doc in iter_file_docs(f): dc.feed(doc)
+    sec, r = time.perf_counter() - t0, dc.report()
+    return ["| scan | docs | characters | dev/test texts | overlapped dev + test | seconds | docs/s | characters/s | peak RSS growth |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| decontam, bench_scale {mb:g} MB vs {task_dir.name} | {r['documents_in']:,} | {r['chars_in']:,} | {len(dc.texts):,} | "
+            f"{len(r['splits']['dev']['overlapped'])} + {len(r['splits']['test']['overlapped'])} | {sec:.1f} | "
+            f"{r['documents_in'] / sec:,.0f} | {r['chars_in'] / sec:,.0f} | {(peak_rss() - hwm0) / 2**20:.0f} MiB |"]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=4000, help="base documents (5%% of them get each kind of copy)")
@@ -205,6 +235,7 @@ def main(argv=None) -> int:
     print("\n".join(libraries_table(a.docs, a.chars)))
     if a.scale_mb:
         work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
+        print(); print("\n".join(decontam_row(a.scale_mb, work)))
         print(); print("\n".join(scale_row(a.scale_mb, work)))
     return 0
 
