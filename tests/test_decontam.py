@@ -79,6 +79,15 @@ def test_contaminated_examples_are_cut_from_the_view_training_reads(tmp_path, ch
     # a rerun with the same task skips; stage 04's own ids were never rewritten for the task
     again = pretraining_data.run_stage(cfg, progress=False, log=None)
     assert again["skipped"] and again["decontam"]["skipped"]
+    # another run's task on the same corpus gets its own view beside the first; neither overwrites the other
+    other = write_task(tmp_path / "task2", train=[("另一个任务的训练文本", "a")], dev=[("另一个任务的开发集文本", "a")],
+                       test=[(longest_sentence(docs[25]), "a")])
+    cfg2 = cfg.override({"finetune.task_dir": str(other)})
+    first = Path(f"{view}_ids.npy").read_bytes()
+    assert pretraining_data.run_stage(cfg2, progress=False, log=None)["decontam"]["splits"]["test"]["overlapped"] == [0]
+    assert corpus_prefix(cfg2).parent != view.parent and corpus_prefix(cfg) == view
+    assert Path(f"{view}_ids.npy").read_bytes() == first
+    assert shares_gram(other_test := longest_sentence(docs[25]), after) and not shares_gram(other_test, decoded(corpus_prefix(cfg2), char_tokenizer_dir))
 
 
 def test_drop_test_keeps_the_corpus_and_drops_the_examples(tmp_path, char_tokenizer_dir):
