@@ -261,12 +261,13 @@ class DecontamConfig(Section):
     enabled: bool = arg(True, "Compare every pretraining corpus (domain, replay's general, TAPT's) with the dev and test "
                               "texts of finetune.task_dir before training (report: ids/task-<fingerprint>/decontam.json). "
                               "Off = the corpus as stage 03 wrote it, whatever the task.")
-    ngram: int = arg(13, "Characters of the shared n-gram (after whitespace and punctuation are removed) that make a "
-                         "corpus passage overlap a dev/test text (Megatron's 13, in characters). Shorter n also flags "
-                         "common phrases shared by chance; longer n misses copies with small edits.", minimum=1)
-    margin: int = arg(50, "remove: characters removed on each side of an overlap before whole sentences are taken (Megatron "
-                          "removes 200 English characters; one Chinese character carries about four of them). More removes "
-                          "more edited context of a test text, and more innocent text around it.", minimum=0)
+    ngram: int = arg(13, "Units of the shared n-gram (a CJK character, or a Western word or number; after whitespace and "
+                         "punctuation are removed) that make a corpus passage overlap a dev/test text (Megatron's 13 words). "
+                         "Shorter n also flags common phrases shared by chance; longer n misses copies with small edits "
+                         "and checks fewer short texts.", minimum=1)
+    margin: int = arg(50, "remove: units (characters) removed on each side of an overlap before whole sentences are taken "
+                          "(Megatron removes 200 English characters; one Chinese character carries about four of them). More "
+                          "removes more edited context of a test text, and more innocent text around it.", minimum=0)
     action: str = arg("remove", "remove = cut the overlapping sentences out of the run's corpus view (the task unchanged); "
                                 "drop_test = keep the corpus, drop the overlapping examples from dev/test in stage 08; "
                                 "report = change nothing, only report (the scores are then not held-out).",
