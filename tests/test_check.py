@@ -165,7 +165,8 @@ def test_offline_base_needs_stage_05a_or_its_output(tmp_path):
     only(run_checks(scratch, nbs_dir=NBS), "base_model.enabled=false", "stage 08")
 
 
-def test_task_dir_checked_only_with_stage_08(tmp_path):
+def test_task_dir_checked_only_with_the_stages_that_read_it(tmp_path):
+    "Stage 08 fine-tunes on the task; stage 04 decontaminates the corpus against its dev/test (03c); 07a reads unlabeled.txt."
     task = tmp_path / "task"
     task.mkdir()
     (task / "train.csv").write_text("text,label\n好,a\n", encoding="utf-8")
@@ -173,7 +174,8 @@ def test_task_dir_checked_only_with_stage_08(tmp_path):
     cfg = good_config(tmp_path, **{"finetune.task_dir": str(task), "tapt.enabled": False})
     line = only(run_checks(cfg, nbs_dir=NBS), "finetune.task_dir")
     assert "no test split" in line and "test.jsonl / test.csv / test.tsv" in line
-    assert run_checks(cfg, stages=select_stages("01", "07"), nbs_dir=NBS) == []
+    assert "no test split" in only(run_checks(cfg, stages=select_stages("01", "07"), nbs_dir=NBS), "finetune.task_dir")  # 04
+    assert run_checks(cfg.override({"decontam.enabled": False}), stages=select_stages("01", "07"), nbs_dir=NBS) == []
     (task / "test.csv").write_text("sentence,label\n好,a\n", encoding="utf-8")
     assert "test.csv:1: no column 'text'" in only(run_checks(cfg, nbs_dir=NBS), "finetune.task_dir")
     # TAPT (07a) reads the task's unlabeled.txt

@@ -178,19 +178,23 @@ def check_blend(cfg: Config, keys: set[str]) -> list[str]:
 
 # %% ../nbs/09b_check.ipynb #c81a6214
 def check_task(cfg: Config, keys: set[str], notes: list | None = None) -> list[str]:
-    """Stage 08's task dir loads (train/dev/test with the configured columns); stage 07a (tapt.enabled) has unlabeled.txt.
+    """Stage 08's task dir loads (train/dev/test with the configured columns; also for stage 04, which decontaminates the
+    corpus against it, 03c); stage 07a (tapt.enabled) has unlabeled.txt.
     Dev/test texts that repeat a train text (`task.without_overlap`) are one line in `notes` (not a problem), and so is
     each pretraining corpus of the run in which stage 04 found dev/test text (03c `run_reports`, `report_line`).
 
     Returns one line per problem with the fix; `[]` when all is well."""
     out = []
-    if "08" in keys:
+    decontam = "04" in keys and cfg.decontam.enabled and resolve_path(cfg.finetune.task_dir).is_dir()  # stage 04 reads it (03c)
+    if "08" in keys or decontam:
         try: task = without_overlap(load_task(cfg.finetune.task_dir, cfg.finetune), cfg.finetune.split_overlap)
         except (OSError, ValueError, KeyError) as e:
             out.append(f"finetune.task_dir: {e} (fix: --set finetune.task_dir=/path/to/task, or the finetune.*_column settings)")
         else:
             if task["overlap"]["line"] and notes is not None: notes.append(task["overlap"]["line"])
-            for role, corpus, rep in run_reports(cfg):  # what stage 04 found of the dev/test texts in the corpora (03c)
+            try: reports = run_reports(cfg)  # what stage 04 found of the dev/test texts in the corpora (03c)
+            except ValueError: reports = []  # a bad data.blend: the blend check says so
+            for role, corpus, rep in reports:
                 if rep and notes is not None and any(rep["splits"][s]["overlapped"] for s in CHECKED_SPLITS):
                     notes.append(f"decontam ({role}): {report_line(rep)}")
     if "07a" in keys and cfg.tapt.enabled and not (resolve_path(cfg.finetune.task_dir) / "unlabeled.txt").is_file():
@@ -425,7 +429,7 @@ def check_report(cfg: Config, *, stages=None, nbs_dir=None, kernel: str | None =
               ("notebooks", lambda: check_notebooks(stages, nbs_dir)),
               ("inputs", lambda: check_inputs(cfg)) if "01" in keys else None,
               ("model and tokenizer", lambda: check_model_sources(cfg, keys, info())) if keys & (MODEL_STAGES | TOKENIZER_STAGES) else None,
-              ("task data", lambda: check_task(cfg, keys, notes)) if keys & {"07a", "08"} else None,
+              ("task data", lambda: check_task(cfg, keys, notes)) if keys & {"04", "07a", "08"} else None,
               ("corpus blend", lambda: check_blend(cfg, keys)) if keys & {"05", "06", "06b"} else None,
               ("sequence lengths", lambda: check_shapes(cfg, keys, info())) if keys & (PRETRAIN_STAGES | {"08"}) else None,
               ("batch sizes", lambda: check_batches(cfg, keys)) if keys & (TRAIN_STAGES | {"07b", "08"}) else None,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import parse_blend, resolve_path
 from .dedup import exact_key, normalize_text
+from .pdf2text import normalize_line
 from .task import load_task
 from .textio import CJK
 from .trans_to_json import doc_length
@@ -129,7 +130,8 @@ class Decontaminator:
         self.doc_freq: dict[str, int] = {}
         self.common: list[str] = []
         self.hit: set[int] = set()
-        self.examples: list[dict] = []
+        self.examples: list[dict] = []  # up to 10, one per task text (`shown`)
+        self.shown: set[int] = set()
         self.counts = dict.fromkeys(("documents_in", "documents_out", "documents_touched", "documents_dropped",
                                      "chars_in", "chars_removed", "sentences_removed"), 0)
         self._count_sizes()
@@ -168,10 +170,12 @@ class Decontaminator:
         c["documents_touched"] += 1
         for *_, ids in spans: self.hit.update(ids)
         removed = lines_to_remove(starts, spans, self.margin)
-        if len(self.examples) < 10:
-            i = min(spans[0][2])
-            self.examples.append({"split": self.texts[i][0], "row": self.texts[i][1], "text": self.texts[i][2][:80],
-                                  "passage": "".join(lines[k] for k in removed)[:80]})
+        for a, b, ids in spans:  # one example per task text: the sentences that hold the overlap itself
+            for i in sorted(ids - self.shown)[:10 - len(self.examples)]:
+                self.shown.add(i)
+                held = [normalize_line(lines[k]) for k in range(len(starts) - 1) if starts[k] < b and starts[k + 1] > a]
+                self.examples.append({"split": self.texts[i][0], "row": self.texts[i][1], "text": self.texts[i][2][:80],
+                                      "passage": " / ".join(held)[:120]})
         if not self.cut: c["documents_out"] += 1; return [text]
         pieces = cut_document(lines, removed, self.min_len, self.max_pieces)
         c["chars_removed"] += doc_length(lines) - sum(doc_length(p) for p in pieces)
@@ -242,11 +246,11 @@ def report_line(rep: dict) -> str:
     short = sum(s[k]["too_short"] for k in CHECKED_SPLITS)
     common = f"; {rep['common_ngrams']} n-grams ignored as boilerplate (in > {rep['max_doc_freq']} documents)" if rep.get("common_ngrams") else ""
     done = {"remove": f"{rep['chars_removed']:,} of {rep['chars_in']:,} characters ({rep['sentences_removed']:,} sentences, "
-                      f"{rep['documents_touched']} documents) removed from it",
+                      f"{rep['documents_touched']} document{'s' * (rep['documents_touched'] != 1)}) removed from it",
             "drop_test": "the corpus kept; stage 08 drops those examples from dev/test",
             "report": "nothing changed (decontam.action=report): those scores are not held-out"}[rep["action"]]
-    return (f"{rep['corpus']}: {seen} overlapped it ({rep['ngram']}-character n-grams); {done}"
-            + common + (f"; {short} examples shorter than {rep['ngram']} characters not checked" if short else ""))
+    return (f"{rep['corpus']}: {seen} overlapped it ({rep['ngram']}-unit n-grams); {done}"
+            + common + (f"; {short} examples shorter than {rep['ngram']} units not checked" if short else ""))
 
 # %% ../nbs/03c_decontam.ipynb #0169a6e2
 def run_corpora(cfg) -> list[tuple[str, str]]:

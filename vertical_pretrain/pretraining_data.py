@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['ENCODER_VERSION', 'STAGE', 'DECONTAM_STAGE', 'split_sentences', 'load_segmenter', 'EncoderSpec', 'DocEncoder',
            'list_jsonl_files', 'read_jsonl_lines', 'read_jsonl_docs', 'corpus_stats', 'format_summary', 'NpyAppender',
-           'create_pretraining_data', 'cjk_font', 'plot_corpus_stats', 'encode_args', 'build_ids', 'task_view',
-           'corpus_config', 'task_views', 'run_stage', 'main']
+           'create_pretraining_data', 'cjk_font', 'plot_corpus_stats', 'encode_args', 'build_ids', 'decontam_warnings',
+           'task_view', 'corpus_config', 'task_views', 'run_stage', 'main']
 
 # %% ../nbs/04_pretraining_data.ipynb #f96970ae
 import argparse
@@ -28,8 +28,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import add_config_args, add_legacy_flags, config_from_args, parse_blend, resolve_path, tokenizer_source
-from .decontam import REPORT, Decontaminator, read_report, report_line, task_key, view_dir
-from .fileio import (atomic_open, atomic_write_text, new_dirs, file_fingerprint, read_manifest, required_files,
+from .decontam import CHECKED_SPLITS, REPORT, Decontaminator, read_report, report_line, task_key, view_dir
+from .fileio import (atomic_open, atomic_write_text, fmt_bytes, new_dirs, file_fingerprint, read_manifest, required_files,
                                       stage_is_done, stage_warning, write_manifest)
 from .modeldir import load_tokenizer
 from .segment import BLANK, get_segmenter, read_segmented_line, words_with_blanks
@@ -846,25 +846,58 @@ def _scan(cfg, src, texts, vdir: Path, tmp: Path) -> dict:
                     if out: out.write(json.dumps({"text": piece}, ensure_ascii=False) + "\n")
     return dc.report()
 
-def task_view(cfg, *, force: bool = False, progress: bool = True, log=print) -> dict | None:
+def decontam_warnings(cfg, rep: dict) -> list[dict]:
+    """The stage warning on a corpus's `decontam.json` when it found dev/test text (`fileio.stage_warning`): what was
+    done and what it leaves, or, when the cut took more than 10% of the corpus, that it looks like templates and the fix."""
+    s = rep["splits"]
+    if not any(s[k]["overlapped"] for k in CHECKED_SPLITS): return []
+    line, share = f"decontam: {report_line(rep)}", rep["chars_removed"] / max(1, rep["chars_in"])
+    if rep["action"] == "remove" and share > 0.1:
+        return [stage_warning(f"{line}: {share:.0%} of the corpus (templates?)", fix="if those examples are other instances "
+                              "of one template rather than copies, --set decontam.min_overlap=0.8 (03c); or "
+                              "decontam.action=drop_test to keep the corpus")]
+    left = {k: s[k]["examples"] - len(s[k]["overlapped"]) for k in CHECKED_SPLITS}
+    fix = {"remove": "nothing to do: training reads the corpus without them (decontam.action=drop_test would keep the "
+                     "corpus and drop them from dev/test instead)",
+           "drop_test": f"stage 08 keeps {left['dev']} dev and {left['test']} test examples; if that is too few, "
+                        "--set decontam.action=remove cuts the corpus instead",
+           "report": "--set decontam.action=remove (the default) or drop_test"}[rep["action"]]
+    return [stage_warning(line, fix=fix)]
+
+def _other_views(vdir: Path, log) -> None:
+    "Say how many views of other tasks or settings lie beside `vdir` and their size (they may belong to other runs)."
+    other = [d for d in sorted(vdir.parent.glob("task-*")) if d.is_dir() and d != vdir]
+    if other and log:
+        size = sum(f.stat().st_size for d in other for f in d.iterdir() if f.is_file())
+        log(f"decontam: {vdir.parent} also holds {len(other)} view(s) of other tasks or settings ({fmt_bytes(size)}); "
+            "delete those no run uses")
+
+def task_view(cfg, *, force: bool = False, progress: bool = True, log=print, warn: bool | None = None) -> dict | None:
     """Check stage 04's corpus against the dev/test texts of `finetune.task_dir` (03c) and build this task's view.
 
     Writes `<ids_dir>/task-<fingerprint>/decontam.json` and, when `decontam.action` is remove and something was cut
     out, the view's `<output_prefix>_ids.npy` / `_idx.npz` / `stats.json` there (tokenized as stage 04 does), then its
-    manifest `manifest_04_decontam.json`; skipped when that matches. Returns the report plus `skipped`, or None when
-    decontamination is off or there is no task folder (said in one line). Raises what `task.load_task` raises for a
-    task that cannot be read, and `FileNotFoundError` without stage 03's jsonl."""
+    manifest `manifest_04_decontam.json`; skipped when that matches. `warn`: say `decontam_warnings` (None: only when
+    the view was built now). Returns the report plus `skipped`, or None when decontamination is off or there is no task
+    folder (a stage warning). Raises what `task.load_task` raises for a task that cannot be read, and
+    `FileNotFoundError` without stage 03's jsonl."""
     key = task_key(cfg)
     if key is None:
-        if log and cfg.decontam.enabled: log(f"decontam: no fine-tune task at {cfg.finetune.task_dir}: nothing to check against")
+        if cfg.decontam.enabled:
+            stage_warning(f"decontam: no fine-tune task at {cfg.finetune.task_dir}, so corpus {cfg.paths.corpus} was not "
+                          "checked against any dev/test text", fix="set finetune.task_dir to your task's folder, or "
+                          "--set decontam.enabled=false when there is none")
         return None
     (fp, texts), ids_dir, out = key, cfg.paths.ids_dir, cfg.pretraining_data.output_prefix
     vdir = view_dir(ids_dir, fp)
     src, tok, params, inputs = _stage_inputs(cfg)
     params = {**params, "decontam": asdict(cfg.decontam), "task": fp, "min_doc_length": cfg.trans_to_json.min_doc_length}
     if not force and stage_is_done(vdir, DECONTAM_STAGE, inputs, params) and (rep := read_report(ids_dir, fp)):
+        rep = {**rep, "task_dir": str(cfg.finetune.task_dir), "skipped": True}  # the same texts may sit in another folder
         if log: log(f"decontam: {report_line(rep)} (up to date, skipped)")
-        return {**rep, "skipped": True}
+        if warn: decontam_warnings(cfg, rep)
+        _other_views(vdir, log)
+        return rep
     for f in sorted(vdir.glob("*")) if vdir.is_dir() else []: f.unlink()  # an old view of this task: its ids and index maps
     t0, tmp = time.time(), vdir / f".{out}.decontaminated.jsonl"
     try:
@@ -880,11 +913,8 @@ def task_view(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     write_manifest(vdir, DECONTAM_STAGE, inputs, params, counts={k: rep[k] for k in ("documents_touched", "chars_removed")},
                    outputs=outs)
     if log: log(f"decontam: {report_line(rep)}" + (f" -> {vdir / out}" if cut else ""))
-    if cut and rep["chars_removed"] > 0.1 * rep["chars_in"]:
-        stage_warning(f"decontam removed {rep['chars_removed'] / rep['chars_in']:.0%} of corpus {cfg.paths.corpus}: its text shares "
-                      f"much with {len(rep['splits']['test']['overlapped'])} of {rep['splits']['test']['examples']} test examples "
-                      f"of {cfg.finetune.task_dir} (templates?)", fix="if they are other instances of one template rather "
-                      "than copies, --set decontam.min_overlap=0.8 (03c); or decontam.action=drop_test to keep the corpus")
+    if warn is not False: decontam_warnings(cfg, rep)
+    _other_views(vdir, log)
     return {**rep, "skipped": False}
 
 # %% ../nbs/04_pretraining_data.ipynb #36933b65
@@ -920,7 +950,7 @@ def run_stage(cfg, *, force: bool = False, progress: bool = True, log=print) -> 
     """Stage 04 from the config: `build_ids`, then `task_view` (its report under `decontam`, when there is one).
     Returns `build_ids`'s stats plus `skipped` (both parts skipped) and `decontam`."""
     stats = build_ids(cfg, force=force, progress=progress, log=log)
-    view = task_view(cfg, force=force, progress=progress, log=log)
+    view = task_view(cfg, force=force, progress=progress, log=log, warn=True)  # said on every run, as the stats' warnings
     return {**stats, "skipped": stats["skipped"] and (view is None or view["skipped"]), **({"decontam": view} if view else {})}
 
 # %% ../nbs/04_pretraining_data.ipynb #21dc2c65

@@ -172,7 +172,7 @@ def decontam_section(reports: list, enabled: bool = True) -> tuple[str, list[str
         rows.append(f"- {role} `{corpus}`: {report_line(rep)}")
         verdict.append(_decontam_verdict(role, corpus, rep))
         seen += [f"| {role} | {e['split']} {e['row']} | {e['text']} | {e['passage']} |" for e in rep["examples"][:5]]
-    table = ("\n\n| corpus | example | dev/test text | removed passage |\n|---|---|---|---|\n" + "\n".join(seen)) if seen else ""
+    table = ("\n\n| corpus | example | dev/test text | corpus passage that holds it |\n|---|---|---|---|\n" + "\n".join(seen)) if seen else ""
     return ("## Decontamination (the task's dev/test texts against the pretraining corpora)\n\n"
             + "\n".join(rows) + table + "\n"), verdict
 
