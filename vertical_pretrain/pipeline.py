@@ -8,6 +8,7 @@ __all__ = ['PipelineError', 'PipelineInterrupted', 'KernelDied', 'locked_dirs', 
 
 # %% ../nbs/09_pipeline.ipynb #b4c8508d
 import argparse
+import collections
 import contextlib
 import hashlib
 import json
@@ -103,11 +104,14 @@ def _fmt_secs(s: float) -> str: return f"{s:6.1f}s" if s < 120 else f"{s / 60:5.
 
 # %% ../nbs/09_pipeline.ipynb #02bb7790
 def _input_changes(before: dict, now: dict) -> str:
-    "'2 added (a.pdf, b.docx), 1 removed (old.pdf)' from two {path: fingerprint} maps."
+    """'2 added (a.pdf, b.docx), 1 removed (old.pdf)' from two {path: fingerprint} maps. A file name that two of the
+    paths share (the same task files in another folder) is shown with its folder: 'task2/dev.jsonl'."""
+    names = collections.Counter(Path(p).name for p in {*before, *now})
+    show = lambda p: f"{Path(p).parent.name}/{Path(p).name}" if names[Path(p).name] > 1 else Path(p).name
     parts = []
     for what, paths in (("added", [p for p in now if p not in before]), ("removed", [p for p in before if p not in now]),
                         ("changed", [p for p in now if p in before and now[p] != before[p]])):
-        if paths: parts.append(f"{len(paths)} {what} ({', '.join(Path(p).name for p in paths[:3])}{', ...' if len(paths) > 3 else ''})")
+        if paths: parts.append(f"{len(paths)} {what} ({', '.join(show(p) for p in paths[:3])}{', ...' if len(paths) > 3 else ''})")
     return ", ".join(parts)
 
 def _product_change(path: str) -> str:
