@@ -926,8 +926,10 @@ def corpus_config(cfg, corpus: str):
     if m is None: return None
     p = m["params"]
     kv = {f"pretraining_data.{k}": p[k] for k in asdict(cfg.pretraining_data) if k in p}
-    return cfg.override({**kv, "paths.corpus": corpus, "pretraining_data.tokenizer_name_or_path": p["tokenizer"],
-                         "segment.user_dict": p.get("user_dict") or ""})
+    ccfg = cfg.override({**kv, "paths.corpus": corpus, "segment.user_dict": p.get("user_dict") or ""})
+    # the settings as stage 04 had them (so its view's manifest matches), unless they name another tokenizer here
+    if str(tokenizer_source(ccfg)) != p["tokenizer"]: ccfg = ccfg.override({"pretraining_data.tokenizer_name_or_path": p["tokenizer"]})
+    return ccfg
 
 def task_views(cfg, *, progress: bool = False, log=print) -> list[dict]:
     """`task_view` for every corpus the run of `cfg` trains on (`data.blend`, else `paths.corpus`), before training; a
