@@ -132,6 +132,7 @@ class Decontaminator:
         self.hit: set[int] = set()
         self.examples: list[dict] = []  # up to 10, one per task text (`shown`)
         self.shown: set[int] = set()
+        self.seen = [0, 0]  # documents and characters `count` read
         self.counts = dict.fromkeys(("documents_in", "documents_out", "documents_touched", "documents_dropped",
                                      "chars_in", "chars_removed", "sentences_removed"), 0)
         self._count_sizes()
@@ -144,9 +145,18 @@ class Decontaminator:
 
     def count(self, text: str) -> None:
         "First pass (optional): count in how many documents each task n-gram occurs, for `drop_common`."
-        norm, n = line_starts(text.split("\n"))[0], self.n
+        lines = text.split("\n")
+        self.seen[0] += 1; self.seen[1] += doc_length(lines)
+        norm, n = line_starts(lines)[0], self.n
         for g in {norm[k:k + n] for k in range(len(norm) - n + 1) if norm[k:k + n] in self.grams}:
             self.doc_freq[g] = self.doc_freq.get(g, 0) + 1
+
+    def nothing_found(self) -> bool:
+        """After `count`: True when no task n-gram occurs in any document, so the second pass (`feed`) would change
+        nothing and can be skipped; the counts then describe the corpus as it is. The common case, and half the time."""
+        if self.doc_freq: return False
+        self.counts.update(documents_in=self.seen[0], documents_out=self.seen[0], chars_in=self.seen[1])
+        return True
 
     def drop_common(self, max_doc_freq: int) -> int:
         """Stop looking for the task n-grams that `count` found in more than `max_doc_freq` documents: boilerplate (a

@@ -838,6 +838,7 @@ def _scan(cfg, src, texts, vdir: Path, tmp: Path) -> dict:
     if d.max_doc_freq:  # a first pass: which task n-grams are boilerplate of the corpus (03c)
         for f in src:
             for doc in read_jsonl_docs(f): dc.count(doc)
+        if dc.nothing_found(): return dc.report()  # no task n-gram anywhere: the cut pass would change nothing
         dc.drop_common(d.max_doc_freq)
     with new_dirs(vdir), (open(tmp, "w", encoding="utf-8") if dc.cut else nullcontext()) as out:
         for f in src:

@@ -169,7 +169,7 @@ def decontam_section(reports: list, enabled: bool = True) -> tuple[str, list[str
             rows.append(f"- {role} `{corpus}`: not checked"); verdict.append(
                 f"WARNING: the {role} corpus {corpus} was not checked against this task's dev/test texts (run stage 04 for it)")
             continue
-        rows.append(f"- {role} `{corpus}`: {report_line(rep)}")
+        rows.append(f"- {role}: {report_line(rep)}")  # the line names the corpus
         verdict.append(_decontam_verdict(role, corpus, rep))
         seen += [f"| {role} | {e['split']} {e['row']} | {e['text']} | {e['passage']} |" for e in rep["examples"][:5]]
     table = ("\n\n| corpus | example | dev/test text | corpus passage that holds it |\n|---|---|---|---|\n" + "\n".join(seen)) if seen else ""
