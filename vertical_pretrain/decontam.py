@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['CHECKED_SPLITS', 'REPORT', 'units', 'spell', 'task_texts', 'task_grams', 'too_short', 'line_starts', 'find_overlaps',
-           'coverage', 'lines_to_remove', 'cut_document', 'Decontaminator', 'task_fingerprint', 'view_dir', 'task_key',
-           'read_report', 'view_prefix', 'report_line', 'run_corpora', 'run_reports', 'without_contaminated']
+           'coverage', 'lines_to_remove', 'cut_document', 'TaskNgrams', 'Decontaminator', 'task_fingerprint',
+           'view_dir', 'task_key', 'read_report', 'view_prefix', 'report_line', 'run_corpora', 'run_reports',
+           'without_contaminated']
 
 # %% ../nbs/03c_decontam.ipynb #33ace216
 import hashlib
@@ -114,27 +115,16 @@ def cut_document(lines: list[str], removed: list[int], min_doc_length: int = 10,
     if len(runs) > max_pieces: return []
     return [r for r in runs if doc_length(r) >= min_doc_length]
 
-# %% ../nbs/03c_decontam.ipynb #79c6e7e7
-class Decontaminator:
-    """Cut the passages that overlap the task's dev/test texts out of documents, one document at a time.
-
-    `texts` are `task_texts` rows `(split, row, text)`; `n`, `margin`, `max_pieces`, `min_overlap` (a text counts in a
-    document only when that document holds this share of its distinct n-grams; 0 = any one) as in the `decontam` settings;
-    `min_doc_length` is stage 03's. `cut=False` (actions drop_test and report) only finds and counts: every document
-    comes back unchanged. `report()` gives the counts (characters are non-whitespace characters, `doc_length`)."""
-    def __init__(self, texts: list, n: int = 13, margin: int = 50, max_pieces: int = 10, min_doc_length: int = 10,
-                 cut: bool = True, min_overlap: float = 0.0):
-        self.texts, self.n, self.margin, self.max_pieces, self.min_len, self.cut = texts, n, margin, max_pieces, min_doc_length, cut
+# %% ../nbs/03c_decontam.ipynb #e02c971f
+class TaskNgrams:
+    """The dev/test texts' n-grams (`task_grams` of `texts`, `task_texts` rows) and the first pass over a corpus: in how
+    many documents each occurs (`count`), to forget the boilerplate ones (`drop_common`)."""
+    def __init__(self, texts: list, n: int = 13):
+        self.texts, self.n = texts, n
         self.grams = task_grams([t for *_, t in texts], n)
-        self.min_overlap = min_overlap
         self.doc_freq: dict[str, int] = {}
         self.common: list[str] = []
-        self.hit: set[int] = set()
-        self.examples: list[dict] = []  # up to 10, one per task text (`shown`)
-        self.shown: set[int] = set()
         self.seen = [0, 0]  # documents and characters `count` read
-        self.counts = dict.fromkeys(("documents_in", "documents_out", "documents_touched", "documents_dropped",
-                                     "chars_in", "chars_removed", "sentences_removed"), 0)
         self._count_sizes()
 
     def _count_sizes(self) -> None:
@@ -144,19 +134,12 @@ class Decontaminator:
             for i in ids: self.sizes[i] += 1
 
     def count(self, text: str) -> None:
-        "First pass (optional): count in how many documents each task n-gram occurs, for `drop_common`."
+        "First pass: count the documents each task n-gram occurs in (`text`: one document, lines joined by newlines)."
         lines = text.split("\n")
         self.seen[0] += 1; self.seen[1] += doc_length(lines)
         norm, n = line_starts(lines)[0], self.n
         for g in {norm[k:k + n] for k in range(len(norm) - n + 1) if norm[k:k + n] in self.grams}:
             self.doc_freq[g] = self.doc_freq.get(g, 0) + 1
-
-    def nothing_found(self) -> bool:
-        """After `count`: True when no task n-gram occurs in any document, so the second pass (`feed`) would change
-        nothing and can be skipped; the counts then describe the corpus as it is. The common case, and half the time."""
-        if self.doc_freq: return False
-        self.counts.update(documents_in=self.seen[0], documents_out=self.seen[0], chars_in=self.seen[1])
-        return True
 
     def drop_common(self, max_doc_freq: int) -> int:
         """Stop looking for the task n-grams that `count` found in more than `max_doc_freq` documents: boilerplate (a
@@ -165,6 +148,31 @@ class Decontaminator:
         for g in self.common: del self.grams[g]
         self._count_sizes()  # boilerplate no longer counts towards a text's share either
         return len(self.common)
+
+# %% ../nbs/03c_decontam.ipynb #27a5db29
+class Decontaminator(TaskNgrams):
+    """Cut the passages that overlap the task's dev/test texts out of documents, one document at a time.
+
+    `texts` are `task_texts` rows `(split, row, text)`; `n`, `margin`, `max_pieces`, `min_overlap` (a text counts in a
+    document only when that document holds this share of its distinct n-grams; 0 = any one) as in the `decontam` settings;
+    `min_doc_length` is stage 03's. `cut=False` (actions drop_test and report) only finds and counts: every document
+    comes back unchanged. `report()` gives the counts (characters are non-whitespace characters, `doc_length`)."""
+    def __init__(self, texts: list, n: int = 13, margin: int = 50, max_pieces: int = 10, min_doc_length: int = 10,
+                 cut: bool = True, min_overlap: float = 0.0):
+        super().__init__(texts, n)
+        self.margin, self.max_pieces, self.min_len, self.cut, self.min_overlap = margin, max_pieces, min_doc_length, cut, min_overlap
+        self.hit: set[int] = set()
+        self.examples: list[dict] = []  # up to 10, one per task text (`shown`)
+        self.shown: set[int] = set()
+        self.counts = dict.fromkeys(("documents_in", "documents_out", "documents_touched", "documents_dropped",
+                                     "chars_in", "chars_removed", "sentences_removed"), 0)
+
+    def nothing_found(self) -> bool:
+        """After `count`: True when no task n-gram occurs in any document, so the second pass (`feed`) would change
+        nothing and can be skipped; the counts then describe the corpus as it is. The common case, and half the time."""
+        if self.doc_freq: return False
+        self.counts.update(documents_in=self.seen[0], documents_out=self.seen[0], chars_in=self.seen[1])
+        return True
 
     def feed(self, text: str) -> list[str]:
         "The document `text` (lines joined by newlines) after the cut: [] when dropped, else one text or several."

@@ -847,6 +847,7 @@ def _scan(cfg, src, texts, vdir: Path, tmp: Path) -> dict:
                     if out: out.write(json.dumps({"text": piece}, ensure_ascii=False) + "\n")
     return dc.report()
 
+# %% ../nbs/04_pretraining_data.ipynb #0cea12b7
 def decontam_warnings(cfg, rep: dict) -> list[dict]:
     """The stage warning on a corpus's `decontam.json` when it found dev/test text (`fileio.stage_warning`): what was
     done and what it leaves, or, when the cut took more than 10% of the corpus, that it looks like templates and the fix."""
@@ -873,6 +874,7 @@ def _other_views(vdir: Path, log) -> None:
         log(f"decontam: {vdir.parent} also holds {len(other)} view(s) of other tasks or settings ({fmt_bytes(size)}); "
             "delete those no run uses")
 
+# %% ../nbs/04_pretraining_data.ipynb #171acb72
 def task_view(cfg, *, force: bool = False, progress: bool = True, log=print, warn: bool | None = None) -> dict | None:
     """Check stage 04's corpus against the dev/test texts of `finetune.task_dir` (03c) and build this task's view.
 
