@@ -165,6 +165,9 @@ class PathsConfig(Section):
     def ids_dir(self) -> Path:
         "`<corpus_dir>/ids/`: stage 04's `_ids.npy` / `_idx.npz` / stats.json and stage 05's cached index maps."
         return self.corpus_dir / "ids"
+    def ids_dir_of(self, corpus: str | None = None) -> Path:
+        "`<data_root>/<corpus>/ids/` of another corpus of the run (a blend entry, replay's general corpus); `ids_dir` for None."
+        return self.ids_dir if corpus is None else resolve_path(self.data_root) / corpus / "ids"
     @property
     def run_dir(self) -> Path:
         "`<output_root>/<run_name>/`: the run's config.yaml, metrics, logs, checkpoints, exports and reports."

@@ -26,9 +26,9 @@ __all__ = ['STAGE04_HINT', 'SPLIT_NAMES', 'LONG_SENTENCE_LEN', 'BLEND_MARGIN', '
            'split_documents', 'document_stats', 'samples_per_epoch', 'index_map_path', 'build_index_map',
            'MaskingVocab', 'masking_vocab', 'MaskResult', 'ngram_probs', 'word_spans', 'mask_whole_words', 'Sample',
            'truncate_pair', 'build_sample', 'PretrainingDataset', 'collate_batch', 'GlobalBatchSampler',
-           'corpus_ids_dir', 'corpus_prefix', 'open_corpus', 'live_splits', 'split_num_samples', 'build_datasets',
-           'unigram_reference', 'blend_weights', 'blend_num_samples', 'blend_indices', 'BlendedDataset',
-           'blend_problems', 'build_blended_datasets', 'train_samples_per_epoch', 'resolve_max_steps', 'data_warnings']
+           'corpus_prefix', 'open_corpus', 'live_splits', 'split_num_samples', 'build_datasets', 'unigram_reference',
+           'blend_weights', 'blend_num_samples', 'blend_indices', 'BlendedDataset', 'blend_problems',
+           'build_blended_datasets', 'train_samples_per_epoch', 'resolve_max_steps', 'data_warnings']
 
 # %% ../nbs/05_dataset.ipynb #b6505512
 STAGE04_HINT = "run stage 04 first: `vertical-pretrain create-pretraining-data --config run.yaml` (nbs/04_pretraining_data.ipynb)"
@@ -409,15 +409,11 @@ class GlobalBatchSampler:
         return (self.end_step - self.start_step) * (self.per_rank // self.micro)
 
 # %% ../nbs/05_dataset.ipynb #5581c2f2
-def corpus_ids_dir(cfg, corpus: str | None = None) -> Path:
-    "data_file/<corpus>/ids/ (`corpus` default paths.corpus): stage 04's folder of that corpus."
-    return cfg.paths.ids_dir if corpus is None else resolve_path(cfg.paths.data_root) / corpus / "ids"
-
 def corpus_prefix(cfg, corpus: str | None = None) -> Path:
     """Where training reads the corpus (`corpus` default paths.corpus): `data_file/<corpus>/ids/<output_prefix>`, or
     this task's view `ids/task-<fingerprint>/<output_prefix>` when stage 04 cut dev/test text out of it (03c,
     `decontam.view_prefix`)."""
-    return view_prefix(cfg, corpus_ids_dir(cfg, corpus), cfg.pretraining_data.output_prefix)
+    return view_prefix(cfg, cfg.paths.ids_dir_of(corpus), cfg.pretraining_data.output_prefix)
 
 def open_corpus(prefix, vocab: MaskingVocab, is_builder: bool = True) -> IndexedCorpus:
     "Stage 04's corpus at `prefix`; ValueError when it holds a token id the tokenizer lacks (checked on the builder)."
@@ -577,7 +573,7 @@ def blend_problems(cfg) -> list[str]:
                    f"--config run.yaml --from 01 --to 04 -p paths.corpus {name}`")
             out.append(f"data.blend: corpus {name!r} has no stage-04 ids at {prefix}_ids.npy; {how}")
             continue
-        m = read_manifest(corpus_ids_dir(cfg, name), "04_pretraining_data")
+        m = read_manifest(cfg.paths.ids_dir_of(name), "04_pretraining_data")
         used = (m or {}).get("params", {}).get("tokenizer")
         if used and used != str(tok) and (_vocab_lines(used) is None or _vocab_lines(used) != _vocab_lines(tok)):
             out.append(f"data.blend: corpus {name!r} was tokenized with {used} but this run uses {tok}; rebuild its ids "

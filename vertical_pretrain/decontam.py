@@ -283,8 +283,7 @@ def run_reports(cfg) -> list[tuple[str, str, dict | None]]:
     "`(role, corpus, its decontam.json or None when not checked)` for `run_corpora`; [] when decontamination is off or there is no task."
     key = task_key(cfg)
     if key is None: return []
-    root = resolve_path(cfg.paths.data_root)
-    return [(role, c, read_report(root / c / "ids", key[0])) for role, c in run_corpora(cfg)]
+    return [(role, c, read_report(cfg.paths.ids_dir_of(c), key[0])) for role, c in run_corpora(cfg)]
 
 def without_contaminated(task: dict, keys) -> dict:
     """The task without the dev/test rows whose normalised text hashes (`dedup.exact_key`) are in `keys` (the reports'

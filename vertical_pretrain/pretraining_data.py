@@ -925,7 +925,7 @@ def corpus_config(cfg, corpus: str):
     """`cfg` for `corpus` (another corpus of the run: a blend entry, replay's general corpus) with the tokenization its
     own stage-04 ids were made with (the params in its manifest), so that its task view matches them; None when stage
     04 did not make its ids (no manifest)."""
-    m = read_manifest(resolve_path(cfg.paths.data_root) / corpus / "ids", STAGE)
+    m = read_manifest(cfg.paths.ids_dir_of(corpus), STAGE)
     if m is None: return None
     p = m["params"]
     kv = {f"pretraining_data.{k}": p[k] for k in asdict(cfg.pretraining_data) if k in p}
