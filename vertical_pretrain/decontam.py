@@ -12,6 +12,7 @@ __all__ = ['CHECKED_SPLITS', 'REPORT', 'units', 'spell', 'task_texts', 'task_gra
 import hashlib
 import json
 import re
+import zlib
 from pathlib import Path
 
 from .config import parse_blend, resolve_path
@@ -26,15 +27,17 @@ _WORD_RE = re.compile(f"[^{CJK}]+")
 _WORD_CODES: dict[str, str] = {}  # this process's word -> private-use character (n-grams are never saved, so it need not be stable)
 _WORD_NAMES: dict[str, str] = {}  # and back, for reports
 _PUA = [(0xF0000, 0xFFFFE), (0x100000, 0x10FFFE)]  # the supplementary private use areas: 131,068 code points
+_PUA_SIZE = 2 * 0xFFFE
 
 def _word_code(m: re.Match) -> str:
     w = m.group()
     if len(w) == 1: return w
     c = _WORD_CODES.get(w)
     if c is None:
-        k = len(_WORD_CODES) % 131068
-        c = _WORD_CODES[w] = chr(_PUA[0][0] + k if k < 0xFFFE else _PUA[1][0] + k - 0xFFFE)
-        _WORD_NAMES[c] = w
+        full = len(_WORD_CODES) >= _PUA_SIZE  # then words share characters by hash, and the table stops growing
+        k = zlib.crc32(w.encode("utf-8", "surrogatepass")) % _PUA_SIZE if full else len(_WORD_CODES)
+        c = chr(_PUA[0][0] + k if k < 0xFFFE else _PUA[1][0] + k - 0xFFFE)
+        if not full: _WORD_CODES[w] = c; _WORD_NAMES[c] = w
     return c
 
 def units(norm: str) -> str:
